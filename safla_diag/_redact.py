@@ -1,0 +1,140 @@
+"""
+redact(): the one place that decides what a secret looks like.
+
+Every URL, configuration value or message that the library shows, logs or raises passes through it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["MASK", "is_secret_key", "redact", "redact_value"]
+
+MASK = "***"
+
+# Key names whose values are secrets. Matched as substrings of the lower-cased key, so
+# "DB_PASSWORD", "apiKey" and "x-auth-token" are all covered.
+_SECRET_WORDS = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_key",
+    "private_key",
+    "credential",
+    "auth",
+    "session_key",
+    "signature",
+    "cookie",
+    "dsn_password",
+)
+
+_KEY_NORMALISE = re.compile(r"[^a-z0-9]+")
+
+# scheme://user:password@host  -> scheme://user:***@host
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/?#@\s]*):(?P<pw>[^@/?#\s]*)@"
+)
+# ?token=abc&x=1 -> ?token=***&x=1 (and any secret-looking parameter name)
+_QUERY_SECRET = re.compile(
+    r"(?P<pre>[?&;](?P<key>[A-Za-z0-9_.\-]*)=)(?P<val>[^&;#\s'\"]*)",
+)
+# password=abc, "token": "abc", api_key: abc, PASSWORD='abc'
+_KV_SECRET = re.compile(
+    r"""(?P<key>[A-Za-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|credential|auth)[A-Za-z0-9_.\-]*)
+        (?P<sep>["']?\s*[:=]\s*)
+        (?P<q>["']?)(?P<val>[^\s"',;&}]+)""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# Authorization: Bearer <token>
+_BEARER = re.compile(r"(?P<pre>\b(?:bearer|basic|token)\s+)(?P<val>[A-Za-z0-9\-._~+/=]{8,})", re.I)
+
+
+def is_secret_key(key: object) -> bool:
+    """
+    Tell whether a mapping key names a secret (password, token, api_key, ...).
+
+    Args:
+        key: The key; anything that is not a string is never secret.
+
+    Returns:
+        True when values stored under this key must never be shown.
+    """
+    if not isinstance(key, str):
+        return False
+    k = _KEY_NORMALISE.sub("_", key.lower())
+    compact = k.replace("_", "")
+    return any(
+        w.replace("-", "_") in k or w.replace("_", "").replace("-", "") in compact
+        for w in _SECRET_WORDS
+    )
+
+
+def _query_sub(m: re.Match[str]) -> str:
+    if is_secret_key(m.group("key")) and m.group("val"):
+        return m.group("pre") + MASK
+    return m.group(0)
+
+
+def _kv_sub(m: re.Match[str]) -> str:
+    if m.group("val") == MASK:
+        return m.group(0)
+    return f"{m.group('key')}{m.group('sep')}{m.group('q')}{MASK}"
+
+
+def redact(text: object) -> str:
+    """
+    Return ``text`` as a string with every secret in it replaced by ``***``.
+
+    Passwords in URLs (``redis://:s3cret@host`` -> ``redis://:***@host``), secret-looking query
+    parameters (``?token=...``), ``key=value`` and ``"key": "value"`` pairs whose key looks secret,
+    and bearer tokens are masked. Anything else is left as it is.
+
+    Args:
+        text: Any object; non-strings are converted with ``str()`` first.
+
+    Returns:
+        The redacted string.
+    """
+    s = text if isinstance(text, str) else str(text)
+    if not s:
+        return s
+    s = _URL_USERINFO.sub(
+        lambda m: f"{m.group('scheme')}{m.group('user')}:{MASK}@" if m.group("pw") else m.group(0),
+        s,
+    )
+    s = _QUERY_SECRET.sub(_query_sub, s)
+    s = _KV_SECRET.sub(_kv_sub, s)
+    s = _BEARER.sub(lambda m: m.group("pre") + MASK, s)
+    return s
+
+
+def redact_value(value: Any, key: object = None) -> Any:
+    """
+    Redact a configuration value, recursively.
+
+    Mappings keep their keys, and values under secret-looking keys become ``***``; sequences are
+    redacted item by item; strings go through :func:`redact`; other scalars are returned as they are.
+
+    Args:
+        value: The value to redact.
+        key: The key the value is stored under, if any.
+
+    Returns:
+        A redacted copy (mappings become dicts, sequences lists).
+    """
+    if key is not None and is_secret_key(key) and value not in (None, ""):
+        return MASK
+    if isinstance(value, Mapping):
+        return {k: redact_value(v, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value

@@ -1,0 +1,16 @@
+"""Monitors that run inside a host for weeks: memory, request performance, leaks."""
+
+from __future__ import annotations
+
+from ._leaks import LeakAnalysis, MemoryLeakDetector
+from ._memory import MemoryMonitor
+from ._optimizer import VectorMemoryOptimizer
+from ._performance import PerformanceMonitor
+
+__all__ = [
+    "LeakAnalysis",
+    "MemoryLeakDetector",
+    "MemoryMonitor",
+    "PerformanceMonitor",
+    "VectorMemoryOptimizer",
+]

@@ -1,0 +1,99 @@
+"""The public contract: the names of API.md, importable from safla_diag, and a light import."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import safla_diag
+
+from .conftest import cli_env
+
+# The names API.md lists. Never remove one; add new public names to EXTRA on purpose.
+CONTRACT = {
+    "SaflaDiagError", "ConfigurationError", "DependencyError", "PerformanceError",
+    "MemoryPressureError", "IndexCorruptionError", "RecoveryError", "MCPRecoveryError", "redact",
+    "validate_configuration", "load_configuration", "SaflaConfig",
+    "check_dependencies", "DependencyReport", "check_external_services",
+    "acheck_external_services", "ServiceReport", "ServiceResult",
+    "CPUProfiler", "profile", "ProfileReport", "timed", "MemoryProfiler",
+    "MemoryMonitor", "PerformanceMonitor", "MemoryLeakDetector", "LeakAnalysis",
+    "VectorMemoryOptimizer",
+    "VectorIndexRecovery", "IndexHealth", "BackupInfo",
+    "MCPConnectionRecovery", "MCPTaskRecovery",
+    "PerformanceDiagnostic", "Diagnostics", "DiagnosisReport",
+    "analyze_logs", "LogReport",
+}  # fmt: skip
+EXTRA: set[str] = set()
+
+
+def test_all_is_exactly_the_contract() -> None:
+    """__all__ lists the contract's names plus the ones we add on purpose, sorted."""
+    assert set(safla_diag.__all__) == CONTRACT | EXTRA
+    assert list(safla_diag.__all__) == sorted(safla_diag.__all__)
+    for name in safla_diag.__all__:
+        assert getattr(safla_diag, name) is not None
+
+
+@pytest.mark.parametrize(
+    "layer",
+    ["config", "checks", "profiling", "monitoring", "vector", "mcp_retry", "diagnosis", "logs"],
+)
+def test_layers_export_subsets_of_the_facade(layer: str) -> None:
+    """Each layer's __all__ is part of the facade, and the facade re-exports the same objects."""
+    module = importlib.import_module(f"safla_diag.{layer}")
+    assert set(module.__all__) <= set(safla_diag.__all__)
+    for name in module.__all__:
+        assert getattr(safla_diag, name) is getattr(module, name)
+
+
+def test_error_tree() -> None:
+    """The error hierarchy of API.md, builtins included."""
+    e = safla_diag
+    for cls in (e.ConfigurationError, e.DependencyError, e.PerformanceError,
+                e.MemoryPressureError, e.IndexCorruptionError, e.RecoveryError):  # fmt: skip
+        assert issubclass(cls, e.SaflaDiagError)
+    assert issubclass(e.ConfigurationError, ValueError)
+    assert issubclass(e.MCPRecoveryError, e.RecoveryError)
+    assert issubclass(e.MCPRecoveryError, ConnectionError)
+    assert e.MemoryPressureError is not MemoryError
+    assert not issubclass(e.MemoryPressureError, MemoryError)
+
+
+def test_configuration_error_carries_every_issue() -> None:
+    """Built from a list it keeps them all; from a string it holds one."""
+    err = safla_diag.ConfigurationError(["a: bad", "b: worse"])
+    assert err.issues == ("a: bad", "b: worse")
+    assert "a: bad" in str(err) and "b: worse" in str(err)
+    assert safla_diag.ConfigurationError("only one").issues == ("only one",)
+
+
+def test_import_is_light() -> None:
+    """Importing the package loads neither faiss nor numpy nor any optional extra."""
+    code = (
+        "import sys, safla_diag; "
+        "heavy = [m for m in ('faiss', 'numpy', 'psycopg', 'prometheus_client', 'IPython', "
+        "'opentelemetry', 'mcp', 'xxhash') if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_version_is_a_string() -> None:
+    """__version__ is lazy and always a string."""
+    assert isinstance(safla_diag.__version__, str)
+    with pytest.raises(AttributeError):
+        _ = safla_diag.no_such_name  # type: ignore[attr-defined]
+
+
+def test_package_logger_has_only_a_null_handler() -> None:
+    """The library adds exactly one handler, a NullHandler, to its own logger."""
+    import logging
+
+    handlers = logging.getLogger("safla_diag").handlers
+    assert [type(h) for h in handlers] == [logging.NullHandler]
