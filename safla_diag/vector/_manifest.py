@@ -1,0 +1,395 @@
+"""
+The manifest (the commit point of a saved index), checksums, and durable file primitives.
+
+Nothing here imports faiss. Files are only ever written as an ``O_EXCL`` temporary file in the
+destination's folder, flushed, fsynced, size-checked and ``os.replace``d, then the folder is fsynced:
+a file is never rewritten in place (a reader that has it memory-mapped would die of SIGBUS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "CHUNK",
+    "DEFAULT_ALGORITHM",
+    "Hasher",
+    "Manifest",
+    "ManifestError",
+    "atomic_write_bytes",
+    "folder_lock",
+    "fsync_dir",
+    "hash_file",
+    "new_hasher",
+    "open_exclusive",
+    "remove_orphans",
+    "temp_path",
+]
+
+FORMAT = "safla-diag-vector-manifest"
+FORMAT_VERSION = 1
+DEFAULT_ALGORITHM = "xxh3_128"
+ALGORITHMS = ("xxh3_128", "sha256")
+CHUNK = 8 * 1024 * 1024
+
+_TEMP = re.compile(r"^\.(?P<base>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+class Hasher(Protocol):
+    """What hashlib and xxhash objects have in common."""
+
+    def update(self, data: bytes | memoryview | bytearray, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class ManifestError(ValueError):
+    """A manifest is missing a field, has a wrong type, or fails its own checksum."""
+
+
+def new_hasher(algorithm: str) -> Hasher:
+    """
+    Return a new hasher for ``algorithm`` (``xxh3_128`` or ``sha256``).
+
+    Raises:
+        ValueError: For an unknown algorithm.
+    """
+    if algorithm == "xxh3_128":
+        from .._lazy import import_optional
+
+        xxhash = import_optional("xxhash")
+        h: Hasher = xxhash.xxh3_128()
+        return h
+    if algorithm == "sha256":
+        return hashlib.sha256()
+    raise ValueError(f"unknown checksum algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+
+
+def hash_fd(
+    fd: int, algorithm: str, *, sink: Callable[[memoryview], object] | None = None
+) -> tuple[int, str]:
+    """Hash an open file from its current position to the end; returns (bytes read, hex digest)."""
+    h = new_hasher(algorithm)
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    total = 0
+    with os.fdopen(os.dup(fd), "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            chunk = view[:n]
+            h.update(chunk)
+            if sink is not None:
+                sink(chunk)
+            total += n
+    return total, h.hexdigest()
+
+
+def hash_file(path: str | os.PathLike[str], algorithm: str = DEFAULT_ALGORITHM) -> tuple[int, str]:
+    """Return (size, hex digest) of a whole file, read in chunks."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return hash_fd(fd, algorithm)
+    finally:
+        os.close(fd)
+
+
+def temp_path(final: Path) -> Path:
+    """A unique temporary name beside ``final``, recognisable (and removable) as an orphan later."""
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def open_exclusive(path: Path) -> int:
+    """Create ``path`` for writing; fails if it exists (O_EXCL), so two writers never share it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    return os.open(path, flags, 0o644)
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder so that renames and creations in it are durable."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:  # pragma: no cover - some filesystems refuse fsync on folders
+        if err.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> int:
+    """Write all of ``data`` to ``fd`` (os.write may write less than asked)."""
+    view = memoryview(data)
+    total = 0
+    while total < len(view):
+        total += os.write(fd, view[total:])
+    return total
+
+
+def atomic_write_bytes(final: Path, data: bytes, *, sync_dir: bool = True) -> None:
+    """Write ``data`` to ``final`` atomically and durably (temp, fsync, size check, replace)."""
+    tmp = temp_path(final)
+    fd = open_exclusive(tmp)
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if size != len(data):
+            raise OSError(errno.EIO, f"short write: {size} of {len(data)} bytes", str(final))
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if sync_dir:
+        fsync_dir(final.parent)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(folder: Path) -> list[Path]:
+    """
+    Remove temporary files and folders left by writers that died (their pid is gone).
+
+    Returns:
+        What was removed.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if m is None or _pid_alive(int(m["pid"])):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, name: str) -> Iterator[None]:
+    """
+    Hold an exclusive advisory lock (flock) on ``folder/.<name>.lock`` for writers.
+
+    The kernel releases it when the holder dies, so a kill -9 never leaves it stuck.
+    """
+    path = folder / f".{name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory lock
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _canonical(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _want(d: Mapping[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
+    if key not in d:
+        raise ManifestError(f"{where}: missing {key!r}")
+    value = d[key]
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise ManifestError(f"{where}: {key!r} has the wrong type")
+    if not isinstance(value, types):
+        raise ManifestError(f"{where}: {key!r} has the wrong type")
+    return value
+
+
+class Manifest:
+    """
+    The manifest of a saved index (or of a backup): what the files must be, and what is inside.
+
+    It is JSON with a checksum of its own canonical body, so a damaged manifest is detected too.
+    """
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+
+    # Fields used by the rest of the layer.
+    @property
+    def generation(self) -> int:
+        return int(self.body["generation"])
+
+    @property
+    def algorithm(self) -> str:
+        return str(self.body["checksum_algorithm"])
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        files: dict[str, dict[str, Any]] = self.body["files"]
+        return files
+
+    @property
+    def index(self) -> dict[str, Any]:
+        index: dict[str, Any] = self.body["index"]
+        return index
+
+    @property
+    def canaries(self) -> dict[str, Any] | None:
+        c: dict[str, Any] | None = self.body.get("canaries")
+        return c
+
+    @property
+    def source(self) -> dict[str, Any] | None:
+        s: dict[str, Any] | None = self.body.get("source")
+        return s
+
+    @property
+    def created_at(self) -> float:
+        return float(self.body["created_at"])
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        generation: int,
+        index: Mapping[str, Any],
+        files: Mapping[str, Mapping[str, Any]],
+        algorithm: str,
+        faiss_version: str,
+        canaries: Mapping[str, Any] | None = None,
+        source: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Build a manifest; ``created_at`` is now."""
+        body: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "generation": generation,
+            "created_at": time.time(),
+            "created_at_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "faiss_version": faiss_version,
+            "checksum_algorithm": algorithm,
+            "index": dict(index),
+            "files": {k: dict(v) for k, v in files.items()},
+            "canaries": dict(canaries) if canaries else None,
+            "source": dict(source) if source else None,
+        }
+        if extra:
+            body.update(extra)
+        return cls(body)
+
+    def evolve(self, **changes: Any) -> Manifest:
+        """A copy with some top-level fields changed (``created_at`` kept unless given)."""
+        body = json.loads(json.dumps(self.body))
+        body.update(changes)
+        return Manifest(body)
+
+    def to_bytes(self) -> bytes:
+        """Serialise, with the self-checksum."""
+        body = dict(self.body)
+        body.pop("self_checksum", None)
+        body["self_checksum"] = "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
+        return json.dumps(body, indent=1, sort_keys=True).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, where: str = "manifest") -> Manifest:
+        """
+        Parse and validate a manifest.
+
+        Raises:
+            ManifestError: When it is not valid JSON, is not ours, fails its self-checksum or lacks
+                a field.
+        """
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ManifestError(f"{where} is not valid JSON ({err})") from None
+        if not isinstance(body, dict):
+            raise ManifestError(f"{where} is not a JSON object")
+        if body.get("format") != FORMAT:
+            raise ManifestError(f"{where} is not a safla-diag vector manifest")
+        if body.get("format_version") != FORMAT_VERSION:
+            raise ManifestError(
+                f"{where} has format version {body.get('format_version')!r}; "
+                f"this version reads {FORMAT_VERSION}"
+            )
+        stored = body.pop("self_checksum", None)
+        expected = "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
+        if stored != expected:
+            raise ManifestError(f"{where} fails its own checksum (it was damaged or edited)")
+        _want(body, "generation", int, where)
+        _want(body, "created_at", (int, float), where)
+        algorithm = _want(body, "checksum_algorithm", str, where)
+        if algorithm not in ALGORITHMS:
+            raise ManifestError(f"{where}: unknown checksum algorithm {algorithm!r}")
+        index = _want(body, "index", dict, where)
+        for key, types in (
+            ("class", str),
+            ("dimension", int),
+            ("ntotal", int),
+            ("metric", str),
+            ("is_trained", bool),
+        ):
+            _want(index, key, types, f"{where} index")
+        files = _want(body, "files", dict, where)
+        if not files:
+            raise ManifestError(f"{where} lists no files")
+        for name, entry in files.items():
+            if not isinstance(entry, dict) or "/" in name or name.startswith("."):
+                raise ManifestError(f"{where}: bad file entry {name!r}")
+            _want(entry, "size", int, f"{where} file {name!r}")
+            _want(entry, "checksum", str, f"{where} file {name!r}")
+        return cls(body)
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest | None:
+        """
+        Read a manifest file; None when it does not exist.
+
+        Raises:
+            ManifestError: When it exists but is damaged.
+        """
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return cls.from_bytes(data, where=f"manifest {path.name}")
+
+    def write(self, path: Path, *, sync_dir: bool = True) -> None:
+        """Write atomically (temp, fsync, replace, fsync of the folder)."""
+        atomic_write_bytes(path, self.to_bytes(), sync_dir=sync_dir)

@@ -1,0 +1,399 @@
+"""
+Load suspect index files in an isolated child process, so that a file faiss chokes on cannot
+crash, hang or balloon the host.
+
+The parent (:func:`probe_files`) starts ``python -m safla_diag.vector._probe``, sends it the jobs as
+JSON on stdin, and reads one JSON line per event from its stdout. The child caps its own address
+space (RLIMIT_AS) at a few times the file's size above its baseline before each file, and the parent
+kills it when a file takes longer than the timeout. When the child dies (a signal, the memory cap),
+the file it was on is reported and a fresh child carries on with the rest, so one spawn checks many
+files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+__all__ = ["ProbeJob", "ProbeResult", "probe_files"]
+
+_MARK = "@@safla-probe "
+_STARTUP_TIMEOUT = 60.0
+_SLACK = 256 * 1024 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class ProbeJob:
+    """One file to load in the child, with the canaries to run on it."""
+
+    path: str
+    canaries: dict[str, Any] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ProbeResult:
+    """
+    What the child found.
+
+    ``status``: ``loaded`` (faiss loaded it; see ``problems``), ``rejected`` (faiss raised an
+    error), ``memory`` (it hit the memory cap), ``crashed`` (the child died of a signal),
+    ``timeout`` (it took too long and was killed), ``error`` (the probe itself failed).
+    """
+
+    path: str
+    status: str
+    detail: str = ""
+    info: dict[str, Any] | None = None
+    problems: tuple[str, ...] = ()
+    canaries_passed: int | None = None
+    canaries_total: int | None = None
+    file_size: int | None = None
+    roundtrip_size: int | None = None
+    roundtrip_identical: bool | None = None
+    duration: float = 0.0
+
+    @property
+    def loaded(self) -> bool:
+        return self.status == "loaded"
+
+
+def _child_env() -> dict[str, str]:
+    # Make `-m safla_diag.vector._probe` importable even when running from a source tree.
+    root = str(Path(__file__).resolve().parent.parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    # One thread: predictable memory, and the host's cores stay the host's.
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+class _Child:
+    def __init__(self, jobs: list[dict[str, Any]], memory_factor: float) -> None:
+        self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "safla_diag.vector._probe"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env=_child_env(),
+            start_new_session=True,
+            close_fds=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        payload = json.dumps({"jobs": jobs, "memory_factor": memory_factor}).encode()
+        try:
+            self.proc.stdin.write(payload)
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.fd = self.proc.stdout.fileno()
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.fd, selectors.EVENT_READ)
+        self.buf = b""
+
+    def next_event(self, deadline: float) -> dict[str, Any] | None:
+        """The next event; None at EOF (the child exited or died). Raises TimeoutError."""
+        while True:
+            nl = self.buf.find(b"\n")
+            if nl >= 0:
+                line, self.buf = self.buf[:nl], self.buf[nl + 1 :]
+                text = line.decode("utf-8", "replace")
+                if text.startswith(_MARK):
+                    try:
+                        event: dict[str, Any] = json.loads(text[len(_MARK) :])
+                    except ValueError:
+                        continue
+                    return event
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            if not self.sel.select(remaining):
+                continue
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+
+    def death(self) -> str:
+        try:
+            rc = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            rc = self.proc.wait()
+        self.stderr.seek(0, os.SEEK_END)
+        size = self.stderr.tell()
+        self.stderr.seek(max(0, size - 400))
+        tail = self.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        last = tail[-1] if tail else ""
+        if rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = f"signal {-rc}"
+            return f"the loader process was killed by {name}"
+        return f"the loader process exited with status {rc}" + (f" ({last})" if last else "")
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
+    def close(self) -> None:
+        self.kill()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=10)
+        self.sel.close()
+        for stream in (self.proc.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def probe_files(
+    jobs: Sequence[ProbeJob],
+    *,
+    timeout: float | None = None,
+    memory_factor: float = 4.0,
+) -> list[ProbeResult]:
+    """
+    Load each file in an isolated child and report what faiss and our checks make of it.
+
+    Args:
+        jobs: The files (and their canaries).
+        timeout: Seconds allowed per file; None picks 30 s plus 1 s per 20 MB.
+        memory_factor: The child's address space may grow by this many times the file's size.
+
+    Returns:
+        One result per job, in order. Never raises for what a file does to the child.
+    """
+    results: dict[int, ProbeResult] = {}
+    pending = list(range(len(jobs)))
+    payloads = [attrs.asdict(j) for j in jobs]
+
+    def limit_for(i: int) -> float:
+        if timeout is not None:
+            return timeout
+        try:
+            size = os.path.getsize(jobs[i].path)
+        except OSError:
+            size = 0
+        return 30.0 + size / (20 * 1024 * 1024)
+
+    while pending:
+        batch = pending
+        child = _Child([dict(payloads[i], index=i) for i in batch], memory_factor)
+        current: int | None = None
+        started = time.monotonic()
+        deadline = started + _STARTUP_TIMEOUT
+        try:
+            while True:
+                try:
+                    event = child.next_event(deadline)
+                except TimeoutError:
+                    child.kill()
+                    if current is None:
+                        # The child never got going: report the rest and stop.
+                        for i in batch:
+                            results.setdefault(
+                                i,
+                                ProbeResult(
+                                    path=jobs[i].path,
+                                    status="error",
+                                    detail="the loader process did not start in time",
+                                ),
+                            )
+                        pending = []
+                        break
+                    results[current] = ProbeResult(
+                        path=jobs[current].path,
+                        status="timeout",
+                        detail=f"loading took longer than {limit_for(current):.0f} s; killed",
+                        duration=time.monotonic() - started,
+                    )
+                    pending = [i for i in batch if i not in results]
+                    break
+                if event is None:
+                    reason = child.death()
+                    if current is None or current in results:
+                        for i in batch:
+                            results.setdefault(
+                                i, ProbeResult(path=jobs[i].path, status="error", detail=reason)
+                            )
+                        pending = []
+                        break
+                    results[current] = ProbeResult(
+                        path=jobs[current].path,
+                        status="crashed",
+                        detail=reason,
+                        duration=time.monotonic() - started,
+                    )
+                    pending = [i for i in batch if i not in results]
+                    break
+                if event.get("event") == "start":
+                    current = int(event["index"])
+                    started = time.monotonic()
+                    deadline = started + limit_for(current)
+                elif event.get("event") == "result":
+                    i = int(event["index"])
+                    results[i] = ProbeResult(
+                        path=jobs[i].path,
+                        status=str(event["status"]),
+                        detail=str(event.get("detail", "")),
+                        info=event.get("info"),
+                        problems=tuple(event.get("problems", ())),
+                        canaries_passed=event.get("canaries_passed"),
+                        canaries_total=event.get("canaries_total"),
+                        file_size=event.get("file_size"),
+                        roundtrip_size=event.get("roundtrip_size"),
+                        roundtrip_identical=event.get("roundtrip_identical"),
+                        duration=float(event.get("duration", 0.0)),
+                    )
+                elif event.get("event") == "done":
+                    pending = [i for i in batch if i not in results]
+                    for i in pending:
+                        results[i] = ProbeResult(
+                            path=jobs[i].path, status="error", detail="the loader skipped it"
+                        )
+                    pending = []
+                    break
+        finally:
+            child.close()
+    return [results[i] for i in range(len(jobs))]
+
+
+# --------------------------------------------------------------------------------------- child
+
+
+def _emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(_MARK + json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def _vm_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cap_memory(size: int, factor: float) -> None:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    vm = _vm_bytes()
+    if vm is None:
+        return
+    soft = int(vm + factor * size + _SLACK)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _hash_and_size(path: str) -> tuple[int, str]:
+    from ._manifest import hash_file
+
+    return hash_file(path, "xxh3_128")
+
+
+def _check_one(job: dict[str, Any], memory_factor: float) -> dict[str, Any]:
+    from . import _faiss
+    from ._manifest import new_hasher
+
+    path = job["path"]
+    out: dict[str, Any] = {"index": job["index"]}
+    size = os.path.getsize(path)
+    out["file_size"] = size
+    _cap_memory(size, memory_factor)
+    f = _faiss.faiss()
+    try:
+        with _faiss.vector_byte_limit(size + 1024 * 1024):
+            index = f.read_index(path)
+    except MemoryError:
+        return {**out, "status": "memory", "detail": "loading exceeded the memory cap"}
+    except Exception as err:
+        text = str(err).strip().splitlines()
+        detail = next(
+            (ln for ln in text if "Error" in ln or "error" in ln), text[0] if text else ""
+        )
+        status = "memory" if "bad_alloc" in str(err) else "rejected"
+        return {**out, "status": status, "detail": f"faiss refused it: {detail.strip()[:300]}"}
+    problems: list[str] = []
+    try:
+        out["info"] = _faiss.describe(index)
+        problems += _faiss.structural_problems(index)
+        if not problems:
+            problems += _faiss.finite_problems(index)
+        if not problems:
+            _faiss.smoke_search(index)
+            canaries = job.get("canaries")
+            if canaries:
+                passed, bad = _faiss.check_canaries(index, canaries)
+                out["canaries_passed"] = passed
+                out["canaries_total"] = len(canaries.get("expected_ids", []))
+                problems += bad
+        # Write it back through a hasher: faiss ignores trailing bytes, this finds them.
+        h = new_hasher("xxh3_128")
+        count = [0]
+
+        def sink(b: bytes) -> int:
+            h.update(b)
+            count[0] += len(b)
+            return len(b)
+
+        _faiss.write_index_stream(index, sink)
+        out["roundtrip_size"] = count[0]
+        _, file_digest = _hash_and_size(path)
+        out["roundtrip_identical"] = count[0] == size and h.hexdigest() == file_digest
+    except MemoryError:
+        return {**out, "status": "memory", "detail": "checking it exceeded the memory cap"}
+    except Exception as err:
+        first = str(err).strip().splitlines()
+        problems.append(f"faiss failed on it: {(first[0] if first else type(err).__name__)[:300]}")
+    finally:
+        del index
+        gc.collect()
+    return {**out, "status": "loaded", "problems": problems}
+
+
+def _main() -> int:
+    with contextlib.suppress(IndexError, ValueError):
+        sys.path.remove("")
+    doc = json.loads(sys.stdin.buffer.read())
+    factor = float(doc.get("memory_factor", 4.0))
+    from . import _faiss
+
+    _faiss.set_threads(1)
+    for job in doc["jobs"]:
+        _emit({"event": "start", "index": job["index"]})
+        t = time.monotonic()
+        try:
+            result = _check_one(job, factor)
+        except Exception as err:  # the probe itself must report, not die
+            result = {"index": job["index"], "status": "error", "detail": repr(err)[:300]}
+        result["event"] = "result"
+        result["duration"] = time.monotonic() - t
+        _emit(result)
+    _emit({"event": "done"})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
