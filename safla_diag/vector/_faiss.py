@@ -115,6 +115,17 @@ def structural_problems(index: Any) -> list[str]:
         problems.append(f"{name}: dimension {d} is not positive")
     if ntotal < 0:
         problems.append(f"{name}: ntotal {ntotal} is negative")
+    metric = int(index.metric_type)
+    if name.endswith("L2") and metric != int(f.METRIC_L2):
+        problems.append(
+            f"{name} is an L2 class but its metric field says {METRICS.get(metric, metric)}"
+        )
+    if name.endswith("IP") and metric != int(f.METRIC_INNER_PRODUCT):
+        problems.append(
+            f"{name} is an inner-product class but its metric field says {METRICS.get(metric, metric)}"
+        )
+    if metric not in METRICS:
+        problems.append(f"{name}: unknown metric type {metric}")
     if isinstance(index, f.IndexIDMap):
         sub = downcast(index.index)
         if int(sub.d) != d:

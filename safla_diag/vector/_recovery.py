@@ -281,7 +281,10 @@ class VectorIndexRecovery:
         """
         return self._diagnose(deep=deep)[0]
 
-    def _diagnose(self, *, deep: bool) -> tuple[IndexHealth, Manifest | None, ProbeResult | None]:
+    def _diagnose(
+        self, *, deep: bool, probed: ProbeResult | None = None
+    ) -> tuple[IndexHealth, Manifest | None, ProbeResult | None]:
+        # ``probed``: a result of the isolated load already obtained (many files in one child).
         t0 = time.perf_counter()
         v = _Verdict()
         facts: dict[str, Any] = {"path": str(self.index_path)}
@@ -393,7 +396,7 @@ class VectorIndexRecovery:
             v.add("isolated load", False, "the file is empty (0 bytes)")
             return done()
         if deep or matched is None:
-            probe = self._probe(matched)
+            probe = probed if probed is not None else self._probe(matched)
             self._judge_probe(v, probe, matched, st.st_size, facts)
         return done()
 
@@ -443,10 +446,6 @@ class VectorIndexRecovery:
                 metric=info.get("metric"),
             )
             self._check_dimension(v, int(info["dimension"]))
-        if probe.roundtrip_identical is False and probe.roundtrip_size == size:
-            v.notes.append(
-                "faiss writes this index back slightly differently (another faiss version?)"
-            )
 
     # ---------------------------------------------------------------------------- load
 
@@ -1195,6 +1194,13 @@ def judge_probe(
             "trailing bytes",
             False,
             f"{extra} bytes follow the end of the index (faiss ignores them)",
+        )
+    elif probe.roundtrip_identical is False:
+        add(
+            "canonical form",
+            False,
+            "faiss reads this file as an index whose bytes differ from the file's (damage in fields "
+            "faiss ignores or normalises); if another faiss version wrote it, save it again",
         )
     if probe.canaries_total:
         add(
