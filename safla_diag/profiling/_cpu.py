@@ -106,7 +106,11 @@ class _Session:
 # Our own frames and the builtins we call while a session is enabled are not the user's code.
 _OWN_FILES = frozenset(
     os.path.normcase(os.path.abspath(f))
-    for f in (__file__, os.path.join(os.path.dirname(__file__), "_timed.py"))
+    for f in (
+        __file__,
+        os.path.join(os.path.dirname(__file__), "_timed.py"),
+        os.path.join(os.path.dirname(__file__), "_jupyter.py"),
+    )
 )
 _PLUMBING = frozenset(
     {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import shlex
+from types import CodeType
 from typing import Any
 
 from ._cpu import CPUProfiler
@@ -56,18 +57,19 @@ def parse_options(line: str) -> dict[str, Any]:
     return opts
 
 
-def _run_cell(shell: Any, cell: str) -> Any:
-    """Execute ``cell`` in the user namespace; return the value of a final expression."""
+def _compile_cell(shell: Any, cell: str) -> tuple[CodeType, CodeType | None]:
+    """Compile ``cell`` as IPython would; the final expression (if any) is compiled apart."""
     source = shell.transform_cell(cell)
-    tree = ast.parse(source, filename="<safla_profile>")
-    last: ast.Expression | None = None
+    try:  # IPython's compiler caches the source, so tracebacks show the cell's lines
+        filename = shell.compile.cache(source)
+    except Exception:
+        filename = "<safla_profile>"
+    tree = ast.parse(source, filename=filename)
+    last: CodeType | None = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
-    ns = shell.user_ns
-    exec(compile(tree, "<safla_profile>", "exec"), ns)
-    if last is not None:
-        return eval(compile(last, "<safla_profile>", "eval"), ns)
-    return None
+        expr = ast.Expression(tree.body.pop().value)
+        last = compile(expr, filename, "eval")
+    return compile(tree, filename, "exec"), last
 
 
 def load(ipython: Any) -> None:
@@ -88,6 +90,7 @@ def load(ipython: Any) -> None:
         except ValueError as err:
             raise UsageError(str(err)) from None
         reports: list[ProfileReport] = []
+        result: Any = None
         profiler = CPUProfiler(
             sort=opts["sort"],
             top=opts["top"],
@@ -96,8 +99,11 @@ def load(ipython: Any) -> None:
             on_report=reports.append,
         )
         try:
+            body, last = _compile_cell(ipython, cell)
+            ns = ipython.user_ns
             with profiler:
-                result = _run_cell(ipython, cell)
+                exec(body, ns)
+                result = None if last is None else eval(last, ns)
         finally:
             if reports:
                 ipython.user_ns["_safla_profile"] = reports[-1]

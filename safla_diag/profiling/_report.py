@@ -551,6 +551,10 @@ class ProfileReport:
     def __str__(self) -> str:
         return self.to_text()
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # IPython's text/plain display (a terminal IPython): the table, not the short repr.
+        printer.text(repr(self) if cycle else self.to_text().rstrip("\n"))
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """
         Write the statistics as a pstats file (what ``pstats.Stats(path)`` and snakeviz open).
