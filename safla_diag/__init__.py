@@ -86,6 +86,13 @@ __all__ = [
 logging.getLogger("safla_diag").addHandler(logging.NullHandler())
 
 
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext safla_diag``: register the ``%%safla_profile`` cell magic (needs IPython)."""
+    from .profiling._jupyter import load
+
+    load(ipython)
+
+
 def __getattr__(name: str) -> str:
     # Lazy, as stamina, structlog and attrs do: importlib.metadata is slow to import.
     if name != "__version__":

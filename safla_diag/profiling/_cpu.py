@@ -1,17 +1,544 @@
-"""CPUProfiler and the profile decorator."""
+"""
+CPUProfiler and the profile decorator / context manager.
+
+How sessions work (the fix for the guide's profiler):
+
+- A *session* is one ``cProfile.Profile`` enabled for the outermost profiled span of one thread.
+  A profiled call made while its thread already has an active session - a nested or recursive
+  call, whichever profiler decorated it - runs inside that session and is attributed to the
+  outermost profile. So there is never a second profiler on a thread, and never "another
+  profiling tool is already active" from us.
+- ``cProfile`` only sees the thread that enabled it (on 3.11; from 3.12 it uses ``sys.monitoring``
+  and the profiler slot is process-wide). Concurrent calls from other threads get their own
+  session each on 3.11, and the profiler's ``last_report`` is the one that finished last
+  (``accumulate=True`` also sums them all). From 3.12 only one session can be enabled in the
+  process at a time: a call starting while another thread's session runs is executed
+  unprofiled (its work shows in the running session, which sees every thread); no exception.
+- A coroutine function is profiled over its whole run, resumption by resumption: the session is
+  enabled while the coroutine runs and paused while it waits, so other tasks on the loop are not
+  charged to it, and ``wall_time`` covers the awaits.
+- When something else already profiles the thread (``sys.setprofile`` on 3.11, another
+  ``sys.monitoring`` profiler from 3.12), the call runs unprofiled rather than stealing the hook.
+- A report is built only when someone wants it (a logger enabled for ``log_level``, a callback,
+  a file, or ``last_report``), so a profiled call costs a profiler enable/disable, not a pstats
+  run.
+"""
 
 from __future__ import annotations
 
-__all__ = [
-    "CPUProfiler",
-    "profile",
-]
+import cProfile
+import functools
+import logging
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable, Coroutine, Generator
+from time import perf_counter
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from .._redact import redact
+from . import _targets
+from ._report import FuncKey, ProfileReport, StatsDict, check_sort, check_top, merge_stats
+from ._report import stats_from_profile as _stats_from_profile
+from ._report import without as _without
+
+__all__ = ["CPUProfiler", "ProfileSession", "profile"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+logger = logging.getLogger("safla_diag.profiling")
+
+_PY312 = sys.version_info >= (3, 12)
+
+ReportCallback = Callable[[ProfileReport], object]
+
+
+class _ThreadState(threading.local):
+    # The session enabled on this thread right now, if any: the re-entrancy guard.
+    active: _Session | None = None
+
+
+_thread = _ThreadState()
+_noted: set[str] = set()
+
+
+def _note_unavailable(reason: str) -> None:
+    # Once per reason: a busy profiler is normal in a process someone is already profiling.
+    if reason not in _noted:
+        _noted.add(reason)
+        logger.debug("profiling skipped: %s", redact(reason))
+
+
+class _Session:
+    """One cProfile.Profile, enabled on one thread for one outermost span (maybe in steps)."""
+
+    __slots__ = ("label", "profile", "ran", "wall")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.profile = cProfile.Profile()
+        self.ran = False
+        self.wall = 0.0
+
+    def resume(self) -> bool:
+        """Enable on this thread unless a session (or a foreign profiler) is already active."""
+        if _thread.active is not None:
+            return False
+        if not _PY312 and sys.getprofile() is not None:
+            _note_unavailable("another profiler is active on this thread (sys.setprofile)")
+            return False
+        try:
+            self.profile.enable()
+        except ValueError as err:  # 3.12+: the sys.monitoring profiler slot is taken
+            _note_unavailable(str(err))
+            return False
+        _thread.active = self
+        self.ran = True
+        return True
+
+    def pause(self) -> None:
+        self.profile.disable()
+        _thread.active = None
+
+
+# Our own frames and the builtins we call while a session is enabled are not the user's code.
+_OWN_FILES = frozenset(
+    os.path.normcase(os.path.abspath(f))
+    for f in (
+        __file__,
+        os.path.join(os.path.dirname(__file__), "_timed.py"),
+        os.path.join(os.path.dirname(__file__), "_jupyter.py"),
+    )
+)
+_PLUMBING = frozenset(
+    {
+        "<method 'disable' of '_lsprof.Profiler' objects>",
+        "<method 'send' of 'coroutine' objects>",
+        "<method 'throw' of 'coroutine' objects>",
+    }
+)
+
+
+def _user_stats(profile: cProfile.Profile) -> StatsDict:
+    stats = _stats_from_profile(profile)
+    drop: set[FuncKey] = {
+        k for k in stats if k[0] != "~" and os.path.normcase(os.path.abspath(k[0])) in _OWN_FILES
+    }
+    for key, (_, _, _, _, callers) in stats.items():
+        if key[0] == "~" and key[2] in _PLUMBING and all(c in drop for c in callers):
+            drop.add(key)
+    return _without(stats, drop)
+
+
+_MISSING: Any = object()
+_NESTED: Any = object()
 
 
 class CPUProfiler:
-    """STUB: replaced by its issue's work."""
+    """
+    A cProfile-based profiler that is safe to leave on functions in a running service.
+
+    Use ``profile_function`` as a decorator (sync or async), ``start_profiling()`` /
+    ``stop_profiling()`` around a block, or the profiler as a context manager. Nested and
+    recursive profiled calls are attributed to the outermost profile; each outermost span gives a
+    ``ProfileReport`` (``last_report``), which also goes to the ``safla_diag.profiling`` logger at
+    ``log_level``, to ``on_report`` and to ``save_to``. Nothing is ever printed.
+
+    Thread-safe: sessions are per thread (see the module notes for Python 3.12+).
+    """
+
+    def __init__(
+        self,
+        *,
+        sort: str = "cumulative",
+        top: int = 20,
+        log_level: int | None = logging.INFO,
+        on_report: ReportCallback | None = None,
+        save_to: str | os.PathLike[str] | None = None,
+        accumulate: bool = False,
+        label: str | None = None,
+    ) -> None:
+        """
+        Configure the profiler; nothing is profiled until it is used.
+
+        Args:
+            sort: Default sort key of reports (``cumulative``, ``tottime``, ``ncalls``, ...).
+            top: How many rows the logged text shows.
+            log_level: Level at which each report's text is logged to ``safla_diag.profiling``;
+                None to never log. The text is only built when the logger is enabled for it.
+            on_report: Called with each ``ProfileReport``; exceptions it raises are logged, never
+                propagated into the profiled code.
+            save_to: A path where each report is saved as a pstats file (the latest wins).
+            accumulate: Also keep ``total_report``, every span's report merged. Costs a report
+                build per span.
+            label: Label of spans started with ``start_profiling()`` / ``with``; decorated
+                functions are labelled with their qualified name.
+
+        Raises:
+            ValueError: For an unknown sort key or a non-positive top.
+            TypeError: For an ``on_report`` that is not callable or a bad ``log_level``.
+        """
+        self.sort = check_sort(sort)
+        self.top = check_top(top)
+        if log_level is not None and (
+            isinstance(log_level, bool) or not isinstance(log_level, int)
+        ):
+            raise TypeError(f"log_level must be a logging level (int) or None, got {log_level!r}")
+        if on_report is not None and not callable(on_report):
+            raise TypeError(f"on_report must be callable, got {on_report!r}")
+        self.log_level = log_level
+        self.on_report = on_report
+        self.save_to = None if save_to is None else os.fspath(save_to)
+        self.accumulate = bool(accumulate)
+        self.label = label
+        self._lock = threading.Lock()
+        self._last: _Session | None = None
+        self._last_report: ProfileReport | None = None
+        self._total: StatsDict | None = None
+        self._total_wall = 0.0
+        self._total_sessions = 0
+        self._manual = threading.local()
+
+    # -- reports ------------------------------------------------------------------------------
+    @property
+    def last_report(self) -> ProfileReport | None:
+        """The report of the most recently finished span (any thread); None before the first."""
+        with self._lock:
+            session, report = self._last, self._last_report
+        if report is not None or session is None:
+            return report
+        return self._report_for(session)
+
+    @property
+    def total_report(self) -> ProfileReport | None:
+        """Every span since creation (or ``reset()``) merged; needs ``accumulate=True``."""
+        with self._lock:
+            if self._total is None:
+                return None
+            return ProfileReport(
+                self._total,
+                label=self.label or "total",
+                wall_time=self._total_wall,
+                sort=self.sort,
+                top=self.top,
+                sessions=self._total_sessions,
+            )
+
+    def reset(self) -> None:
+        """Forget ``last_report`` and ``total_report``."""
+        with self._lock:
+            self._last = self._last_report = self._total = None
+            self._total_wall, self._total_sessions = 0.0, 0
+
+    def _report_for(self, session: _Session) -> ProfileReport:
+        # The session is finished (disabled), so its Profile no longer changes: build unlocked.
+        report = ProfileReport(
+            _user_stats(session.profile),
+            label=session.label,
+            wall_time=session.wall,
+            sort=self.sort,
+            top=self.top,
+        )
+        with self._lock:
+            if self._last is session:
+                if self._last_report is not None:
+                    return self._last_report
+                self._last_report = report
+        return report
+
+    def _finish(
+        self, session: _Session, wall: float, *, want: bool = False
+    ) -> ProfileReport | None:
+        """Record a finished span; build and send its report only when someone wants it."""
+        try:
+            session.wall = wall
+            level = self.log_level
+            log = level is not None and logger.isEnabledFor(level)
+            with self._lock:
+                self._last, self._last_report = session, None
+            if not (want or log or self.accumulate or self.on_report or self.save_to):
+                return None
+            report = self._report_for(session)
+            if self.accumulate:
+                with self._lock:
+                    if self._total is None:
+                        self._total = {}
+                    merge_stats(self._total, report.stats)
+                    self._total_wall += wall
+                    self._total_sessions += 1
+            if log:
+                logger.log(
+                    cast("int", level),
+                    "%s",
+                    redact(report.to_text()),
+                    extra={"safla_diag.profile": redact(report.label)},
+                )
+            if self.save_to is not None:
+                try:
+                    report.save(self.save_to)
+                except OSError as err:
+                    logger.warning(
+                        "could not save the profile of %s: %s", redact(report.label), err
+                    )
+            if self.on_report is not None:
+                try:
+                    self.on_report(report)
+                except Exception:
+                    logger.warning(
+                        "on_report callback failed for the profile of %s",
+                        redact(report.label),
+                        exc_info=True,
+                    )
+            return report
+        except Exception:  # a profiler must never break the code it measures
+            logger.warning(
+                "could not finish the profile of %s", redact(session.label), exc_info=True
+            )
+            return None
+
+    # -- manual spans -------------------------------------------------------------------------
+    @property
+    def is_profiling(self) -> bool:
+        """True while a ``start_profiling()`` span of this profiler is open on this thread."""
+        return getattr(self._manual, "session", None) is not None
+
+    def start_profiling(self) -> None:
+        """
+        Start profiling this thread, until ``stop_profiling()`` on the same thread.
+
+        A no-op when this profiler already profiles this thread. Inside another active span
+        (a profiled function, another profiler's block) the work is attributed to that outer span
+        and ``stop_profiling()`` returns None.
+        """
+        state = self._manual
+        if getattr(state, "session", None) is not None:
+            return
+        session = _Session(self.label or "profile")
+        state.start = perf_counter()
+        state.session = session if session.resume() else _NESTED
+
+    def stop_profiling(self) -> str | None:
+        """
+        Stop the span that ``start_profiling()`` opened on this thread.
+
+        Returns:
+            The report as text (also kept as ``last_report`` and sent to the logger, callback
+            and file), or None when this thread was not being profiled by this profiler, or its
+            span was nested in another one.
+        """
+        state = self._manual
+        session: Any = getattr(state, "session", None)
+        if session is None:
+            return None
+        state.session = None
+        state.depth = 0
+        if session is _NESTED:
+            return None
+        active = _thread.active
+        if active is not None and active is session:
+            active.pause()
+        wall = perf_counter() - state.start
+        report = self._finish(session, wall, want=True)
+        return None if report is None else report.to_text()
+
+    def __enter__(self) -> CPUProfiler:
+        if self.is_profiling:
+            self._manual.depth = getattr(self._manual, "depth", 0) + 1
+        else:
+            self.start_profiling()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        depth = getattr(self._manual, "depth", 0)
+        if depth:
+            self._manual.depth = depth - 1
+        else:
+            self.stop_profiling()
+
+    # -- decorating ---------------------------------------------------------------------------
+    def profile_function(self, func: Callable[P, T], /) -> Callable[P, T]:
+        """
+        Decorate ``func`` (sync or ``async def``) so each outermost call is profiled.
+
+        A coroutine function is profiled over its whole run, not just up to its first await. A
+        call that raises still produces its report, and the exception propagates unchanged.
+        ``staticmethod`` and ``classmethod`` objects are supported.
+
+        Args:
+            func: The function to profile.
+
+        Returns:
+            A wrapper with ``func``'s name, docstring, signature and coroutine-ness.
+
+        Raises:
+            TypeError: At decoration time, for a class, a non-callable, or a generator or async
+                generator function.
+        """
+        target, rewrap_with = _targets.unwrap_target(func, "profile")
+        label = getattr(target, "__qualname__", None) or repr(target)
+        profiler = self
+
+        if _targets.is_async(target):
+
+            @functools.wraps(target)
+            async def async_inner(*args: Any, **kwargs: Any) -> Any:
+                if _thread.active is not None:  # nested: the outer span has it
+                    return await target(*args, **kwargs)
+                return await _drive(profiler, target(*args, **kwargs), label)
+
+            return cast("Callable[P, T]", _targets.rewrap(async_inner, rewrap_with))
+
+        @functools.wraps(target)
+        def sync_inner(*args: Any, **kwargs: Any) -> Any:
+            if _thread.active is not None:  # nested or recursive: the outer span has it
+                return target(*args, **kwargs)
+            session = _Session(label)
+            start = perf_counter()
+            if not session.resume():
+                return target(*args, **kwargs)
+            try:
+                return target(*args, **kwargs)
+            finally:
+                session.pause()
+                profiler._finish(session, perf_counter() - start)
+
+        return cast("Callable[P, T]", _targets.rewrap(sync_inner, rewrap_with))
+
+    def __repr__(self) -> str:
+        return f"<CPUProfiler sort={self.sort!r} top={self.top} profiling={self.is_profiling}>"
 
 
-def profile(*args: object, **kwargs: object) -> object:
-    """STUB: replaced by its issue's work."""
-    raise NotImplementedError
+@types.coroutine
+def _drive(
+    profiler: CPUProfiler, coro: Coroutine[Any, Any, Any], label: str
+) -> Generator[Any, Any, Any]:
+    """Run ``coro`` to the end, profiling each of its steps; ``wall`` spans the awaits too."""
+    session = _Session(label)
+    start = perf_counter()
+    value: Any = None
+    error: BaseException | None = None
+    try:
+        while True:
+            enabled = session.resume()
+            try:
+                yielded = coro.send(value) if error is None else coro.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                if enabled:
+                    session.pause()
+            value, error = None, None
+            try:
+                value = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as err:  # cancellation included: hand it to the coroutine
+                error = err
+    finally:
+        if session.ran:
+            profiler._finish(session, perf_counter() - start)
+
+
+class ProfileSession:
+    """
+    What ``profile(...)`` returns: a decorator and a context manager sharing one profiler.
+
+    ``@profile(top=5)`` decorates; ``with profile(top=5) as p: ...`` profiles the block on this
+    thread (in async code the block's awaits let other tasks run, and they are profiled too; use
+    the decorator to profile one coroutine alone); ``p.report`` is the last report.
+    """
+
+    def __init__(self, profiler: CPUProfiler) -> None:
+        self.profiler = profiler
+
+    def __call__(self, fn: Callable[P, T], /) -> Callable[P, T]:
+        """Decorate ``fn``; see ``CPUProfiler.profile_function``."""
+        return self.profiler.profile_function(fn)
+
+    def __enter__(self) -> ProfileSession:
+        self.profiler.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.profiler.__exit__(*exc_info)
+
+    @property
+    def report(self) -> ProfileReport | None:
+        """The last finished report of this session's profiler."""
+        return self.profiler.last_report
+
+    def __repr__(self) -> str:
+        return f"<ProfileSession sort={self.profiler.sort!r} top={self.profiler.top}>"
+
+
+@overload
+def profile(fn: Callable[P, T], /) -> Callable[P, T]: ...
+
+
+@overload
+def profile(
+    fn: None = None,
+    /,
+    *,
+    top: int = 20,
+    sort: str = "cumulative",
+    label: str | None = None,
+    log_level: int | None = logging.INFO,
+    on_report: ReportCallback | None = None,
+    save_to: str | os.PathLike[str] | None = None,
+    accumulate: bool = False,
+) -> ProfileSession: ...
+
+
+def profile(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    top: int = 20,
+    sort: str = "cumulative",
+    label: str | None = None,
+    log_level: int | None = logging.INFO,
+    on_report: ReportCallback | None = None,
+    save_to: str | os.PathLike[str] | None = None,
+    accumulate: bool = False,
+) -> Any:
+    """
+    Profile a function (``@profile``, ``@profile(top=10)``) or a block (``with profile():``).
+
+    Each outermost call or block gives a ``ProfileReport``, sent to the ``safla_diag.profiling``
+    logger at ``log_level``, to ``on_report`` and to ``save_to``; nothing is printed.
+
+    Args:
+        fn: The function, when used bare as ``@profile``.
+        top: Rows in the logged text.
+        sort: Sort key (``cumulative``, ``tottime``, ``ncalls``, ``name``, ...).
+        label: Label of ``with`` blocks (functions use their qualified name).
+        log_level: Logging level of the report text; None to not log.
+        on_report: Called with each report (errors are logged, not raised).
+        save_to: Path of a pstats file rewritten with each report.
+        accumulate: Keep every report merged in ``session.profiler.total_report``.
+
+    Returns:
+        The wrapped function when ``fn`` is given, else a ``ProfileSession`` to decorate with or
+        to use in ``with``.
+
+    Raises:
+        TypeError: For a class, a non-callable, a generator or async generator function, or a
+            bad option type.
+        ValueError: For an unknown sort key or a non-positive top.
+    """
+    session = ProfileSession(
+        CPUProfiler(
+            sort=sort,
+            top=top,
+            log_level=log_level,
+            on_report=on_report,
+            save_to=save_to,
+            accumulate=accumulate,
+            label=label,
+        )
+    )
+    return session if fn is None else session(fn)

@@ -1,11 +1,647 @@
-"""ProfileReport: profiling results as data."""
+"""ProfileReport: profiling results as data first (rows to sort, filter, save, plot), text second."""
 
 from __future__ import annotations
 
+import html
+import itertools
+import json
+import marshal
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+
+if TYPE_CHECKING:
+    import cProfile
+    import pstats
+
 __all__ = [
+    "SORT_KEYS",
     "ProfileReport",
+    "ProfileRow",
+    "check_sort",
+    "check_top",
+    "stats_from_profile",
 ]
+
+# pstats' own layout, so that save() writes what pstats.Stats and snakeviz read:
+#   (filename, firstlineno, funcname) -> (primitive calls, total calls, tottime, cumtime, callers)
+#   callers: (filename, firstlineno, funcname) -> (total calls, primitive calls, tottime, cumtime)
+FuncKey: TypeAlias = tuple[str, int, str]
+CallerStats: TypeAlias = tuple[int, int, float, float]
+FuncStats: TypeAlias = tuple[int, int, float, float, dict[FuncKey, CallerStats]]
+StatsDict: TypeAlias = dict[FuncKey, FuncStats]
+
+
+class ProfileRow(NamedTuple):
+    """
+    One function of a profile: how often it ran and where its time went.
+
+    Times are float seconds. ``tottime`` excludes the functions it called, ``cumtime`` includes
+    them. ``ncalls`` counts every call, ``primitive_calls`` only the non-recursive ones (pstats
+    shows both as ``ncalls/primitive``). A coroutine counts one call per resumption.
+    """
+
+    function: str
+    file: str
+    line: int
+    ncalls: int
+    primitive_calls: int
+    tottime: float
+    cumtime: float
+
+    @property
+    def location(self) -> str:
+        """``file:line``, or ``~`` for builtins (which have no source)."""
+        return "~" if self.file == "~" else f"{self.file}:{self.line}"
+
+    @property
+    def percall_tottime(self) -> float:
+        """``tottime`` per call (0.0 when never called)."""
+        return self.tottime / self.ncalls if self.ncalls else 0.0
+
+    @property
+    def percall_cumtime(self) -> float:
+        """``cumtime`` per primitive call, as pstats computes it."""
+        return self.cumtime / self.primitive_calls if self.primitive_calls else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as a plain dict (JSON-ready), with ``location`` added."""
+        d = self._asdict()
+        d["location"] = self.location
+        return d
+
+
+_NUMERIC_DESC = {
+    "cumulative": lambda r: (-r.cumtime, r.function),
+    "cumtime": lambda r: (-r.cumtime, r.function),
+    "tottime": lambda r: (-r.tottime, r.function),
+    "time": lambda r: (-r.tottime, r.function),
+    "ncalls": lambda r: (-r.ncalls, r.function),
+    "calls": lambda r: (-r.ncalls, r.function),
+    "pcalls": lambda r: (-r.primitive_calls, r.function),
+}
+_TEXT_ASC = {
+    "name": lambda r: (r.function, r.file, r.line),
+    "function": lambda r: (r.function, r.file, r.line),
+    "filename": lambda r: (r.file, r.line, r.function),
+    "file": lambda r: (r.file, r.line, r.function),
+    "line": lambda r: (r.line, r.file, r.function),
+}
+_SORTERS: dict[str, Any] = {**_NUMERIC_DESC, **_TEXT_ASC}
+SORT_KEYS: tuple[str, ...] = tuple(_SORTERS)
+"""Accepted ``sort`` values: pstats' names (cumulative, tottime, ncalls, ...) and our aliases."""
+
+
+def check_sort(sort: object) -> str:
+    """Return ``sort`` if it is a known sort key; raise ValueError (TypeError for a non-str)."""
+    if not isinstance(sort, str):
+        raise TypeError(f"sort must be a str, one of {', '.join(SORT_KEYS)}; got {sort!r}")
+    if sort not in _SORTERS:
+        raise ValueError(f"unknown sort key {sort!r}; expected one of {', '.join(SORT_KEYS)}")
+    return sort
+
+
+def check_top(top: object) -> int:
+    """Return ``top`` if it is a positive int; raise ValueError (TypeError for a non-int)."""
+    if isinstance(top, bool) or not isinstance(top, int):
+        raise TypeError(f"top must be a positive int, got {top!r}")
+    if top < 1:
+        raise ValueError(f"top must be a positive int, got {top!r}")
+    return top
+
+
+def _label(code: object) -> FuncKey:
+    # cProfile.label(): builtins are reported by a description string, functions by their code.
+    if isinstance(code, str):
+        return ("~", 0, code)
+    return (code.co_filename, code.co_firstlineno, code.co_name)  # type: ignore[attr-defined]
+
+
+def stats_from_profile(profile: cProfile.Profile) -> StatsDict:
+    """
+    The pstats-layout statistics of a finished ``cProfile.Profile``.
+
+    Unlike ``pstats.Stats(profile)`` this never calls ``profile.disable()``, which on Python 3.11
+    would also switch off whatever profiler is active on the *calling* thread.
+    """
+    entries = profile.getstats()
+    stats: StatsDict = {}
+    callers_of: dict[int, dict[FuncKey, CallerStats]] = {}
+    for entry in entries:
+        callers: dict[FuncKey, CallerStats] = {}
+        callers_of[id(entry.code)] = callers
+        nc = int(entry.callcount)
+        cc = nc - int(entry.reccallcount)
+        stats[_label(entry.code)] = (
+            cc,
+            nc,
+            float(entry.inlinetime),
+            float(entry.totaltime),
+            callers,
+        )
+    for entry in entries:
+        if not entry.calls:
+            continue
+        func = _label(entry.code)
+        for sub in entry.calls:
+            sub_callers = callers_of.get(id(sub.code))
+            if sub_callers is None:
+                continue
+            nc = int(sub.callcount)
+            cc = nc - int(sub.reccallcount)
+            tt, ct = float(sub.inlinetime), float(sub.totaltime)
+            if func in sub_callers:
+                pnc, pcc, ptt, pct = sub_callers[func]
+                nc, cc, tt, ct = nc + pnc, cc + pcc, tt + ptt, ct + pct
+            sub_callers[func] = (nc, cc, tt, ct)
+    return stats
+
+
+def without(stats: StatsDict, drop: Iterable[FuncKey]) -> StatsDict:
+    """A copy of ``stats`` without the ``drop`` entries, nor any caller links to them."""
+    gone = set(drop) & stats.keys()
+    if not gone:
+        return stats
+    out: StatsDict = {}
+    for key, (cc, nc, tt, ct, callers) in stats.items():
+        if key in gone:
+            continue
+        out[key] = (cc, nc, tt, ct, {k: v for k, v in callers.items() if k not in gone})
+    return out
+
+
+def _add_caller(a: CallerStats, b: CallerStats) -> CallerStats:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3])
+
+
+def merge_stats(into: StatsDict, other: Mapping[FuncKey, FuncStats]) -> None:
+    """Add ``other`` into ``into`` in place, as ``pstats.Stats.add`` does."""
+    for key, (cc, nc, tt, ct, callers) in other.items():
+        if key in into:
+            pcc, pnc, ptt, pct, pcallers = into[key]
+            merged = dict(pcallers)
+            for ck, cv in callers.items():
+                merged[ck] = _add_caller(merged[ck], cv) if ck in merged else cv
+            into[key] = (pcc + cc, pnc + nc, ptt + tt, pct + ct, merged)
+        else:
+            into[key] = (cc, nc, tt, ct, dict(callers))
+
+
+def _normalise_callers(callers: Mapping[Any, Any]) -> dict[FuncKey, CallerStats]:
+    out: dict[FuncKey, CallerStats] = {}
+    for key, value in callers.items():
+        if isinstance(value, tuple):
+            out[_key(key)] = (int(value[0]), int(value[1]), float(value[2]), float(value[3]))
+        else:  # old profile-module files keep a bare call count
+            out[_key(key)] = (int(value), int(value), 0.0, 0.0)
+    return out
+
+
+def _key(key: Any) -> FuncKey:
+    file, line, name = key
+    return (str(file), int(line), str(name))
+
+
+def _normalise(stats: Mapping[Any, Any]) -> StatsDict:
+    out: StatsDict = {}
+    for key, value in stats.items():
+        cc, nc, tt, ct, callers = value
+        out[_key(key)] = (int(cc), int(nc), float(tt), float(ct), _normalise_callers(callers))
+    return out
+
+
+_ids = itertools.count(1)
+
+_HTML_SCRIPT = """<script>
+(function () {
+  var t = document.getElementById("%(id)s");
+  if (!t || t.dataset.sortable) { return; }
+  t.dataset.sortable = "1";
+  var heads = t.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads, function (th, i) {
+    th.style.cursor = "pointer";
+    th.title = "click to sort";
+    th.addEventListener("click", function () {
+      var body = t.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      var desc = th.dataset.dir !== "desc";
+      th.dataset.dir = desc ? "desc" : "asc";
+      var num = th.dataset.type === "num";
+      rows.sort(function (a, b) {
+        var x = a.cells[i].dataset.v, y = b.cells[i].dataset.v;
+        var r = num ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
+        return desc ? -r : r;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+})();
+</script>"""
 
 
 class ProfileReport:
-    """STUB: replaced by its issue's work."""
+    """
+    The result of profiling: one row per function, in pstats' data layout.
+
+    Build one with ``CPUProfiler``/``profile``, or from a ``cProfile.Profile``, a
+    ``pstats.Stats`` or a saved file (``from_profile``, ``from_pstats``, ``load``). Reports are
+    immutable values; ``merge`` (or ``a + b``) adds reports up across calls.
+
+    Attributes:
+        label: What was profiled (a function's qualified name, or the caller's label).
+        wall_time: Elapsed wall-clock seconds of the profiled span(s), awaits included; None when
+            unknown (a report loaded from a file).
+        sort: Default sort key of ``rows``, ``top()``, ``to_text()`` and the HTML table.
+        top_n: Default number of rows in ``to_text()``.
+        sessions: How many profiled spans were merged into this report.
+    """
+
+    __slots__ = ("_rows", "_stats", "label", "sessions", "sort", "top_n", "wall_time")
+
+    def __init__(
+        self,
+        stats: Mapping[Any, Any],
+        *,
+        label: str = "",
+        wall_time: float | None = None,
+        sort: str = "cumulative",
+        top: int = 20,
+        sessions: int = 1,
+    ) -> None:
+        """
+        Wrap pstats-layout statistics.
+
+        Args:
+            stats: ``{(file, line, function): (primitive calls, calls, tottime, cumtime,
+                callers)}``, as ``pstats.Stats.stats`` holds them.
+            label: What was profiled.
+            wall_time: Elapsed wall-clock seconds, if known.
+            sort: Default sort key (see ``SORT_KEYS``).
+            top: Default number of rows for ``to_text()``.
+            sessions: How many profiled spans the statistics cover.
+
+        Raises:
+            ValueError: For an unknown sort key or a top that is not positive.
+        """
+        self._stats: StatsDict = _normalise(stats)
+        self.label = str(label)
+        self.wall_time = None if wall_time is None else float(wall_time)
+        self.sort = check_sort(sort)
+        self.top_n = check_top(top)
+        self.sessions = int(sessions)
+        self._rows: tuple[ProfileRow, ...] | None = None
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_profile(
+        cls,
+        profile: cProfile.Profile,
+        *,
+        label: str = "",
+        wall_time: float | None = None,
+        sort: str = "cumulative",
+        top: int = 20,
+    ) -> ProfileReport:
+        """
+        Build a report from a ``cProfile.Profile`` (disabled, or never enabled).
+
+        Args:
+            profile: The profiler whose statistics to read.
+            label: What was profiled.
+            wall_time: Elapsed wall-clock seconds, if known.
+            sort: Default sort key.
+            top: Default number of rows for ``to_text()``.
+
+        Returns:
+            The report.
+        """
+        return cls(
+            stats_from_profile(profile), label=label, wall_time=wall_time, sort=sort, top=top
+        )
+
+    @classmethod
+    def from_pstats(
+        cls, stats: pstats.Stats, *, label: str = "", sort: str = "cumulative", top: int = 20
+    ) -> ProfileReport:
+        """
+        Build a report from a ``pstats.Stats`` object.
+
+        Args:
+            stats: The statistics (e.g. ``pstats.Stats("out.prof")``).
+            label: What was profiled.
+            sort: Default sort key.
+            top: Default number of rows for ``to_text()``.
+
+        Returns:
+            The report.
+        """
+        return cls(stats.stats, label=label, sort=sort, top=top)  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, sort: str = "cumulative", top: int = 20
+    ) -> ProfileReport:
+        """
+        Read a pstats file, as written by ``save()``, ``cProfile`` or ``python -m cProfile -o``.
+
+        Args:
+            path: The file.
+            sort: Default sort key.
+            top: Default number of rows for ``to_text()``.
+
+        Returns:
+            The report, labelled with the file's name.
+
+        Raises:
+            OSError: When the file cannot be read.
+            ValueError: When it is not a pstats file.
+        """
+        data = Path(path).read_bytes()
+        try:
+            stats = marshal.loads(data)
+            return cls(stats, label=Path(path).name, sort=sort, top=top)
+        except (EOFError, TypeError, ValueError) as err:
+            raise ValueError(f"{Path(path).name!r} is not a pstats file: {err}") from err
+
+    @classmethod
+    def merge(cls, *reports: ProfileReport, label: str | None = None) -> ProfileReport:
+        """
+        Add reports up: calls and times per function are summed, as ``pstats.Stats.add`` does.
+
+        Args:
+            *reports: At least one report.
+            label: Label of the result; by default the first report's.
+
+        Returns:
+            A new report; ``wall_time`` is the sum of the known wall times and ``sessions`` the
+            total number of spans. Sort and top come from the first report.
+
+        Raises:
+            ValueError: When no report is given.
+            TypeError: When something other than a ProfileReport is given.
+        """
+        if not reports:
+            raise ValueError("merge() needs at least one report")
+        for r in reports:
+            if not isinstance(r, ProfileReport):
+                raise TypeError(f"can only merge ProfileReport objects, got {type(r).__name__}")
+        stats: StatsDict = {}
+        for r in reports:
+            merge_stats(stats, r._stats)
+        walls = [r.wall_time for r in reports if r.wall_time is not None]
+        first = reports[0]
+        return cls(
+            stats,
+            label=first.label if label is None else label,
+            wall_time=sum(walls) if walls else None,
+            sort=first.sort,
+            top=first.top_n,
+            sessions=sum(r.sessions for r in reports),
+        )
+
+    def __add__(self, other: object) -> ProfileReport:
+        if not isinstance(other, ProfileReport):
+            return NotImplemented
+        return ProfileReport.merge(self, other)
+
+    # -- data ---------------------------------------------------------------------------------
+    @property
+    def stats(self) -> StatsDict:
+        """A copy of the raw statistics in pstats' layout."""
+        return {k: (cc, nc, tt, ct, dict(c)) for k, (cc, nc, tt, ct, c) in self._stats.items()}
+
+    @property
+    def rows(self) -> tuple[ProfileRow, ...]:
+        """Every function, sorted by ``sort``."""
+        if self._rows is None:
+            rows = [
+                ProfileRow(name, file, line, nc, cc, tt, ct)
+                for (file, line, name), (cc, nc, tt, ct, _) in self._stats.items()
+            ]
+            rows.sort(key=_SORTERS[self.sort])
+            self._rows = tuple(rows)
+        return self._rows
+
+    def sorted_rows(self, sort: str) -> list[ProfileRow]:
+        """
+        Every function, sorted by ``sort`` (see ``SORT_KEYS``).
+
+        Raises:
+            ValueError: For an unknown sort key.
+        """
+        return sorted(self.rows, key=_SORTERS[check_sort(sort)])
+
+    def top(self, n: int | None = None, *, sort: str | None = None) -> list[ProfileRow]:
+        """
+        The first ``n`` rows by ``sort``.
+
+        Args:
+            n: How many rows; defaults to the report's ``top_n``.
+            sort: Sort key; defaults to the report's ``sort``.
+
+        Returns:
+            Up to ``n`` rows (fewer when fewer functions ran).
+
+        Raises:
+            ValueError: For a non-positive ``n`` or an unknown sort key.
+        """
+        n = self.top_n if n is None else check_top(n)
+        rows = self.rows if sort is None or sort == self.sort else self.sorted_rows(sort)
+        return list(rows[:n])
+
+    def find(self, function: str) -> list[ProfileRow]:
+        """Rows whose function name is ``function`` (several when defined in several places)."""
+        return [r for r in self.rows if r.function == function]
+
+    def __getitem__(self, function: str) -> ProfileRow:
+        """
+        The one row named ``function``.
+
+        Raises:
+            KeyError: When no function, or more than one, has that name.
+        """
+        found = self.find(function)
+        if len(found) != 1:
+            raise KeyError(function if not found else f"{function!r} is ambiguous: {len(found)}")
+        return found[0]
+
+    def __contains__(self, function: object) -> bool:
+        return any(r.function == function for r in self.rows)
+
+    def __len__(self) -> int:
+        return len(self._stats)
+
+    @property
+    def total_time(self) -> float:
+        """Seconds spent in profiled code (sum of ``tottime``); awaits are not included."""
+        return sum(v[2] for v in self._stats.values())
+
+    @property
+    def total_calls(self) -> int:
+        """Function calls seen, recursive ones included."""
+        return sum(v[1] for v in self._stats.values())
+
+    @property
+    def primitive_calls(self) -> int:
+        """Function calls seen, excluding recursive re-entries."""
+        return sum(v[0] for v in self._stats.values())
+
+    # -- output -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """
+        The report as plain data: header fields and every row (``rows``), sorted by ``sort``.
+
+        ``pandas.DataFrame(report.to_dict()["rows"])`` gives a table to filter and plot.
+        """
+        return {
+            "label": self.label,
+            "wall_time": self.wall_time,
+            "total_time": self.total_time,
+            "total_calls": self.total_calls,
+            "primitive_calls": self.primitive_calls,
+            "functions": len(self),
+            "sessions": self.sessions,
+            "sort": self.sort,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """``to_dict()`` as JSON; keyword arguments go to ``json.dumps``."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def _header(self) -> str:
+        wall = "unknown" if self.wall_time is None else f"{self.wall_time * 1000:.3f} ms"
+        calls = f"{self.total_calls} calls"
+        if self.primitive_calls != self.total_calls:
+            calls += f" ({self.primitive_calls} primitive)"
+        spans = f", {self.sessions} sessions" if self.sessions != 1 else ""
+        label = f"Profile of {self.label}" if self.label else "Profile"
+        return (
+            f"{label}: wall {wall}, {calls}, {self.total_time * 1000:.3f} ms in profiled "
+            f"code{spans}; {len(self)} functions, sorted by {self.sort}"
+        )
+
+    def to_text(self, n: int | None = None, *, sort: str | None = None) -> str:
+        """
+        A fixed-width table of the top rows, like ``pstats.print_stats`` but with times in ms.
+
+        Args:
+            n: How many rows; defaults to ``top_n``.
+            sort: Sort key; defaults to ``sort``.
+
+        Returns:
+            The text, ending with a newline.
+        """
+        rows = self.top(n, sort=sort)
+        lines = [
+            self._header(),
+            f"{'ncalls':>12} {'tottime ms':>11} {'percall ms':>11} {'cumtime ms':>11} "
+            f"{'percall ms':>11}  function (file:line)",
+        ]
+        for r in rows:
+            lines.append(
+                f"{_ncalls(r):>12} {r.tottime * 1000:>11.3f} {r.percall_tottime * 1000:>11.3f} "
+                f"{r.cumtime * 1000:>11.3f} {r.percall_cumtime * 1000:>11.3f}  "
+                f"{r.function} ({r.location})"
+            )
+        if len(rows) < len(self):
+            lines.append(f"... {len(self) - len(rows)} more functions")
+        return "\n".join(lines) + "\n"
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # IPython's text/plain display (a terminal IPython): the table, not the short repr.
+        printer.text(repr(self) if cycle else self.to_text().rstrip("\n"))
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """
+        Write the statistics as a pstats file (what ``pstats.Stats(path)`` and snakeviz open).
+
+        Args:
+            path: Where to write; parent folders must exist. Written to a temporary file first
+                and renamed, so readers never see half a file.
+
+        Returns:
+            The path written.
+
+        Raises:
+            OSError: When the file cannot be written.
+        """
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as f:
+                marshal.dump(self._stats, f)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
+
+    def _repr_html_(self, max_rows: int = 100) -> str:
+        """A sortable HTML table (click a header) for Jupyter; inline script, no downloads."""
+        table_id = f"safla-profile-{next(_ids)}-{id(self):x}"
+        rows = self.rows[:max_rows]
+        head = "".join(
+            f'<th data-type="{kind}" style="text-align:{"right" if kind == "num" else "left"}">'
+            f"{html.escape(title)}</th>"
+            for title, kind in (
+                ("function", "str"),
+                ("file:line", "str"),
+                ("ncalls", "num"),
+                ("tottime ms", "num"),
+                ("percall ms", "num"),
+                ("cumtime ms", "num"),
+                ("cum/call ms", "num"),
+            )
+        )
+        body = []
+        for r in rows:
+            cells = [
+                _td(r.function, r.function),
+                _td(r.location, r.location),
+                _td(_ncalls(r), r.ncalls, num=True),
+                _td(f"{r.tottime * 1000:.3f}", r.tottime, num=True),
+                _td(f"{r.percall_tottime * 1000:.3f}", r.percall_tottime, num=True),
+                _td(f"{r.cumtime * 1000:.3f}", r.cumtime, num=True),
+                _td(f"{r.percall_cumtime * 1000:.3f}", r.percall_cumtime, num=True),
+            ]
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        more = f" (showing {len(rows)} of {len(self)} functions)" if len(rows) < len(self) else ""
+        caption = html.escape(self._header() + more)
+        return (
+            f'<div class="safla-profile-report"><table id="{table_id}" '
+            f'style="border-collapse:collapse;font-family:monospace;font-size:12px">'
+            f'<caption style="text-align:left;caption-side:top">{caption}</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            f"{_HTML_SCRIPT % {'id': table_id}}</div>"
+        )
+
+    def __repr__(self) -> str:
+        wall = "None" if self.wall_time is None else f"{self.wall_time:.6f}"
+        return (
+            f"<ProfileReport label={self.label!r} wall_time={wall} functions={len(self)} "
+            f"calls={self.total_calls}>"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProfileReport):
+            return NotImplemented
+        return (self.label, self.wall_time, self.sessions, self._stats) == (
+            other.label,
+            other.wall_time,
+            other.sessions,
+            other._stats,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _ncalls(r: ProfileRow) -> str:
+    return str(r.ncalls) if r.ncalls == r.primitive_calls else f"{r.ncalls}/{r.primitive_calls}"
+
+
+def _td(text: object, value: object, *, num: bool = False) -> str:
+    align = ' style="text-align:right"' if num else ""
+    return f'<td data-v="{html.escape(str(value))}"{align}>{html.escape(str(text))}</td>'

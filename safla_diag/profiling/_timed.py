@@ -1,12 +1,118 @@
-"""timed(monitor): per-call wall time and success into a monitor."""
+"""timed(monitor): per-call wall time and success into a monitor, at near-zero cost."""
 
 from __future__ import annotations
 
-__all__ = [
-    "timed",
-]
+import functools
+import logging
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any, ParamSpec, TypeVar, cast
+
+from .._redact import redact
+from .._types import RequestRecorder
+from . import _targets
+
+__all__ = ["timed"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+logger = logging.getLogger("safla_diag.profiling")
 
 
-def timed(*args: object, **kwargs: object) -> object:
-    """STUB: replaced by its issue's work."""
-    raise NotImplementedError
+def timed(monitor: RequestRecorder, /) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """
+    Record each call's wall time and success into ``monitor``.
+
+    ``monitor`` is a ``PerformanceMonitor`` or anything with ``record_request(seconds, success)``.
+    Sync and ``async def`` functions are supported (for a coroutine function the time runs until
+    the coroutine finishes, awaits included). A call that raises an ``Exception`` is recorded as a
+    failure and the exception is re-raised untouched; a cancelled or interrupted call
+    (``CancelledError``, ``KeyboardInterrupt``: not ``Exception`` subclasses) is not recorded, as
+    it says nothing about the function's health. If ``record_request`` itself raises, the error
+    is logged to ``safla_diag.profiling`` and the call's result is returned as usual.
+
+    Args:
+        monitor: Where to record.
+
+    Returns:
+        A decorator; the wrapper keeps the name, docstring, signature and coroutine-ness.
+
+    Raises:
+        TypeError: When ``monitor`` has no callable ``record_request`` (e.g. ``@timed`` used
+            without a monitor), and at decoration time for a class, a non-callable, or a
+            generator or async generator function.
+    """
+    record = getattr(monitor, "record_request", None)
+    if not callable(record):
+        hint = " (use @timed(monitor), not bare @timed)" if callable(monitor) else ""
+        raise TypeError(
+            f"timed() needs a monitor with a record_request(seconds, success) method, "
+            f"got {type(monitor).__name__}{hint}"
+        )
+    owner = type(monitor).__name__
+
+    def decorate(fn: Callable[P, T], /) -> Callable[P, T]:
+        target, rewrap_with = _targets.unwrap_target(fn, "timed")
+        name = getattr(target, "__qualname__", None) or repr(target)
+        failures = [0]
+
+        def recorder_failed() -> None:
+            failures[0] += 1
+            # The first failure is worth a warning with its traceback; a broken monitor must
+            # not flood the host's logs afterwards.
+            level = logging.WARNING if failures[0] == 1 else logging.DEBUG
+            logger.log(
+                level,
+                "%s.record_request failed (%d times); the call to %s is not recorded",
+                owner,
+                failures[0],
+                redact(name),
+                exc_info=failures[0] == 1,
+            )
+
+        if _targets.is_async(target):
+
+            @functools.wraps(target)
+            async def async_timed(*args: Any, **kwargs: Any) -> Any:
+                start = perf_counter()
+                try:
+                    result = await target(*args, **kwargs)
+                except Exception:
+                    elapsed = perf_counter() - start
+                    try:
+                        record(elapsed, False)
+                    except Exception:
+                        recorder_failed()
+                    raise
+                elapsed = perf_counter() - start
+                try:
+                    record(elapsed, True)
+                except Exception:
+                    recorder_failed()
+                return result
+
+            return cast("Callable[P, T]", _targets.rewrap(async_timed, rewrap_with))
+
+        @functools.wraps(target)
+        def sync_timed(*args: Any, **kwargs: Any) -> Any:
+            start = perf_counter()
+            try:
+                result = target(*args, **kwargs)
+            except Exception:
+                elapsed = perf_counter() - start
+                try:
+                    record(elapsed, False)
+                except Exception:
+                    recorder_failed()
+                raise
+            elapsed = perf_counter() - start
+            try:
+                record(elapsed, True)
+            except Exception:
+                recorder_failed()
+            return result
+
+        return cast("Callable[P, T]", _targets.rewrap(sync_timed, rewrap_with))
+
+    return decorate
