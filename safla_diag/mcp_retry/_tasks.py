@@ -21,9 +21,9 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .._redact import redact
 from ._guide import GuideImport, guide_task_id, parse_guide_file
@@ -40,6 +40,8 @@ from ._util import call_host, describe_error, logger
 __all__ = ["MCPTaskRecovery", "encode_task"]
 
 _MAX_DEPTH = 64
+
+T = TypeVar("T")
 
 
 def _check_json(value: object, where: str, depth: int = 0) -> None:
@@ -219,6 +221,7 @@ class MCPTaskRecovery:
         self._open_lock: asyncio.Lock | None = None
         self._group = _GroupCommit(self.store, clock)
         self._wake: asyncio.Event | None = None
+        self._verdicts: set[asyncio.Future[Any]] = set()
 
     def __repr__(self) -> str:
         return (
@@ -464,13 +467,15 @@ class MCPTaskRecovery:
         except Exception as err:
             error = describe_error(err)
             now = self._clock()
-            outcome = await self.store.fail(
-                c.id,
-                c.lease,
-                error=error,
-                now=now,
-                next_attempt_at=now + self._delay(c.attempts),
-                max_attempts=self.max_retries,
+            outcome = await self._verdict(
+                self.store.fail(
+                    c.id,
+                    c.lease,
+                    error=error,
+                    now=now,
+                    next_attempt_at=now + self._delay(c.attempts),
+                    max_attempts=self.max_retries,
+                )
             )
             if outcome == "dead":
                 logger.error(
@@ -489,7 +494,7 @@ class MCPTaskRecovery:
                     error,
                 )
             return False
-        await self.store.ack(c.id, c.lease)
+        await self._verdict(self.store.ack(c.id, c.lease))
         logger.info("MCP task %s succeeded on attempt %d", redact(c.id), c.attempts)
         return True
 
@@ -528,7 +533,17 @@ class MCPTaskRecovery:
             await self._release([c for c, t in zip(claimed, tasks, strict=True) if t.cancelled()])
             raise
 
+    async def _verdict(self, op: Awaitable[T]) -> T:
+        # Once the task has run, its verdict is recorded even if we are cancelled meanwhile:
+        # otherwise a task that succeeded would be run again.
+        fut = asyncio.ensure_future(op)
+        self._verdicts.add(fut)
+        fut.add_done_callback(self._verdicts.discard)
+        return await asyncio.shield(fut)
+
     async def _release(self, claimed: Sequence[ClaimedTask]) -> None:
+        if self._verdicts:
+            await asyncio.shield(asyncio.gather(*self._verdicts, return_exceptions=True))
         if not claimed:
             return
         leases = [(c.id, c.lease) for c in claimed]
