@@ -1,0 +1,244 @@
+"""The SQLite queue backend: schema, claims and leases, dead letters, bad files refused untouched."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from safla_diag import RecoveryError
+from safla_diag.mcp_retry._store import NewTask, QueueStoreError, SQLiteTaskStore, TaskStore
+
+
+def _new(i: str, due: float = 0.0) -> NewTask:
+    return NewTask(id=i, payload=json.dumps({"id": i}), due_at=due)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteTaskStore:
+    s = SQLiteTaskStore(tmp_path / "q.db")
+    s.open_sync()
+    yield s  # type: ignore[misc]
+    s.close_sync()
+
+
+def test_satisfies_the_protocol(store: SQLiteTaskStore) -> None:
+    """The SQLite backend implements the storage protocol a second backend will implement."""
+    assert isinstance(store, TaskStore)
+
+
+def test_wal_and_synchronous_modes(tmp_path: Path) -> None:
+    """The file is in WAL mode; synchronous is NORMAL by default and FULL on request."""
+    for mode, code in (("NORMAL", 1), ("FULL", 2)):
+        s = SQLiteTaskStore(tmp_path / f"{mode}.db", synchronous=mode)  # type: ignore[arg-type]
+        s.open_sync()
+        conn = s._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == code
+        s.close_sync()
+    with pytest.raises(ValueError):
+        SQLiteTaskStore(tmp_path / "x.db", synchronous="OFF")  # type: ignore[arg-type]
+
+
+def test_enqueue_is_idempotent_on_id(store: SQLiteTaskStore) -> None:
+    """A known id stores nothing new, within a batch and across calls, and after dead-lettering."""
+    assert store.put_many_sync([_new("a"), _new("b"), _new("a")], now=0) == [True, True, False]
+    assert store.put_many_sync([_new("a")], now=1) == [False]
+    assert [t.id for t in store.pending_sync()] == ["a", "b"]
+    (c,) = store.claim_sync(now=1, limit=1, lease_s=10, max_attempts=1)
+    assert store.fail_sync(c.id, c.lease, error="x", now=1, next_attempt_at=1, max_attempts=1) == (
+        "dead"
+    )
+    assert store.put_many_sync([_new(c.id)], now=2) == [False]
+
+
+def test_claim_counts_the_attempt_and_leases(store: SQLiteTaskStore) -> None:
+    """A claim increments attempts at once; a leased task is not claimed again until its lease ends."""
+    store.put_many_sync([_new("a")], now=0)
+    (c,) = store.claim_sync(now=1, limit=5, lease_s=10, max_attempts=3)
+    assert (c.attempts, c.lease_until) == (1, 11)
+    assert store.claim_sync(now=5, limit=5, lease_s=10, max_attempts=3) == []
+    assert store.next_due_sync() == 11
+    (again,) = store.claim_sync(now=11, limit=5, lease_s=10, max_attempts=3)
+    assert again.attempts == 2 and again.lease != c.lease
+    # The first worker's late verdict no longer applies: its lease is gone.
+    assert (
+        store.fail_sync("a", c.lease, error="late", now=12, next_attempt_at=12, max_attempts=3)
+        == "lost"
+    )
+    assert store.pending_sync()[0].leased
+
+
+def test_fail_schedules_and_dead_letters_after_the_last(store: SQLiteTaskStore) -> None:
+    """Failures reschedule with the error kept; the last allowed failure moves the task to dead letters."""
+    store.put_many_sync([_new("a")], now=0)
+    for attempt in (1, 2):
+        (c,) = store.claim_sync(now=attempt * 10, limit=1, lease_s=1, max_attempts=3)
+        out = store.fail_sync(
+            "a", c.lease, error=f"e{attempt}", now=c.lease_until, next_attempt_at=99, max_attempts=3
+        )
+        assert out == "retry"
+        assert store.pending_sync()[0].last_error == f"e{attempt}"
+        assert store.claim_sync(now=50, limit=1, lease_s=1, max_attempts=3) == []
+        store._run(lambda c: c.execute("UPDATE tasks SET due_at = 0"), write=True)
+    (c,) = store.claim_sync(now=100, limit=1, lease_s=1, max_attempts=3)
+    assert c.attempts == 3
+    assert (
+        store.fail_sync("a", c.lease, error="final", now=100, next_attempt_at=0, max_attempts=3)
+        == "dead"
+    )
+    assert store.pending_sync() == []
+    (d,) = store.dead_letters_sync()
+    assert (d.id, d.attempts, d.last_error) == ("a", 3, "final")
+
+
+def test_expired_last_lease_is_dead_lettered_not_rerun(store: SQLiteTaskStore) -> None:
+    """A worker that died during the last attempt: the next claim dead-letters the task."""
+    store.put_many_sync([_new("a")], now=0)
+    (_c,) = store.claim_sync(now=0, limit=1, lease_s=5, max_attempts=1)
+    assert store.claim_sync(now=6, limit=1, lease_s=5, max_attempts=1) == []
+    (d,) = store.dead_letters_sync()
+    assert d.id == "a" and "lease expired" in (d.last_error or "")
+
+
+def test_ack_deletes_and_release_keeps_the_count(store: SQLiteTaskStore) -> None:
+    """Success deletes the row; a released lease makes the task due now with its attempt counted."""
+    store.put_many_sync([_new("a"), _new("b")], now=0)
+    a, b = store.claim_sync(now=0, limit=2, lease_s=60, max_attempts=3)
+    assert store.ack_sync(a.id, a.lease) is True
+    assert store.ack_sync(a.id, a.lease) is False
+    store.release_sync([(b.id, b.lease)], now=1)
+    (again,) = store.claim_sync(now=1, limit=5, lease_s=60, max_attempts=3)
+    assert (again.id, again.attempts) == ("b", 2)
+
+
+def test_claim_reads_only_the_head_of_the_due_index(store: SQLiteTaskStore) -> None:
+    """Claims and next-due use the due_at index (no scan of the backlog)."""
+    conn = store._conn
+    assert conn is not None
+    plan = " ".join(
+        r[-1]
+        for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE due_at <= 1 ORDER BY due_at LIMIT 4"
+        )
+    )
+    assert "USING INDEX tasks_due" in plan and "SCAN tasks" not in plan.replace(
+        "SCAN tasks USING INDEX", ""
+    )
+    plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN SELECT min(due_at) FROM tasks"))
+    assert "tasks_due" in plan
+
+
+def test_stats(store: SQLiteTaskStore) -> None:
+    """Pending, in flight, dead, oldest and next due agree with the rows."""
+    store.put_many_sync([_new("a", 5.0), _new("b", 7.0), _new("c", 9.0)], now=2.0)
+    store.claim_sync(now=5.0, limit=1, lease_s=100, max_attempts=1)  # a in flight until 105
+    s = store.stats_sync(now=6.0)
+    assert (s.pending, s.in_flight, s.dead, s.oldest_created_at, s.next_due_at) == (
+        2,
+        1,
+        0,
+        2.0,
+        7.0,
+    )
+    d = s.to_dict(now=6.0)
+    assert d["oldest_age_s"] == 4.0 and d["next_due_in_s"] == 1.0
+
+
+def _bytes(p: Path) -> bytes:
+    return p.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"this is not a database at all" * 40,
+        b'[{"id": "x"}]',
+        b"SQLite format 3\x00" + b"\xff" * 4080,
+    ],
+    ids=["text", "json", "garbage-after-header"],
+)
+def test_corrupt_file_refused_and_untouched(tmp_path: Path, content: bytes) -> None:
+    """A file that is not a queue: a clear error naming the file; the file and folder unchanged."""
+    p = tmp_path / "queue.db"
+    p.write_bytes(content)
+    s = SQLiteTaskStore(p)
+    with pytest.raises(QueueStoreError) as err:
+        s.open_sync()
+    assert str(p) in str(err.value) and isinstance(err.value, RecoveryError)
+    assert _bytes(p) == content
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["queue.db"]
+
+
+def test_foreign_sqlite_refused_and_untouched(tmp_path: Path) -> None:
+    """Someone else's SQLite database is not converted into a queue."""
+    p = tmp_path / "app.db"
+    conn = sqlite3.connect(p)
+    conn.execute("CREATE TABLE users (name TEXT)")
+    conn.commit()
+    conn.close()
+    before = _bytes(p)
+    with pytest.raises(QueueStoreError, match="something else") as err:
+        SQLiteTaskStore(p).open_sync()
+    assert str(p) in str(err.value)
+    assert _bytes(p) == before
+    conn = sqlite3.connect(p)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    """A queue written by a newer library is refused with an upgrade hint."""
+    p = tmp_path / "q.db"
+    s = SQLiteTaskStore(p)
+    s.open_sync()
+    s._run(
+        lambda c: c.execute("UPDATE safla_meta SET value = '99' WHERE key = 'schema_version'"),
+        write=True,
+    )
+    s.close_sync()
+    with pytest.raises(QueueStoreError, match="newer"):
+        SQLiteTaskStore(p).open_sync()
+
+
+def test_readonly_never_creates(tmp_path: Path) -> None:
+    """Read-only inspection of a missing file fails without creating it."""
+    p = tmp_path / "missing.db"
+    with pytest.raises(QueueStoreError, match="no such"):
+        SQLiteTaskStore(p, readonly=True).open_sync()
+    assert not p.exists()
+
+
+def test_reopen_keeps_everything(tmp_path: Path) -> None:
+    """Closing and reopening finds the same tasks, attempts and dead letters."""
+    p = tmp_path / "q.db"
+    s = SQLiteTaskStore(p)
+    s.put_many_sync([_new("a"), _new("b")], now=0)
+    s.claim_sync(now=0, limit=1, lease_s=1, max_attempts=3)
+    s.close_sync()
+    s2 = SQLiteTaskStore(p, synchronous="FULL")
+    assert {(t.id, t.attempts) for t in s2.pending_sync()} == {("a", 1), ("b", 0)}
+    s2.close_sync()
+
+
+@given(st.binary(max_size=600))
+def test_random_bytes_never_crash_or_change(content: bytes) -> None:
+    """Whatever bytes the file holds, opening either works or raises QueueStoreError, never more."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "q.db"
+        p.write_bytes(content)
+        s = SQLiteTaskStore(p)
+        try:
+            s.open_sync()
+        except QueueStoreError:
+            assert _bytes(p) == content
+        else:
+            s.close_sync()
+            assert content == b"" or content.startswith(b"SQLite format 3\x00")

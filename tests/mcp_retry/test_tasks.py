@@ -1,0 +1,286 @@
+"""MCPTaskRecovery: durable saves, retries, dead letters, the worker in the host's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safla_diag import MCPTaskRecovery
+from safla_diag.mcp_retry._store import QueueStoreError, SQLiteTaskStore
+
+pytestmark = pytest.mark.anyio
+
+
+class Recorder:
+    """An execute callback that fails the first ``fail`` calls per task and records every call."""
+
+    def __init__(self, fail: int | float = 0) -> None:
+        self.fail = fail
+        self.calls: Counter[str] = Counter()
+        self.done: list[str] = []
+        self.event = asyncio.Event()
+
+    async def __call__(self, task: dict[str, Any]) -> None:
+        self.calls[task["id"]] += 1
+        self.event.set()
+        if self.calls[task["id"]] <= self.fail:
+            raise ConnectionError(f"server down for {task['id']} password=hunter2")
+        self.done.append(task["id"])
+
+
+async def test_save_returns_id_and_is_idempotent(tmp_path: Path) -> None:
+    """A task without id gets one; saving the same id again stores nothing new."""
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=Recorder(), retry_delay=0)
+    tid = await rec.save_failed_task({"tool": "search", "args": {"q": "x"}})
+    assert isinstance(tid, str) and len(tid) == 32
+    assert await rec.save_failed_task({"id": tid, "tool": "other"}) == tid
+    assert await rec.save_failed_task({"id": 7, "tool": "n"}) == "7"
+    tasks = await rec.afailed_tasks()
+    assert [t["tool"] for t in tasks] == ["search", "n"]
+    assert tasks[0]["id"] == tid
+    await rec.aclose()
+
+
+@pytest.mark.parametrize(
+    ("task", "exc"),
+    [
+        ({"args": {1, 2}}, TypeError),
+        ({"args": object()}, TypeError),
+        ({"when": math.nan}, ValueError),
+        ({"x": float("inf")}, ValueError),
+        ({1: "int key"}, TypeError),
+        ({"id": True}, TypeError),
+        ({"id": ""}, ValueError),
+        (["not", "a", "mapping"], TypeError),
+        ({"b": b"bytes"}, TypeError),
+    ],
+)
+async def test_non_json_refused_at_save(tmp_path: Path, task: Any, exc: type[Exception]) -> None:
+    """Payloads JSON cannot represent are refused when saved, and nothing is stored."""
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=Recorder())
+    with pytest.raises(exc):
+        await rec.save_failed_task(task)
+    assert await rec.load_failed_tasks() == 0
+    await rec.aclose()
+
+
+async def test_retry_once_runs_due_tasks_and_deletes_successes(tmp_path: Path) -> None:
+    """retry_once runs what is due, returns the count, and a success leaves the queue."""
+    ex = Recorder()
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=ex, retry_delay=0, concurrency=2)
+    for i in range(5):
+        await rec.save_failed_task({"id": f"t{i}"})
+    assert await rec.retry_once() == 5
+    assert sorted(ex.done) == [f"t{i}" for i in range(5)]
+    assert await rec.afailed_tasks() == []
+    assert await rec.retry_once() == 0
+    await rec.aclose()
+
+
+async def test_always_failing_task_runs_max_retries_then_dead_letter(tmp_path: Path) -> None:
+    """Exactly max_retries library attempts, then one dead letter with the last (redacted) error."""
+    ex = Recorder(fail=math.inf)
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=ex, retry_delay=0, max_retries=3)
+    await rec.save_failed_task({"id": "a", "tool": "x"})
+    for _ in range(6):
+        await rec.retry_once()
+    assert ex.calls["a"] == 3
+    (d,) = await rec.adead_letters()
+    assert d["id"] == "a" and d["attempts"] == 3 and d["tool"] == "x"
+    assert "ConnectionError" in d["last_error"] and "hunter2" not in d["last_error"]
+    assert rec.dead_letters() == [d]
+    assert rec.failed_tasks == []
+    await rec.aclose()
+
+
+async def test_sync_execute_runs_off_the_loop(tmp_path: Path) -> None:
+    """A plain callable runs in the executor, not on the loop's thread."""
+    seen: list[int | None] = []
+
+    def execute(task: dict[str, Any]) -> None:
+        seen.append(threading.get_ident())
+
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=execute, retry_delay=0)
+    await rec.save_failed_task({"id": "a"})
+    assert await rec.retry_once() == 1
+    assert seen and seen[0] != threading.get_ident()
+    await rec.aclose()
+
+
+async def test_concurrent_saves_are_group_committed(tmp_path: Path) -> None:
+    """Many concurrent saves share commits: fewer transactions than saves, every task stored."""
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=Recorder())
+    await rec.load_failed_tasks()
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore)
+    batches: list[int] = []
+    real = store.put_many_sync
+
+    def spy(tasks: Any, *, now: float) -> list[bool]:
+        batches.append(len(tasks))
+        return real(tasks, now=now)
+
+    store.put_many_sync = spy  # type: ignore[method-assign]
+    ids = await asyncio.gather(*(rec.save_failed_task({"id": f"t{i}"}) for i in range(200)))
+    assert len(set(ids)) == 200
+    assert sum(batches) == 200 and len(batches) < 200
+    assert await rec.load_failed_tasks() == 200
+    await rec.save_failed_tasks([{"id": "x"}, {"id": "y"}])
+    assert batches[-1] == 2
+    await rec.aclose()
+
+
+async def test_cancelled_saver_does_not_break_others(tmp_path: Path) -> None:
+    """Cancelling one saver leaves the shared commit intact for the rest."""
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=Recorder())
+    await rec.load_failed_tasks()
+    tasks = [asyncio.ensure_future(rec.save_failed_task({"id": f"t{i}"})) for i in range(20)]
+    await asyncio.sleep(0)
+    tasks[3].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert all(isinstance(r, str) for i, r in enumerate(results) if i != 3)
+    await rec.aclose()
+    # Saving the cancelled one again is harmless whatever happened to it.
+    rec2 = MCPTaskRecovery(tmp_path / "q.db", execute=Recorder())
+    await rec2.save_failed_task({"id": "t3"})
+    assert await rec2.load_failed_tasks() == 20
+    await rec2.aclose()
+
+
+async def test_worker_retries_until_success_and_wakes_on_save(tmp_path: Path) -> None:
+    """The worker sleeps with an empty queue, a save wakes it, failures are retried to success."""
+    ex = Recorder(fail=2)
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=ex, retry_delay=0.01, max_retries=5)
+    await rec.load_failed_tasks()
+    worker = asyncio.ensure_future(rec.retry_failed_tasks())
+    try:
+        await asyncio.sleep(0.05)
+        assert ex.calls == {}
+        await rec.save_failed_task({"id": "a"}, delay=0)
+        async with asyncio.timeout(10):
+            while "a" not in ex.done:
+                ex.event.clear()
+                await ex.event.wait()
+        assert ex.calls["a"] == 3
+    finally:
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+    assert await rec.afailed_tasks() == []
+    await rec.aclose()
+
+
+async def test_worker_schedules_instead_of_polling(tmp_path: Path) -> None:
+    """With one task due later, the worker claims a handful of times, not in a busy loop."""
+    ex = Recorder()
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=ex)
+    await rec.save_failed_task({"id": "later"}, delay=0.3)
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore)
+    claims = 0
+    real = store.claim_sync
+
+    def spy(**kw: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return real(**kw)
+
+    store.claim_sync = spy  # type: ignore[method-assign]
+    worker = asyncio.ensure_future(rec.retry_failed_tasks())
+    try:
+        async with asyncio.timeout(10):
+            await ex.event.wait()
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert ex.done == ["later"]
+    assert claims <= 4
+    await rec.aclose()
+
+
+async def test_cancel_stops_promptly_and_releases_leases(tmp_path: Path) -> None:
+    """Cancelling the worker mid-task stops the task and gives its lease back: due again at once."""
+    started = asyncio.Event()
+
+    async def hang(task: dict[str, Any]) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=hang, lease_s=3600)
+    await rec.save_failed_task({"id": "a"}, delay=0)
+    worker = asyncio.ensure_future(rec.retry_failed_tasks())
+    async with asyncio.timeout(10):
+        await started.wait()
+    stats = await rec.stats()
+    assert stats.in_flight == 1
+    worker.cancel()
+    async with asyncio.timeout(10):
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+    stats = await rec.stats()
+    assert (stats.in_flight, stats.pending) == (0, 1)
+    (t,) = await rec.store.pending()
+    assert t.attempts == 1 and not t.leased
+    await rec.aclose()
+
+
+async def test_worker_respects_concurrency_limit(tmp_path: Path) -> None:
+    """No more than ``concurrency`` tasks run at once."""
+    running = 0
+    peak = 0
+    gate = asyncio.Event()
+    finished: list[str] = []
+
+    async def execute(task: dict[str, Any]) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        finished.append(task["id"])
+        if len(finished) == 20:
+            gate.set()
+
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=execute, concurrency=3, retry_delay=0)
+    await rec.save_failed_tasks([{"id": f"t{i}"} for i in range(20)])
+    worker = asyncio.ensure_future(rec.retry_failed_tasks())
+    try:
+        async with asyncio.timeout(20):
+            await gate.wait()
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert peak == 3
+    await rec.aclose()
+
+
+async def test_corrupt_queue_file_clear_error(tmp_path: Path) -> None:
+    """A corrupt queue file: QueueStoreError naming it, on first use, file untouched."""
+    p = tmp_path / "q.db"
+    p.write_bytes(b"garbage" * 100)
+    rec = MCPTaskRecovery(p, execute=Recorder())
+    with pytest.raises(QueueStoreError, match=r"q\.db"):
+        await rec.load_failed_tasks()
+    with pytest.raises(QueueStoreError):
+        await rec.save_failed_task({"id": "a"})
+    assert p.read_bytes() == b"garbage" * 100
+
+
+async def test_bad_arguments() -> None:
+    """Nonsense numbers are refused at construction."""
+    for kw in ({"max_retries": 0}, {"retry_delay": -1}, {"lease_s": 0}, {"concurrency": 0}):
+        with pytest.raises(ValueError):
+            MCPTaskRecovery("x.db", execute=Recorder(), **kw)  # type: ignore[arg-type]
+
+
+async def test_repr_is_short() -> None:
+    """The repr names the queue and its limits, nothing more."""
+    rec = MCPTaskRecovery("x.db", execute=Recorder())
+    assert repr(rec).startswith("<MCPTaskRecovery 'x.db' max_retries=3")
