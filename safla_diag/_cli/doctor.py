@@ -1,22 +1,60 @@
-"""`safla-diag doctor`: STUB, replaced by its issue's work."""
+"""`safla-diag doctor`: the whole diagnosis, as text or JSON; exit 0 healthy, 1 findings, 2 config."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from typing import Any
 
 from . import UsageError
 
-__all__ = ["register"]
+__all__ = ["positive_seconds", "register", "run"]
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
 
 
 def register(sub: Any) -> None:
     """Add the `doctor` command."""
-    p: argparse.ArgumentParser = sub.add_parser("doctor", help="(not built yet)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p: argparse.ArgumentParser = sub.add_parser(
+        "doctor",
+        help="diagnose this machine and the configured services",
+        description=(
+            "Check Python and platform, dependencies, memory, CPU, disk, the configuration "
+            "(with --config), and every configured service, vector index and MCP queue. "
+            "Exit 0 when healthy, 1 when something needs attention, 2 for usage or "
+            "configuration errors."
+        ),
+    )
+    p.add_argument("--config", metavar="FILE", help="a .toml or .json configuration file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=5.0,
+        metavar="S",
+        help="seconds per service probe when the configuration sets no service_timeout (default 5)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the command."""
-    raise UsageError("'doctor' is not available in this version yet")
+    """Run the diagnosis and print it."""
+    from ..diagnosis import Diagnostics
+
+    try:
+        diag = Diagnostics(args.config, timeout=args.timeout)
+    except NotImplementedError:
+        raise UsageError("reading configuration files is not available in this version") from None
+    report = diag.doctor()
+    sys.stdout.write((report.to_json() if args.json else report.to_text()) + "\n")
+    return report.exit_code

@@ -1,22 +1,121 @@
-"""`safla-diag services`: STUB, replaced by its issue's work."""
+"""`safla-diag services`: probe the configured services (and URLs given), or who holds a port."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from . import UsageError
+from . import EXIT_FINDINGS, EXIT_OK, UsageError
+from .doctor import positive_seconds
 
-__all__ = ["register"]
+__all__ = ["register", "run"]
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {text!r}")
+    return value
 
 
 def register(sub: Any) -> None:
     """Add the `services` command."""
-    p: argparse.ArgumentParser = sub.add_parser("services", help="(not built yet)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p: argparse.ArgumentParser = sub.add_parser(
+        "services",
+        help="probe Redis, PostgreSQL, HTTP and MCP services natively, all at once",
+        description=(
+            "Probe every service of the configuration (database_url, redis_url, mcp_servers, "
+            "services) and any URL given, concurrently, each within the timeout. "
+            "With --port, show which local process holds a port (address already in use). "
+            "Exit 0 when all answer, 1 when one does not, 2 for usage errors."
+        ),
+    )
+    p.add_argument("urls", nargs="*", metavar="URL", help="extra targets, e.g. redis://host:6379")
+    p.add_argument("--config", metavar="FILE", help="a .toml or .json configuration file")
+    p.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=None,
+        metavar="S",
+        help="seconds per probe (default: service_timeout from the configuration, else 5)",
+    )
+    p.add_argument(
+        "--port",
+        type=_port,
+        action="append",
+        default=[],
+        metavar="N",
+        help="show which local process holds port N (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
 
+def _holders(ports: list[int]) -> tuple[list[str], list[dict[str, Any]]]:
+    from ..checks._ports import port_holders
+
+    lines, rows = [], []
+    for port in ports:
+        holders = port_holders(port)
+        if not holders:
+            lines.append(f"port {port}: free (no visible process listens on it)")
+        for h in holders:
+            lines.append(f"port {port}: {h.describe()}")
+        rows.append(
+            {
+                "port": port,
+                "holders": [
+                    {"pid": h.pid, "name": h.name, "address": h.address, "status": h.status}
+                    for h in holders
+                ],
+            }
+        )
+    return lines, rows
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the command."""
-    raise UsageError("'services' is not available in this version yet")
+    """Probe and print; exit 1 when a service is not ok."""
+    import json
+
+    from ..checks import check_external_services
+    from ..checks._targets import parse_targets
+    from ..config import load_configuration
+
+    config: dict[str, Any] = {}
+    if args.config is not None or not (args.urls or args.port):
+        try:
+            config = dict(load_configuration(args.config))
+        except NotImplementedError:
+            if args.config is not None:
+                raise UsageError(
+                    "reading configuration files is not available in this version"
+                ) from None
+    targets: dict[str, Any] = {t.name: t.url for t in parse_targets(config)}
+    for t in parse_targets(list(args.urls)):
+        name, i = t.name, 2
+        while name in targets:
+            name, i = f"{t.name}#{i}", i + 1
+        targets[name] = t.url
+    if not targets and not args.port:
+        raise UsageError("nothing to check: give --config FILE, URLs, or --port N")
+    timeout = args.timeout
+    if timeout is None:
+        configured = config.get("service_timeout")
+        timeout = 5.0
+        if isinstance(configured, int | float) and not isinstance(configured, bool):
+            timeout = float(configured) if configured > 0 else 5.0
+    port_lines, port_rows = _holders(args.port)
+    report = check_external_services(targets, timeout=timeout) if targets else None
+    if args.json:
+        doc: dict[str, Any] = report.to_dict() if report is not None else {"ok": True}
+        if args.port:
+            doc["ports"] = port_rows
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        out = ([report.to_text()] if report is not None else []) + port_lines
+        sys.stdout.write("\n".join(out) + "\n")
+    return EXIT_OK if report is None or report else EXIT_FINDINGS
