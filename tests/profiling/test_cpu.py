@@ -188,7 +188,7 @@ def test_log_level_none_and_disabled_logger_build_no_report(
     with caplog.at_level(logging.DEBUG, logger="safla_diag.profiling"):
         prof.profile_function(leaf)(5)
     assert not [r for r in caplog.records if r.levelno >= logging.INFO]
-    assert prof._last_report is None  # not built yet
+    assert prof._last is not None and prof._cached is None  # not built yet
     report = prof.last_report
     assert report is not None and report["leaf"].ncalls == 1
     assert prof.last_report is report  # built once, cached
