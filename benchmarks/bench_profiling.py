@@ -17,6 +17,7 @@ import cProfile
 import functools
 import io
 import logging
+import os
 import pstats
 import statistics
 import sys
@@ -34,9 +35,9 @@ from safla_diag import CPUProfiler, profile, timed
 
 N_SYNC = 200_000
 N_ASYNC = 100_000
-N_PROFILED = 20_000
 N_NAIVE = 2_000
-REPEAT = 7
+ROUNDS = 9
+WORKLOAD_ROUNDS = 7
 
 
 class Recorder:
@@ -60,27 +61,33 @@ async def atrivial(x: int) -> int:
     return x
 
 
-def per_call_ns(fn: Callable[[int], Any], n: int, repeat: int = REPEAT) -> float:
-    """Best-of-`repeat` ns per call of fn(i) in a tight loop (loop cost included)."""
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter_ns()
-        for i in range(n):
-            fn(i)
-        best = min(best, (time.perf_counter_ns() - t) / n)
+def per_call_ns(
+    fns: dict[str, Callable[[int], Any]], n: int, rounds: int = ROUNDS
+) -> dict[str, float]:
+    """Best ns per call of each fn(i) in a tight loop, rounds interleaved (loop cost included)."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time.perf_counter_ns()
+            for i in range(n):
+                fn(i)
+            best[name] = min(best[name], (time.perf_counter_ns() - t) / n)
     return best
 
 
-def async_per_call_ns(fn: Callable[[int], Any], n: int, repeat: int = REPEAT) -> float:
-    """Best-of-`repeat` ns per `await fn(i)` inside one coroutine."""
+def async_per_call_ns(
+    fns: dict[str, Callable[[int], Any]], n: int, rounds: int = ROUNDS
+) -> dict[str, float]:
+    """Best ns per `await fn(i)` inside one coroutine, rounds interleaved."""
 
-    async def loop() -> float:
-        best = float("inf")
-        for _ in range(repeat):
-            t = time.perf_counter_ns()
-            for i in range(n):
-                await fn(i)
-            best = min(best, (time.perf_counter_ns() - t) / n)
+    async def loop() -> dict[str, float]:
+        best = dict.fromkeys(fns, float("inf"))
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                t = time.perf_counter_ns()
+                for i in range(n):
+                    await fn(i)
+                best[name] = min(best[name], (time.perf_counter_ns() - t) / n)
         return best
 
     return asyncio.run(loop())
@@ -140,54 +147,15 @@ def naive_sync_timer(recorder: Recorder) -> Callable[[Callable[..., Any]], Calla
 
 
 def section_overheads(rows: list[dict[str, Any]]) -> dict[str, float]:
-    print(f"\n== ns added per call of a trivial function (best of {REPEAT}) ==")
-    bare = per_call_ns(trivial, N_SYNC)
-    print(f"bare call: {bare:.0f} ns")
-    ours = per_call_ns(timed(Recorder())(trivial), N_SYNC) - bare
-
+    print(f"\n== ns added per call of a trivial function (best of {ROUNDS} interleaved rounds) ==")
     from prometheus_client import CollectorRegistry, Histogram
+    from pyinstrument import Profiler
 
     hist = Histogram("bench_seconds", "bench", registry=CollectorRegistry())
 
     @hist.time()
     def prom(x: int) -> int:
         return x
-
-    prom_ns = per_call_ns(prom, N_SYNC) - bare
-    rows.append(compare("timed, sync (ns added; target <= 300)", ours, prom_ns, "ns", "prom_hist"))
-
-    abare = async_per_call_ns(atrivial, N_ASYNC)
-    aours = async_per_call_ns(timed(Recorder())(atrivial), N_ASYNC) - abare
-
-    async def aprom(x: int) -> int:
-        with hist.time():
-            return x
-
-    aprom_ns = async_per_call_ns(aprom, N_ASYNC) - abare
-    print(f"bare await: {abare:.0f} ns")
-    rows.append(
-        compare("timed, async (ns added; target <= 400)", aours, aprom_ns, "ns", "prom_hist")
-    )
-
-    # CPUProfiler.profile_function: default deployment (NullHandler: nothing consumes reports).
-    prof_ns = per_call_ns(CPUProfiler().profile_function(trivial), N_PROFILED) - bare
-    naive = NaiveCPUProfiler().profile_function(trivial)
-    with contextlib.redirect_stdout(io.StringIO()) as sink:
-        naive_ns = per_call_ns(naive, N_NAIVE, repeat=3) - bare
-    assert sink.getvalue().count("Profile for trivial") == N_NAIVE * 3
-    rows.append(
-        compare("profile_function (ns added; target <= 2000)", prof_ns, naive_ns, "ns", "guide")
-    )
-
-    # Same, with a consumer that makes us build a ProfileReport for every call.
-    built = per_call_ns(CPUProfiler(on_report=lambda r: None).profile_function(trivial), 2_000)
-    rows.append(
-        compare(
-            "profile_function + report per call (ns added)", built - bare, naive_ns, "ns", "guide"
-        )
-    )
-
-    from pyinstrument import Profiler
 
     def pyi(x: int) -> int:
         p = Profiler(async_mode="disabled")
@@ -197,17 +165,87 @@ def section_overheads(rows: list[dict[str, Any]]) -> dict[str, float]:
         finally:
             p.stop()
 
-    pyi_ns = per_call_ns(pyi, N_NAIVE, repeat=3) - bare
+    fast = per_call_ns(
+        {
+            "bare": trivial,
+            "timed": timed(Recorder())(trivial),
+            "prom": prom,
+            # default deployment: a NullHandler, so nobody consumes reports and none is built
+            "profile_function": CPUProfiler().profile_function(trivial),
+        },
+        N_SYNC,
+    )
+    bare = fast["bare"]
+    print(f"bare call: {bare:.0f} ns")
     rows.append(
         compare(
-            "profile_function vs pyinstrument per call (ns added)",
-            prof_ns,
-            pyi_ns,
+            "timed, sync (ns added; target <= 300)",
+            fast["timed"] - bare,
+            fast["prom"] - bare,
+            "ns",
+            "prom_hist",
+        )
+    )
+
+    async def aprom(x: int) -> int:
+        with hist.time():
+            return x
+
+    # The guide prints every report: to /dev/null here, so the terminal shows only figures.
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        slow = per_call_ns(
+            {
+                "bare": trivial,
+                "naive": NaiveCPUProfiler().profile_function(trivial),
+                "pyinstrument": pyi,
+                "report_per_call": CPUProfiler(on_report=lambda r: None).profile_function(trivial),
+            },
+            N_NAIVE,
+            rounds=3,
+        )
+    ours = fast["profile_function"] - bare
+    rows.append(
+        compare(
+            "profile_function (ns added; target <= 2000)",
+            ours,
+            slow["naive"] - slow["bare"],
+            "ns",
+            "guide",
+        )
+    )
+    rows.append(
+        compare(
+            "profile_function vs pyinstrument per call (ns)",
+            ours,
+            slow["pyinstrument"] - slow["bare"],
             "ns",
             "pyinstrument",
         )
     )
-    return {"bare_ns": bare, "bare_await_ns": abare}
+    rows.append(
+        compare(
+            "profile_function, report built per call (ns)",
+            slow["report_per_call"] - slow["bare"],
+            slow["naive"] - slow["bare"],
+            "ns",
+            "guide",
+        )
+    )
+
+    aw = async_per_call_ns(
+        {"bare": atrivial, "timed": timed(Recorder())(atrivial), "prom": aprom}, N_ASYNC
+    )
+    print(f"bare await: {aw['bare']:.0f} ns")
+    rows.append(
+        compare(
+            "timed, async (ns added; target <= 400)",
+            aw["timed"] - aw["bare"],
+            aw["prom"] - aw["bare"],
+            "ns",
+            "prom_hist",
+        )
+    )
+    return {"bare_ns": bare, "bare_await_ns": aw["bare"]}
 
 
 def workload() -> float:
@@ -240,21 +278,10 @@ def _python_part(k: int) -> int:
 
 
 def section_workload(rows: list[dict[str, Any]]) -> None:
-    print("\n== numpy + pure-Python workload (median of 7) ==")
-    workload()  # warm numpy
-
-    def timed_runs(fn: Callable[[], Any]) -> float:
-        samples = []
-        for _ in range(7):
-            t = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - t)
-        return statistics.median(samples)
-
-    bare = timed_runs(workload)
-    ours = timed_runs(profile(log_level=None)(workload))
-
+    print(f"\n== numpy + pure-Python workload (median of {WORKLOAD_ROUNDS} interleaved rounds) ==")
     from pyinstrument import Profiler
+
+    workload()  # warm numpy up
 
     def under_pyinstrument() -> None:
         p = Profiler(async_mode="disabled")
@@ -264,21 +291,39 @@ def section_workload(rows: list[dict[str, Any]]) -> None:
         finally:
             p.stop()
 
-    pyi = timed_runs(under_pyinstrument)
-    print(f"bare workload: {bare * 1000:.1f} ms")
-    rows.append(compare("workload under profile (x bare)", ours / bare, 1.0, "x", "bare"))
+    session = profile(log_level=None)
+    runs: dict[str, Callable[[], Any]] = {
+        "bare": workload,
+        "profile": session(workload),
+        "pyinstrument": under_pyinstrument,
+    }
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(WORKLOAD_ROUNDS):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t)
+    med = {name: statistics.median(values) for name, values in samples.items()}
+    print(f"bare workload: {med['bare'] * 1000:.1f} ms")
+    assert session.report is not None and session.report["_python_part"].ncalls == 40 * 60
     rows.append(
         compare(
-            "workload: profile vs pyinstrument (x bare)",
-            ours / bare,
-            pyi / bare,
+            "workload slowdown under profile (x bare)",
+            med["profile"] / med["bare"],
+            1.0,
+            "x",
+            "bare",
+        )
+    )
+    rows.append(
+        compare(
+            "workload slowdown: profile vs pyinstrument (x bare)",
+            med["profile"] / med["bare"],
+            med["pyinstrument"] / med["bare"],
             "x",
             "pyinstrument",
         )
     )
-    report = profile(log_level=None)
-    report(workload)()
-    assert report.report is not None and report.report["_python_part"].ncalls == 40 * 60
 
 
 def section_async_correctness(rows: list[dict[str, Any]]) -> None:
@@ -317,7 +362,7 @@ def main() -> None:
     meta = section_overheads(rows)
     section_workload(rows)
     section_async_correctness(rows)
-    save("profiling", rows, **meta, n_sync=N_SYNC, n_async=N_ASYNC, repeat=REPEAT)
+    save("profiling", rows, **meta, n_sync=N_SYNC, n_async=N_ASYNC, rounds=ROUNDS)
 
 
 if __name__ == "__main__":
