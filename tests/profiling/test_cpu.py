@@ -397,8 +397,12 @@ def test_many_threads_hammering_one_profiler() -> None:
     assert not errors
     assert reports  # on 3.12+ some calls run unprofiled while another thread's session runs
     for r in reports:
-        assert r["branch"].ncalls == 1
-        assert r["leaf"].ncalls == 2
+        if sys.version_info < (3, 12):
+            assert r["branch"].ncalls == 1
+            assert r["leaf"].ncalls == 2
+        else:  # the one active session also sees the other threads' calls
+            assert r["branch"].ncalls >= 1
+            assert r["leaf"].ncalls >= 2
 
 
 def test_foreign_setprofile_is_left_alone() -> None:
@@ -518,10 +522,15 @@ def test_callable_objects_are_supported() -> None:
         async def __call__(self, n: int) -> int:
             return await async_leaf(n)
 
-    sync_w = profile(Sync())
-    async_w = profile(Async())
+    reports: list[ProfileReport] = []
+    session = profile(on_report=reports.append)
+    sync_w = session(Sync())
+    async_w = session(Async())
     assert sync_w(3) == leaf(3)
     assert inspect.iscoroutinefunction(async_w)
+    assert asyncio.run(async_w(4)) == leaf(4)
+    assert [r["leaf"].ncalls for r in reports] == [1, 1]
+    assert reports[1]["async_leaf"].primitive_calls >= 1
 
 
 @pytest.mark.parametrize(

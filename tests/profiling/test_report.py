@@ -218,6 +218,25 @@ def test_repr_html_caps_rows() -> None:
     assert f"showing 2 of {len(report)} functions" in page
 
 
+def test_pretty_text_for_terminal_ipython() -> None:
+    """IPython's text display gets the table; a cycle gets the short repr."""
+
+    class Printer:
+        def __init__(self) -> None:
+            self.out = ""
+
+        def text(self, s: str) -> None:
+            self.out += s
+
+    report = _report()
+    p = Printer()
+    report._repr_pretty_(p, False)
+    assert p.out == report.to_text().rstrip("\n")
+    p = Printer()
+    report._repr_pretty_(p, True)
+    assert p.out == repr(report)
+
+
 def test_repr_is_short() -> None:
     """repr is one line with the label and counts."""
     report = _report()
