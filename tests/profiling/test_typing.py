@@ -22,7 +22,6 @@ def test_decorated_signatures_type_check() -> None:
             "mypy",
             "--strict",
             "--warn-unused-ignores",
-            "--no-incremental",
             str(Path(__file__).with_name("typing_api.py")),
         ],
         capture_output=True,
