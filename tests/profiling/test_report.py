@@ -116,6 +116,31 @@ def test_save_writes_a_file_pstats_opens(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp"))
 
 
+def test_concurrent_saves_to_one_path(tmp_path: Path) -> None:
+    """Threads saving reports to the same path leave one whole pstats file, no temporaries."""
+    import threading
+
+    report = _report()
+    path = tmp_path / "shared.prof"
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for _ in range(20):
+                report.save(path)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert ProfileReport.load(path).stats == report.stats
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.prof"]
+
+
 def test_load_round_trips_and_rejects_other_files(tmp_path: Path) -> None:
     """load() reads what save() wrote; a file that is not pstats data is a ValueError."""
     report = _report()
