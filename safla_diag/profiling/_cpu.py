@@ -125,12 +125,16 @@ def _user_stats(profile: cProfile.Profile) -> StatsDict:
         k for k in stats if k[0] != "~" and os.path.normcase(os.path.abspath(k[0])) in _OWN_FILES
     }
     for key, (_, _, _, _, callers) in stats.items():
-        if key[0] == "~" and key[2] in _PLUMBING and all(c in drop for c in callers):
+        if key[0] != "~" or not all(c in drop for c in callers):
+            continue
+        # A builtin called only by our frames (getattr, perf_counter in stop_profiling), or
+        # one of the calls that switch profiling off or step a coroutine (called from frames
+        # the profiler never saw, so with no callers at all).
+        if callers or key[2] in _PLUMBING:
             drop.add(key)
     return _without(stats, drop)
 
 
-_MISSING: Any = object()
 _NESTED: Any = object()
 
 

@@ -54,6 +54,29 @@ def test_our_wrappers_are_not_in_the_report() -> None:
     assert not any(r.file == _cpu.__file__ for r in report.rows)
 
 
+def test_manual_spans_show_only_the_users_calls() -> None:
+    """A `with` block or start/stop span: no rows for our own bookkeeping calls."""
+    with profile() as p:
+        leaf(3)
+    assert p.report is not None
+    assert {r.function for r in p.report.rows} == {
+        "leaf",
+        "<genexpr>",
+        "<built-in method builtins.sum>",
+    }
+    prof = CPUProfiler()
+    prof.start_profiling()
+    work_a()
+    prof.stop_profiling()
+    assert prof.last_report is not None
+    assert {r.function for r in prof.last_report.rows} == {
+        "work_a",
+        "leaf",
+        "<genexpr>",
+        "<built-in method builtins.sum>",
+    }
+
+
 def test_nested_profiled_calls_go_to_the_outermost_profile() -> None:
     """A profiled function calling another profiled function: one report, the outer one."""
     outer_prof, inner_prof = CPUProfiler(), CPUProfiler()
