@@ -34,6 +34,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Coroutine, Generator
+from cProfile import Profile
 from time import perf_counter
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
@@ -56,12 +57,18 @@ ReportCallback = Callable[[ProfileReport], object]
 
 
 class _ThreadState(threading.local):
-    # The session enabled on this thread right now, if any: the re-entrancy guard.
-    active: _Session | None = None
+    # The profiler enabled on this thread right now, if any: the re-entrancy guard.
+    active: cProfile.Profile | None
+
+    def __init__(self) -> None:
+        # Set per thread (threading.local runs __init__ in each): an instance attribute is
+        # found faster than a class-level default, and this is read on every profiled call.
+        self.active = None
 
 
 _thread = _ThreadState()
 _noted: set[str] = set()
+_getprofile = sys.getprofile
 
 
 def _note_unavailable(reason: str) -> None:
@@ -71,36 +78,27 @@ def _note_unavailable(reason: str) -> None:
         logger.debug("profiling skipped: %s", redact(reason))
 
 
-class _Session:
-    """One cProfile.Profile, enabled on one thread for one outermost span (maybe in steps)."""
+_FOREIGN = "another profiler is active on this thread (sys.setprofile)"
 
-    __slots__ = ("label", "profile", "ran", "wall")
 
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.profile = cProfile.Profile()
-        self.ran = False
-        self.wall = 0.0
+def _try_enable(prof: cProfile.Profile) -> bool:
+    """Enable ``prof`` on this thread unless a session (or a foreign profiler) is active."""
+    if _thread.active is not None:
+        return False
+    if not _PY312 and _getprofile() is not None:
+        _note_unavailable(_FOREIGN)
+        return False
+    try:
+        prof.enable()
+    except ValueError as err:  # 3.12+: the sys.monitoring profiler slot is taken
+        _note_unavailable(str(err))
+        return False
+    _thread.active = prof
+    return True
 
-    def resume(self) -> bool:
-        """Enable on this thread unless a session (or a foreign profiler) is already active."""
-        if _thread.active is not None:
-            return False
-        if not _PY312 and sys.getprofile() is not None:
-            _note_unavailable("another profiler is active on this thread (sys.setprofile)")
-            return False
-        try:
-            self.profile.enable()
-        except ValueError as err:  # 3.12+: the sys.monitoring profiler slot is taken
-            _note_unavailable(str(err))
-            return False
-        _thread.active = self
-        self.ran = True
-        return True
 
-    def pause(self) -> None:
-        self.profile.disable()
-        _thread.active = None
+# A finished span: its (disabled) profiler, label and wall time. A tuple, as one is made per call.
+_Span = tuple[cProfile.Profile, str, float]
 
 
 # Our own frames and the builtins we call while a session is enabled are not the user's code.
@@ -127,12 +125,16 @@ def _user_stats(profile: cProfile.Profile) -> StatsDict:
         k for k in stats if k[0] != "~" and os.path.normcase(os.path.abspath(k[0])) in _OWN_FILES
     }
     for key, (_, _, _, _, callers) in stats.items():
-        if key[0] == "~" and key[2] in _PLUMBING and all(c in drop for c in callers):
+        if key[0] != "~" or not all(c in drop for c in callers):
+            continue
+        # A builtin called only by our frames (getattr, perf_counter in stop_profiling), or
+        # one of the calls that switch profiling off or step a coroutine (called from frames
+        # the profiler never saw, so with no callers at all).
+        if callers or key[2] in _PLUMBING:
             drop.add(key)
     return _without(stats, drop)
 
 
-_MISSING: Any = object()
 _NESTED: Any = object()
 
 
@@ -193,9 +195,11 @@ class CPUProfiler:
         self.save_to = None if save_to is None else os.fspath(save_to)
         self.accumulate = bool(accumulate)
         self.label = label
+        self._eager = self.accumulate or on_report is not None or save_to is not None
         self._lock = threading.Lock()
-        self._last: _Session | None = None
-        self._last_report: ProfileReport | None = None
+        # Replaced whole (one atomic store) by each finishing span: the hot path takes no lock.
+        self._last: _Span | None = None
+        self._cached: tuple[_Span, ProfileReport] | None = None
         self._total: StatsDict | None = None
         self._total_wall = 0.0
         self._total_sessions = 0
@@ -205,11 +209,10 @@ class CPUProfiler:
     @property
     def last_report(self) -> ProfileReport | None:
         """The report of the most recently finished span (any thread); None before the first."""
-        with self._lock:
-            session, report = self._last, self._last_report
-        if report is not None or session is None:
-            return report
-        return self._report_for(session)
+        span = self._last
+        if span is None:
+            return None
+        return self._report_for(span)
 
     @property
     def total_report(self) -> ProfileReport | None:
@@ -229,38 +232,34 @@ class CPUProfiler:
     def reset(self) -> None:
         """Forget ``last_report`` and ``total_report``."""
         with self._lock:
-            self._last = self._last_report = self._total = None
+            self._last = self._cached = self._total = None
             self._total_wall, self._total_sessions = 0.0, 0
 
-    def _report_for(self, session: _Session) -> ProfileReport:
-        # The session is finished (disabled), so its Profile no longer changes: build unlocked.
+    def _report_for(self, span: _Span) -> ProfileReport:
+        # The span is finished (its profiler disabled and never enabled again), so its data no
+        # longer changes; two threads racing here build equal reports and one is kept.
+        cached = self._cached
+        if cached is not None and cached[0] is span:
+            return cached[1]
+        prof, label, wall = span
         report = ProfileReport(
-            _user_stats(session.profile),
-            label=session.label,
-            wall_time=session.wall,
-            sort=self.sort,
-            top=self.top,
+            _user_stats(prof), label=label, wall_time=wall, sort=self.sort, top=self.top
         )
-        with self._lock:
-            if self._last is session:
-                if self._last_report is not None:
-                    return self._last_report
-                self._last_report = report
+        self._cached = (span, report)
         return report
 
     def _finish(
-        self, session: _Session, wall: float, *, want: bool = False
+        self, prof: cProfile.Profile, label: str, wall: float, *, want: bool = False
     ) -> ProfileReport | None:
         """Record a finished span; build and send its report only when someone wants it."""
         try:
-            session.wall = wall
+            span = (prof, label, wall)
+            self._last = span
             level = self.log_level
             log = level is not None and logger.isEnabledFor(level)
-            with self._lock:
-                self._last, self._last_report = session, None
-            if not (want or log or self.accumulate or self.on_report or self.save_to):
+            if not (want or log or self._eager):
                 return None
-            report = self._report_for(session)
+            report = self._report_for(span)
             if self.accumulate:
                 with self._lock:
                     if self._total is None:
@@ -293,9 +292,7 @@ class CPUProfiler:
                     )
             return report
         except Exception:  # a profiler must never break the code it measures
-            logger.warning(
-                "could not finish the profile of %s", redact(session.label), exc_info=True
-            )
+            logger.warning("could not finish the profile of %s", redact(label), exc_info=True)
             return None
 
     # -- manual spans -------------------------------------------------------------------------
@@ -315,9 +312,9 @@ class CPUProfiler:
         state = self._manual
         if getattr(state, "session", None) is not None:
             return
-        session = _Session(self.label or "profile")
+        prof = cProfile.Profile()
         state.start = perf_counter()
-        state.session = session if session.resume() else _NESTED
+        state.session = prof if _try_enable(prof) else _NESTED
 
     def stop_profiling(self) -> str | None:
         """
@@ -329,18 +326,19 @@ class CPUProfiler:
             span was nested in another one.
         """
         state = self._manual
-        session: Any = getattr(state, "session", None)
-        if session is None:
+        prof: Any = getattr(state, "session", None)
+        if prof is None:
             return None
         state.session = None
         state.depth = 0
-        if session is _NESTED:
+        if prof is _NESTED:
             return None
         active = _thread.active
-        if active is not None and active is session:
-            active.pause()
+        if active is not None and active is prof:
+            active.disable()
+            _thread.active = None
         wall = perf_counter() - state.start
-        report = self._finish(session, wall, want=True)
+        report = self._finish(prof, self.label or "profile", wall, want=True)
         return None if report is None else report.to_text()
 
     def __enter__(self) -> CPUProfiler:
@@ -392,17 +390,28 @@ class CPUProfiler:
 
         @functools.wraps(target)
         def sync_inner(*args: Any, **kwargs: Any) -> Any:
-            if _thread.active is not None:  # nested or recursive: the outer span has it
+            # The hot path, kept flat (no helper calls while the profiler is on): a new
+            # Profile, enable, call, disable, one store.
+            state = _thread
+            if state.active is not None:  # nested or recursive: the outer span has it
                 return target(*args, **kwargs)
-            session = _Session(label)
+            if not _PY312 and _getprofile() is not None:
+                _note_unavailable(_FOREIGN)
+                return target(*args, **kwargs)
+            prof = Profile()
             start = perf_counter()
-            if not session.resume():
+            try:
+                prof.enable()
+            except ValueError as err:  # 3.12+: the sys.monitoring profiler slot is taken
+                _note_unavailable(str(err))
                 return target(*args, **kwargs)
+            state.active = prof
             try:
                 return target(*args, **kwargs)
             finally:
-                session.pause()
-                profiler._finish(session, perf_counter() - start)
+                prof.disable()
+                state.active = None
+                profiler._finish(prof, label, perf_counter() - start)
 
         return cast("Callable[P, T]", _targets.rewrap(sync_inner, rewrap_with))
 
@@ -414,21 +423,24 @@ class CPUProfiler:
 def _drive(
     profiler: CPUProfiler, coro: Coroutine[Any, Any, Any], label: str
 ) -> Generator[Any, Any, Any]:
-    """Run ``coro`` to the end, profiling each of its steps; ``wall`` spans the awaits too."""
-    session = _Session(label)
+    """Run ``coro`` to the end, profiling each of its steps; the wall time spans the awaits."""
+    prof = Profile()
+    ran = False
     start = perf_counter()
     value: Any = None
     error: BaseException | None = None
     try:
         while True:
-            enabled = session.resume()
+            enabled = _try_enable(prof)
+            ran = ran or enabled
             try:
                 yielded = coro.send(value) if error is None else coro.throw(error)
             except StopIteration as stop:
                 return stop.value
             finally:
                 if enabled:
-                    session.pause()
+                    prof.disable()
+                    _thread.active = None
             value, error = None, None
             try:
                 value = yield yielded
@@ -438,8 +450,8 @@ def _drive(
             except BaseException as err:  # cancellation included: hand it to the coroutine
                 error = err
     finally:
-        if session.ran:
-            profiler._finish(session, perf_counter() - start)
+        if ran:
+            profiler._finish(prof, label, perf_counter() - start)
 
 
 class ProfileSession:

@@ -7,6 +7,7 @@ import itertools
 import json
 import marshal
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
@@ -570,7 +571,8 @@ class ProfileReport:
             OSError: When the file cannot be written.
         """
         target = Path(path)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        # Unique per process and thread: two threads saving to one path must not share it.
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             with tmp.open("wb") as f:
                 marshal.dump(self._stats, f)
