@@ -95,13 +95,16 @@ def _read_monitor(monitor: Monitor) -> dict[str, Any]:
 class _Reader:
     """Reads every monitor at most once per collection (collections read many figures)."""
 
-    def __init__(self, monitors: Iterable[tuple[str, Monitor]], ttl_s: float = 0.5) -> None:
+    def __init__(self, monitors: Iterable[tuple[str, Monitor]], ttl_s: float = 0.1) -> None:
         self.monitors = list(monitors)
         for _, m in self.monitors:
             if not isinstance(m, PerformanceMonitor | MemoryMonitor | MemoryLeakDetector):
                 raise TypeError(f"cannot export a {type(m).__name__}: not one of our monitors")
         self.ttl_s = ttl_s
         self._cache: dict[int, tuple[float, dict[str, Any]]] = {}
+
+    def clear(self) -> None:
+        self._cache.clear()
 
     def read(self, monitor: Monitor) -> dict[str, Any]:
         now = time.monotonic()
@@ -184,6 +187,7 @@ def register_prometheus(
             return list(self._families(False))
 
         def collect(self) -> Iterator[Any]:
+            reader.clear()  # each scrape reads each monitor once, and afresh
             yield from self._families(True)
 
     collector = SaflaCollector()
