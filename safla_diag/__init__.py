@@ -38,6 +38,8 @@ from .monitoring import (
     MemoryMonitor,
     PerformanceMonitor,
     VectorMemoryOptimizer,
+    register_opentelemetry,
+    register_prometheus,
 )
 from .profiling import CPUProfiler, MemoryProfiler, ProfileReport, profile, timed
 from .vector import BackupInfo, IndexHealth, VectorIndexRecovery
@@ -79,6 +81,8 @@ __all__ = [
     "load_configuration",
     "profile",
     "redact",
+    "register_opentelemetry",
+    "register_prometheus",
     "timed",
     "validate_configuration",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._leaks import LeakAnalysis, MemoryLeakDetector
 from ._memory import MemoryMonitor
+from ._metrics import register_opentelemetry, register_prometheus
 from ._optimizer import VectorMemoryOptimizer
 from ._performance import PerformanceMonitor
 
@@ -13,4 +14,6 @@ __all__ = [
     "MemoryMonitor",
     "PerformanceMonitor",
     "VectorMemoryOptimizer",
+    "register_opentelemetry",
+    "register_prometheus",
 ]
