@@ -51,8 +51,11 @@ def downcast(index: Any) -> Any:
 def describe(index: Any) -> dict[str, Any]:
     """Class, dimension, ntotal, metric and is_trained of an index."""
     index = downcast(index)
+    name = type(index).__name__
+    if name == "IndexFlat":  # index_factory's class; faiss reads it back as IndexFlatL2 / IP
+        name = {0: "IndexFlatIP", 1: "IndexFlatL2"}.get(int(index.metric_type), name)
     return {
-        "class": type(index).__name__,
+        "class": name,
         "dimension": int(index.d),
         "ntotal": int(index.ntotal),
         "metric": METRICS.get(int(index.metric_type), f"metric {int(index.metric_type)}"),

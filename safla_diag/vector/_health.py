@@ -86,7 +86,9 @@ class IndexHealth:
         return self.ok
 
     def __repr__(self) -> str:
-        problem = redact(self.problem) if self.problem else None
+        # Short: the failed check's name; the full sentence is in .problem and to_text().
+        failed = self.failed_check
+        problem = failed.name if failed else (self.problem[:40] if self.problem else None)
         return f"<IndexHealth ok={self.ok} problem={problem!r} ntotal={self.ntotal}>"
 
     @property

@@ -337,7 +337,7 @@ class Manifest:
         """
         try:
             body = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as err:
+        except (ValueError, RecursionError) as err:
             raise ManifestError(f"{where} is not valid JSON ({err})") from None
         if not isinstance(body, dict):
             raise ManifestError(f"{where} is not a JSON object")
