@@ -469,7 +469,7 @@ async def _services(ctx: _Context) -> Outcome:
             "info" if r.ok else "error",
             f"{r.name}: {r.detail} ({r.latency_s * 1000:.0f} ms)"
             if r.ok
-            else f"{r.name} ({r.target}): {r.status}: {r.detail}",
+            else f"{r.name} ({r.target}): {r.detail} [{r.status}]",
             None if r.ok else r.hint,
         )
         for r in report.results

@@ -168,3 +168,18 @@ def test_config_property_is_redacted() -> None:
     """The configuration a Diagnostics shows has its secrets masked."""
     diag = Diagnostics({"redis_url": f"redis://:{SECRET}@h:6379", "api_token": SECRET})
     assert SECRET not in repr(diag.config) and SECRET not in repr(diag)
+
+
+async def test_auth_failure_finding_keeps_its_words() -> None:
+    """An authentication failure reads as such in the finding: redaction masks secrets, not words."""
+    from ..checks._servers import fake_redis
+
+    wrong = b"-WRONGPASS invalid username-password pair\r\n"
+    async with serve(fake_redis({"AUTH": wrong})) as port:
+        cfg = {"redis_url": f"redis://:{SECRET}@127.0.0.1:{port}/0"}
+        report = await Diagnostics(cfg, sections=["services"]).adoctor()
+    (finding,) = report.problems
+    assert (
+        "reachable, authentication failed" in finding.message and "auth_failed" in finding.message
+    )
+    assert SECRET not in report.to_json()
