@@ -501,12 +501,14 @@ async def _vector(ctx: _Context) -> Outcome:
         extra = f" ({ntotal} vectors)" if ntotal is not None else ""
         return facts, [_f("vector", "info", f"index in {data_dir} is healthy{extra}")]
     problem = getattr(health, "problem", None) or "unhealthy"
+    advice = getattr(health, "advice", None)
+    commands = f"safla-diag vector restore {data_dir} (or rebuild-index {data_dir} --from FILE.npy)"
     return facts, [
         _f(
             "vector",
             "error",
             f"index in {data_dir}: {problem}",
-            f"safla-diag vector restore {data_dir} (or rebuild-index {data_dir} --from FILE.npy)",
+            f"{advice}: {commands}" if advice else commands,
         )
     ]
 
@@ -531,12 +533,20 @@ async def _mcp_queue(ctx: _Context) -> Outcome:
         raise RuntimeError("doctor only reads the queue")
 
     queue: Any = MCPTaskRecovery(path, execute=refuse)  # type: ignore[call-arg,unused-ignore]
-    await _maybe_await(queue.load_failed_tasks())
-    pending = len(list(queue.failed_tasks))
-    dead = len(list(await _maybe_await(queue.dead_letters())))
-    close = getattr(queue, "close", None) or getattr(queue, "aclose", None)
-    if callable(close):
-        await _maybe_await(close())
+    try:
+        stats_fn = getattr(queue, "stats", None)
+        if callable(stats_fn):  # one read of the counts, nothing loaded into memory
+            stats = await stats_fn()
+            pending = int(stats.pending) + int(getattr(stats, "in_flight", 0))
+            dead = int(stats.dead)
+        else:
+            await _maybe_await(queue.load_failed_tasks())
+            pending = len(list(queue.failed_tasks))
+            dead = len(list(await _maybe_await(queue.dead_letters())))
+    finally:
+        close = getattr(queue, "aclose", None) or getattr(queue, "close", None)
+        if callable(close):
+            await _maybe_await(close())
     facts = {"path": path, "pending": pending, "dead_letters": dead}
     findings = [_f("mcp_queue", "info", f"{path}: {pending} pending, {dead} dead-lettered")]
     if dead:
