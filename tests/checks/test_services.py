@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -461,3 +462,27 @@ async def test_real_mcp_server(real_mcp_url: str) -> None:
     good, bad = report.results
     assert good.ok and "real-mcp" in good.detail and "ping" in good.detail
     assert not bad.ok and "/mcp" in (bad.hint or "")
+
+
+def test_sync_twin_does_not_wait_for_stuck_executor_threads() -> None:
+    """A blocking call stuck in an executor thread (a dead DNS server) does not hold the result."""
+    from safla_diag.checks._sync import run_sync
+
+    release = threading.Event()
+
+    async def stuck() -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(0.1):
+                await loop.run_in_executor(None, release.wait, 30)
+        except TimeoutError:
+            return "timed out"
+        return "finished"
+
+    t0 = time.perf_counter()
+    try:
+        assert run_sync(stuck, "f", "af") == "timed out"
+        took = time.perf_counter() - t0
+    finally:
+        release.set()
+    assert took < 15  # far below the 30 s the thread would block; not a timing test
