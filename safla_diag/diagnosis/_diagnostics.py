@@ -768,7 +768,8 @@ class _Monitors:
                     f"memory monitor: {err.__class__.__name__}: {redact(str(err))[:120]}"
                 )
                 return
-            await asyncio.sleep(self.interval)
+            # a cheap check: more often than the leak detector's interval, but not busily
+            await asyncio.sleep(max(1.0, min(self.interval, 30.0)))
 
     async def stop(self) -> None:
         self.running = False

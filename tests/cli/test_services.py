@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,3 +60,34 @@ def test_services_usage_errors(cli: Any, args: tuple[str, ...]) -> None:
     proc = cli(*args)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_services_from_a_configuration_file(cli: Any, tmp_path: Path, redis_url: str) -> None:
+    """--config probes the configuration's services, with its service_timeout."""
+    from safla_diag import load_configuration
+
+    try:
+        load_configuration({})
+    except NotImplementedError:
+        pytest.skip("load_configuration is not built in this version yet")
+    path = tmp_path / "safla.json"
+    path.write_text(
+        json.dumps(
+            {
+                "database_url": f"postgresql://u:{SECRET}@127.0.0.1:{closed_port()}/x",
+                "redis_url": redis_url,
+                "vector_dimension": 4,
+                "mcp_servers": [f"http://127.0.0.1:{closed_port()}/mcp"],
+                "service_timeout": 2,
+            }
+        )
+    )
+    proc = cli("services", "--config", str(path), "--json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1 and doc["timeout"] == 2
+    assert {r["name"]: r["status"] for r in doc["results"]} == {
+        "database": "refused",
+        "redis": "ok",
+        "mcp:1": "refused",
+    }
+    assert SECRET not in proc.stdout
