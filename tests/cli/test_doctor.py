@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
+from safla_diag import load_configuration
+
 from ..checks._servers import closed_port
 
 
 @pytest.fixture
 def config_loader() -> None:
     """Skip while the configuration layer is not built (load_configuration is a stub)."""
-    from safla_diag import load_configuration
-
     try:
         load_configuration({})
     except NotImplementedError:

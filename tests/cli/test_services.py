@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from safla_diag import load_configuration
+
 from ..checks._servers import closed_port
 
 SECRET = "s3cr3t-Pa55"
@@ -64,8 +66,6 @@ def test_services_usage_errors(cli: Any, args: tuple[str, ...]) -> None:
 
 def test_services_from_a_configuration_file(cli: Any, tmp_path: Path, redis_url: str) -> None:
     """--config probes the configuration's services, with its service_timeout."""
-    from safla_diag import load_configuration
-
     try:
         load_configuration({})
     except NotImplementedError:
