@@ -791,11 +791,14 @@ class _Monitors:
 
 def _load(config: object) -> tuple[dict[str, Any], bool, str | None]:
     if config is None:
+        # SAFLA_* variables override the defaults; SAFLA_CONFIG names a file, which is then
+        # a configuration like one given explicitly, and is validated.
+        named = os.environ.get("SAFLA_CONFIG") or None
         try:
             loaded = load_configuration(None)
         except NotImplementedError:  # the configuration layer is not built in this version
             loaded = {}
-        return dict(loaded), False, None
+        return dict(loaded), named is not None, redact(named) if named else None
     if isinstance(config, str | os.PathLike):
         return dict(load_configuration(config)), True, redact(os.fspath(config))
     if isinstance(config, Mapping):
