@@ -152,7 +152,7 @@ class ServiceReport:
             mark = "ok  " if r.ok else "FAIL"
             lines.append(
                 f"  {mark} {r.name:<{width}}  {r.target}  {r.latency_s * 1000:7.1f} ms  "
-                f"{r.status}: {r.detail}"
+                f"{r.status:<11} {r.detail}"
             )
             if r.hint and not r.ok:
                 lines.append(f"       {'':<{width}}  next: {r.hint}")
@@ -166,7 +166,7 @@ class ServiceReport:
                 html.escape(r.name),
                 html.escape(r.target),
                 r.latency_s * 1000,
-                html.escape(f"{r.status}: {r.detail}"),
+                html.escape(f"{r.detail} [{r.status}]"),
                 html.escape(r.hint or ""),
             )
             for r in self.results

@@ -329,15 +329,29 @@ def _memory_facts() -> dict[str, Any]:
     proc = psutil.Process()
     with proc.oneshot():
         mem = proc.memory_info()
-    swap = psutil.swap_memory()
-    return {
+    facts: dict[str, Any] = {
         "process_rss_mb": mem.rss / _MB,
         "process_vms_mb": mem.vms / _MB,
         "system_percent": float(vm.percent),
         "system_total_mb": vm.total / _MB,
         "system_available_mb": vm.available / _MB,
-        "swap_percent": float(swap.percent),
+        "swap_percent": float(psutil.swap_memory().percent),
+        "cgroup_limit_mb": None,
     }
+    try:  # the monitor knows about container (cgroup) limits: "system" is then the container
+        from ..monitoring import MemoryMonitor
+
+        monitor: Any = MemoryMonitor()
+        info = monitor.get_memory_info()
+        facts.update(
+            system_percent=float(info["system_percent"]),
+            system_total_mb=float(info["system_total"]),
+            system_available_mb=float(info["system_available"]),
+            cgroup_limit_mb=info.get("cgroup_limit"),
+        )
+    except Exception as err:  # not built in this version: the host figures stand
+        log.debug("memory monitor unavailable: %s", err)
+    return facts
 
 
 async def _memory(ctx: _Context) -> Outcome:
@@ -345,8 +359,9 @@ async def _memory(ctx: _Context) -> Outcome:
     warn = _num(ctx.config, "memory_threshold_percent", 85.0)
     crit = _num(ctx.config, "memory_critical_percent", 95.0)
     pct = facts["system_percent"]
+    scope = "container" if facts["cgroup_limit_mb"] is not None else "system"
     msg = (
-        f"process {facts['process_rss_mb']:.0f} MB RSS; system {pct:.1f}% used "
+        f"process {facts['process_rss_mb']:.0f} MB RSS; {scope} {pct:.1f}% used "
         f"({facts['system_available_mb']:.0f} MB available of {facts['system_total_mb']:.0f} MB)"
     )
     if pct >= crit:
@@ -469,7 +484,7 @@ async def _services(ctx: _Context) -> Outcome:
             "info" if r.ok else "error",
             f"{r.name}: {r.detail} ({r.latency_s * 1000:.0f} ms)"
             if r.ok
-            else f"{r.name} ({r.target}): {r.status}: {r.detail}",
+            else f"{r.name} ({r.target}): {r.detail} [{r.status}]",
             None if r.ok else r.hint,
         )
         for r in report.results
@@ -501,12 +516,14 @@ async def _vector(ctx: _Context) -> Outcome:
         extra = f" ({ntotal} vectors)" if ntotal is not None else ""
         return facts, [_f("vector", "info", f"index in {data_dir} is healthy{extra}")]
     problem = getattr(health, "problem", None) or "unhealthy"
+    advice = getattr(health, "advice", None)
+    commands = f"safla-diag vector restore {data_dir} (or rebuild-index {data_dir} --from FILE.npy)"
     return facts, [
         _f(
             "vector",
             "error",
             f"index in {data_dir}: {problem}",
-            f"safla-diag vector restore {data_dir} (or rebuild-index {data_dir} --from FILE.npy)",
+            f"{advice}: {commands}" if advice else commands,
         )
     ]
 
@@ -531,12 +548,20 @@ async def _mcp_queue(ctx: _Context) -> Outcome:
         raise RuntimeError("doctor only reads the queue")
 
     queue: Any = MCPTaskRecovery(path, execute=refuse)  # type: ignore[call-arg,unused-ignore]
-    await _maybe_await(queue.load_failed_tasks())
-    pending = len(list(queue.failed_tasks))
-    dead = len(list(await _maybe_await(queue.dead_letters())))
-    close = getattr(queue, "close", None) or getattr(queue, "aclose", None)
-    if callable(close):
-        await _maybe_await(close())
+    try:
+        stats_fn = getattr(queue, "stats", None)
+        if callable(stats_fn):  # one read of the counts, nothing loaded into memory
+            stats = await stats_fn()
+            pending = int(stats.pending) + int(getattr(stats, "in_flight", 0))
+            dead = int(stats.dead)
+        else:
+            await _maybe_await(queue.load_failed_tasks())
+            pending = len(list(queue.failed_tasks))
+            dead = len(list(await _maybe_await(queue.dead_letters())))
+    finally:
+        close = getattr(queue, "aclose", None) or getattr(queue, "close", None)
+        if callable(close):
+            await _maybe_await(close())
     facts = {"path": path, "pending": pending, "dead_letters": dead}
     findings = [_f("mcp_queue", "info", f"{path}: {pending} pending, {dead} dead-lettered")]
     if dead:
@@ -743,7 +768,8 @@ class _Monitors:
                     f"memory monitor: {err.__class__.__name__}: {redact(str(err))[:120]}"
                 )
                 return
-            await asyncio.sleep(self.interval)
+            # a cheap check: more often than the leak detector's interval, but not busily
+            await asyncio.sleep(max(1.0, min(self.interval, 30.0)))
 
     async def stop(self) -> None:
         self.running = False
@@ -765,11 +791,14 @@ class _Monitors:
 
 def _load(config: object) -> tuple[dict[str, Any], bool, str | None]:
     if config is None:
+        # SAFLA_* variables override the defaults; SAFLA_CONFIG names a file, which is then
+        # a configuration like one given explicitly, and is validated.
+        named = os.environ.get("SAFLA_CONFIG") or None
         try:
             loaded = load_configuration(None)
         except NotImplementedError:  # the configuration layer is not built in this version
             loaded = {}
-        return dict(loaded), False, None
+        return dict(loaded), named is not None, redact(named) if named else None
     if isinstance(config, str | os.PathLike):
         return dict(load_configuration(config)), True, redact(os.fspath(config))
     if isinstance(config, Mapping):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -98,12 +99,17 @@ def fake_redis(replies: dict[str, bytes]) -> Handler:
     """A RESP server answering each command name with a scripted reply (default +OK / +PONG)."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            cmd = await _resp_command(reader)
-            name = cmd[0].upper()
-            default = b"+PONG\r\n" if name == "PING" else b"+OK\r\n"
-            writer.write(replies.get(name, default))
-            await writer.drain()
+        try:
+            while True:
+                cmd = await _resp_command(reader)
+                name = cmd[0].upper()
+                default = b"+PONG\r\n" if name == "PING" else b"+OK\r\n"
+                writer.write(replies.get(name, default))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass  # the client hung up (or failed its TLS handshake): that is how probes end
+        finally:
+            writer.close()
 
     return handler
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -461,3 +464,96 @@ async def test_real_mcp_server(real_mcp_url: str) -> None:
     good, bad = report.results
     assert good.ok and "real-mcp" in good.detail and "ping" in good.detail
     assert not bad.ok and "/mcp" in (bad.hint or "")
+
+
+def test_sync_twin_does_not_wait_for_stuck_executor_threads() -> None:
+    """A blocking call stuck in an executor thread (a dead DNS server) does not hold the result."""
+    from safla_diag.checks._sync import run_sync
+
+    release = threading.Event()
+
+    async def stuck() -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(0.1):
+                await loop.run_in_executor(None, release.wait, 30)
+        except TimeoutError:
+            return "timed out"
+        return "finished"
+
+    t0 = time.perf_counter()
+    try:
+        assert run_sync(stuck, "f", "af") == "timed out"
+        took = time.perf_counter() - t0
+    finally:
+        release.set()
+    assert took < 15  # far below the 30 s the thread would block; not a timing test
+
+
+@pytest.fixture
+def tls_server_context(tmp_path: Path) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1 (made by openssl)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+async def test_rediss_speaks_tls(tls_server_context: ssl.SSLContext) -> None:
+    """rediss:// does a TLS handshake: a self-signed certificate is rejected unless told not to verify."""
+    handler = fake_redis({})
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls_server_context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        strict = await one(f"rediss://127.0.0.1:{port}/0")
+        lax = await one(f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=none")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert strict.status == "tls" and "certificate" in strict.detail
+    assert lax.ok and "PONG" in lax.detail
+
+
+@pytest.mark.services
+async def test_postgres_sslmode_require_without_server_ssl(postgres_url: str) -> None:
+    """sslmode=require against a server without SSL: a tls finding, not a crash."""
+    r = await one(postgres_url + "?sslmode=require")
+    assert r.status in ("tls", "ok")  # ok only where the server has ssl on
+    if r.status == "tls":
+        assert "does not accept SSL" in r.detail
+
+
+async def test_redis_over_a_unix_socket(tmp_path: Path) -> None:
+    """unix:// targets reach a Redis on a socket file; a missing file is refused."""
+    path = tmp_path / "redis.sock"
+    server = await asyncio.start_unix_server(fake_redis({}), str(path))
+    try:
+        r = await one(f"unix://{path}")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert r.ok and r.kind == "redis"
