@@ -260,7 +260,7 @@ def _expand(paths: PathArg | Iterable[PathArg]) -> list[PathArg]:
 
 
 def _open(path: str) -> io.FileIO | gzip.GzipFile:
-    raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the caller
+    raw = io.FileIO(path, "rb")
     try:
         magic = raw.read(2)
         raw.seek(0)
@@ -268,7 +268,8 @@ def _open(path: str) -> io.FileIO | gzip.GzipFile:
         raw.close()
         raise
     if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        raw.close()
+        return gzip.GzipFile(path, mode="rb")
     return raw
 
 
@@ -367,14 +368,14 @@ def analyze_logs(
     ranked = sorted(acc.templates.items(), key=lambda kv: (-kv[1].count, kv[0]))[:top]
     templates = tuple(
         LogTemplate(
-            template=tmpl,
+            template=st.template,
             level=level,
             count=st.count,
             first_seen=st.first_seen,
             last_seen=st.last_seen,
             example=st.example,
         )
-        for (level, tmpl), st in ranked
+        for (level, _key), st in ranked
     )
     matches = None
     if opts.pattern is not None:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._redact import redact
 from ._formats import LineFormat, ParsedRecord, json_extra_text, normalise_level, sniff, spell
-from ._templates import TemplateCache, TemplateStats
+from ._templates import TemplateCache, TemplateStats, group_key
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -375,13 +375,15 @@ class _FileScan:
         masked = self.cache.templates(messages)
         # Per template in this chunk: count, the first and the last line.
         firsts: dict[tuple[str, str], int] = {}
+        shown: dict[tuple[str, str], str] = {}
         lasts: dict[tuple[str, str], int] = {}
         counts: Counter[tuple[str, str]] = Counter()
         for (i, level, _), tmpl in zip(chosen, masked, strict=True):
-            key = (level, tmpl)
+            key = (level, group_key(tmpl))
             counts[key] += 1
             if key not in firsts:
                 firsts[key] = i
+                shown[key] = tmpl
             lasts[key] = i
         table = self.acc.templates
         for key, count in counts.items():
@@ -401,7 +403,7 @@ class _FileScan:
                 if fmt.kind == "json":
                     extra = json_extra_text(bytes(buf[s : int(ends[first_i])]))
                     text = text + ("\n" + extra if extra else "")
-                stats = TemplateStats(0, None, None, _example(text), key[0])
+                stats = TemplateStats(shown[key], 0, None, None, _example(text), key[0])
                 table[key] = stats
             stats.count += count
             for i in {first_i, lasts[key]}:

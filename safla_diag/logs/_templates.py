@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["TemplateCache", "TemplateStats", "mask", "mask_many"]
+__all__ = ["TemplateCache", "TemplateStats", "group_key", "mask", "mask_many"]
 
 # Order matters: quoted strings and URLs first (they contain everything else), numbers last.
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -88,6 +88,23 @@ def mask_many(messages: list[str]) -> list[str]:
     return [t.strip() for t in text.split("\n")]
 
 
+def group_key(template: str) -> str:
+    """
+    The key that templates are grouped by: ``<HEX>`` and ``<NUM>`` are the same variable.
+
+    An id field holds hex ids that now and then have no letter (``12345678``), and a number field
+    may hold a long number that looks like hex; one pattern must stay one row either way. The row
+    shows the template as first seen.
+
+    Args:
+        template: A template from mask().
+
+    Returns:
+        The grouping key.
+    """
+    return template.replace("<HEX>", "<NUM>")
+
+
 _DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 _KEY_HEX = re.compile(rb"[0-9a-fA-F][0-9a-fA-F\-]{5,}")
 
@@ -129,6 +146,7 @@ class TemplateCache:
 class TemplateStats:
     """Running figures for one template."""
 
+    template: str
     count: int
     first_seen: datetime | None
     last_seen: datetime | None

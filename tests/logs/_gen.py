@@ -16,10 +16,15 @@ START = datetime(2026, 11, 28, 8, 0, 0, tzinfo=UTC)
 MESSAGES: dict[str, list[tuple[str, str]]] = {
     "ERROR": [
         ("failed to connect to {ip}:5432 after {n} ms", "failed to connect to <IP> after <NUM> ms"),
-        ("task {uuid} failed: server {q} returned {n}", "task <UUID> failed: server <STR> returned <NUM>"),
+        (
+            "task {uuid} failed: server {q} returned {n}",
+            "task <UUID> failed: server <STR> returned <NUM>",
+        ),
         ("index {path} corrupted (checksum {hex})", "index <PATH> corrupted (checksum <HEX>)"),
     ],
-    "CRITICAL": [("memory at {n}% of {n} MB, giving up", "memory at <NUM>% of <NUM> MB, giving up")],
+    "CRITICAL": [
+        ("memory at {n}% of {n} MB, giving up", "memory at <NUM>% of <NUM> MB, giving up")
+    ],
     "WARNING": [("slow query took {n} ms", "slow query took <NUM> ms")],
     "INFO": [
         ("request {uuid} handled in {n} ms", "request <UUID> handled in <NUM> ms"),
@@ -57,7 +62,7 @@ def _fill(fmt: str, rng: random.Random) -> str:
     return fmt.format(
         ip=".".join(str(rng.randint(0, 255)) for _ in range(4)),
         ip6=f"2001:db8::{rng.randint(1, 0xFFFF):x}",
-        n=rng.randint(0, 10**rng.randint(1, 7)),
+        n=rng.randint(0, 10 ** rng.randint(1, 7)),
         uuid=uuid.UUID(int=rng.getrandbits(128)),
         q=f"'{rng.choice(['alpha', 'beta', 'gamma delta'])}'",
         path=f"/var/lib/safla/idx_{rng.randint(0, 999)}.faiss",
@@ -75,10 +80,16 @@ def _line(kind: str, ts: datetime, level: str, msg: str, rng: random.Random) -> 
     if kind == "iso":
         return f"{ts:%Y-%m-%dT%H:%M:%S}.{ms:03d}Z [{level}] {msg}"
     if kind == "syslog":
-        return f"{ts:%b} {ts.day:2d} {ts:%H:%M:%S} host safla[{rng.randint(100, 999)}]: {level} {msg}"
+        return (
+            f"{ts:%b} {ts.day:2d} {ts:%H:%M:%S} host safla[{rng.randint(100, 999)}]: {level} {msg}"
+        )
     if kind == "json":
         keys = rng.choice(
-            [("timestamp", "level", "message"), ("time", "levelname", "msg"), ("@timestamp", "level", "message")]
+            [
+                ("timestamp", "level", "message"),
+                ("time", "levelname", "msg"),
+                ("@timestamp", "level", "message"),
+            ]
         )
         obj = {keys[0]: ts.isoformat(), keys[1]: level.lower() if rng.random() < 0.3 else level}
         obj[keys[2]] = msg
