@@ -1,0 +1,163 @@
+"""
+Message templates: mask the variable parts of a message so that one error pattern is one row.
+
+A small ordered set of regular expressions, applied with constant replacements so that ``re.sub``
+stays in C. ``mask_many`` masks a whole batch of messages with one pass per rule over their
+newline-joined text, which is how the scanner calls it (one batch per chunk).
+
+Why not Drain (``drain3``)? Drain learns templates by clustering token sequences one message at a
+time in Python, with per-message tree walks; that costs tens of microseconds a message, its
+templates depend on the order messages arrive in, and it still needs masking rules for ids first.
+Masking the usual variable tokens gives stable, order-independent templates at a fraction of the cost.
+
+Even so, regular expressions cost tens of nanoseconds per character, so ``TemplateCache`` first
+reduces each message to a *key* at C speed: every digit becomes ``0`` (``bytes.translate``) and
+every run of six or more hex digits and dashes (hex ids, uuids, long numbers) becomes ``<H>`` (one
+regex pass over the whole batch). Messages that differ only in numbers and ids share a key, and only
+a key not seen before is masked. The first message of a key names its template.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = ["TemplateCache", "TemplateStats", "group_key", "mask", "mask_many"]
+
+# Order matters: quoted strings and URLs first (they contain everything else), numbers last.
+_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r'"[^"\n]*"'), "<STR>"),
+    (re.compile(r"(?<![\w'])'[^'\n]*'(?![\w'])"), "<STR>"),
+    (re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>]+"), "<URL>"),
+    (
+        re.compile(
+            r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+        ),
+        "<UUID>",
+    ),
+    (
+        re.compile(
+            r"(?<![\w:.])(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}(?![\w:])"
+            r"|(?<![\w:.])(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?::(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?(?![\w:])"
+        ),
+        "<IP>",
+    ),
+    (re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.])"), "<IP>"),
+    (re.compile(r"(?<![\w.~/])(?:~|\.{1,2})?(?:/[\w.\-@%+=,~]+)+/?"), "<PATH>"),
+    (re.compile(r"\b0[xX][0-9a-fA-F]+\b"), "<HEX>"),
+    (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{6,}\b"), "<HEX>"),
+    (re.compile(r"\d+(?:\.\d+)?"), "<NUM>"),
+)
+_SPACES = re.compile(r"[ \t]+")
+
+
+def mask(message: str) -> str:
+    """
+    The template of one message: variable parts replaced by placeholders.
+
+    Quoted strings become ``<STR>``, URLs ``<URL>``, uuids ``<UUID>``, IPv4 and IPv6 addresses
+    (with a port) ``<IP>``, paths ``<PATH>``, hex ids ``<HEX>`` and numbers ``<NUM>``; runs of
+    blanks collapse to one space.
+
+    Args:
+        message: One message (a single line).
+
+    Returns:
+        Its template.
+    """
+    return mask_many([message])[0]
+
+
+def mask_many(messages: list[str]) -> list[str]:
+    """
+    Mask a batch of single-line messages, one regex pass per rule over the whole batch.
+
+    Args:
+        messages: Messages without newlines (newlines are turned into spaces).
+
+    Returns:
+        The templates, in the same order.
+    """
+    if not messages:
+        return []
+    text = "\n".join(m.replace("\n", " ").replace("\r", " ") for m in messages)
+    for pattern, repl in _RULES:
+        text = pattern.sub(repl, text)
+    text = _SPACES.sub(" ", text)
+    return [t.strip() for t in text.split("\n")]
+
+
+def group_key(template: str) -> str:
+    """
+    The key that templates are grouped by: ``<HEX>`` and ``<NUM>`` are the same variable.
+
+    An id field holds hex ids that now and then have no letter (``12345678``), and a number field
+    may hold a long number that looks like hex; one pattern must stay one row either way. The row
+    shows the template as first seen.
+
+    Args:
+        template: A template from mask().
+
+    Returns:
+        The grouping key.
+    """
+    return template.replace("<HEX>", "<NUM>")
+
+
+_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
+_KEY_HEX = re.compile(rb"[0-9a-fA-F][0-9a-fA-F\-]{5,}")
+
+
+class TemplateCache:
+    """Templates of message batches, by key, with a bounded memory of keys already masked."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self._known: dict[bytes, str] = {}
+
+    def templates(self, messages: list[bytes]) -> list[str]:
+        """
+        The templates of a batch of single-line messages (UTF-8 bytes, no newlines).
+
+        Args:
+            messages: The messages.
+
+        Returns:
+            Their templates, in order.
+        """
+        if not messages:
+            return []
+        keys = _KEY_HEX.sub(b"<H>", b"\n".join(messages).translate(_DIGITS)).split(b"\n")
+        known = self._known
+        new: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key not in known and key not in new:
+                new[key] = i
+        if new:
+            if len(known) + len(new) > self.max_keys:
+                known.clear()
+            masked = mask_many([messages[i].decode("utf-8", "replace") for i in new.values()])
+            known.update(zip(new, masked, strict=True))
+        return [known[k] for k in keys]
+
+
+@dataclass
+class TemplateStats:
+    """Running figures for one template."""
+
+    template: str
+    count: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    example: str
+    level: str
+
+    def seen(self, when: datetime | None) -> None:
+        """Widen first/last seen to include ``when``."""
+        if when is None:
+            return
+        if self.first_seen is None or when < self.first_seen:
+            self.first_seen = when
+        if self.last_seen is None or when > self.last_seen:
+            self.last_seen = when

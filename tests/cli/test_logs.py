@@ -1,0 +1,80 @@
+"""`safla-diag logs scan` as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from subprocess import CompletedProcess
+
+from ..logs._gen import make_log
+
+Cli = Callable[..., CompletedProcess[str]]
+
+
+def test_scan_prints_a_table_and_exits_1_on_errors(cli: Cli, tmp_path: Path) -> None:
+    """Counts and templates as a table; records of the chosen levels make the exit code 1."""
+    path = tmp_path / "app.log"
+    truth = make_log(path, "logging", 400)
+    res = cli("logs", "scan", str(path), "--grep", "slow", "--top", "3")
+    assert res.returncode == 1, res.stderr
+    assert f"ERROR      {truth.counts['ERROR']:>9,}" in res.stdout
+    assert "Top templates (ERROR, CRITICAL)" in res.stdout
+    assert f"Lines matching /slow/: {truth.grep['slow']:,}" in res.stdout
+
+
+def test_scan_json_since_levels(cli: Cli, tmp_path: Path) -> None:
+    """--json is the report's to_dict; --since and --levels shape it."""
+    path = tmp_path / "app.jsonl"
+    make_log(path, "json", 300)
+    res = cli(
+        "logs", "scan", str(path), "--json", "--levels", "warning", "--since", "2026-11-28T08:02"
+    )
+    data = json.loads(res.stdout)
+    assert data["levels"] == ["WARNING"]
+    assert data["since"].startswith("2026-11-28T08:02")
+    assert {t["level"] for t in data["templates"]} == {"WARNING"}
+    assert res.returncode == 1
+
+
+def test_scan_stdin_and_clean_log(cli: Cli) -> None:
+    """'-' reads standard input; a log without errors exits 0."""
+    text = "2026-11-28 10:00:00,000 INFO app: fine\n2026-11-28 10:00:01,000 WARNING app: hm\n"
+    res = cli("logs", "scan", "-", input=text)
+    assert res.returncode == 0, res.stderr
+    assert "INFO" in res.stdout
+    assert "(none)" in res.stdout
+
+
+def test_scan_reports_skipped_files(cli: Cli, tmp_path: Path) -> None:
+    """Bad files are listed under Skipped while the good ones are analysed."""
+    good = tmp_path / "a.log"
+    make_log(good, "logging", 50)
+    res = cli("logs", "scan", str(good), str(tmp_path / "missing.log"))
+    assert "Skipped" in res.stdout
+    assert "missing.log: not found" in res.stdout
+
+
+def test_usage_errors_are_one_line(cli: Cli, tmp_path: Path) -> None:
+    """A missing file, a bad --since or a bad regex: one line on stderr, exit 2, no traceback."""
+    path = tmp_path / "a.log"
+    path.write_text("2026-11-28 10:00:00,000 INFO x\n")
+    for args in (
+        [str(tmp_path / "missing.log")],
+        [str(path), "--since", "last tuesday"],
+        [str(path), "--grep", "(oops"],
+        [str(path), "--top", "-1"],
+        [str(path), "--levels", ","],
+    ):
+        res = cli("logs", "scan", *args)
+        assert res.returncode == 2, args
+        assert res.stderr.count("\n") == 1, res.stderr
+        assert "Traceback" not in res.stderr
+
+
+def test_help(cli: Cli) -> None:
+    """--help documents the options."""
+    res = cli("logs", "scan", "--help")
+    assert res.returncode == 0
+    for opt in ("--since", "--grep", "--levels", "--top", "--json"):
+        assert opt in res.stdout
