@@ -28,7 +28,7 @@ from .checks import (
     check_dependencies,
     check_external_services,
 )
-from .config import SaflaConfig, load_configuration, validate_configuration
+from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
 from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
 from .logs import LogReport, analyze_logs
 from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery
@@ -56,6 +56,7 @@ __all__ = [
     "LogReport",
     "MCPConnectionRecovery",
     "MCPRecoveryError",
+    "MCPServer",
     "MCPTaskRecovery",
     "MemoryLeakDetector",
     "MemoryMonitor",
