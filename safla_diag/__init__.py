@@ -22,6 +22,7 @@ from ._errors import (
 from ._redact import redact
 from .checks import (
     DependencyReport,
+    PackageStatus,
     ServiceReport,
     ServiceResult,
     acheck_external_services,
@@ -62,6 +63,7 @@ __all__ = [
     "MemoryMonitor",
     "MemoryPressureError",
     "MemoryProfiler",
+    "PackageStatus",
     "PerformanceDiagnostic",
     "PerformanceError",
     "PerformanceMonitor",
