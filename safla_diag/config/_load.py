@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tomllib
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError
+from .._redact import redact
 from ._keys import KEYS
 
 __all__ = ["ENV_PREFIX", "env_overrides", "load_configuration", "read_file"]
@@ -18,6 +20,8 @@ __all__ = ["ENV_PREFIX", "env_overrides", "load_configuration", "read_file"]
 ENV_PREFIX = "SAFLA_"
 # When no source is given, this variable may name the file to load.
 ENV_FILE = "SAFLA_CONFIG"
+
+logger = logging.getLogger("safla_diag.config")
 
 _TOML_WHERE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
@@ -61,7 +65,13 @@ def load_configuration(
         config = read_file(source)
     else:
         raise TypeError(f"source must be a path, a mapping or None, not {type(source).__name__}")
-    config.update(env_overrides(env))
+    overrides = env_overrides(env)
+    config.update(overrides)
+    logger.debug(
+        "configuration loaded from %s; environment overrides: %s",
+        redact(source) if isinstance(source, str | os.PathLike) else type(source).__name__,
+        ", ".join(sorted(overrides)) or "none",
+    )
     return config
 
 
@@ -119,7 +129,7 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             loaded: object = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
-            raise ConfigurationError(_toml_issue(err), source=name) from err
+            raise ConfigurationError(_toml_issue(err, text), source=name) from err
         except RecursionError as err:
             raise ConfigurationError("malformed TOML: nested too deeply", source=name) from err
     else:
@@ -139,12 +149,16 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return loaded
 
 
-def _toml_issue(err: tomllib.TOMLDecodeError) -> str:
+def _toml_issue(err: tomllib.TOMLDecodeError, text: str) -> str:
     message = str(err)
     lineno = getattr(err, "lineno", None)  # Python 3.14+
     colno = getattr(err, "colno", None)
     if lineno is None and (m := _TOML_WHERE.search(message)):
         lineno, colno = int(m.group(1)), int(m.group(2))
+    if lineno is None and "(at end of document)" in message:
+        lines = text.splitlines() or [""]
+        lineno, colno = len(lines), len(lines[-1]) + 1
+        message = message.replace("(at end of document)", "").strip() + " (at end of document)"
     reason = _TOML_WHERE.sub("", getattr(err, "msg", None) or message).strip()
     if lineno is None:
         return f"malformed TOML: {reason}"
