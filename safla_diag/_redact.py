@@ -56,7 +56,12 @@ _KV_SECRET = re.compile(
     re.VERBOSE,
 )
 # Authorization: Bearer <token>
-_BEARER = re.compile(r"(?P<pre>\b(?:bearer|basic|token)\s+)(?P<val>[A-Za-z0-9\-._~+/=]{8,})", re.I)
+# (any length after Bearer/Basic; after the plain word "token" only what looks like one)
+_BEARER = re.compile(
+    r"(?P<pre>\b(?:bearer|basic)\s+)(?P<val>[^\s\"',;]++)"
+    r"|(?P<tpre>\btoken\s+)(?P<tval>[A-Za-z0-9\-._~+/=]{8,}+)",
+    re.I,
+)
 
 
 def is_secret_key(key: object) -> bool:
@@ -91,7 +96,9 @@ _AUTH_SCHEMES = ("bearer", "basic", "token")
 def _kv_sub(m: re.Match[str]) -> str:
     if m.group("val") == MASK or not is_secret_key(m.group("key")):
         return m.group(0)
-    if m.group("val").lower() in _AUTH_SCHEMES:  # "Authorization: Bearer ***" is already masked
+    after = m.string[m.end() :].lstrip(" \t")
+    if m.group("val").lower() in _AUTH_SCHEMES and after.startswith(MASK):
+        # "Authorization: Bearer ***" is already masked: keep the scheme word
         return m.group(0)
     return f"{m.group('key')}{m.group('sep')}{m.group('q')}{MASK}"
 
@@ -119,7 +126,7 @@ def redact(text: object) -> str:
     )
     s = _QUERY_SECRET.sub(_query_sub, s)
     # Bearer first: "Authorization: Bearer abc" must lose abc, not the word Bearer.
-    s = _BEARER.sub(lambda m: m.group("pre") + MASK, s)
+    s = _BEARER.sub(lambda m: (m.group("pre") or m.group("tpre")) + MASK, s)
     s = _KV_SECRET.sub(_kv_sub, s)
     return s
 
