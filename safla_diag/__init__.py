@@ -22,13 +22,14 @@ from ._errors import (
 from ._redact import redact
 from .checks import (
     DependencyReport,
+    PackageStatus,
     ServiceReport,
     ServiceResult,
     acheck_external_services,
     check_dependencies,
     check_external_services,
 )
-from .config import SaflaConfig, load_configuration, validate_configuration
+from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
 from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
 from .logs import LogReport, analyze_logs
 from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery
@@ -58,11 +59,13 @@ __all__ = [
     "LogReport",
     "MCPConnectionRecovery",
     "MCPRecoveryError",
+    "MCPServer",
     "MCPTaskRecovery",
     "MemoryLeakDetector",
     "MemoryMonitor",
     "MemoryPressureError",
     "MemoryProfiler",
+    "PackageStatus",
     "PerformanceDiagnostic",
     "PerformanceError",
     "PerformanceMonitor",

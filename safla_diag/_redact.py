@@ -38,22 +38,30 @@ _SECRET_WORDS = (
 _KEY_NORMALISE = re.compile(r"[^a-z0-9]+")
 
 # scheme://user:password@host  -> scheme://user:***@host
+# The patterns start only at a token boundary (lookbehind) and use possessive quantifiers, so a
+# long run of word characters costs linear time, not quadratic (a 20 kB value took seconds).
 _URL_USERINFO = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/?#@\s]*):(?P<pw>[^@/?#\s]*)@"
+    r"(?<![a-zA-Z0-9+.\-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*+://)"
+    r"(?P<user>[^:/?#@\s]*+):(?P<pw>[^@/?#\s]*+)@"
 )
 # ?token=abc&x=1 -> ?token=***&x=1 (and any secret-looking parameter name)
 _QUERY_SECRET = re.compile(
-    r"(?P<pre>[?&;](?P<key>[A-Za-z0-9_.\-]*)=)(?P<val>[^&;#\s'\"]*)",
+    r"(?P<pre>[?&;](?P<key>[A-Za-z0-9_.\-]*+)=)(?P<val>[^&;#\s'\"]*+)",
 )
 # password=abc, "token": "abc", api_key: abc, PASSWORD='abc'
 _KV_SECRET = re.compile(
-    r"""(?P<key>[A-Za-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|credential|auth)[A-Za-z0-9_.\-]*)
-        (?P<sep>["']?\s*[:=]\s*)
-        (?P<q>["']?)(?P<val>[^\s"',;&}]+)""",
-    re.IGNORECASE | re.VERBOSE,
+    r"""(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]++)
+        (?P<sep>["']?\s*+[:=]\s*+)
+        (?P<q>["']?)(?P<val>[^\s"',;&}]++)""",
+    re.VERBOSE,
 )
 # Authorization: Bearer <token>
-_BEARER = re.compile(r"(?P<pre>\b(?:bearer|basic|token)\s+)(?P<val>[A-Za-z0-9\-._~+/=]{8,})", re.I)
+# (any length after Bearer/Basic; after the plain word "token" only what looks like one)
+_BEARER = re.compile(
+    r"(?P<pre>\b(?:bearer|basic)\s+)(?P<val>[^\s\"',;]++)"
+    r"|(?P<tpre>\btoken\s+)(?P<tval>[A-Za-z0-9\-._~+/=]{8,}+)",
+    re.I,
+)
 
 
 def is_secret_key(key: object) -> bool:
@@ -82,8 +90,15 @@ def _query_sub(m: re.Match[str]) -> str:
     return m.group(0)
 
 
+_AUTH_SCHEMES = ("bearer", "basic", "token")
+
+
 def _kv_sub(m: re.Match[str]) -> str:
-    if m.group("val") == MASK:
+    if m.group("val") == MASK or not is_secret_key(m.group("key")):
+        return m.group(0)
+    after = m.string[m.end() :].lstrip(" \t")
+    if m.group("val").lower() in _AUTH_SCHEMES and after.startswith(MASK):
+        # "Authorization: Bearer ***" is already masked: keep the scheme word
         return m.group(0)
     return f"{m.group('key')}{m.group('sep')}{m.group('q')}{MASK}"
 
@@ -110,8 +125,9 @@ def redact(text: object) -> str:
         s,
     )
     s = _QUERY_SECRET.sub(_query_sub, s)
+    # Bearer first: "Authorization: Bearer abc" must lose abc, not the word Bearer.
+    s = _BEARER.sub(lambda m: (m.group("pre") or m.group("tpre")) + MASK, s)
     s = _KV_SECRET.sub(_kv_sub, s)
-    s = _BEARER.sub(lambda m: m.group("pre") + MASK, s)
     return s
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._deps import DependencyReport, check_dependencies
+from ._deps import DependencyReport, PackageStatus, check_dependencies
 from ._services import (
     ServiceReport,
     ServiceResult,
@@ -12,6 +12,7 @@ from ._services import (
 
 __all__ = [
     "DependencyReport",
+    "PackageStatus",
     "ServiceReport",
     "ServiceResult",
     "acheck_external_services",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._load import load_configuration
-from ._schema import SaflaConfig
+from ._schema import MCPServer, SaflaConfig
 from ._validate import validate_configuration
 
-__all__ = ["SaflaConfig", "load_configuration", "validate_configuration"]
+__all__ = ["MCPServer", "SaflaConfig", "load_configuration", "validate_configuration"]

@@ -1,0 +1,126 @@
+"""redact(), redact_value() and is_secret_key(): secrets never survive, other text does."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from safla_diag import redact
+from safla_diag._redact import MASK, is_secret_key, redact_value
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+        ("postgresql://user:pw@db/x", "postgresql://user:***@db/x"),
+        ("postgresql+psycopg://user:pw@db/x", "postgresql+psycopg://user:***@db/x"),
+        ("postgresql://user@db/x", "postgresql://user@db/x"),
+        ("https://h/x?token=abc&page=2", "https://h/x?token=***&page=2"),
+        ("https://h/x?api_key=abc;sig=1", "https://h/x?api_key=***;sig=1"),
+        ("password=abc", "password=***"),
+        ("DB_PASSWORD='abc'", "DB_PASSWORD='***'"),
+        ('{"api_key": "abc", "user": "bob"}', '{"api_key": "***", "user": "bob"}'),
+        ("x-auth-token: abc", "x-auth-token: ***"),
+        ("Authorization: Bearer abc.def", "Authorization: Bearer ***"),
+        ("Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic ***"),
+        ("the token expired", "the token expired"),
+        ("nothing secret here: host=db port=5432", "nothing secret here: host=db port=5432"),
+        ("", ""),
+    ],
+)
+def test_redact_examples(text: str, expected: str) -> None:
+    """Each known form of secret is masked, and only the secret."""
+    assert redact(text) == expected
+
+
+def test_non_strings_are_converted() -> None:
+    """Anything is converted with str() first."""
+    assert redact(42) == "42"
+    assert redact(["redis://:pw@h"]) == "['redis://:***@h']"
+
+
+secrets = st.text(
+    alphabet=st.sampled_from(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~!$*+%"
+    ),
+    min_size=4,
+    max_size=40,
+).filter(lambda s: s != MASK and "***" not in s)
+
+TEMPLATES = [
+    "{scheme}://user:{s}@db.example:5432/x",
+    "{scheme}://:{s}@cache",
+    "{scheme}://h/path?token={s}",
+    "{scheme}://h/path?a=1&client_secret={s}#frag",
+    "password={s}",
+    "PASSWORD: {s}",
+    "db.password = '{s}'",
+    '{{"api_key": "{s}"}}',
+    "Authorization: Bearer {s}",
+    "SAFLA_REDIS_PASSWORD={s}",
+    "config: {{'token': '{s}', 'x': 1}}",
+]
+
+
+@given(
+    secret=secrets,
+    template=st.sampled_from(TEMPLATES),
+    scheme=st.sampled_from(
+        ["redis", "rediss", "postgresql", "postgresql+asyncpg", "https", "mysql"]
+    ),
+    before=st.text(alphabet=" \n\t,;()[]<>|#", max_size=20),
+    after=st.text(alphabet=" \n\t,;()[]<>|#", max_size=20),
+)
+def test_the_secret_never_survives(
+    secret: str, template: str, scheme: str, before: str, after: str
+) -> None:
+    """Whatever surrounds it, a secret in a known position is gone after redact()."""
+    text = f"{before} {template.format(s=secret, scheme=scheme)} {after}"
+    assume(secret not in f"{before} {template.format(s=MASK, scheme=scheme)} {after}")
+    out = redact(text)
+    assert secret not in out
+    assert MASK in out
+
+
+@given(st.text(max_size=300))
+def test_redact_is_idempotent_and_total(text: str) -> None:
+    """redact() accepts any text, and redacting twice changes nothing more."""
+    once = redact(text)
+    assert isinstance(once, str)
+    assert redact(once) == once
+
+
+@pytest.mark.parametrize("unit", ["x", "a.", "?x", "token ", "a://", "x:", "password", "@"])
+def test_long_inputs_are_handled(unit: str) -> None:
+    """Long runs of the characters the patterns scan for finish (the patterns are linear)."""
+    text = unit * 100_000
+    assert len(redact(text)) >= len(text) // 2
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [("password", True), ("DB_PASSWORD", True), ("apiKey", True), ("x-auth-token", True),
+     ("client_secret", True), ("private_key", True), ("database_url", False), ("host", False),
+     ("vector_dimension", False), (3, False), (None, False)],
+)  # fmt: skip
+def test_is_secret_key(key: object, secret: bool) -> None:
+    """Secret-looking keys are recognised whatever their case and separators."""
+    assert is_secret_key(key) is secret
+
+
+def test_redact_value_recurses() -> None:
+    """Mappings keep their keys, secret keys lose their values, strings are redacted."""
+    value = {
+        "password": "pw",
+        "empty_token": "",
+        "nested": {"api_key": 123, "url": "redis://:pw@h", "list": ["https://u:p@h", 1]},
+        "port": 5432,
+    }
+    assert redact_value(value) == {
+        "password": MASK,
+        "empty_token": "",
+        "nested": {"api_key": MASK, "url": "redis://:***@h", "list": ["https://u:***@h", 1]},
+        "port": 5432,
+    }
