@@ -90,7 +90,7 @@ def _try_enable(prof: cProfile.Profile) -> bool:
         return False
     try:
         prof.enable()
-    except ValueError as err:  # 3.12+: the sys.monitoring profiler slot is taken
+    except Exception as err:  # 3.12+: ValueError when the sys.monitoring slot is taken
         _note_unavailable(str(err))
         return False
     _thread.active = prof
@@ -402,7 +402,7 @@ class CPUProfiler:
             start = perf_counter()
             try:
                 prof.enable()
-            except ValueError as err:  # 3.12+: the sys.monitoring profiler slot is taken
+            except Exception as err:  # 3.12+: ValueError when the sys.monitoring slot is taken
                 _note_unavailable(str(err))
                 return target(*args, **kwargs)
             state.active = prof
