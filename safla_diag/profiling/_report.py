@@ -8,7 +8,7 @@ import json
 import marshal
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
@@ -449,6 +449,32 @@ class ProfileReport:
         n = self.top_n if n is None else check_top(n)
         rows = self.rows if sort is None or sort == self.sort else self.sorted_rows(sort)
         return list(rows[:n])
+
+    def filter(self, match: str | Callable[[ProfileRow], bool]) -> ProfileReport:
+        """
+        A report with only some functions, e.g. your own code: ``report.filter("my_service/")``.
+
+        Args:
+            match: A substring of the function name or of its file path, or a predicate on rows.
+
+        Returns:
+            A new report with the matching functions (caller links to the others removed).
+        """
+        keep: Callable[[ProfileRow], bool]
+        if isinstance(match, str):
+            needle = match
+            keep = lambda r: needle in r.function or needle in r.file  # noqa: E731
+        else:
+            keep = match
+        drop = [(r.file, r.line, r.function) for r in self.rows if not keep(r)]
+        return ProfileReport(
+            without(self._stats, drop),
+            label=self.label,
+            wall_time=self.wall_time,
+            sort=self.sort,
+            top=self.top_n,
+            sessions=self.sessions,
+        )
 
     def find(self, function: str) -> list[ProfileRow]:
         """Rows whose function name is ``function`` (several when defined in several places)."""

@@ -68,6 +68,20 @@ def test_find_getitem_contains() -> None:
         report["nope"]
 
 
+def test_filter_keeps_matching_functions() -> None:
+    """filter() by substring (function or file) or predicate gives a smaller report."""
+    report = _report()
+    ours = report.filter("workload.py")
+    assert {r.function for r in ours.rows} >= {"branch", "leaf"}
+    assert all(r.file.endswith("workload.py") for r in ours.rows)
+    assert ours["leaf"].ncalls == 5 and len(ours) < len(report)
+    busy = report.filter(lambda r: r.ncalls >= 5)
+    assert "branch" not in busy and busy["leaf"].ncalls == 5
+    for _, (_, _, _, _, callers) in ours.stats.items():
+        assert set(callers) <= set(ours.stats)  # no links to removed functions
+    assert len(report.filter("no such thing")) == 0
+
+
 def test_to_text_is_a_table_of_the_top_rows() -> None:
     """The text has a header, column titles and top_n rows, and says what was left out."""
     report = _report(top=2)
