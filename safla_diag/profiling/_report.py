@@ -205,10 +205,17 @@ def _key(key: Any) -> FuncKey:
 
 
 def _normalise(stats: Mapping[Any, Any]) -> StatsDict:
+    if not isinstance(stats, Mapping):
+        raise TypeError(f"stats must be a mapping in pstats' layout, got {type(stats).__name__}")
     out: StatsDict = {}
-    for key, value in stats.items():
-        cc, nc, tt, ct, callers = value
-        out[_key(key)] = (int(cc), int(nc), float(tt), float(ct), _normalise_callers(callers))
+    try:
+        for key, value in stats.items():
+            cc, nc, tt, ct, callers = value
+            if not isinstance(callers, Mapping):
+                raise TypeError("callers must be a mapping")
+            out[_key(key)] = (int(cc), int(nc), float(tt), float(ct), _normalise_callers(callers))
+    except (TypeError, ValueError, IndexError, OverflowError) as err:
+        raise TypeError(f"stats are not in pstats' layout: {err}") from err
     return out
 
 
