@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import html
 import itertools
-import json
 import marshal
 import os
 import threading
@@ -541,6 +539,8 @@ class ProfileReport:
 
     def to_json(self, **kwargs: Any) -> str:
         """``to_dict()`` as JSON; keyword arguments go to ``json.dumps``."""
+        import json
+
         return json.dumps(self.to_dict(), **kwargs)
 
     def _header(self) -> str:
@@ -616,6 +616,8 @@ class ProfileReport:
 
     def _repr_html_(self, max_rows: int = 100) -> str:
         """A sortable HTML table (click a header) for Jupyter; inline script, no downloads."""
+        import html
+
         table_id = f"safla-profile-{next(_ids)}-{id(self):x}"
         rows = self.rows[:max_rows]
         head = "".join(
@@ -678,5 +680,7 @@ def _ncalls(r: ProfileRow) -> str:
 
 
 def _td(text: object, value: object, *, num: bool = False) -> str:
+    import html
+
     align = ' style="text-align:right"' if num else ""
     return f'<td data-v="{html.escape(str(value))}"{align}>{html.escape(str(text))}</td>'
