@@ -27,16 +27,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# One BLAS thread: on a small shared machine numpy's spinning BLAS threads make the workload's
+# timings swing several-fold between runs; the comparison is about the profilers, not BLAS.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import compare, save
 
 from safla_diag import CPUProfiler, profile, timed
 
-N_SYNC = 200_000
-N_ASYNC = 100_000
-N_NAIVE = 2_000
-ROUNDS = 9
+N_SYNC = 50_000
+N_ASYNC = 30_000
+N_NAIVE = 500
+ROUNDS = 25
 WORKLOAD_ROUNDS = 7
 
 
@@ -201,7 +207,7 @@ def section_overheads(rows: list[dict[str, Any]]) -> dict[str, float]:
                 "report_per_call": CPUProfiler(on_report=lambda r: None).profile_function(trivial),
             },
             N_NAIVE,
-            rounds=3,
+            rounds=8,
         )
     ours = fast["profile_function"] - bare
     rows.append(

@@ -90,7 +90,7 @@ def _try_enable(prof: cProfile.Profile) -> bool:
         return False
     try:
         prof.enable()
-    except ValueError as err:  # 3.12+: the sys.monitoring profiler slot is taken
+    except Exception as err:  # 3.12+: ValueError when the sys.monitoring slot is taken
         _note_unavailable(str(err))
         return False
     _thread.active = prof
@@ -248,12 +248,10 @@ class CPUProfiler:
         self._cached = (span, report)
         return report
 
-    def _finish(
-        self, prof: cProfile.Profile, label: str, wall: float, *, want: bool = False
-    ) -> ProfileReport | None:
+    def _finish(self, span: _Span, *, want: bool = False) -> ProfileReport | None:
         """Record a finished span; build and send its report only when someone wants it."""
+        label, wall = span[1], span[2]
         try:
-            span = (prof, label, wall)
             self._last = span
             level = self.log_level
             log = level is not None and logger.isEnabledFor(level)
@@ -338,7 +336,7 @@ class CPUProfiler:
             active.disable()
             _thread.active = None
         wall = perf_counter() - state.start
-        report = self._finish(prof, self.label or "profile", wall, want=True)
+        report = self._finish((prof, self.label or "profile", wall), want=True)
         return None if report is None else report.to_text()
 
     def __enter__(self) -> CPUProfiler:
@@ -402,7 +400,7 @@ class CPUProfiler:
             start = perf_counter()
             try:
                 prof.enable()
-            except ValueError as err:  # 3.12+: the sys.monitoring profiler slot is taken
+            except Exception as err:  # 3.12+: ValueError when the sys.monitoring slot is taken
                 _note_unavailable(str(err))
                 return target(*args, **kwargs)
             state.active = prof
@@ -411,7 +409,13 @@ class CPUProfiler:
             finally:
                 prof.disable()
                 state.active = None
-                profiler._finish(prof, label, perf_counter() - start)
+                span = (prof, label, perf_counter() - start)
+                # The common case, inline: nobody consumes reports, so store the span and go.
+                level = profiler.log_level
+                if profiler._eager or (level is not None and logger.isEnabledFor(level)):
+                    profiler._finish(span)
+                else:
+                    profiler._last = span
 
         return cast("Callable[P, T]", _targets.rewrap(sync_inner, rewrap_with))
 
@@ -451,7 +455,7 @@ def _drive(
                 error = err
     finally:
         if ran:
-            profiler._finish(prof, label, perf_counter() - start)
+            profiler._finish((prof, label, perf_counter() - start))
 
 
 class ProfileSession:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import html
 import itertools
-import json
 import marshal
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
@@ -205,10 +203,17 @@ def _key(key: Any) -> FuncKey:
 
 
 def _normalise(stats: Mapping[Any, Any]) -> StatsDict:
+    if not isinstance(stats, Mapping):
+        raise TypeError(f"stats must be a mapping in pstats' layout, got {type(stats).__name__}")
     out: StatsDict = {}
-    for key, value in stats.items():
-        cc, nc, tt, ct, callers = value
-        out[_key(key)] = (int(cc), int(nc), float(tt), float(ct), _normalise_callers(callers))
+    try:
+        for key, value in stats.items():
+            cc, nc, tt, ct, callers = value
+            if not isinstance(callers, Mapping):
+                raise TypeError("callers must be a mapping")
+            out[_key(key)] = (int(cc), int(nc), float(tt), float(ct), _normalise_callers(callers))
+    except (TypeError, ValueError, IndexError, OverflowError) as err:
+        raise TypeError(f"stats are not in pstats' layout: {err}") from err
     return out
 
 
@@ -450,6 +455,32 @@ class ProfileReport:
         rows = self.rows if sort is None or sort == self.sort else self.sorted_rows(sort)
         return list(rows[:n])
 
+    def filter(self, match: str | Callable[[ProfileRow], bool]) -> ProfileReport:
+        """
+        A report with only some functions, e.g. your own code: ``report.filter("my_service/")``.
+
+        Args:
+            match: A substring of the function name or of its file path, or a predicate on rows.
+
+        Returns:
+            A new report with the matching functions (caller links to the others removed).
+        """
+        keep: Callable[[ProfileRow], bool]
+        if isinstance(match, str):
+            needle = match
+            keep = lambda r: needle in r.function or needle in r.file  # noqa: E731
+        else:
+            keep = match
+        drop = [(r.file, r.line, r.function) for r in self.rows if not keep(r)]
+        return ProfileReport(
+            without(self._stats, drop),
+            label=self.label,
+            wall_time=self.wall_time,
+            sort=self.sort,
+            top=self.top_n,
+            sessions=self.sessions,
+        )
+
     def find(self, function: str) -> list[ProfileRow]:
         """Rows whose function name is ``function`` (several when defined in several places)."""
         return [r for r in self.rows if r.function == function]
@@ -508,6 +539,8 @@ class ProfileReport:
 
     def to_json(self, **kwargs: Any) -> str:
         """``to_dict()`` as JSON; keyword arguments go to ``json.dumps``."""
+        import json
+
         return json.dumps(self.to_dict(), **kwargs)
 
     def _header(self) -> str:
@@ -583,6 +616,8 @@ class ProfileReport:
 
     def _repr_html_(self, max_rows: int = 100) -> str:
         """A sortable HTML table (click a header) for Jupyter; inline script, no downloads."""
+        import html
+
         table_id = f"safla-profile-{next(_ids)}-{id(self):x}"
         rows = self.rows[:max_rows]
         head = "".join(
@@ -645,5 +680,7 @@ def _ncalls(r: ProfileRow) -> str:
 
 
 def _td(text: object, value: object, *, num: bool = False) -> str:
+    import html
+
     align = ' style="text-align:right"' if num else ""
     return f'<td data-v="{html.escape(str(value))}"{align}>{html.escape(str(text))}</td>'

@@ -393,6 +393,41 @@ def test_threads_get_separate_sessions_without_mixing() -> None:
     assert prof.last_report in reports
 
 
+def test_call_while_another_threads_session_runs() -> None:
+    """A profiled call while another thread is being profiled never raises, on any version."""
+    reports: list[ProfileReport] = []
+    lock = threading.Lock()
+
+    def keep(report: ProfileReport) -> None:
+        with lock:
+            reports.append(report)
+
+    prof = CPUProfiler(on_report=keep)
+    inside, release = threading.Event(), threading.Event()
+
+    @prof.profile_function
+    def holder() -> None:
+        inside.set()
+        release.wait(10)
+        work_a()
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert inside.wait(10)
+        assert prof.profile_function(work_b)() == work_b()  # no "already active" error
+    finally:
+        release.set()
+        t.join(10)
+    labels = sorted(r.label for r in reports)
+    if sys.version_info >= (3, 12):  # one session per process: ours ran unprofiled
+        assert labels == [holder.__qualname__]
+    else:  # one session per thread
+        assert labels == sorted([holder.__qualname__, "work_b"])
+    held = next(r for r in reports if r.label == holder.__qualname__)
+    assert held["work_a"].ncalls == 1
+
+
 def test_many_threads_hammering_one_profiler() -> None:
     """Many threads, many calls: no exception, every report well-formed."""
     reports: list[ProfileReport] = []

@@ -68,6 +68,20 @@ def test_find_getitem_contains() -> None:
         report["nope"]
 
 
+def test_filter_keeps_matching_functions() -> None:
+    """filter() by substring (function or file) or predicate gives a smaller report."""
+    report = _report()
+    ours = report.filter("workload.py")
+    assert {r.function for r in ours.rows} >= {"branch", "leaf"}
+    assert all(r.file.endswith("workload.py") for r in ours.rows)
+    assert ours["leaf"].ncalls == 5 and len(ours) < len(report)
+    busy = report.filter(lambda r: r.ncalls >= 5)
+    assert "branch" not in busy and busy["leaf"].ncalls == 5
+    for _, (_, _, _, _, callers) in ours.stats.items():
+        assert set(callers) <= set(ours.stats)  # no links to removed functions
+    assert len(report.filter("no such thing")) == 0
+
+
 def test_to_text_is_a_table_of_the_top_rows() -> None:
     """The text has a header, column titles and top_n rows, and says what was left out."""
     report = _report(top=2)
@@ -148,9 +162,10 @@ def test_load_round_trips_and_rejects_other_files(tmp_path: Path) -> None:
     assert loaded.stats == report.stats
     assert loaded.label == "a.prof" and loaded.wall_time is None
     bad = tmp_path / "bad.prof"
-    bad.write_text("not marshal data")
-    with pytest.raises(ValueError, match="not a pstats file"):
-        ProfileReport.load(bad)
+    for content in (b"not marshal data", marshal.dumps([1, 2]), marshal.dumps({"k": (1, 2)})):
+        bad.write_bytes(content)
+        with pytest.raises(ValueError, match="not a pstats file"):
+            ProfileReport.load(bad)
     with pytest.raises(OSError):
         ProfileReport.load(tmp_path / "missing.prof")
 
@@ -327,6 +342,27 @@ def test_save_load_round_trip_any_stats(stats: dict[Any, Any]) -> None:
     again = ProfileReport(marshal.loads(marshal.dumps(report.stats)))
     assert again.stats == report.stats
     assert len(again.to_dict()["rows"]) == len(stats)
+
+
+@given(
+    st.recursive(
+        st.none() | st.integers() | st.floats() | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=5).map(tuple)
+            | st.dictionaries(
+                st.text(max_size=3) | st.tuples(st.text(), st.integers()), inner, max_size=3
+            )
+        ),
+        max_leaves=12,
+    )
+)
+def test_constructor_rejects_garbage_with_type_error(stats: object) -> None:
+    """Anything that is not pstats-layout data is a TypeError, never another exception."""
+    try:
+        report = ProfileReport(stats)  # type: ignore[arg-type]
+    except TypeError:
+        return
+    assert len(report) == len(stats)  # type: ignore[arg-type]
 
 
 @given(st.one_of(st.text(max_size=12), st.integers(), st.none(), st.booleans()))
