@@ -429,6 +429,7 @@ class MemoryLeakDetector:
             ) from None
         if self._task is not None and not self._task.done():
             return self._task
+        self._loop = loop
         self._task = loop.create_task(self.run(), name="safla_diag.MemoryLeakDetector")
         return self._task
 
@@ -437,19 +438,23 @@ class MemoryLeakDetector:
         Stop ``run()`` promptly, also in the middle of a sleep; idempotent.
 
         The task started by ``start_monitoring()`` is cancelled; a ``run()`` the host scheduled
-        itself returns at its next wake-up, which the stop brings forward.
+        itself returns at once (with an injected ``sleep``, when that sleep ends). Safe to call
+        from another thread.
         """
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        stop, loop, task = self._stop, self._loop, self._task
         self._task = None
-        stop, loop = self._stop, self._loop
-        if stop is not None and loop is not None and not loop.is_closed():
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is loop:
-                stop.set()
-            else:
-                loop.call_soon_threadsafe(stop.set)
         self.monitoring = False
+        if loop is None or loop.is_closed():
+            return
+        # From the loop's own thread act now; from another thread hand it to the loop.
+        call: Callable[[Callable[[], object]], object] = (
+            (lambda fn: fn()) if running is loop else loop.call_soon_threadsafe
+        )
+        if task is not None and not task.done():
+            call(task.cancel)
+        if stop is not None:
+            call(stop.set)

@@ -51,9 +51,7 @@ def _p95_index(n: int) -> tuple[int, float]:
 
 def _check_sample(response_time: object) -> float:
     """The response time as a float, or ValueError for anything that is not a finite time."""
-    if type(response_time) is float:
-        value = response_time
-    elif isinstance(response_time, bool) or not isinstance(response_time, int | float):
+    if isinstance(response_time, bool) or not isinstance(response_time, int | float):
         # bool is an int, but True seconds is a bug in the caller, not a time.
         raise ValueError(
             f"response_time must be a number of seconds, got {type(response_time).__name__}"
@@ -137,6 +135,8 @@ class PerformanceMonitor:
         self._total = 0
         self._total_errors = 0
         self._stats: dict[str, Any] | None = None
+        lo, gamma = _p95_index(window_size)
+        self._full_cut = (window_size - lo, gamma)
         self._breached: frozenset[str] = frozenset()
         self._started = clock()
         self.start_time = time.time()
@@ -161,25 +161,30 @@ class PerformanceMonitor:
                 recorded.
             PerformanceError: Only with ``strict=True``, while a threshold is breached.
         """
-        value = _check_sample(response_time)
+        value = response_time if type(response_time) is float else _check_sample(response_time)
+        if not (0.0 <= value < math.inf):  # also False for NaN
+            raise ValueError(f"response_time must be a finite time >= 0, got {value!r}")
         failed = 0 if success else 1
         with self._lock:
             pos = self._pos
-            if self._count == self.window_size:
+            n = self._count
+            if n == self.window_size:
                 old = self._times[pos]
                 self._sum -= old
                 self._error_count -= self._errors[pos]
                 if old > self.max_p95_s:
                     self._above -= 1
             else:
-                self._count += 1
+                n += 1
+                self._count = n
             self._times[pos] = value
             self._errors[pos] = failed
             self._sum += value
             self._error_count += failed
             if value > self.max_p95_s:
                 self._above += 1
-            self._pos = pos + 1 if pos + 1 < self.window_size else 0
+            pos += 1
+            self._pos = pos if pos < self.window_size else 0
             self._total += 1
             self._total_errors += failed
             self._stats = None
@@ -188,41 +193,49 @@ class PerformanceMonitor:
                 # Running sums drift by rounding over weeks; an exact re-sum every window_size
                 # writes keeps them honest at O(1) amortised.
                 self._resum()
-            if self._count < self.min_samples:
+            if n < self.min_samples:
                 return
-            breaches = self._breaches_fast()
-            if not breaches and not self._breached:
-                return
+            # The p95 breach without sorting: p95 lies between the order statistics lo and
+            # lo + 1, so it is above the threshold when at least n - lo samples are, and not
+            # when fewer than n - lo - 1 are; only the border case reads the window.
+            if n == self.window_size:
+                cut, gamma = self._full_cut
+            else:
+                lo, gamma = _p95_index(n)
+                cut = n - lo
+            above = self._above
+            if (
+                self._sum / n <= self.max_avg_s
+                and above < cut - 1
+                and self._error_count / n <= self.max_error_rate
+                and not self._breached
+            ):
+                return  # the common case: healthy, and it was healthy
+            found = []
+            if self._sum / n > self.max_avg_s:
+                found.append("avg")
+            if above >= cut or (
+                above == cut - 1
+                and gamma > 0
+                and self._compute()["p95_response_time"] > self.max_p95_s
+            ):
+                found.append("p95")
+            if self._error_count / n > self.max_error_rate:
+                found.append("error_rate")
+            breaches = frozenset(found)
             new = breaches - self._breached
             self._breached = breaches
-        if new:
-            self._report(self._breach_error(min(new)))
-        if breaches and self.strict:
-            raise self._breach_error(min(breaches))
+            report = self._breach_error(min(new)) if new else None
+            fail = self._breach_error(min(breaches)) if breaches and self.strict else None
+        if report is not None:
+            self._report(report)
+        if fail is not None:
+            raise fail
 
     def _resum(self) -> None:
         n = self._count
         self._sum = math.fsum(self._times[:n])
         self._writes_since_resum = 0
-
-    def _breaches_fast(self) -> frozenset[str]:
-        n = self._count
-        found: list[str] = []
-        if self._sum / n > self.max_avg_s:
-            found.append("avg")
-        lo, gamma = _p95_index(n)
-        # p95 lies between the order statistics lo and lo+1: above the threshold for sure when
-        # both are, below when neither is; only in between do we need the window itself.
-        above = self._above
-        if above >= n - lo or (
-            above == n - lo - 1
-            and gamma > 0
-            and self._compute()["p95_response_time"] > (self.max_p95_s)
-        ):
-            found.append("p95")
-        if self._error_count / n > self.max_error_rate:
-            found.append("error_rate")
-        return frozenset(found)
 
     def _breach_error(self, kind: str) -> PerformanceError:
         stats = self._compute_locked()
@@ -265,18 +278,20 @@ class PerformanceMonitor:
 
             window = np.frombuffer(self._times, dtype=np.float64, count=n)
             lo, gamma = _p95_index(n)
-            hi = min(lo + 1, n - 1)
-            part = np.partition(window, sorted({0, lo, hi, n - 1}))
-            p95 = (
-                float(part[n - 1])
-                if lo >= n - 1
-                else percentile_linear(float(part[lo]), float(part[hi]), gamma)
-            )
+            # One selection of the two order statistics around the p95 (two kth values select
+            # faster than one in numpy); everything after lo + 1 is >= them, so the maximum is
+            # the max of that short tail.
+            if lo + 1 < n:
+                part = np.partition(window, (lo, lo + 1))
+                top = float(part[lo + 1 :].max())
+                p95 = percentile_linear(float(part[lo]), float(part[lo + 1]), gamma)
+            else:
+                top = p95 = float(window.max())
             stats = {
                 "avg_response_time": float(window.mean()),
                 "p95_response_time": p95,
-                "min_response_time": float(part[0]),
-                "max_response_time": float(part[n - 1]),
+                "min_response_time": float(window.min()),
+                "max_response_time": top,
                 "error_rate": self._error_count / n,
             }
         stats["window_requests"] = n

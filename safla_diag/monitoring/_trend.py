@@ -25,6 +25,7 @@ The idea, step by step:
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import deque
@@ -71,6 +72,7 @@ def make_scales(
     *,
     bucket_s: float = 60.0,
     gc_period_s: float = 300.0,
+    max_points: int = 24,
 ) -> tuple[Scale, ...]:
     """
     The scales for some windows: the shortest looks at bucket minima directly (fast leaks, which
@@ -83,8 +85,10 @@ def make_scales(
         if i == 0:
             out.append(Scale(_name(w), w, span=1, step=1, z_min=2.5, noise_k=4.0, amp_k=1.5))
         else:
-            step = 1 if nb <= 30 else min(span, math.ceil(nb / 30))
-            out.append(Scale(_name(w), w, span=span, step=step, z_min=3.0, noise_k=4.0))
+            # At most about max_points points per scale keeps the O(n²) Theil–Sen cheap; a step
+            # longer than the GC period widens the rolling minimum to match.
+            step = max(1, math.ceil(nb / max_points))
+            out.append(Scale(_name(w), w, span=max(span, step), step=step, z_min=2.5, noise_k=4.0))
     return tuple(out)
 
 
@@ -106,26 +110,22 @@ class ScaleResult:
 
 
 def _theil_sen_mk(xs: list[float], ys: list[float]) -> tuple[float, int]:
-    """Theil–Sen slope and the Mann–Kendall S of the points."""
-    slopes: list[float] = []
-    s = 0
+    """Theil–Sen slope and the Mann–Kendall S of the points (xs increasing)."""
     n = len(xs)
-    for i in range(n - 1):
-        xi = xs[i]
-        yi = ys[i]
-        for j in range(i + 1, n):
-            dy = ys[j] - yi
-            if dy > 0:
-                s += 1
-            elif dy < 0:
-                s -= 1
-            slopes.append(dy / (xs[j] - xi))
+    slopes: list[float] = []
+    # Pairs by lag: zip-based comprehensions run at C speed, an explicit double loop does not.
+    for lag in range(1, n):
+        slopes += [
+            (b - a) / (u - v) for a, b, v, u in zip(ys, ys[lag:], xs, xs[lag:], strict=False)
+        ]
     if not slopes:
         return 0.0, 0
     slopes.sort()
     m = len(slopes)
     mid = m // 2
     slope = slopes[mid] if m % 2 else 0.5 * (slopes[mid - 1] + slopes[mid])
+    # Sorted: S = (number of positive slopes) - (number of negative ones).
+    s = m - bisect.bisect_right(slopes, 0.0) - bisect.bisect_left(slopes, 0.0)
     return slope, s
 
 
@@ -197,6 +197,12 @@ class TrendEngine:
         self._cur_max = -math.inf
         self._cur_n = 0
         self.results: dict[str, ScaleResult] = {}
+        self._leaking = False
+        # Per scale: its points (grid index, rolling minimum), the next grid index to compute,
+        # and its window in buckets.
+        self._pts: list[deque[tuple[int, float]]] = [deque() for _ in scales]
+        self._next_grid: list[int | None] = [None for _ in scales]
+        self._nwin = [max(1, round(sc.window_s / bucket_s)) for sc in scales]
         self.samples = 0
         self.last_t: float | None = None
         self.last_mb: float | None = None
@@ -231,7 +237,8 @@ class TrendEngine:
 
     @property
     def leaking(self) -> bool:
-        return any(r.fired for r in self.results.values())
+        """Whether some scale fired at its last evaluation."""
+        return self._leaking
 
     def fired(self) -> ScaleResult | None:
         """The firing result with the strongest evidence, or None."""
@@ -258,39 +265,46 @@ class TrendEngine:
 
     # ------------------------------------------------------------------ testing
     def _evaluate(self) -> None:
-        last = self._buckets[-1][0]
-        for sc in self.scales:
-            if last % sc.step == 0 or sc.name not in self.results:
-                self.results[sc.name] = self._evaluate_scale(sc, last)
+        """Extend each scale's points up to the bucket just closed; re-test the scales that grew."""
+        buckets = self._buckets
+        last = buckets[-1][0]
+        changed = False
+        for k, sc in enumerate(self.scales):
+            pts = self._pts[k]
+            g = self._next_grid[k]
+            if g is None:
+                g = -(-buckets[0][0] // sc.step) * sc.step  # first multiple of step
+            added = False
+            while g <= last:
+                # Rolling minimum over the buckets (g - span, g]: the last few, read from the end.
+                m = math.inf
+                lo = g - sc.span
+                for idx, v in reversed(buckets):
+                    if idx <= lo:
+                        break
+                    if idx <= g and v < m:
+                        m = v
+                if m != math.inf:
+                    pts.append((g, m))
+                    added = True
+                g += sc.step
+            self._next_grid[k] = g
+            first = last - self._nwin[k] + 1
+            while pts and pts[0][0] < first:
+                pts.popleft()
+            if added or sc.name not in self.results:
+                self.results[sc.name] = self._evaluate_scale(sc, k)
+                changed = True
+        if changed:
+            self._leaking = any(r.fired for r in self.results.values())
 
-    def _points(self, sc: Scale, last: int) -> tuple[list[float], list[float]]:
-        nwin = round(sc.window_s / self.bucket_s)
-        first = last - nwin + 1
-        lo = first - sc.span + 1
-        values: dict[int, float] = {}
-        for idx, v in reversed(self._buckets):
-            if idx < lo:
-                break
-            values[idx] = v
-        xs: list[float] = []
-        ys: list[float] = []
-        i = last
-        while i >= first:
-            m = math.inf
-            for k in range(i - sc.span + 1, i + 1):
-                got = values.get(k)
-                if got is not None and got < m:
-                    m = got
-            if m != math.inf:
-                xs.append((i + 0.5) * self.bucket_s)
-                ys.append(m)
-            i -= sc.step
-        xs.reverse()
-        ys.reverse()
-        return xs, ys
+    def _points(self, k: int) -> tuple[list[float], list[float]]:
+        b = self.bucket_s
+        pts = self._pts[k]
+        return [(g + 0.5) * b for g, _ in pts], [v for _, v in pts]
 
-    def _evaluate_scale(self, sc: Scale, last: int) -> ScaleResult:
-        xs, ys = self._points(sc, last)
+    def _evaluate_scale(self, sc: Scale, k: int) -> ScaleResult:
+        xs, ys = self._points(k)
         n = len(xs)
         needed = self.leak_threshold_mb
 

@@ -206,6 +206,48 @@ async def test_start_and_stop_mid_sleep() -> None:
     assert not det.monitoring
 
 
+async def test_stop_from_another_thread() -> None:
+    """stop_monitoring() from a worker thread cancels the task through the loop."""
+    ticks = Ticks()
+    det = MemoryLeakDetector(sample_interval=3600, clock=ticks)
+    task = det.start_monitoring()
+    await ticks.reach(1)
+    await asyncio.get_running_loop().run_in_executor(None, det.stop_monitoring)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+
+
+async def test_stop_before_the_task_ran() -> None:
+    """A stop right after start cancels the task before it samples anything."""
+    det = MemoryLeakDetector(sample_interval=3600)
+    task = det.start_monitoring()
+    det.stop_monitoring()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert det.samples == 0
+
+
+@settings(max_examples=20)
+@given(
+    seed=st.integers(0, 10**6),
+    slope=st.floats(2, 20),
+    noise=st.floats(0, 10),
+)
+def test_steady_ramps_are_always_found(seed: int, slope: float, noise: float) -> None:
+    """Any ramp of 2-20 MB/min under bounded noise, sampled every 30 s, is found within 1 h."""
+    rng = random.Random(seed)
+    det = MemoryLeakDetector()
+    found = None
+    for i in range(3 * 3600 // 30):
+        t = i * 30.0
+        mb = 500 + slope * max(0.0, t - 3600) / 60 + rng.uniform(0, noise)
+        if det.add_sample(mb, t):
+            found = t
+            break
+    assert found is not None
+    assert 3600 < found <= 2 * 3600
+
+
 async def test_run_as_a_plain_coroutine_stops_promptly() -> None:
     """A host-scheduled run() returns soon after stop_monitoring(), even in a long sleep."""
     ticks = Ticks()
