@@ -63,6 +63,7 @@ class ProbeResult:
     file_size: int | None = None
     roundtrip_size: int | None = None
     roundtrip_identical: bool | None = None
+    file_digest: str | None = None
     duration: float = 0.0
 
     @property
@@ -258,6 +259,7 @@ def probe_files(
                         file_size=event.get("file_size"),
                         roundtrip_size=event.get("roundtrip_size"),
                         roundtrip_identical=event.get("roundtrip_identical"),
+                        file_digest=event.get("file_digest"),
                         duration=float(event.get("duration", 0.0)),
                     )
                 elif event.get("event") == "done":
@@ -361,6 +363,7 @@ def _check_one(job: dict[str, Any], memory_factor: float) -> dict[str, Any]:
         _faiss.write_index_stream(index, sink)
         out["roundtrip_size"] = count[0]
         _, file_digest = _hash_and_size(path)
+        out["file_digest"] = file_digest
         out["roundtrip_identical"] = count[0] == size and h.hexdigest() == file_digest
     except MemoryError:
         return {**out, "status": "memory", "detail": "checking it exceeded the memory cap"}
