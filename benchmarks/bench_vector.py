@@ -30,11 +30,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
-from _common import compare, save  # noqa: E402
+import faiss
+import numpy as np
+from _common import compare, save
 
-from safla_diag import VectorIndexRecovery  # noqa: E402
+from safla_diag import VectorIndexRecovery
 
 
 def fsync_path(path: Path) -> None:
@@ -66,6 +66,27 @@ def best(fn: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = 
     return min(times)
 
 
+def pair(
+    ours: Callable[[], Any],
+    theirs: Callable[[], Any],
+    repeat: int,
+    *,
+    after_theirs: Callable[[], Any] | None = None,
+) -> tuple[float, float]:
+    """Best of ``repeat`` for both, interleaved so that both see the same machine load."""
+    a, b = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        theirs()
+        b.append(time.perf_counter() - t)
+        if after_theirs is not None:
+            after_theirs()
+        t = time.perf_counter()
+        ours()
+        a.append(time.perf_counter() - t)
+    return min(a), min(b)
+
+
 def hash_sha256(path: Path) -> None:
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
@@ -86,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--d", type=int, default=128)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=4)
     args = parser.parse_args()
     n, d, repeat = args.n, args.d, args.repeat
     rows: list[dict[str, Any]] = []
@@ -98,14 +119,18 @@ def main() -> None:
         rows.append(r)
         if target is not None:
             verdict = "met" if ours / theirs <= target else "MISSED"
-            targets.append(f"{label}: ours/{name} = {ours / theirs:.2f}x (target <= {target}x: {verdict})")
+            targets.append(
+                f"{label}: ours/{name} = {ours / theirs:.2f}x (target <= {target}x: {verdict})"
+            )
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp_s:
         tmp = Path(tmp_s)
         t = time.perf_counter()
         x = np.random.default_rng(0).standard_normal((n, d), dtype=np.float32)
         np.save(tmp / "vectors.npy", x)
-        print(f"{n} x {d} float32 ({x.nbytes / 2**20:.0f} MB) generated in {time.perf_counter() - t:.1f} s")
+        print(
+            f"{n} x {d} float32 ({x.nbytes / 2**20:.0f} MB) generated in {time.perf_counter() - t:.1f} s"
+        )
 
         # rebuild vs raw add
         def raw_add() -> Any:
@@ -113,7 +138,6 @@ def main() -> None:
             index.add(x)
             return index
 
-        t_add = best(raw_add, repeat)
         rec = VectorIndexRecovery(tmp / "data", tmp / "backups", keep_backups=2)
         built: list[float] = []
 
@@ -124,13 +148,10 @@ def main() -> None:
                 metric="l2",
                 factory="Flat",
                 batch_size=131072,
-                progress=lambda done, total: built.append(time.perf_counter() - start)
-                if done == total
-                else None,
+                progress=lambda done, total: (
+                    built.append(time.perf_counter() - start) if done == total else None
+                ),
             )
-
-        t_rebuild = best(rebuild, repeat)
-        t_build = min(built)
 
         def naive_rebuild() -> None:
             y = np.load(tmp / "vectors.npy")
@@ -139,27 +160,33 @@ def main() -> None:
             faiss.write_index(index, str(tmp / "naive.faiss"))
             fsync_path(tmp / "naive.faiss")
 
-        t_naive_rebuild = best(naive_rebuild, repeat)
+        totals: list[float] = []
+        adds: list[float] = []
+        naive: list[float] = []
+        for _ in range(repeat):  # interleaved, so that all three see the same machine load
+            for fn, out in ((raw_add, adds), (rebuild, totals), (naive_rebuild, naive)):
+                t = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t)
+        t_add, t_rebuild, t_naive_rebuild, t_build = min(adds), min(totals), min(naive), min(built)
         index = raw_add()
-        del x
 
-        # save vs write + fsync
+        # save vs write + fsync (the guide writes the same file in place each time)
         def naive_write() -> None:
             faiss.write_index(index, str(tmp / "naive.faiss"))
             fsync_path(tmp / "naive.faiss")
 
-        t_write = best(naive_write, repeat)
-        t_save = best(lambda: rec.save_index(index), repeat)
+        rec.save_index(index)
+        t_save, t_write = pair(lambda: rec.save_index(index), naive_write, repeat)
         size = rec.index_path.stat().st_size
         print(f"index file: {size / 2**20:.0f} MB")
 
         # diagnose vs read_index and hashing (warm)
         path = rec.index_path
         faiss.read_index(str(path))  # warm the cache
-        t_read = best(lambda: faiss.read_index(str(path)), repeat)
+        t_diag, t_read = pair(lambda: rec.diagnose(), lambda: faiss.read_index(str(path)), repeat)
         t_sha = best(lambda: hash_sha256(path), repeat)
         t_xxh = best(lambda: hash_xxh3(path), repeat)
-        t_diag = best(lambda: rec.diagnose(), repeat)
         assert rec.diagnose().ok
         t_deep = best(lambda: rec.diagnose(deep=True), repeat)
         t_load = best(lambda: rec.load_index(), repeat)
@@ -167,16 +194,38 @@ def main() -> None:
         t_read_cold = best(lambda: faiss.read_index(str(path)), repeat, before=lambda: evict(path))
         t_diag_cold = best(lambda: rec.diagnose(), repeat, before=lambda: evict(path))
 
-        # backup vs copy + fsync; restore
-        def naive_copy() -> None:
-            shutil.copyfile(path, tmp / "copy.faiss")
-            fsync_path(tmp / "copy.faiss")
+        # backup vs copy + fsync into a new folder each time, as the guide's backup does
+        counter = iter(range(1_000_000))
 
-        t_copy = best(naive_copy, repeat)
-        t_backup = best(rec.backup_index, repeat)
-        t_restore = best(rec.restore_from_backup, repeat)
-        for p in rec.data_dir.glob("*.replaced-*"):
-            p.unlink()
+        def naive_backup() -> None:
+            folder = tmp / f"naive-backup-{next(counter)}"
+            folder.mkdir()
+            shutil.copyfile(path, folder / "vector_index.faiss")
+            fsync_path(folder / "vector_index.faiss")
+
+        def drop_naive() -> None:
+            for old in tmp.glob("naive-backup-*"):
+                shutil.rmtree(old)
+
+        t_backup, t_copy = pair(rec.backup_index, naive_backup, repeat, after_theirs=drop_naive)
+
+        # restore vs copying the backup over the live file (the guide's restore)
+        live_copy = tmp / "naive-live.faiss"
+        shutil.copyfile(path, live_copy)
+        newest = rec.list_backups()[0].path
+
+        def naive_restore() -> None:
+            shutil.copyfile(Path(newest) / "vector_index.faiss", live_copy)
+            fsync_path(live_copy)
+
+        def drop_aside() -> None:
+            for p in rec.data_dir.glob("*.replaced-*"):
+                p.unlink()
+
+        t_restore, t_copy_restore = pair(
+            rec.restore_from_backup, naive_restore, repeat, after_theirs=drop_aside
+        )
+        drop_aside()
 
     print()
     print(f"vector index recovery, {n} x {d} flat index ({size / 2**20:.0f} MB), best of {repeat}")
@@ -188,7 +237,7 @@ def main() -> None:
     row("load_index() (verify + load) vs read_index", t_load, t_read, "read_index")
     row("save_index vs write_index + fsync", t_save, t_write, "write+fsync", 1.2)
     row("backup_index vs copyfile + fsync", t_backup, t_copy, "copy+fsync", 1.5)
-    row("restore_from_backup vs copyfile + fsync", t_restore, t_copy, "copy+fsync")
+    row("restore_from_backup vs copyfile + fsync", t_restore, t_copy_restore, "copy+fsync")
     row("rebuild_index, adding only, vs raw add", t_build, t_add, "raw add", 1.2)
     row("rebuild_index incl. save vs load+add+write+fsync", t_rebuild, t_naive_rebuild, "naive")
     print()

@@ -82,7 +82,7 @@ def _child_env() -> dict[str, str]:
 
 
 class _Child:
-    def __init__(self, jobs: list[dict[str, Any]], memory_factor: float) -> None:
+    def __init__(self, jobs: list[dict[str, Any]], memory_factor: float, slack: int) -> None:
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "safla_diag.vector._probe"],
@@ -94,9 +94,10 @@ class _Child:
             close_fds=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        payload = json.dumps({"jobs": jobs, "memory_factor": memory_factor}).encode()
+        payload = json.dumps({"jobs": jobs, "memory_factor": memory_factor, "slack": slack})
+        payload_bytes = payload.encode()
         try:
-            self.proc.stdin.write(payload)
+            self.proc.stdin.write(payload_bytes)
             self.proc.stdin.close()
         except BrokenPipeError:
             pass
@@ -167,6 +168,7 @@ def probe_files(
     *,
     timeout: float | None = None,
     memory_factor: float = 4.0,
+    slack: int = _SLACK,
 ) -> list[ProbeResult]:
     """
     Load each file in an isolated child and report what faiss and our checks make of it.
@@ -175,6 +177,7 @@ def probe_files(
         jobs: The files (and their canaries).
         timeout: Seconds allowed per file; None picks 30 s plus 1 s per 20 MB.
         memory_factor: The child's address space may grow by this many times the file's size.
+        slack: ...plus this many bytes (the interpreter's and faiss's own needs).
 
     Returns:
         One result per job, in order. Never raises for what a file does to the child.
@@ -194,7 +197,7 @@ def probe_files(
 
     while pending:
         batch = pending
-        child = _Child([dict(payloads[i], index=i) for i in batch], memory_factor)
+        child = _Child([dict(payloads[i], index=i) for i in batch], memory_factor, slack)
         current: int | None = None
         started = time.monotonic()
         deadline = started + _STARTUP_TIMEOUT
@@ -291,7 +294,7 @@ def _vm_bytes() -> int | None:
         return None
 
 
-def _cap_memory(size: int, factor: float) -> None:
+def _cap_memory(size: int, factor: float, slack: int) -> None:
     try:
         import resource
     except ImportError:  # pragma: no cover - not on POSIX
@@ -302,7 +305,7 @@ def _cap_memory(size: int, factor: float) -> None:
     vm = _vm_bytes()
     if vm is None:
         return
-    soft = int(vm + factor * size + _SLACK)
+    soft = int(vm + factor * size + slack)
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
     with contextlib.suppress(ValueError, OSError):
@@ -315,7 +318,7 @@ def _hash_and_size(path: str) -> tuple[int, str]:
     return hash_file(path, "xxh3_128")
 
 
-def _check_one(job: dict[str, Any], memory_factor: float) -> dict[str, Any]:
+def _check_one(job: dict[str, Any], memory_factor: float, slack: int) -> dict[str, Any]:
     from . import _faiss
     from ._manifest import new_hasher
 
@@ -323,7 +326,7 @@ def _check_one(job: dict[str, Any], memory_factor: float) -> dict[str, Any]:
     out: dict[str, Any] = {"index": job["index"]}
     size = os.path.getsize(path)
     out["file_size"] = size
-    _cap_memory(size, memory_factor)
+    _cap_memory(size, memory_factor, slack)
     f = _faiss.faiss()
     try:
         with _faiss.vector_byte_limit(size + 1024 * 1024):
@@ -381,6 +384,7 @@ def _main() -> int:
         sys.path.remove("")
     doc = json.loads(sys.stdin.buffer.read())
     factor = float(doc.get("memory_factor", 4.0))
+    slack = int(doc.get("slack", _SLACK))
     from . import _faiss
 
     _faiss.set_threads(1)
@@ -388,9 +392,13 @@ def _main() -> int:
         _emit({"event": "start", "index": job["index"]})
         t = time.monotonic()
         try:
-            result = _check_one(job, factor)
+            result = _check_one(job, factor, slack)
         except Exception as err:  # the probe itself must report, not die
-            result = {"index": job["index"], "status": "error", "detail": repr(err)[:300]}
+            result = {
+                "index": job["index"],
+                "status": "error",
+                "detail": f"{type(err).__name__}: {err}"[:300],
+            }
         result["event"] = "result"
         result["duration"] = time.monotonic() - t
         _emit(result)
