@@ -35,9 +35,29 @@ METRICS = {0: "inner_product", 1: "l2"}
 WRITE_BLOCK = 4 * 1024 * 1024
 
 
+_MIN_VERSION = (1, 15)
+
+
 def faiss() -> Any:
-    """The faiss module (DependencyError with a pip hint when missing)."""
-    return import_optional("faiss")
+    """
+    The faiss module.
+
+    Raises:
+        DependencyError: When it is missing, or older than 1.15 (earlier loaders can crash the
+            process on a damaged file and have no deserialisation limits).
+    """
+    module = import_optional("faiss")
+    version = str(getattr(module, "__version__", "0"))
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < _MIN_VERSION:
+        from .._errors import DependencyError
+        from .._lazy import install_hint
+
+        raise DependencyError(
+            f"faiss {version} is too old for safe index recovery (1.15 or later is needed); "
+            f"upgrade with: {install_hint('faiss')}"
+        )
+    return module
 
 
 def version() -> str:
@@ -250,10 +270,13 @@ def _canary_search(
     target = downcast(index.index) if isinstance(index, f.IndexIDMap) else index
     ntotal = int(target.ntotal)
     positions = np.unique(np.linspace(0, ntotal - 1, min(subset, ntotal)).astype(np.int64))
-    selector = f.IDSelectorBatch(positions)
+    member = np.zeros(ntotal, dtype=bool)
+    member[positions] = True
+    bitmap = np.packbits(member, bitorder="little")  # a bit test per vector: the cheapest filter
+    selector = f.IDSelectorBitmap(ntotal, f.swig_ptr(bitmap))
     params = f.SearchParameters(sel=selector)
     result: tuple[Any, Any] = target.search(q, k, params=params)
-    del params, selector  # kept alive until the search is done
+    del params, selector, bitmap  # kept alive until the search is done
     return result
 
 

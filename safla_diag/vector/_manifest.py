@@ -247,11 +247,12 @@ def remove_orphans(folder: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, name: str) -> Iterator[None]:
+def folder_lock(folder: Path, name: str, *, blocking: bool = True) -> Iterator[bool]:
     """
     Hold an exclusive advisory lock (flock) on ``folder/.<name>.lock`` for writers.
 
-    The kernel releases it when the holder dies, so a kill -9 never leaves it stuck.
+    The kernel releases it when the holder dies, so a kill -9 never leaves it stuck. With
+    ``blocking=False`` it yields False at once when another process holds it.
     """
     path = folder / f".{name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -259,11 +260,15 @@ def folder_lock(folder: Path, name: str) -> Iterator[None]:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no advisory lock
-            yield
+            yield True
             return
-        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

@@ -32,7 +32,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -185,7 +185,7 @@ class VectorIndexRecovery:
     # ------------------------------------------------------------------ start-up and locking
 
     @contextlib.contextmanager
-    def _locked(self) -> Any:
+    def _locked(self) -> Iterator[None]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self._thread_lock, folder_lock(self.data_dir, self.index_file):
             yield
@@ -195,7 +195,14 @@ class VectorIndexRecovery:
         if not self.data_dir.is_dir():
             return
         try:
-            with self._locked():
+            with (
+                self._thread_lock,
+                folder_lock(self.data_dir, self.index_file, blocking=False) as mine,
+            ):
+                if not mine:
+                    # A writer is at work right now (perhaps in another container, whose pids we
+                    # cannot see): its temp files are not orphans. The next start cleans up.
+                    return
                 for path in remove_orphans(self.data_dir):
                     logger.info("removed an orphaned temp file %s", redact(str(path)))
                 for path in remove_orphans(self.backup_dir):

@@ -575,3 +575,20 @@ def test_large_flat_index_canaries_run_over_a_subset(tmp_path: Path, with_ids: b
     assert m is not None
     m.evolve(canaries=canaries.canaries).write(rec.manifest_path)
     assert rec.diagnose(deep=True).failed_check.name == "canaries"  # type: ignore[union-attr]
+
+
+def test_start_up_clean_up_waits_for_no_one_and_spares_a_busy_writer(tmp_path: Path) -> None:
+    """While another writer holds the folder's lock (maybe in a container whose pids we cannot
+    see), a new instance leaves temp files alone and does not block; the next start cleans up."""
+    from safla_diag.vector._manifest import folder_lock
+
+    rec = _rec(tmp_path)
+    rec.save_index(make_index("Flat"))
+    orphan = rec.data_dir / f".vector_index.faiss.tmp-{_dead_pid()}-0123abcd"
+    orphan.write_bytes(b"someone else's save")
+    with folder_lock(rec.data_dir, rec.index_file) as held:
+        assert held
+        assert _rec(tmp_path).diagnose().ok
+        assert orphan.exists()
+    _rec(tmp_path)
+    assert not orphan.exists()
