@@ -28,7 +28,7 @@ def test_a_file_that_hangs_the_loader_is_killed_and_the_rest_still_checked(tmp_p
     checked by a fresh child."""
     fifo = tmp_path / "hangs.faiss"
     os.mkfifo(fifo)
-    results = probe_files([ProbeJob(path=str(fifo)), ProbeJob(path=_good(tmp_path))], timeout=3)
+    results = probe_files([ProbeJob(path=str(fifo)), ProbeJob(path=_good(tmp_path))], timeout=2)
     assert [r.status for r in results] == ["timeout", "loaded"]
     assert "killed" in results[0].detail
     assert results[1].info is not None and results[1].info["ntotal"] == 300
