@@ -35,9 +35,29 @@ METRICS = {0: "inner_product", 1: "l2"}
 WRITE_BLOCK = 4 * 1024 * 1024
 
 
+_MIN_VERSION = (1, 15)
+
+
 def faiss() -> Any:
-    """The faiss module (DependencyError with a pip hint when missing)."""
-    return import_optional("faiss")
+    """
+    The faiss module.
+
+    Raises:
+        DependencyError: When it is missing, or older than 1.15 (earlier loaders can crash the
+            process on a damaged file and have no deserialisation limits).
+    """
+    module = import_optional("faiss")
+    version = str(getattr(module, "__version__", "0"))
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < _MIN_VERSION:
+        from .._errors import DependencyError
+        from .._lazy import install_hint
+
+        raise DependencyError(
+            f"faiss {version} is too old for safe index recovery (1.15 or later is needed); "
+            f"upgrade with: {install_hint('faiss')}"
+        )
+    return module
 
 
 def version() -> str:
@@ -230,6 +250,44 @@ def _queries(n: int, d: int, seed: int = 20240611) -> npt.NDArray[np.float32]:
     return q
 
 
+# An exhaustive (flat) index larger than this gets its canaries run over an evenly spaced subset
+# of its vectors: a full scan of a 500 MB index costs as much as writing it.
+_SUBSET_ABOVE = 50_000
+_SUBSET_COUNT = 8192
+
+
+def _canary_search(
+    index: Any, q: npt.NDArray[np.float32], k: int, subset: int | None
+) -> tuple[Any, Any]:
+    """Search ``q``; with ``subset``, only over that many evenly spaced stored positions."""
+    import numpy as np
+
+    f = faiss()
+    index = downcast(index)
+    if not subset:
+        plain: tuple[Any, Any] = index.search(q, k)
+        return plain
+    target = downcast(index.index) if isinstance(index, f.IndexIDMap) else index
+    ntotal = int(target.ntotal)
+    positions = np.unique(np.linspace(0, ntotal - 1, min(subset, ntotal)).astype(np.int64))
+    member = np.zeros(ntotal, dtype=bool)
+    member[positions] = True
+    bitmap = np.packbits(member, bitorder="little")  # a bit test per vector: the cheapest filter
+    selector = f.IDSelectorBitmap(ntotal, f.swig_ptr(bitmap))
+    params = f.SearchParameters(sel=selector)
+    result: tuple[Any, Any] = target.search(q, k, params=params)
+    del params, selector, bitmap  # kept alive until the search is done
+    return result
+
+
+def _subset_for(index: Any) -> int | None:
+    f = faiss()
+    index = downcast(index)
+    target = downcast(index.index) if isinstance(index, f.IndexIDMap) else index
+    exhaustive = isinstance(target, f.IndexFlatCodes)
+    return _SUBSET_COUNT if exhaustive and int(index.ntotal) > _SUBSET_ABOVE else None
+
+
 def make_canaries(index: Any, *, n: int = 4, k: int = 10) -> dict[str, Any] | None:
     """Search a few fixed queries and remember their results, to compare after a reload."""
     import numpy as np
@@ -238,11 +296,13 @@ def make_canaries(index: Any, *, n: int = 4, k: int = 10) -> dict[str, Any] | No
     ntotal, d = int(index.ntotal), int(index.d)
     if ntotal == 0 or n <= 0:
         return None
-    k = min(k, ntotal)
+    subset = _subset_for(index)
+    k = min(k, ntotal, subset or ntotal)
     q = _queries(n, d)
-    dist, ids = index.search(q, k)
+    dist, ids = _canary_search(index, q, k, subset)
     return {
         "k": k,
+        "subset": subset,
         "queries": base64.b64encode(np.ascontiguousarray(q, dtype="<f4").tobytes()).decode(),
         "expected_ids": ids.astype(np.int64).tolist(),
         "expected_distances": [[float(x) for x in row] for row in dist],
@@ -261,7 +321,8 @@ def check_canaries(index: Any, canaries: dict[str, Any]) -> tuple[int, list[str]
         return 0, [f"canary queries do not fit dimension {d}"]
     q = q.reshape(-1, d)
     k = int(canaries["k"])
-    dist, ids = index.search(q, k)
+    subset = canaries.get("subset")
+    dist, ids = _canary_search(index, q, k, int(subset) if subset else None)
     exp_ids = np.asarray(canaries["expected_ids"], dtype=np.int64)
     exp_dist = np.asarray(canaries["expected_distances"], dtype=np.float64)
     passed, problems = 0, []
@@ -307,6 +368,19 @@ def build_index(dimension: int, factory: str, metric: str, *, with_ids: bool) ->
     if with_ids and not isinstance(index, f.IndexIDMap):
         index = f.IndexIDMap2(index)
     return index
+
+
+def reserve(index: Any, n: int) -> None:
+    """Pre-size a flat index's storage for ``n`` more vectors, so that batched adds never regrow it."""
+    f = faiss()
+    index = downcast(index)
+    target = downcast(index.index) if isinstance(index, f.IndexIDMap) else index
+    if not isinstance(target, f.IndexFlatCodes) or not hasattr(target.codes, "resize"):
+        return
+    used = int(target.codes.size())
+    # std::vector keeps its capacity when shrunk: grow once, shrink back, then adds fit.
+    target.codes.resize(used + n * int(target.code_size))
+    target.codes.resize(used)
 
 
 def nlist(index: Any) -> int | None:

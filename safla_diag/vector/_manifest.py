@@ -28,6 +28,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "atomic_write_bytes",
+    "copy_to_new_file",
     "folder_lock",
     "fsync_dir",
     "hash_file",
@@ -77,9 +78,22 @@ def new_hasher(algorithm: str) -> Hasher:
 
 
 def hash_fd(
-    fd: int, algorithm: str, *, sink: Callable[[memoryview], object] | None = None
+    fd: int,
+    algorithm: str,
+    *,
+    sink: Callable[[memoryview], object] | None = None,
+    start: int | None = None,
 ) -> tuple[int, str]:
-    """Hash an open file from its current position to the end; returns (bytes read, hex digest)."""
+    """
+    Hash an open file to its end, from ``start`` (or its current position).
+
+    Plain reads, not mmap: a file that shrinks under an mmap kills the reader with SIGBUS.
+
+    Returns:
+        (bytes read, hex digest).
+    """
+    if start is not None:
+        os.lseek(fd, start, os.SEEK_SET)
     h = new_hasher(algorithm)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -92,6 +106,38 @@ def hash_fd(
                 sink(chunk)
             total += n
     return total, h.hexdigest()
+
+
+def copy_to_new_file(fd_in: int, dest: Path) -> int:
+    """
+    Copy an open file (from its start) into a new file ``dest`` (O_EXCL) and fsync it.
+
+    The copy runs in the kernel (sendfile) where it can; the caller verifies ``dest`` by hashing
+    it afterwards, which checks both the source and the copy against the manifest.
+
+    Returns:
+        The size on disk after fsync.
+    """
+    fd_out = open_exclusive(dest)
+    try:
+        size = os.fstat(fd_in).st_size
+        offset = 0
+        try:
+            while True:
+                sent = os.sendfile(fd_out, fd_in, offset, max(size - offset, CHUNK))
+                if sent == 0:
+                    break
+                offset += sent
+        except (AttributeError, OSError) as err:
+            if offset or (
+                isinstance(err, OSError) and err.errno not in (errno.EINVAL, errno.ENOSYS)
+            ):
+                raise
+            hash_fd(fd_in, DEFAULT_ALGORITHM, sink=lambda chunk: write_all(fd_out, chunk), start=0)
+        os.fsync(fd_out)
+        return os.fstat(fd_out).st_size
+    finally:
+        os.close(fd_out)
 
 
 def hash_file(path: str | os.PathLike[str], algorithm: str = DEFAULT_ALGORITHM) -> tuple[int, str]:
@@ -201,11 +247,12 @@ def remove_orphans(folder: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, name: str) -> Iterator[None]:
+def folder_lock(folder: Path, name: str, *, blocking: bool = True) -> Iterator[bool]:
     """
     Hold an exclusive advisory lock (flock) on ``folder/.<name>.lock`` for writers.
 
-    The kernel releases it when the holder dies, so a kill -9 never leaves it stuck.
+    The kernel releases it when the holder dies, so a kill -9 never leaves it stuck. With
+    ``blocking=False`` it yields False at once when another process holds it.
     """
     path = folder / f".{name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -213,11 +260,15 @@ def folder_lock(folder: Path, name: str) -> Iterator[None]:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no advisory lock
-            yield
+            yield True
             return
-        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

@@ -2,7 +2,7 @@
 Load suspect index files in an isolated child process, so that a file faiss chokes on cannot
 crash, hang or balloon the host.
 
-The parent (:func:`probe_files`) starts ``python -m safla_diag.vector._probe``, sends it the jobs as
+The parent (:func:`probe_files`) starts a Python child running :func:`_main`, sends it the jobs as
 JSON on stdin, and reads one JSON line per event from its stdout. The child caps its own address
 space (RLIMIT_AS) at a few times the file's size above its baseline before each file, and the parent
 kills it when a file takes longer than the timeout. When the child dies (a signal, the memory cap),
@@ -63,6 +63,7 @@ class ProbeResult:
     file_size: int | None = None
     roundtrip_size: int | None = None
     roundtrip_identical: bool | None = None
+    file_digest: str | None = None
     duration: float = 0.0
 
     @property
@@ -70,21 +71,32 @@ class ProbeResult:
         return self.status == "loaded"
 
 
+# The child imports only this layer's modules, not the facade (and so not every other layer): it
+# starts faster, and nothing unrelated can break it. Packages are stubbed with their real paths.
+_BOOT = """
+import sys, types
+root = sys.argv[1]
+for name, sub in (("safla_diag", ""), ("safla_diag.vector", "/vector")):
+    module = types.ModuleType(name)
+    module.__path__ = [root + sub]
+    sys.modules[name] = module
+from safla_diag.vector._probe import _main
+raise SystemExit(_main())
+"""
+
+
 def _child_env() -> dict[str, str]:
-    # Make `-m safla_diag.vector._probe` importable even when running from a source tree.
-    root = str(Path(__file__).resolve().parent.parent.parent)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     # One thread: predictable memory, and the host's cores stay the host's.
     env["OMP_NUM_THREADS"] = "1"
     return env
 
 
 class _Child:
-    def __init__(self, jobs: list[dict[str, Any]], memory_factor: float) -> None:
+    def __init__(self, jobs: list[dict[str, Any]], memory_factor: float, slack: int) -> None:
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "safla_diag.vector._probe"],
+            [sys.executable, "-c", _BOOT, str(Path(__file__).resolve().parent.parent)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -93,9 +105,10 @@ class _Child:
             close_fds=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        payload = json.dumps({"jobs": jobs, "memory_factor": memory_factor}).encode()
+        payload = json.dumps({"jobs": jobs, "memory_factor": memory_factor, "slack": slack})
+        payload_bytes = payload.encode()
         try:
-            self.proc.stdin.write(payload)
+            self.proc.stdin.write(payload_bytes)
             self.proc.stdin.close()
         except BrokenPipeError:
             pass
@@ -166,6 +179,7 @@ def probe_files(
     *,
     timeout: float | None = None,
     memory_factor: float = 4.0,
+    slack: int = _SLACK,
 ) -> list[ProbeResult]:
     """
     Load each file in an isolated child and report what faiss and our checks make of it.
@@ -174,6 +188,7 @@ def probe_files(
         jobs: The files (and their canaries).
         timeout: Seconds allowed per file; None picks 30 s plus 1 s per 20 MB.
         memory_factor: The child's address space may grow by this many times the file's size.
+        slack: ...plus this many bytes (the interpreter's and faiss's own needs).
 
     Returns:
         One result per job, in order. Never raises for what a file does to the child.
@@ -193,7 +208,7 @@ def probe_files(
 
     while pending:
         batch = pending
-        child = _Child([dict(payloads[i], index=i) for i in batch], memory_factor)
+        child = _Child([dict(payloads[i], index=i) for i in batch], memory_factor, slack)
         current: int | None = None
         started = time.monotonic()
         deadline = started + _STARTUP_TIMEOUT
@@ -258,6 +273,7 @@ def probe_files(
                         file_size=event.get("file_size"),
                         roundtrip_size=event.get("roundtrip_size"),
                         roundtrip_identical=event.get("roundtrip_identical"),
+                        file_digest=event.get("file_digest"),
                         duration=float(event.get("duration", 0.0)),
                     )
                 elif event.get("event") == "done":
@@ -289,7 +305,7 @@ def _vm_bytes() -> int | None:
         return None
 
 
-def _cap_memory(size: int, factor: float) -> None:
+def _cap_memory(size: int, factor: float, slack: int) -> None:
     try:
         import resource
     except ImportError:  # pragma: no cover - not on POSIX
@@ -300,7 +316,7 @@ def _cap_memory(size: int, factor: float) -> None:
     vm = _vm_bytes()
     if vm is None:
         return
-    soft = int(vm + factor * size + _SLACK)
+    soft = int(vm + factor * size + slack)
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
     with contextlib.suppress(ValueError, OSError):
@@ -313,7 +329,7 @@ def _hash_and_size(path: str) -> tuple[int, str]:
     return hash_file(path, "xxh3_128")
 
 
-def _check_one(job: dict[str, Any], memory_factor: float) -> dict[str, Any]:
+def _check_one(job: dict[str, Any], memory_factor: float, slack: int) -> dict[str, Any]:
     from . import _faiss
     from ._manifest import new_hasher
 
@@ -321,7 +337,7 @@ def _check_one(job: dict[str, Any], memory_factor: float) -> dict[str, Any]:
     out: dict[str, Any] = {"index": job["index"]}
     size = os.path.getsize(path)
     out["file_size"] = size
-    _cap_memory(size, memory_factor)
+    _cap_memory(size, memory_factor, slack)
     f = _faiss.faiss()
     try:
         with _faiss.vector_byte_limit(size + 1024 * 1024):
@@ -361,6 +377,7 @@ def _check_one(job: dict[str, Any], memory_factor: float) -> dict[str, Any]:
         _faiss.write_index_stream(index, sink)
         out["roundtrip_size"] = count[0]
         _, file_digest = _hash_and_size(path)
+        out["file_digest"] = file_digest
         out["roundtrip_identical"] = count[0] == size and h.hexdigest() == file_digest
     except MemoryError:
         return {**out, "status": "memory", "detail": "checking it exceeded the memory cap"}
@@ -378,6 +395,7 @@ def _main() -> int:
         sys.path.remove("")
     doc = json.loads(sys.stdin.buffer.read())
     factor = float(doc.get("memory_factor", 4.0))
+    slack = int(doc.get("slack", _SLACK))
     from . import _faiss
 
     _faiss.set_threads(1)
@@ -385,9 +403,13 @@ def _main() -> int:
         _emit({"event": "start", "index": job["index"]})
         t = time.monotonic()
         try:
-            result = _check_one(job, factor)
+            result = _check_one(job, factor, slack)
         except Exception as err:  # the probe itself must report, not die
-            result = {"index": job["index"], "status": "error", "detail": repr(err)[:300]}
+            result = {
+                "index": job["index"],
+                "status": "error",
+                "detail": f"{type(err).__name__}: {err}"[:300],
+            }
         result["event"] = "result"
         result["duration"] = time.monotonic() - t
         _emit(result)

@@ -32,7 +32,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,12 +41,13 @@ from .._redact import redact
 from ._health import BackupInfo, Check, IndexHealth
 from ._manifest import (
     ALGORITHMS,
+    CHUNK,
     DEFAULT_ALGORITHM,
     Manifest,
     ManifestError,
+    copy_to_new_file,
     folder_lock,
     fsync_dir,
-    hash_fd,
     hash_file,
     new_hasher,
     open_exclusive,
@@ -184,7 +185,7 @@ class VectorIndexRecovery:
     # ------------------------------------------------------------------ start-up and locking
 
     @contextlib.contextmanager
-    def _locked(self) -> Any:
+    def _locked(self) -> Iterator[None]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self._thread_lock, folder_lock(self.data_dir, self.index_file):
             yield
@@ -194,7 +195,14 @@ class VectorIndexRecovery:
         if not self.data_dir.is_dir():
             return
         try:
-            with self._locked():
+            with (
+                self._thread_lock,
+                folder_lock(self.data_dir, self.index_file, blocking=False) as mine,
+            ):
+                if not mine:
+                    # A writer is at work right now (perhaps in another container, whose pids we
+                    # cannot see): its temp files are not orphans. The next start cleans up.
+                    return
                 for path in remove_orphans(self.data_dir):
                     logger.info("removed an orphaned temp file %s", redact(str(path)))
                 for path in remove_orphans(self.backup_dir):
@@ -469,43 +477,29 @@ class VectorIndexRecovery:
         from . import _faiss
 
         for _attempt in range(3):
-            fd = (
-                os.open(self.index_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                if self.index_path.exists()
-                else -1
-            )
+            try:
+                fd = os.open(self.index_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:
+                fd = -1
             try:
                 health, matched, probe = self._diagnose(deep=deep)
                 if not health.ok:
                     raise IndexCorruptionError(f"{self.index_path.name}: {health.problem}")
                 if fd < 0:
                     continue
-                algorithm = matched.algorithm if matched else DEFAULT_ALGORITHM
-                size, digest = hash_fd(fd, algorithm)
+                # Files are only ever replaced, never rewritten: if the name still points at the
+                # inode we hold, the bytes the check verified are the bytes we are about to read.
+                st, held = os.stat(self.index_path), os.fstat(fd)
+                if (st.st_ino, st.st_dev) != (held.st_ino, held.st_dev):
+                    continue
                 if matched is not None:
                     entry = matched.files[self.index_file]
-                    expected: tuple[int, str] | None = (entry["size"], entry["checksum"])
-                else:
-                    expected = None
-                    if os.fstat(fd).st_size != os.stat(self.index_path).st_size:
-                        continue
-                if expected is not None and (size, digest) != expected:
-                    continue  # replaced by a concurrent save between the check and the open
-                os.lseek(fd, 0, os.SEEK_SET)
-                h = new_hasher(algorithm)
-
-                def read(n: int, _fd: int = fd, _h: Any = h) -> bytes:
-                    data = os.read(_fd, n)
-                    _h.update(data)
-                    return data
-
-                index = _faiss.read_index_stream(read, byte_limit=size + 1024 * 1024)
-                while chunk := os.read(fd, 1 << 20):
-                    h.update(chunk)
-                if h.hexdigest() != digest:
-                    raise IndexCorruptionError(
-                        f"{self.index_path.name} changed while it was loaded"
-                    )
+                    algorithm, expected = matched.algorithm, (entry["size"], entry["checksum"])
+                elif probe is not None and probe.file_digest and probe.file_size is not None:
+                    algorithm, expected = "xxh3_128", (probe.file_size, probe.file_digest)
+                else:  # pragma: no cover - a healthy diagnosis always has one or the other
+                    raise IndexCorruptionError(f"{self.index_path.name} could not be verified")
+                index = self._read_verified(fd, algorithm, expected)
                 info = _faiss.describe(index)
                 known = matched.index if matched else (probe.info if probe else None)
                 if known and (info["ntotal"], info["dimension"]) != (
@@ -514,7 +508,8 @@ class VectorIndexRecovery:
                 ):
                     raise IndexCorruptionError(
                         f"{self.index_path.name} loaded with ntotal={info['ntotal']} "
-                        f"d={info['dimension']}, expected ntotal={known['ntotal']} d={known['dimension']}"
+                        f"d={info['dimension']}, expected ntotal={known['ntotal']} "
+                        f"d={known['dimension']}"
                     )
                 return index
             finally:
@@ -523,6 +518,30 @@ class VectorIndexRecovery:
         raise IndexCorruptionError(
             f"{self.index_path.name} kept changing while it was being verified"
         )
+
+    @staticmethod
+    def _read_verified(fd: int, algorithm: str, expected: tuple[int, str]) -> Any:
+        """Deserialise from ``fd`` with the byte limit, hashing as faiss reads; compare at the end."""
+        from . import _faiss
+
+        h = new_hasher(algorithm)
+        total = 0
+
+        def read(n: int) -> bytes:
+            nonlocal total
+            data = os.read(fd, n)
+            h.update(data)
+            total += len(data)
+            return data
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        index = _faiss.read_index_stream(read, byte_limit=expected[0] + 1024 * 1024)
+        while chunk := os.read(fd, CHUNK):
+            h.update(chunk)
+            total += len(chunk)
+        if (total, h.hexdigest()) != expected:
+            raise IndexCorruptionError("the index file changed while it was being loaded")
+        return index
 
     # ---------------------------------------------------------------------------- save
 
@@ -701,15 +720,8 @@ class VectorIndexRecovery:
         os.mkdir(work)
         try:
             dest = work / self.index_file
-            fd_out = open_exclusive(dest)
-            try:
-                size, digest = hash_fd(
-                    fd_in, algorithm, sink=lambda chunk: write_all(fd_out, chunk)
-                )
-                os.fsync(fd_out)
-                on_disk = os.fstat(fd_out).st_size
-            finally:
-                os.close(fd_out)
+            on_disk = copy_to_new_file(fd_in, dest)
+            size, digest = hash_file(dest, algorithm)
             source: Manifest | None = None
             for m in candidates:
                 entry = m.files.get(self.index_file)
@@ -724,7 +736,7 @@ class VectorIndexRecovery:
                     "not backing up: the live index does not match its manifest (it is damaged); "
                     "restore or rebuild it first"
                 )
-            if on_disk != size or hash_file(dest, algorithm) != (size, digest):
+            if on_disk != size or os.fstat(fd_in).st_size != size:
                 raise RecoveryError(f"the backup copy did not read back as written ({dest})")
             name = f"{_stamp()}-g{source.generation:06d}"
             manifest = source.evolve(
@@ -911,15 +923,8 @@ class VectorIndexRecovery:
             except OSError as err:
                 return f"its index file cannot be read: {err.strerror or err}"
             try:
-                fd_out = open_exclusive(tmp)
-                try:
-                    size, digest = hash_fd(
-                        fd_in, manifest.algorithm, sink=lambda c: write_all(fd_out, c)
-                    )
-                    os.fsync(fd_out)
-                    on_disk = os.fstat(fd_out).st_size
-                finally:
-                    os.close(fd_out)
+                on_disk = copy_to_new_file(fd_in, tmp)
+                size, digest = hash_file(tmp, manifest.algorithm)
                 if (size, digest) != (entry["size"], entry["checksum"]):
                     tmp.unlink()
                     return (
@@ -1048,6 +1053,7 @@ class VectorIndexRecovery:
             sample = _batch(x, rows, cosine, start=0)
             logger.info("training %s on %d sampled vectors", factory, size)
             index.train(sample)
+        _faiss.reserve(index, n)
         step_log = max(1, n // 10)
         next_log = step_log
         for start in range(0, n, batch_size):
@@ -1137,8 +1143,9 @@ def _batch(
     xb = x[rows]
     if cosine or xb.dtype != np.float32 or not xb.flags.c_contiguous:
         xb = np.array(xb, dtype=np.float32, order="C")  # a private, writable copy
-    # min and max propagate NaN and expose infinities, at a fraction of isfinite's cost.
-    if xb.size and not (np.isfinite(xb.min()) and np.isfinite(xb.max())):
+    # A sum propagates NaN and infinity in one fast pass; only a non-finite sum (which a huge but
+    # finite vector could also cause) pays for the exact check.
+    if xb.size and not np.isfinite(np.add.reduce(xb, axis=None)) and not np.isfinite(xb).all():
         bad = int(np.flatnonzero(~np.isfinite(xb).all(axis=1))[0])
         where = start + bad if isinstance(rows, slice) else int(np.asarray(rows)[bad])
         raise RecoveryError(f"source vector {where} contains NaN or infinity; not indexing it")

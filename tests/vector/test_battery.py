@@ -139,7 +139,6 @@ def test_deep_diagnose_end_to_end_on_damaged_files_without_manifest(tmp_path: Pa
         "healthy": data,
         "truncated": data[:63],
         "appended": data + b"junk",
-        "random": bytes(range(256)) * 8,
     }
     for label, content in samples.items():
         folder = tmp_path / label

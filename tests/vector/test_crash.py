@@ -125,13 +125,13 @@ def _backup_trials(tmp_path: Path, trials: int) -> None:
 
 def test_kill_during_save_leaves_old_or_new_index(tmp_path: Path) -> None:
     """A handful of kill -9 at random moments of save_index: always a whole, healthy index."""
-    _save_trials(tmp_path, trials=4)
+    _save_trials(tmp_path, trials=3)
 
 
 def test_kill_during_backup_leaves_no_damaged_backup(tmp_path: Path) -> None:
     """A handful of kill -9 at random moments of backup_index: the live index is untouched,
     every listed backup verifies, leftovers are removed on the next start."""
-    _backup_trials(tmp_path, trials=4)
+    _backup_trials(tmp_path, trials=3)
 
 
 @pytest.mark.slow

@@ -554,3 +554,41 @@ async def test_async_twins_run_off_the_loop(tmp_path: Path) -> None:
     _flip(rec.index_path)
     assert await rec.arestore_from_backup()
     assert (await rec.aload_index()).ntotal == 300
+
+
+@pytest.mark.parametrize("with_ids", [False, True])
+def test_large_flat_index_canaries_run_over_a_subset(tmp_path: Path, with_ids: bool) -> None:
+    """Past 50 000 vectors a flat index's canaries search an evenly spaced subset; they still pass,
+    and they still catch an index that is not the one saved."""
+    x = np.random.default_rng(8).standard_normal((60_000, DIM)).astype(np.float32)
+    ids = np.arange(60_000, dtype=np.int64) * 3 if with_ids else None
+    rec = _rec(tmp_path)
+    rec.rebuild_index(x, ids=ids, metric="l2", batch_size=25_000)
+    body = json.loads(rec.manifest_path.read_text())
+    assert body["canaries"]["subset"] == 8192
+    health = rec.diagnose(deep=True)
+    assert health.ok, health.to_text()
+    canaries = Manifest.read(rec.manifest_path)
+    assert canaries is not None
+    rec.rebuild_index(x[::-1].copy(), ids=ids, metric="l2")
+    m = Manifest.read(rec.manifest_path)
+    assert m is not None
+    m.evolve(canaries=canaries.canaries).write(rec.manifest_path)
+    assert rec.diagnose(deep=True).failed_check.name == "canaries"  # type: ignore[union-attr]
+
+
+def test_start_up_clean_up_waits_for_no_one_and_spares_a_busy_writer(tmp_path: Path) -> None:
+    """While another writer holds the folder's lock (maybe in a container whose pids we cannot
+    see), a new instance leaves temp files alone and does not block; the next start cleans up."""
+    from safla_diag.vector._manifest import folder_lock
+
+    rec = _rec(tmp_path)
+    rec.save_index(make_index("Flat"))
+    orphan = rec.data_dir / f".vector_index.faiss.tmp-{_dead_pid()}-0123abcd"
+    orphan.write_bytes(b"someone else's save")
+    with folder_lock(rec.data_dir, rec.index_file) as held:
+        assert held
+        assert _rec(tmp_path).diagnose().ok
+        assert orphan.exists()
+    _rec(tmp_path)
+    assert not orphan.exists()

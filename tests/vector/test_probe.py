@@ -1,0 +1,90 @@
+"""The isolated loader: hangs are killed, crashes and memory blow-ups stay in the child."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import psutil
+
+from safla_diag.vector._probe import ProbeJob, probe_files
+
+from ._damage import make_index, serialize
+
+
+def _good(tmp_path: Path) -> str:
+    path = tmp_path / "good.faiss"
+    path.write_bytes(serialize(make_index("Flat")))
+    return str(path)
+
+
+def test_a_file_that_hangs_the_loader_is_killed_and_the_rest_still_checked(tmp_path: Path) -> None:
+    """A FIFO with no writer blocks faiss forever: it is reported as a timeout, the next file is
+    checked by a fresh child."""
+    fifo = tmp_path / "hangs.faiss"
+    os.mkfifo(fifo)
+    results = probe_files([ProbeJob(path=str(fifo)), ProbeJob(path=_good(tmp_path))], timeout=2)
+    assert [r.status for r in results] == ["timeout", "loaded"]
+    assert "killed" in results[0].detail
+    assert results[1].info is not None and results[1].info["ntotal"] == 300
+
+
+def test_a_crashing_loader_is_reported_and_the_rest_still_checked(tmp_path: Path) -> None:
+    """The child dies of SIGSEGV in the middle of a file: that file is reported as crashed (with
+    the signal), the host lives on, and the remaining files are checked."""
+    fifo = tmp_path / "stuck.faiss"
+    os.mkfifo(fifo)
+    me = psutil.Process()
+    done = threading.Event()
+
+    def segfault_the_child() -> None:
+        deadline = time.monotonic() + 60
+        while not done.is_set() and time.monotonic() < deadline:
+            for child in me.children():
+                if "safla_diag.vector._probe" in " ".join(child.cmdline()):
+                    # Let it reach the stuck file, then crash it as faiss would.
+                    done.wait(1.0)
+                    os.kill(child.pid, signal.SIGSEGV)
+                    return
+            done.wait(0.05)
+
+    killer = threading.Thread(target=segfault_the_child, daemon=True)
+    killer.start()
+    try:
+        results = probe_files(
+            [
+                ProbeJob(path=_good(tmp_path)),
+                ProbeJob(path=str(fifo)),
+                ProbeJob(path=_good(tmp_path)),
+            ],
+            timeout=30,
+        )
+    finally:
+        done.set()
+        killer.join(10)
+    assert [r.status for r in results] == ["loaded", "crashed", "loaded"]
+    assert "SIGSEGV" in results[1].detail
+
+
+def test_memory_cap_stops_a_file_that_needs_too_much(tmp_path: Path) -> None:
+    """With the address space capped below what the file needs, the child reports it, not the host."""
+    index = faiss.IndexFlatL2(64)
+    index.add(np.random.default_rng(0).standard_normal((200_000, 64)).astype(np.float32))
+    path = tmp_path / "big.faiss"
+    faiss.write_index(index, str(path))
+    [result] = probe_files([ProbeJob(path=str(path))], memory_factor=0.1, slack=0, timeout=60)
+    assert result.status in ("memory", "rejected", "crashed"), result
+    assert result.status != "loaded"
+    [ok] = probe_files([ProbeJob(path=str(path))], timeout=60)
+    assert ok.status == "loaded"
+
+
+def test_a_missing_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """A file that vanished before the child got to it is reported as an error of the check."""
+    [result] = probe_files([ProbeJob(path=str(tmp_path / "gone.faiss"))], timeout=30)
+    assert result.status == "error" and "gone.faiss" in result.detail
