@@ -327,6 +327,27 @@ class MCPTaskRecovery:
 
     put_many = save_failed_tasks
 
+    async def save_needs_decision(self, task: Mapping[str, Any], *, reason: str) -> bool:
+        """
+        Save a task that must not be retried automatically straight into the dead letters.
+
+        For a call whose outcome is unknown (it may have run) and that is not safe to repeat: a
+        human or the host decides, from ``dead_letters()``, whether to run it again.
+
+        Args:
+            task: A JSON-serialisable mapping, as for :meth:`save_failed_task`.
+            reason: Why it needs a decision; stored as its last error (redacted).
+
+        Returns:
+            False when its id was already known (nothing stored).
+        """
+        key, payload = encode_task(task)
+        await self._ensure_open()
+        now = self._clock()
+        return await self.store.put_dead(
+            NewTask(id=key, payload=payload, due_at=now), error=redact(reason), now=now
+        )
+
     # -- reading --------------------------------------------------------------------------------
 
     async def load_failed_tasks(self) -> int:
