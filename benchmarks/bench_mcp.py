@@ -184,6 +184,57 @@ def steady_cost(backlog: int, d: Path, rounds: int = 7, per_round: int = 300) ->
     return best * 1e6
 
 
+_GUIDE_CHILD = """
+import json, sys, time, uuid
+path = sys.argv[1]
+failed = [{"id": uuid.uuid4().hex, "tool": "query", "args": {"q": "x" * 220}} for _ in range(300)]
+while True:
+    t = {"id": uuid.uuid4().hex, "tool": "query", "args": {"q": "x" * 220}}
+    t["failed_at"] = time.time(); t["retry_count"] = 1
+    failed.append(t)
+    with open(path, "w") as f:
+        json.dump(failed, f, indent=2)
+"""
+
+
+def kill_trials(d: Path, trials: int = 30) -> dict[str, int]:
+    """SIGKILL at random moments: the guide's JSON file vs our queue (the crash-test helper)."""
+    import random
+    import signal
+    import subprocess
+
+    rng = random.Random(7)
+    unreadable = 0
+    for i in range(trials):
+        path = d / f"guide-kill-{i}.json"
+        child = subprocess.Popen([sys.executable, "-c", _GUIDE_CHILD, str(path)])
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.05, 0.4))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        try:
+            json.loads(path.read_text())
+        except ValueError:
+            unreadable += 1
+    helper = Path(__file__).resolve().parent.parent / "tests" / "mcp_retry" / "_crash.py"
+    out = subprocess.run(
+        [sys.executable, str(helper), str(d / "ours-kill.db"), str(d / "ledger"), str(trials), "9"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return {
+        "trials": trials,
+        "guide_unreadable": unreadable,
+        "ours_with_problems": sum(1 for r in results if r["problems"]),
+        "ours_killed": sum(1 for r in results if r["killed"]),
+        "ours_committed_before_return": sum(1 for r in results if r["committed_before_return"]),
+    }
+
+
 # -- 2. the gate ----------------------------------------------------------------------------------
 
 
@@ -293,19 +344,26 @@ def main() -> None:
               f"({fit_10k:.0f} s)")  # fmt: skip
         guide_rate = {1000: 1000 / g[1000], 10000: 10000 / fit_10k}
 
+        # Every variant best of a few runs, interleaved, so that a burst of load on the shared
+        # machine does not land on one variant only.
+        variants: dict[str, Any] = {
+            "NORMAL": lambda n: ours_per_op(n, tmp, "NORMAL"),
+            "pq NORMAL": lambda n: persist_queue(n, tmp, "NORMAL"),
+            "group NORMAL": lambda n: ours_group(n, tmp, "NORMAL"),
+            "group FULL": lambda n: ours_group(n, tmp, "FULL"),
+            "FULL": lambda n: ours_per_op(n, tmp, "FULL"),
+            "pq FULL": lambda n: persist_queue(n, tmp, None),
+        }
         results: dict[str, dict[int, tuple[float, float]]] = {}
         for n in (1000, 10000):
-            results.setdefault("NORMAL", {})[n] = min(
-                (ours_per_op(n, tmp, "NORMAL") for _ in range(3)), key=lambda x: x[0]
-            )
-            if n == 1000:  # fsync-bound: at 10 000 these take minutes on a shared disk
-                results.setdefault("FULL", {})[n] = ours_per_op(n, tmp, "FULL")
-                results.setdefault("pq FULL", {})[n] = persist_queue(n, tmp, None)
-            results.setdefault("group NORMAL", {})[n] = min(
-                (ours_group(n, tmp, "NORMAL") for _ in range(3)), key=lambda x: x[0]
-            )
-            results.setdefault("group FULL", {})[n] = ours_group(n, tmp, "FULL")
-            results.setdefault("pq NORMAL", {})[n] = persist_queue(n, tmp, "NORMAL")
+            for _ in range(3 if n == 1000 else 2):
+                for name, fn in variants.items():
+                    if "FULL" in name and "group" not in name and n > 1000:
+                        continue  # fsync-bound per operation: minutes at 10 000 on a shared disk
+                    got = fn(n)
+                    best = results.setdefault(name, {}).get(n)
+                    if best is None or got[0] < best[0]:
+                        results[name][n] = got
         results["api NORMAL"] = {1000: ours_async_api(1000, tmp)}
 
         for n in (1000, 10000):
@@ -333,13 +391,14 @@ def main() -> None:
             rows.append({"label": f"CPU µs/task ({n})", **cpu, "unit": "µs"})
             rows.append({"label": f"tasks/s ({n})", **rate, "unit": "tasks/s"})
         slow = 1 - (10000 / results["NORMAL"][10000][0]) / (1000 / results["NORMAL"][1000][0])
-        print(f"  NORMAL per-op: 10 000 backlog is {slow * 100:+.1f}% slower than 1 000")
-        rows.append({"label": "NORMAL 10k vs 1k slowdown", "value": slow})
+        print(f"  NORMAL per-op, wall: the 10 000 backlog runs {slow * 100:+.1f}% slower than the "
+              "1 000 one (negative: faster)")  # fmt: skip
+        rows.append({"label": "NORMAL 10k vs 1k slowdown (wall)", "value": slow})
 
         print("steady state (backlog held constant): CPU µs per enqueue + claim + ack, best of 7")
         steady = {b: steady_cost(b, tmp) for b in (1000, 10000, 100000)}
         for b, v in steady.items():
-            print(f"  backlog {b:>7}: {v:7.1f} µs CPU/task")
+            print(f"  backlog {b:>7}: {v:7.1f} µs CPU/task  ({(v / steady[1000] - 1) * 100:+.1f}%)")
         rows.append({"label": "steady-state CPU µs/task by backlog", **steady, "unit": "µs"})
 
         ours_gate, tenacity_call = gate_cost()
@@ -351,6 +410,13 @@ def main() -> None:
                             s["naive_connects"], "conn", "naive"))  # fmt: skip
         rows.append(compare("1 000 callers, dead server: wall time", s["ours_s"], s["naive_s"],
                             "s", "naive"))  # fmt: skip
+        k = kill_trials(tmp)
+        print(f"SIGKILL at random moments, {k['trials']} trials: guide JSON file unreadable in "
+              f"{k['guide_unreadable']}; our queue: {k['ours_with_problems']} trials with a lost, "
+              f"duplicated or resurrected task or an unreadable file; in "
+              f"{k['ours_committed_before_return']} the kill fell between a save's commit and its "
+              f"return (saved again: no duplicate)")  # fmt: skip
+        rows.append({"label": "SIGKILL trials", **k})
         save("bench_mcp", rows, cpus=os.cpu_count())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

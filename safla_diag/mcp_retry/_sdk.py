@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -131,6 +132,24 @@ class _Live:
         self.dead = False
         self.owner: asyncio.Task[None] | None = None
         self.started = time.monotonic()
+
+
+def _takes_meta(method: Any) -> bool:
+    """Whether the SDK's ``call_tool`` accepts ``meta`` (2.x and late 1.x; early 1.x does not)."""
+    func = getattr(method, "__func__", method)
+    known = _META_SUPPORT.get(func)
+    if known is None:
+        try:
+            params = inspect.signature(method).parameters
+        except (TypeError, ValueError):
+            known = False
+        else:
+            known = "meta" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        _META_SUPPORT[func] = known
+    return known
+
+
+_META_SUPPORT: dict[Any, bool] = {}
 
 
 def _hint(annotations: Any, *names: str) -> bool:
@@ -345,9 +364,11 @@ class RecoveringSession:
             live = await self._session()
             try:
                 async with asyncio.timeout(self.call_timeout):
-                    return await live.session.call_tool(
-                        name, args, meta={TASK_ID_META_KEY: task_id}
-                    )
+                    if _takes_meta(live.session.call_tool):
+                        return await live.session.call_tool(
+                            name, args, meta={TASK_ID_META_KEY: task_id}
+                        )
+                    return await live.session.call_tool(name, args)
             except Exception as err:
                 outcome = classify_error(err)
                 if outcome is CallOutcome.PROTOCOL_ERROR:
