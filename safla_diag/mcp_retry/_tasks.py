@@ -215,6 +215,12 @@ class MCPTaskRecovery:
         self._rng = rng or random.Random()
         self._guide_file: Path | None = None
         if store is None:
+            if "://" in os.fspath(persistence_file):
+                # A database URL selects another backend (PostgreSQL comes with its own issue).
+                raise ValueError(
+                    f"unsupported queue location {redact(os.fspath(persistence_file))!r}: "
+                    "give a file path, or a TaskStore as store="
+                )
             path = Path(persistence_file)
             if path.suffix.lower() == ".json":
                 self._guide_file, path = path, path.with_suffix(".db")

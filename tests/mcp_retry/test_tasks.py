@@ -300,6 +300,15 @@ async def test_bad_arguments() -> None:
             MCPTaskRecovery("x.db", execute=Recorder(), **kw)  # type: ignore[arg-type]
 
 
+def test_url_refused_with_redacted_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database URL is not taken for a file name (no 'postgresql:' folder appears)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError) as err:
+        MCPTaskRecovery("postgresql://u:hunter2@db/q", execute=Recorder())
+    assert "hunter2" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_repr_is_short() -> None:
     """The repr names the queue and its limits, nothing more."""
     rec = MCPTaskRecovery("x.db", execute=Recorder())
