@@ -32,7 +32,7 @@ from .checks import (
 from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
 from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
 from .logs import LogReport, analyze_logs
-from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery
+from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, OutcomeUnknown, RecoveringSession
 from .monitoring import (
     LeakAnalysis,
     MemoryLeakDetector,
@@ -65,11 +65,13 @@ __all__ = [
     "MemoryMonitor",
     "MemoryPressureError",
     "MemoryProfiler",
+    "OutcomeUnknown",
     "PackageStatus",
     "PerformanceDiagnostic",
     "PerformanceError",
     "PerformanceMonitor",
     "ProfileReport",
+    "RecoveringSession",
     "RecoveryError",
     "SaflaConfig",
     "SaflaDiagError",
