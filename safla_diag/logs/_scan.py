@@ -58,8 +58,9 @@ __all__ = ["Accumulator", "ScanOptions", "Stream", "scan_stream"]
 
 log = logging.getLogger("safla_diag.logs")
 
-CHUNK_SIZE = 8 << 20
-_PAD = 16
+CHUNK_SIZE = 2 << 20  # fits the CPU caches: every numpy pass over a chunk stays cache-hot
+_PAD = 4096  # room for the 8-byte gathers past the last line (level offsets stay below it)
+_MAX_OFFSET = _PAD - 64
 _GZIP_STEP = 64 << 10  # small reads from gzip, so a truncated file loses at most this much
 _EXAMPLE_CHARS = 4000
 _MESSAGE_BYTES = 4096
@@ -105,6 +106,30 @@ class Accumulator:
     templates_truncated: bool = False
 
 
+@dataclass
+class _Batch:
+    """The chunk's records of the chosen levels: line numbers, levels and message bytes."""
+
+    lines: list[int] = field(default_factory=list)
+    levels: list[str] = field(default_factory=list)
+    messages: list[bytes | bytearray] = field(default_factory=list)
+
+    def add(self, line: int, level: str, message: str) -> None:
+        text = message[:_MESSAGE_BYTES].replace("\n", " ").replace("\r", " ")
+        self.lines.append(line)
+        self.levels.append(level)
+        self.messages.append(text.encode("utf-8", "replace"))
+
+    def sort(self) -> None:
+        if any(a > b for a, b in zip(self.lines, self.lines[1:], strict=False)):
+            import numpy as np
+
+            order = np.argsort(np.array(self.lines), kind="stable").tolist()
+            self.lines = [self.lines[i] for i in order]
+            self.levels = [self.levels[i] for i in order]
+            self.messages = [self.messages[i] for i in order]
+
+
 def _example(text: str) -> str:
     text = text.rstrip("\r\n")
     if len(text) > _EXAMPLE_CHARS:
@@ -132,7 +157,7 @@ class _FileScan:
             lut[:] = True
             lut[[9, 10, 13, 32]] = False
         self.record_lut = lut
-        self.fast = fmt.level_offset is not None
+        self.fast = fmt.level_offset is not None and fmt.level_offset < _MAX_OFFSET
         # (token, canonical level, [(value, mask), ...]) for the 8-byte compare of the fast path.
         self.codes: list[tuple[str, str, list[tuple[int, int]]]] = []
         for tok in fmt.tokens:
@@ -145,10 +170,10 @@ class _FileScan:
                 pairs.append((value, mask))
             self.codes.append((tok, normalise_level(tok), pairs))
         # The same compares grouped by mask, so that each mask is applied once per chunk.
-        groups: dict[int, list[tuple[int, str]]] = {}
-        for _tok, level, pairs in self.codes:
+        groups: dict[int, list[tuple[int, str, int]]] = {}
+        for tok, level, pairs in self.codes:
             for value, mask in pairs:
-                groups.setdefault(mask, []).append((value, level))
+                groups.setdefault(mask, []).append((value, level, len(tok)))
         self.by_mask = sorted(groups.items())
         self.cache = TemplateCache()
         self._needle_re: dict[str, re.Pattern[bytes]] = {}
@@ -225,16 +250,16 @@ class _FileScan:
         if lo >= stop:
             return consumed
         hi_byte = int(ends[stop - 1]) + 1
-        chosen: list[tuple[int, str, str | None]] = []
+        chosen = _Batch()
         if self.fast:
             fell_back = self._fast_levels(buf, starts, ends, is_rec, lo, stop, chosen)
             if fell_back:
                 self.fast = False
-                chosen.clear()
+                chosen = _Batch()
                 self._needle_levels(buf, starts, ends, lo, stop, hi_byte, chosen)
         else:
             self._needle_levels(buf, starts, ends, lo, stop, hi_byte, chosen)
-        if chosen:
+        if chosen.lines:
             self._templates(buf, starts, ends, is_rec, chosen)
         if self.opts.pattern is not None:
             self._matches(buf, int(starts[lo]), hi_byte)
@@ -248,7 +273,7 @@ class _FileScan:
         is_rec: npt.NDArray[Any],
         lo: int,
         hi: int,
-        chosen: list[tuple[int, str, str | None]],
+        chosen: _Batch,
     ) -> bool:
         """Count levels at the fixed offset; return True when the file should leave the fast path."""
         np = self.np
@@ -256,23 +281,27 @@ class _FileScan:
         assert off is not None
         s = starts[lo:hi]
         pos = s + off
-        np.minimum(pos, len(buf) - 8, out=pos)
         words = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
         g = words[pos]
-        g[(ends[lo:hi] - s) <= off + 3] = 0
+        # A line shorter than the offset reads the next line's bytes, which cannot hold a level
+        # word there; but past the chunk's end lie stale bytes of an earlier read: ignore those.
+        cut = int(ends[hi - 1]) + 1
+        tail = int(np.searchsorted(pos, cut - 8))
+        if tail < len(pos):
+            g[tail:][(ends[lo + tail : hi] - s[tail:]) <= off + 3] = 0
         counts: dict[str, int] = {}
         total = 0
-        hits_chosen: list[tuple[str, npt.NDArray[Any]]] = []
+        hits_chosen: list[tuple[str, int, npt.NDArray[Any]]] = []
         for mask, group in self.by_mask:
             masked = g & np.uint64(mask)
-            for value, level in group:
+            for value, level, word_len in group:
                 hit = masked == np.uint64(value)
                 c = int(np.count_nonzero(hit))
                 if c:
                     counts[level] = counts.get(level, 0) + c
                     total += c
                     if level in self.opts.chosen:
-                        hits_chosen.append((level, np.flatnonzero(hit) + lo))
+                        hits_chosen.append((level, word_len, np.flatnonzero(hit) + lo))
         recs = int(np.count_nonzero(is_rec[lo:hi]))
         extra: list[tuple[int, ParsedRecord]] = []
         if recs > total:
@@ -281,7 +310,7 @@ class _FileScan:
             seen = np.zeros(hi - lo, dtype=bool)
             for mask, group in self.by_mask:
                 masked = g & np.uint64(mask)
-                for value, _level in group:
+                for value, _level, _len in group:
                     seen |= masked == np.uint64(value)
             odd = np.flatnonzero(is_rec[lo:hi] & ~seen) + lo
             if len(odd) > max(20, _FALLBACK_SHARE * (hi - lo)):
@@ -294,14 +323,41 @@ class _FileScan:
                     if rec.level in self.opts.chosen:
                         extra.append((i, rec))
         self.acc.counts.update(counts)
-        plain = self.fmt.kind == "plain"
-        for level, idx in hits_chosen:
-            for i in idx.tolist():
-                chosen.append((i, level, None if not plain else ""))
+        if hits_chosen:
+            if self.fmt.kind == "plain":
+                # The message starts after the level word and its delimiter: slice it directly.
+                self._slice_messages(buf, starts, ends, hits_chosen, chosen)
+            else:
+                for level, _len, idx in hits_chosen:
+                    for i in idx.tolist():
+                        rec = self.fmt.parse(bytes(buf[starts[i] : ends[i]]), self.opts.now)
+                        chosen.add(i, level, rec.message)
         for i, rec in extra:
-            chosen.append((i, rec.level or "", rec.message))
-        chosen.sort(key=lambda c: c[0])
+            chosen.add(i, rec.level or "", rec.message)
+        chosen.sort()
         return False
+
+    def _slice_messages(
+        self,
+        buf: bytearray,
+        starts: npt.NDArray[Any],
+        ends: npt.NDArray[Any],
+        hits: list[tuple[str, int, npt.NDArray[Any]]],
+        chosen: _Batch,
+    ) -> None:
+        off = self.fmt.level_offset
+        assert off is not None
+        for level, word_len, idx in hits:
+            body = (starts[idx] + (off + word_len + 1)).tolist()
+            end = ends[idx].tolist()
+            chosen.lines.extend(idx.tolist())
+            chosen.levels.extend([level] * len(idx))
+            chosen.messages.extend(
+                [
+                    bytes(buf[b:e]).lstrip(_LEAD) if b < e else b""
+                    for b, e in zip(body, end, strict=True)
+                ]
+            )
 
     def _needle_levels(
         self,
@@ -311,7 +367,7 @@ class _FileScan:
         lo: int,
         hi: int,
         hi_byte: int,
-        chosen: list[tuple[int, str, str | None]],
+        chosen: _Batch,
     ) -> None:
         """Count level needles with bytes.count; find and verify the chosen levels' lines."""
         np = self.np
@@ -337,9 +393,9 @@ class _FileScan:
                 if rec.level != level:
                     counts[level] -= 1  # the needle was in another record's message
                     continue
-                chosen.append((i, level, rec.message))
+                chosen.add(i, level, rec.message)
         self.acc.counts.update({k: v for k, v in counts.items() if v > 0})
-        chosen.sort(key=lambda c: c[0])
+        chosen.sort()
 
     def _templates(
         self,
@@ -347,44 +403,19 @@ class _FileScan:
         starts: npt.NDArray[Any],
         ends: npt.NDArray[Any],
         is_rec: npt.NDArray[Any],
-        chosen: list[tuple[int, str, str | None]],
+        chosen: _Batch,
     ) -> None:
         """Mask the chosen records' messages and fold them into the template table."""
         np = self.np
         fmt = self.fmt
-        messages: list[bytes] = []
-        plain_fast = fmt.kind == "plain" and fmt.level_offset is not None
-        off = fmt.level_offset or 0
-        right = fmt.right
-        for i, _level, message in chosen:
-            if message:
-                text = message[:_MESSAGE_BYTES].replace("\n", " ").replace("\r", " ")
-                messages.append(text.encode("utf-8", "replace"))
-                continue
-            s, e = int(starts[i]), int(ends[i])
-            if plain_fast:
-                # Skip the level word as written (it may be an alias: WARN, FATAL).
-                j = buf.find(right, s + off, e)
-                body = j + 1 if j >= 0 else e
-                raw = bytes(buf[body : min(e, body + _MESSAGE_BYTES)])
-                messages.append(raw.lstrip(_LEAD).rstrip(b"\r").replace(b"\r", b" "))
-            else:
-                rec = fmt.parse(bytes(buf[s:e]), self.opts.now)
-                text = rec.message[:_MESSAGE_BYTES].replace("\r", " ")
-                messages.append(text.encode("utf-8", "replace"))
-        masked = self.cache.templates(messages)
-        # Per template in this chunk: count, the first and the last line.
-        firsts: dict[tuple[str, str], int] = {}
-        shown: dict[tuple[str, str], str] = {}
-        lasts: dict[tuple[str, str], int] = {}
-        counts: Counter[tuple[str, str]] = Counter()
-        for (i, level, _), tmpl in zip(chosen, masked, strict=True):
-            key = (level, group_key(tmpl))
-            counts[key] += 1
-            if key not in firsts:
-                firsts[key] = i
-                shown[key] = tmpl
-            lasts[key] = i
+        masked = self.cache.templates(chosen.messages)
+        # Per template in this chunk: count, the first and the last line (all at C speed).
+        groups = {t: group_key(t) for t in set(masked)}
+        keys = [(lv, groups[t]) for lv, t in zip(chosen.levels, masked, strict=True)]
+        counts = Counter(keys)
+        lasts = dict(zip(keys, chosen.lines, strict=True))
+        firsts = dict(zip(reversed(keys), reversed(chosen.lines), strict=True))
+        shown = dict(zip(reversed(keys), reversed(masked), strict=True))
         table = self.acc.templates
         for key, count in counts.items():
             stats = table.get(key)
