@@ -38,6 +38,7 @@ FALLBACK_REQUIREMENTS = (
     "tenacity>=8.2",
     "attrs>=23.1",
     "typing-extensions>=4.6",
+    "xxhash>=3",
 )
 
 Status = Literal["ok", "missing", "broken", "outdated", "invalid"]
