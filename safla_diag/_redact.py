@@ -93,14 +93,26 @@ def _query_sub(m: re.Match[str]) -> str:
 _AUTH_SCHEMES = ("bearer", "basic", "token")
 
 
-def _kv_sub(m: re.Match[str]) -> str:
-    if m.group("val") == MASK or not is_secret_key(m.group("key")):
-        return m.group(0)
-    after = m.string[m.end() :].lstrip(" \t")
-    if m.group("val").lower() in _AUTH_SCHEMES and after.startswith(MASK):
-        # "Authorization: Bearer ***" is already masked: keep the scheme word
-        return m.group(0)
-    return f"{m.group('key')}{m.group('sep')}{m.group('q')}{MASK}"
+def _redact_pairs(s: str) -> str:
+    # A scan rather than re.sub: when a key is not secret, scanning resumes at its value, so
+    # "Error: token=abc" still finds "token=abc" inside the value of "Error".
+    out: list[str] = []
+    pos = 0
+    while (m := _KV_SECRET.search(s, pos)) is not None:
+        key, val = m.group("key"), m.group("val")
+        if not is_secret_key(key) or val == MASK:
+            out.append(s[pos : m.end("sep")])
+            pos = m.end("sep")
+            continue
+        after = s[m.end() :].lstrip(" \t")
+        if val.lower() in _AUTH_SCHEMES and after.startswith(MASK):
+            # "Authorization: Bearer ***" is already masked: keep the scheme word
+            out.append(s[pos : m.end()])
+        else:
+            out.append(s[pos : m.start("val")] + MASK)
+        pos = m.end()
+    out.append(s[pos:])
+    return "".join(out)
 
 
 def redact(text: object) -> str:
@@ -127,7 +139,7 @@ def redact(text: object) -> str:
     s = _QUERY_SECRET.sub(_query_sub, s)
     # Bearer first: "Authorization: Bearer abc" must lose abc, not the word Bearer.
     s = _BEARER.sub(lambda m: (m.group("pre") or m.group("tpre")) + MASK, s)
-    s = _KV_SECRET.sub(_kv_sub, s)
+    s = _redact_pairs(s)
     return s
 
 

@@ -124,3 +124,9 @@ def test_redact_value_recurses() -> None:
         "nested": {"api_key": MASK, "url": "redis://:***@h", "list": ["https://u:***@h", 1]},
         "port": 5432,
     }
+
+
+def test_secret_inside_the_value_of_an_ordinary_key() -> None:
+    """A secret pair inside another pair's value is still found ("Error: token=abc")."""
+    assert redact("ConnectionError: token=abc") == "ConnectionError: token=***"
+    assert "hunter2" not in redact("detail: password=hunter2, retry=3")
