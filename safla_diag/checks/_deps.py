@@ -43,7 +43,7 @@ FALLBACK_REQUIREMENTS = (
 Status = Literal["ok", "missing", "broken", "outdated", "invalid"]
 
 _REQUIREMENT = re.compile(
-    r"^\s*(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?"
+    r"^\s*(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?P<extras>\[[^\]]*\])?"
     r"\s*\(?(?P<spec>[^;()]*)\)?\s*(?:;(?P<marker>.*))?$"
 )
 _SPEC = re.compile(r"^\s*(?P<op>~=|==|!=|<=|>=|<|>)\s*(?P<version>[^\s,]+)\s*$")
@@ -277,8 +277,8 @@ def _check(requirement: str, *, verify: bool) -> PackageStatus:
             status="invalid",
             detail="not a valid requirement",
         )
-    name, spec = m.group("name"), m.group("spec").strip()
-    req_text = f"{name}{spec}" if spec else name
+    name, spec = m.group("name"), re.sub(r"\s+", "", m.group("spec"))
+    req_text = f"{name}{m.group('extras') or ''}{spec}"
     try:
         dist: Distribution | None = distribution(name)
     except PackageNotFoundError:

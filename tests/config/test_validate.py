@@ -283,3 +283,14 @@ def test_never_raises(config: object) -> None:
 def test_valid_configs_validate(config: dict[str, object]) -> None:
     """Generated valid configurations give no issues."""
     assert validate_configuration(config) == []
+
+
+def test_every_key_is_documented() -> None:
+    """docs/configuration.md has a table row, with its SAFLA_ variable, for every known key."""
+    from pathlib import Path
+
+    from safla_diag.config._keys import KEYS
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for name in KEYS:
+        assert f"| `{name}` |" in page and f"`SAFLA_{name.upper()}`" in page, name
