@@ -8,13 +8,9 @@ here shells out.
 
 from __future__ import annotations
 
-import html
 import importlib
-import importlib.util
-import json
 import logging
 import re
-import shlex
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -140,6 +136,8 @@ class DependencyReport:
     @property
     def install_hint(self) -> str:
         """The pip command that installs or repairs every package that is not ok; ``""`` if none."""
+        import shlex
+
         bad = [p for p in self.packages if not p.ok and p.status != "invalid"]
         if not bad:
             return ""
@@ -167,6 +165,8 @@ class DependencyReport:
 
     def to_json(self, **kwargs: Any) -> str:
         """The report as JSON; keyword arguments go to :func:`json.dumps`."""
+        import json
+
         return json.dumps(self.to_dict(), **kwargs)
 
     def to_text(self) -> str:
@@ -188,6 +188,8 @@ class DependencyReport:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        import html
+
         rows = "".join(
             "<tr>"
             + "".join(
@@ -331,6 +333,8 @@ def _check_module_only(name: str, req_text: str, *, verify: bool) -> PackageStat
 
 
 def _find_spec(module: str) -> object:
+    import importlib.util
+
     try:
         return importlib.util.find_spec(module)
     except (ImportError, ValueError):

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from urllib.parse import SplitResult, urlsplit
+from typing import TYPE_CHECKING
 
 import attrs
 
 from .._redact import redact
+
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
 
 __all__ = ["KEYS", "LOG_LEVELS", "Key", "mcp_server_name", "show"]
 
@@ -57,6 +60,8 @@ def _is_number(value: object) -> bool:
 
 
 def _split(value: str) -> SplitResult | None:
+    from urllib.parse import urlsplit  # on first use: keeps `import safla_diag` light
+
     try:
         parts = urlsplit(value)
         _ = parts.port  # raises ValueError on a bad port
@@ -135,7 +140,8 @@ def _redis(key: str, value: object) -> list[str]:
     if issue:
         return [issue]
     assert isinstance(value, str)
-    parts = urlsplit(value)
+    parts = _split(value)
+    assert parts is not None
     db = parts.path.strip("/")
     if parts.scheme.lower() != "unix" and db and not db.isdigit():
         return [f"{key}: the database after the host must be a number, like /0"]
@@ -240,7 +246,9 @@ def _log_level(key: str, value: object) -> list[str]:
 
 def mcp_server_name(url: str) -> str:
     """The name an MCP server given as a bare URL gets: its host, and port when there is one."""
-    parts = urlsplit(url)
+    parts = _split(url)
+    if parts is None:
+        return url
     host = parts.hostname or ""
     return f"{host}:{parts.port}" if parts.port is not None else host
 
