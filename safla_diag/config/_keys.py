@@ -20,6 +20,8 @@ from .._redact import redact
 if TYPE_CHECKING:
     from urllib.parse import SplitResult
 
+    from typing_extensions import TypeIs
+
 __all__ = ["KEYS", "LOG_LEVELS", "Key", "mcp_server_name", "show"]
 
 # Issues reported per key at most; a list of a million bad entries gives 20 lines and a count.
@@ -47,16 +49,17 @@ def show(value: object) -> str:
         return text if len(text) <= 42 else text[:40] + "…'"
     if isinstance(value, Mapping):
         return "a mapping"
-    if isinstance(value, list | tuple):
-        return f"a {type(value).__name__}"
-    return f"a {type(value).__name__}"
+    return f"a {type(value).__name__}"  # never the contents of a container: it may hold secrets
 
 
 # --- value checkers --------------------------------------------------------------------------
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _is_number(value: object) -> TypeIs[int | float]:
+    """A finite int or float; never a bool (True is not 1 second)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def _split(value: str) -> SplitResult | None:
@@ -159,14 +162,17 @@ def _positive_int(maximum: int) -> Check:
     return check
 
 
+MAX_SECONDS = 10**9  # about 31 years: anything above is a typo, and floats stay exact enough
+
+
 def _positive_number(key: str, value: object) -> list[str]:
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type,operator]
-        return [f"{key}: expected a positive number of seconds, got {show(value)}"]
+    if not _is_number(value) or not 0 < value <= MAX_SECONDS:
+        return [f"{key}: expected a positive number of seconds (at most 1e9), got {show(value)}"]
     return []
 
 
 def _percent(key: str, value: object) -> list[str]:
-    if not _is_number(value) or not math.isfinite(value) or not 0 <= value <= 100:  # type: ignore[arg-type,operator]
+    if not _is_number(value) or not 0 <= value <= 100:
         return [f"{key}: expected a number from 0 to 100, got {show(value)}"]
     return []
 

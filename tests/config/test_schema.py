@@ -11,7 +11,7 @@ from hypothesis import given
 
 from safla_diag import ConfigurationError, MCPServer, SaflaConfig
 
-from ..strategies import configs, valid_configs
+from ..strategies import configs, near_valid_configs, valid_configs
 from .test_validate import VALID
 
 
@@ -118,7 +118,7 @@ def test_load_with_environment() -> None:
     assert cfg.mcp_servers == (MCPServer(name="m:1", url="http://m:1"),)
 
 
-@given(configs)
+@given(configs | near_valid_configs())
 def test_from_mapping_raises_only_configuration_error(config: Any) -> None:
     """Whatever it is given, from_mapping returns a SaflaConfig or raises ConfigurationError."""
     try:
