@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -31,6 +31,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 Check = Callable[[str, object], list[str]]
 EnvParse = Callable[[str], object]
+Convert = Callable[[Any], object]
 
 
 def show(value: object) -> str:
@@ -365,12 +366,53 @@ def _env_mapping(raw: str) -> object:
     return mapping
 
 
+# --- converters to SaflaConfig's field values --------------------------------------------------
+
+
+def _same(value: Any) -> object:
+    return value
+
+
+def _fspath(value: Any) -> object:
+    return os.fspath(value)  # a str stays as it is; a Path becomes one
+
+
+def _fspaths(value: Any) -> object:
+    return tuple(os.fspath(v) for v in value)
+
+
+def _upper(value: Any) -> object:
+    return str(value).upper()
+
+
+def _servers(value: Any) -> object:
+    """Bare URLs become ``{name, url}`` with the host (and port) as the name."""
+    return tuple(
+        {"name": mcp_server_name(v), "url": v} if isinstance(v, str) else dict(v) for v in value
+    )
+
+
+def _dict(value: Any) -> object:
+    return dict(value)
+
+
 # --- the table -------------------------------------------------------------------------------
 
 
 @attrs.frozen
 class Key:
-    """One configuration key: how to check it, its default, and how to read it from the environment."""
+    """
+    One configuration key.
+
+    Attributes:
+        name: The key, also the SaflaConfig field and (upper-cased, after ``SAFLA_``) the variable.
+        check: ``(key, value) -> issues``.
+        doc: One line for humans.
+        required: Whether the key must be present.
+        default: SaflaConfig's default (None: not set).
+        env: Parses the ``SAFLA_<KEY>`` variable's text.
+        convert: Turns a valid value into SaflaConfig's field value.
+    """
 
     name: str
     check: Check
@@ -378,6 +420,7 @@ class Key:
     required: bool = False
     default: object = None
     env: EnvParse = _env_str
+    convert: Convert = _same
 
 
 # One line per key. The order is the order of SaflaConfig's fields and of the docs' table.
@@ -389,21 +432,26 @@ _TABLE = (
     Key("vector_dimension", _positive_int(65536), "dimension of the vectors, 1 to 65536",
         required=True, env=_env_int),
     Key("mcp_servers", _mcp_servers, "non-empty list of URLs or {name, url} tables, unique names",
-        required=True, env=_env_servers),
-    Key("data_dir", _path, "folder of the FAISS index"),
-    Key("backup_dir", _path, "folder of the index backups"),
-    Key("index_file", _file_name, "file name of the index inside data_dir", default="vector_index.faiss"),
-    Key("mcp_task_queue", _task_queue, "MCP retry queue: a SQLite file path or a postgresql:// URL"),
-    Key("log_paths", _log_paths, "log files to scan; globs allowed", default=(), env=_env_list),
-    Key("services", _services, "extra service-check targets: name -> URL", default={}, env=_env_mapping),
-    Key("service_timeout", _positive_number, "seconds a service check may take", default=5.0, env=_env_number),
+        required=True, env=_env_servers, convert=_servers),
+    Key("data_dir", _path, "folder of the FAISS index", convert=_fspath),
+    Key("backup_dir", _path, "folder of the index backups", convert=_fspath),
+    Key("index_file", _file_name, "file name of the index inside data_dir", default="vector_index.faiss",
+        convert=_fspath),
+    Key("mcp_task_queue", _task_queue, "MCP retry queue: a SQLite file path or a postgresql:// URL",
+        convert=_fspath),
+    Key("log_paths", _log_paths, "log files to scan; globs allowed", default=(), env=_env_list,
+        convert=_fspaths),
+    Key("services", _services, "extra service-check targets: name -> URL", default={}, env=_env_mapping,
+        convert=_dict),
+    Key("service_timeout", _positive_number, "seconds a service check may take", default=5.0,
+        env=_env_number, convert=float),
     Key("memory_threshold_percent", _percent, "memory use that logs a warning, 0-100",
-        default=85.0, env=_env_number),
+        default=85.0, env=_env_number, convert=float),
     Key("memory_critical_percent", _percent, "memory use that is critical, 0-100, >= the threshold",
-        default=95.0, env=_env_number),
+        default=95.0, env=_env_number, convert=float),
     Key("leak_check_interval", _positive_number, "seconds between memory-leak samples",
-        default=300.0, env=_env_number),
-    Key("log_level", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        default=300.0, env=_env_number, convert=float),
+    Key("log_level", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL", convert=_upper),
     Key("environment", _text, "free-form name of the deployment (production, staging, ...)"),
 )
 # fmt: on
