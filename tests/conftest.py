@@ -99,6 +99,8 @@ def _no_leaks() -> Iterator[None]:
     """No test may leave a profiler, a thread or a handler on our loggers behind."""
     import logging
 
+    import safla_diag  # noqa: F401  (its own NullHandler, added on first import, is no leak)
+
     assert sys.getprofile() is None
     threads = set(threading.enumerate())
     ours = logging.getLogger("safla_diag")

@@ -102,3 +102,17 @@ def valid_configs() -> st.SearchStrategy[dict[str, object]]:
                 ["redis://h:1", "tcp://h:2", "http://h/health"])),
         },
     )  # fmt: skip
+
+
+def near_valid_configs() -> st.SearchStrategy[dict[str, object]]:
+    """A valid configuration with one or two keys (known or not) set to anything at all."""
+    return st.builds(
+        lambda base, changes: {**base, **changes},
+        valid_configs(),
+        st.dictionaries(
+            st.sampled_from(KNOWN_KEYS) | st.text(max_size=10),
+            config_values | st.lists(config_values, max_size=3),
+            min_size=1,
+            max_size=2,
+        ),
+    )

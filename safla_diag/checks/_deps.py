@@ -8,13 +8,9 @@ here shells out.
 
 from __future__ import annotations
 
-import html
 import importlib
-import importlib.util
-import json
 import logging
 import re
-import shlex
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -44,7 +40,7 @@ FALLBACK_REQUIREMENTS = (
 Status = Literal["ok", "missing", "broken", "outdated", "invalid"]
 
 _REQUIREMENT = re.compile(
-    r"^\s*(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?"
+    r"^\s*(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?P<extras>\[[^\]]*\])?"
     r"\s*\(?(?P<spec>[^;()]*)\)?\s*(?:;(?P<marker>.*))?$"
 )
 _SPEC = re.compile(r"^\s*(?P<op>~=|==|!=|<=|>=|<|>)\s*(?P<version>[^\s,]+)\s*$")
@@ -141,6 +137,8 @@ class DependencyReport:
     @property
     def install_hint(self) -> str:
         """The pip command that installs or repairs every package that is not ok; ``""`` if none."""
+        import shlex
+
         bad = [p for p in self.packages if not p.ok and p.status != "invalid"]
         if not bad:
             return ""
@@ -168,6 +166,8 @@ class DependencyReport:
 
     def to_json(self, **kwargs: Any) -> str:
         """The report as JSON; keyword arguments go to :func:`json.dumps`."""
+        import json
+
         return json.dumps(self.to_dict(), **kwargs)
 
     def to_text(self) -> str:
@@ -189,6 +189,8 @@ class DependencyReport:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        import html
+
         rows = "".join(
             "<tr>"
             + "".join(
@@ -278,8 +280,8 @@ def _check(requirement: str, *, verify: bool) -> PackageStatus:
             status="invalid",
             detail="not a valid requirement",
         )
-    name, spec = m.group("name"), m.group("spec").strip()
-    req_text = f"{name}{spec}" if spec else name
+    name, spec = m.group("name"), re.sub(r"\s+", "", m.group("spec"))
+    req_text = f"{name}{m.group('extras') or ''}{spec}"
     try:
         dist: Distribution | None = distribution(name)
     except PackageNotFoundError:
@@ -332,6 +334,8 @@ def _check_module_only(name: str, req_text: str, *, verify: bool) -> PackageStat
 
 
 def _find_spec(module: str) -> object:
+    import importlib.util
+
     try:
         return importlib.util.find_spec(module)
     except (ImportError, ValueError):

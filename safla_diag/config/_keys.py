@@ -11,11 +11,16 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from urllib.parse import SplitResult, urlsplit
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .._redact import redact
+
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
+
+    from typing_extensions import TypeIs
 
 __all__ = ["KEYS", "LOG_LEVELS", "Key", "mcp_server_name", "show"]
 
@@ -26,6 +31,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 Check = Callable[[str, object], list[str]]
 EnvParse = Callable[[str], object]
+Convert = Callable[[Any], object]
 
 
 def show(value: object) -> str:
@@ -44,19 +50,22 @@ def show(value: object) -> str:
         return text if len(text) <= 42 else text[:40] + "…'"
     if isinstance(value, Mapping):
         return "a mapping"
-    if isinstance(value, list | tuple):
-        return f"a {type(value).__name__}"
-    return f"a {type(value).__name__}"
+    return f"a {type(value).__name__}"  # never the contents of a container: it may hold secrets
 
 
 # --- value checkers --------------------------------------------------------------------------
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _is_number(value: object) -> TypeIs[int | float]:
+    """A finite int or float; never a bool (True is not 1 second)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def _split(value: str) -> SplitResult | None:
+    from urllib.parse import urlsplit  # on first use: keeps `import safla_diag` light
+
     try:
         parts = urlsplit(value)
         _ = parts.port  # raises ValueError on a bad port
@@ -135,7 +144,8 @@ def _redis(key: str, value: object) -> list[str]:
     if issue:
         return [issue]
     assert isinstance(value, str)
-    parts = urlsplit(value)
+    parts = _split(value)
+    assert parts is not None
     db = parts.path.strip("/")
     if parts.scheme.lower() != "unix" and db and not db.isdigit():
         return [f"{key}: the database after the host must be a number, like /0"]
@@ -153,14 +163,17 @@ def _positive_int(maximum: int) -> Check:
     return check
 
 
+MAX_SECONDS = 10**9  # about 31 years: anything above is a typo, and floats stay exact enough
+
+
 def _positive_number(key: str, value: object) -> list[str]:
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type,operator]
-        return [f"{key}: expected a positive number of seconds, got {show(value)}"]
+    if not _is_number(value) or not 0 < value <= MAX_SECONDS:
+        return [f"{key}: expected a positive number of seconds (at most 1e9), got {show(value)}"]
     return []
 
 
 def _percent(key: str, value: object) -> list[str]:
-    if not _is_number(value) or not math.isfinite(value) or not 0 <= value <= 100:  # type: ignore[arg-type,operator]
+    if not _is_number(value) or not 0 <= value <= 100:
         return [f"{key}: expected a number from 0 to 100, got {show(value)}"]
     return []
 
@@ -240,7 +253,9 @@ def _log_level(key: str, value: object) -> list[str]:
 
 def mcp_server_name(url: str) -> str:
     """The name an MCP server given as a bare URL gets: its host, and port when there is one."""
-    parts = urlsplit(url)
+    parts = _split(url)
+    if parts is None:
+        return url
     host = parts.hostname or ""
     return f"{host}:{parts.port}" if parts.port is not None else host
 
@@ -351,12 +366,53 @@ def _env_mapping(raw: str) -> object:
     return mapping
 
 
+# --- converters to SaflaConfig's field values --------------------------------------------------
+
+
+def _same(value: Any) -> object:
+    return value
+
+
+def _fspath(value: Any) -> object:
+    return os.fspath(value)  # a str stays as it is; a Path becomes one
+
+
+def _fspaths(value: Any) -> object:
+    return tuple(os.fspath(v) for v in value)
+
+
+def _upper(value: Any) -> object:
+    return str(value).upper()
+
+
+def _servers(value: Any) -> object:
+    """Bare URLs become ``{name, url}`` with the host (and port) as the name."""
+    return tuple(
+        {"name": mcp_server_name(v), "url": v} if isinstance(v, str) else dict(v) for v in value
+    )
+
+
+def _dict(value: Any) -> object:
+    return dict(value)
+
+
 # --- the table -------------------------------------------------------------------------------
 
 
 @attrs.frozen
 class Key:
-    """One configuration key: how to check it, its default, and how to read it from the environment."""
+    """
+    One configuration key.
+
+    Attributes:
+        name: The key, also the SaflaConfig field and (upper-cased, after ``SAFLA_``) the variable.
+        check: ``(key, value) -> issues``.
+        doc: One line for humans.
+        required: Whether the key must be present.
+        default: SaflaConfig's default (None: not set).
+        env: Parses the ``SAFLA_<KEY>`` variable's text.
+        convert: Turns a valid value into SaflaConfig's field value.
+    """
 
     name: str
     check: Check
@@ -364,6 +420,7 @@ class Key:
     required: bool = False
     default: object = None
     env: EnvParse = _env_str
+    convert: Convert = _same
 
 
 # One line per key. The order is the order of SaflaConfig's fields and of the docs' table.
@@ -375,21 +432,26 @@ _TABLE = (
     Key("vector_dimension", _positive_int(65536), "dimension of the vectors, 1 to 65536",
         required=True, env=_env_int),
     Key("mcp_servers", _mcp_servers, "non-empty list of URLs or {name, url} tables, unique names",
-        required=True, env=_env_servers),
-    Key("data_dir", _path, "folder of the FAISS index"),
-    Key("backup_dir", _path, "folder of the index backups"),
-    Key("index_file", _file_name, "file name of the index inside data_dir", default="vector_index.faiss"),
-    Key("mcp_task_queue", _task_queue, "MCP retry queue: a SQLite file path or a postgresql:// URL"),
-    Key("log_paths", _log_paths, "log files to scan; globs allowed", default=(), env=_env_list),
-    Key("services", _services, "extra service-check targets: name -> URL", default={}, env=_env_mapping),
-    Key("service_timeout", _positive_number, "seconds a service check may take", default=5.0, env=_env_number),
+        required=True, env=_env_servers, convert=_servers),
+    Key("data_dir", _path, "folder of the FAISS index", convert=_fspath),
+    Key("backup_dir", _path, "folder of the index backups", convert=_fspath),
+    Key("index_file", _file_name, "file name of the index inside data_dir", default="vector_index.faiss",
+        convert=_fspath),
+    Key("mcp_task_queue", _task_queue, "MCP retry queue: a SQLite file path or a postgresql:// URL",
+        convert=_fspath),
+    Key("log_paths", _log_paths, "log files to scan; globs allowed", default=(), env=_env_list,
+        convert=_fspaths),
+    Key("services", _services, "extra service-check targets: name -> URL", default={}, env=_env_mapping,
+        convert=_dict),
+    Key("service_timeout", _positive_number, "seconds a service check may take", default=5.0,
+        env=_env_number, convert=float),
     Key("memory_threshold_percent", _percent, "memory use that logs a warning, 0-100",
-        default=85.0, env=_env_number),
+        default=85.0, env=_env_number, convert=float),
     Key("memory_critical_percent", _percent, "memory use that is critical, 0-100, >= the threshold",
-        default=95.0, env=_env_number),
+        default=95.0, env=_env_number, convert=float),
     Key("leak_check_interval", _positive_number, "seconds between memory-leak samples",
-        default=300.0, env=_env_number),
-    Key("log_level", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        default=300.0, env=_env_number, convert=float),
+    Key("log_level", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL", convert=_upper),
     Key("environment", _text, "free-form name of the deployment (production, staging, ...)"),
 )
 # fmt: on

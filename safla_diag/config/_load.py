@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError
 from .._redact import redact
 from ._keys import KEYS
+
+if TYPE_CHECKING:
+    import tomllib
 
 __all__ = ["ENV_PREFIX", "env_overrides", "load_configuration", "read_file"]
 
@@ -107,6 +107,10 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         ConfigurationError: Missing, unreadable, unknown type, not UTF-8, malformed, or its top
             level is not a table; names the file and the line where known.
     """
+    import json  # parsers load on first use: keeps `import safla_diag` light
+    import tomllib
+    from pathlib import Path
+
     p = Path(path)
     name = str(p)
     suffix = p.suffix.lower()

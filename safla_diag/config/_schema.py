@@ -12,7 +12,7 @@ import attrs
 from .._errors import ConfigurationError
 from .._redact import redact as _redact
 from .._redact import redact_value
-from ._keys import KEYS, mcp_server_name
+from ._keys import KEYS
 from ._load import load_configuration
 from ._validate import validate_configuration
 
@@ -57,6 +57,13 @@ class MCPServer:
         return {"name": self.name, "url": _redact(self.url) if redact else self.url}
 
 
+def _to_servers(value: Any) -> tuple[MCPServer, ...]:
+    """MCPServer objects, or ``{name, url}`` mappings, as a tuple of MCPServer."""
+    return tuple(
+        v if isinstance(v, MCPServer) else MCPServer(name=v["name"], url=v["url"]) for v in value
+    )
+
+
 @attrs.frozen(kw_only=True)
 class SaflaConfig:
     """
@@ -88,7 +95,7 @@ class SaflaConfig:
     database_url: str = attrs.field(repr=_redacted)
     redis_url: str = attrs.field(repr=_redacted)
     vector_dimension: int
-    mcp_servers: tuple[MCPServer, ...] = attrs.field(converter=tuple)
+    mcp_servers: tuple[MCPServer, ...] = attrs.field(converter=_to_servers)
     data_dir: str | None = None
     backup_dir: str | None = None
     index_file: str = "vector_index.faiss"
@@ -165,51 +172,21 @@ class SaflaConfig:
         Returns:
             A new dict with every key, defaults included.
         """
-        out: dict[str, Any] = {
-            "database_url": self.database_url,
-            "redis_url": self.redis_url,
-            "vector_dimension": self.vector_dimension,
-            "mcp_servers": [s.to_dict(redact=False) for s in self.mcp_servers],
-            "data_dir": self.data_dir,
-            "backup_dir": self.backup_dir,
-            "index_file": self.index_file,
-            "mcp_task_queue": self.mcp_task_queue,
-            "log_paths": list(self.log_paths),
-            "services": dict(self.services),
-            "service_timeout": self.service_timeout,
-            "memory_threshold_percent": self.memory_threshold_percent,
-            "memory_critical_percent": self.memory_critical_percent,
-            "leak_check_interval": self.leak_check_interval,
-            "log_level": self.log_level,
-            "environment": self.environment,
-        }
+        out = {f.name: _plain(getattr(self, f.name)) for f in attrs.fields(type(self))}
         return redact_value(out) if redact else out
 
 
 def _normalise(m: Mapping[str, Any]) -> dict[str, Any]:
     """Turn a valid mapping into SaflaConfig's keyword arguments."""
-    kwargs: dict[str, Any] = {}
-    for name, key in KEYS.items():
-        value = m.get(name)
-        if value is None:
-            continue
-        if key.default is not None and isinstance(key.default, float):
-            value = float(value)
-        elif name in ("data_dir", "backup_dir", "index_file", "mcp_task_queue"):
-            value = value if isinstance(value, str) and "://" in value else os.fspath(value)
-        elif name == "log_paths":
-            value = tuple(os.fspath(p) for p in value)
-        elif name == "log_level":
-            value = value.upper()
-        elif name == "mcp_servers":
-            value = tuple(_server(s) for s in value)
-        elif name == "services":
-            value = dict(value)
-        kwargs[name] = value
-    return kwargs
+    return {name: key.convert(m[name]) for name, key in KEYS.items() if m.get(name) is not None}
 
 
-def _server(entry: str | Mapping[str, str]) -> MCPServer:
-    if isinstance(entry, str):
-        return MCPServer(name=mcp_server_name(entry), url=entry)
-    return MCPServer(name=entry["name"], url=entry["url"])
+def _plain(value: Any) -> Any:
+    """A field value as plain data: tuples become lists, mappings dicts, servers ``{name, url}``."""
+    if isinstance(value, MCPServer):
+        return value.to_dict(redact=False)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Mapping
 
@@ -71,6 +70,8 @@ def _unknown(key: object) -> str:
         return f"unknown key {show(key)}: keys must be str"
     hint = ""
     if len(key) <= 64:  # difflib is quadratic; nobody misspells a key into a novel
+        import difflib  # only when a key is unknown: it costs import time
+
         close = difflib.get_close_matches(key.lower(), KEYS, n=1, cutoff=0.75)
         if close:
             hint = f" (did you mean {close[0]!r}?)"

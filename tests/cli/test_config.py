@@ -84,7 +84,8 @@ def test_bad_arguments_exit_2() -> None:
 
 def test_show_fills_defaults_and_is_toml(tmp_path: Path) -> None:
     """show prints the validated config with defaults, as TOML that loads back."""
-    path = write(tmp_path, GOOD.replace("safla@db", "safla:pw@db"))
+    services = '[services]\n"odd name é" = "tcp://h:1"\n'
+    path = write(tmp_path, GOOD.replace("safla@db", "safla:pw@db") + services)
     out = run_cli("config", "show", str(path))
     assert out.returncode == 0, out.stderr
     shown = tomllib.loads(out.stdout)
@@ -92,6 +93,7 @@ def test_show_fills_defaults_and_is_toml(tmp_path: Path) -> None:
     assert shown["index_file"] == "vector_index.faiss"
     assert shown["mcp_servers"] == [{"name": "mcp.local:8080", "url": "http://mcp.local:8080"}]
     assert shown["service_timeout"] == 5.0
+    assert shown["services"] == {"odd name é": "tcp://h:1"}
 
 
 def test_show_json(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ def test_deps_all_present() -> None:
     """Our runtime dependencies are installed here: exit 0, each listed with a version."""
     out = run_cli("deps")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert re.match(r"Dependencies: (\d+) of \1 usable", out.stdout)
+    assert re.match(r"Dependencies: (\d+) of \1 usable\n", out.stdout)
     assert "faiss-cpu" in out.stdout and "(import faiss)" in out.stdout
 
 

@@ -196,3 +196,19 @@ def test_deeply_nested_json(tmp_path: Path) -> None:
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ConfigurationError):
         load_configuration(path, environ={})
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["SAFLA_VECTOR_DIMENSION", "SAFLA_MCP_SERVERS", "SAFLA_SERVICES", "SAFLA_LOG_PATHS",
+             "SAFLA_SERVICE_TIMEOUT", "SAFLA_MEMORY_CRITICAL_PERCENT", "SAFLA_REDIS_URL", "SAFLA_X"]
+        ),
+        st.text(max_size=60) | st.just("9" * 5000) | st.just("1e400") | st.just("a=b=c,=d,e="),
+    )
+)  # fmt: skip
+def test_any_environment_loads(environ: dict[str, str]) -> None:
+    """Whatever the SAFLA_* variables hold, loading gives a dict that validation can judge."""
+    cfg = load_configuration({}, environ=environ)
+    assert isinstance(cfg, dict)
+    assert isinstance(validate_configuration(cfg), list)

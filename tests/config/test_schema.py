@@ -11,7 +11,7 @@ from hypothesis import given
 
 from safla_diag import ConfigurationError, MCPServer, SaflaConfig
 
-from ..strategies import configs, valid_configs
+from ..strategies import configs, near_valid_configs, valid_configs
 from .test_validate import VALID
 
 
@@ -118,7 +118,7 @@ def test_load_with_environment() -> None:
     assert cfg.mcp_servers == (MCPServer(name="m:1", url="http://m:1"),)
 
 
-@given(configs)
+@given(configs | near_valid_configs())
 def test_from_mapping_raises_only_configuration_error(config: Any) -> None:
     """Whatever it is given, from_mapping returns a SaflaConfig or raises ConfigurationError."""
     try:
@@ -134,3 +134,19 @@ def test_valid_configs_build(config: dict[str, Any]) -> None:
     """Every valid configuration builds, and round-trips through to_dict."""
     cfg = SaflaConfig.from_mapping(config)
     assert SaflaConfig.from_mapping(cfg.to_dict(redact=False)) == cfg
+
+
+def test_fields_are_the_keys() -> None:
+    """SaflaConfig has one field per key of the table, in order, with the table's defaults."""
+    from safla_diag.config._keys import KEYS
+
+    fields = attrs.fields(SaflaConfig)
+    assert [f.name for f in fields] == list(KEYS)
+    for f in fields:
+        key = KEYS[f.name]
+        if key.required:
+            assert f.default is attrs.NOTHING, f.name
+        elif isinstance(f.default, attrs.Factory):  # type: ignore[arg-type]
+            assert f.default.factory() == key.default, f.name
+        else:
+            assert f.default == key.default, f.name
