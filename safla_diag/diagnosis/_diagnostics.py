@@ -523,7 +523,7 @@ async def _vector(ctx: _Context) -> Outcome:
             "vector",
             "error",
             f"index in {data_dir}: {problem}",
-            f"{advice}: {commands}" if advice else commands,
+            str(advice) if advice else commands,
         )
     ]
 
@@ -595,8 +595,20 @@ async def _logs(ctx: _Context) -> Outcome:
     counts = dict(getattr(report, "counts", {}) or {})
     bad = sum(int(v) for k, v in counts.items() if k in ("ERROR", "CRITICAL"))
     facts = {"paths": paths, "counts": counts}
+    skipped = [
+        _f(
+            "logs",
+            "warning",
+            f"cannot read {getattr(sk, 'path', sk)}: {getattr(sk, 'reason', '')}".rstrip(": "),
+            "fix log_paths, or the file's permissions",
+        )
+        for sk in getattr(report, "skipped", ()) or ()
+    ]
     if not bad:
-        return facts, [_f("logs", "info", "no ERROR or CRITICAL records in the last hour")]
+        return facts, [
+            _f("logs", "info", "no ERROR or CRITICAL records in the last hour"),
+            *skipped,
+        ]
     templates = list(getattr(report, "templates", []) or [])
     top = ""
     if templates:
@@ -609,9 +621,10 @@ async def _logs(ctx: _Context) -> Outcome:
         _f(
             "logs",
             "warning",
-            f"{bad} ERROR/CRITICAL records in the last hour{top}",
+            f"{bad} ERROR/CRITICAL record{'s' * (bad != 1)} in the last hour{top}",
             "safla-diag logs scan " + " ".join(paths),
-        )
+        ),
+        *skipped,
     ]
 
 
