@@ -131,6 +131,8 @@ def main() -> None:
             print(
                 f"all up: exit {proc.returncode}, {doc['summary']}, in-process {doc['elapsed_s']:.3f} s"
             )
+            parts = ", ".join(f"{x['name']} {x['elapsed_s']:.3f}" for x in doc["sections"])
+            print(f"  sections (s, concurrent): {parts}")
             cmds = guide_commands(http)
             theirs, gproc = median_run([sys.executable, "-c", GUIDE, json.dumps(cmds), "10"], 5)
             print(f"  guide printed: {gproc.stdout.strip()}")

@@ -174,7 +174,8 @@ class DiagnosisReport:
         errors = sum(f.severity == "error" for f in self.findings)
         warnings = sum(f.severity == "warning" for f in self.findings)
         if not errors and not warnings:
-            return f"healthy: {len(self.sections)} checks passed"
+            n = len(self.sections)
+            return f"healthy: {n} check{'s' * (n != 1)} passed"
         return f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
 
     def to_text(self) -> str:
@@ -312,14 +313,28 @@ async def _dependencies(ctx: _Context) -> Outcome:
     report = await _off_loop(check_dependencies)
     to_dict = getattr(report, "to_dict", None)
     facts: dict[str, Any] = to_dict() if callable(to_dict) else {}
+    packages = [p for p in facts.get("packages") or [] if isinstance(p, Mapping)]
+    hint = getattr(report, "install_hint", None)
     missing = list(getattr(report, "missing", []) or [])
     if report and not missing:
-        packages = facts.get("packages")
-        count = f"{len(packages)} " if isinstance(packages, list | dict) else ""
-        return facts, [_f("dependencies", "info", f"all {count}runtime dependencies importable")]
-    hint = getattr(report, "install_hint", None)
-    names = ", ".join(str(m) for m in missing) or "some packages"
-    return facts, [_f("dependencies", "error", f"missing or broken: {names}", hint)]
+        versions = ", ".join(f"{p.get('name')} {p.get('version')}" for p in packages)
+        return facts, [
+            _f("dependencies", "info", versions or "all runtime dependencies importable")
+        ]
+    bad = [p for p in packages if not p.get("ok", True)]
+    if not bad:
+        names = ", ".join(str(m) for m in missing) or "some packages"
+        return facts, [_f("dependencies", "error", f"missing or broken: {names}", hint)]
+    return facts, [
+        _f(
+            "dependencies",
+            "error",
+            f"{p.get('name')}: {p.get('status')}"
+            + (f" ({p.get('detail')})" if p.get("detail") else ""),
+            hint,
+        )
+        for p in bad
+    ]
 
 
 def _memory_facts() -> dict[str, Any]:
@@ -523,7 +538,7 @@ async def _vector(ctx: _Context) -> Outcome:
             "vector",
             "error",
             f"index in {data_dir}: {problem}",
-            f"{advice}: {commands}" if advice else commands,
+            str(advice) if advice else commands,
         )
     ]
 
@@ -595,8 +610,20 @@ async def _logs(ctx: _Context) -> Outcome:
     counts = dict(getattr(report, "counts", {}) or {})
     bad = sum(int(v) for k, v in counts.items() if k in ("ERROR", "CRITICAL"))
     facts = {"paths": paths, "counts": counts}
+    skipped = [
+        _f(
+            "logs",
+            "warning",
+            f"cannot read {getattr(sk, 'path', sk)}: {getattr(sk, 'reason', '')}".rstrip(": "),
+            "fix log_paths, or the file's permissions",
+        )
+        for sk in getattr(report, "skipped", ()) or ()
+    ]
     if not bad:
-        return facts, [_f("logs", "info", "no ERROR or CRITICAL records in the last hour")]
+        return facts, [
+            _f("logs", "info", "no ERROR or CRITICAL records in the last hour"),
+            *skipped,
+        ]
     templates = list(getattr(report, "templates", []) or [])
     top = ""
     if templates:
@@ -609,9 +636,10 @@ async def _logs(ctx: _Context) -> Outcome:
         _f(
             "logs",
             "warning",
-            f"{bad} ERROR/CRITICAL records in the last hour{top}",
+            f"{bad} ERROR/CRITICAL record{'s' * (bad != 1)} in the last hour{top}",
             "safla-diag logs scan " + " ".join(paths),
-        )
+        ),
+        *skipped,
     ]
 
 

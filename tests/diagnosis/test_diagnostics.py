@@ -139,6 +139,9 @@ async def test_async_with_runs_monitors_in_the_host_loop() -> None:
         assert d is diag
         report = await diag.adoctor()
         assert names(report) == ["monitors"]
+        monitors = report.section("monitors")
+        assert monitors.facts["running"] and "leak" in monitors.facts, monitors.findings
+        assert not monitors.facts["errors"]
     assert set(asyncio.all_tasks()) - before == set()
     with pytest.raises(RuntimeError, match="only once"):
         async with diag:
@@ -183,3 +186,67 @@ async def test_auth_failure_finding_keeps_its_words() -> None:
         "reachable, authentication failed" in finding.message and "auth_failed" in finding.message
     )
     assert SECRET not in report.to_json()
+
+
+async def test_vector_section_on_a_real_index(tmp_path: Path) -> None:
+    """A saved index is healthy; the same file damaged is an error with the layer's advice."""
+    faiss = pytest.importorskip("faiss")
+    import numpy as np
+
+    from safla_diag import VectorIndexRecovery
+
+    data = tmp_path / "data"
+    data.mkdir()
+    index = faiss.IndexFlatL2(8)
+    index.add(np.random.default_rng(0).random((50, 8), dtype=np.float32))
+    VectorIndexRecovery(data, tmp_path / "backups", dimension=8).save_index(index)
+    cfg = {"data_dir": str(data), "backup_dir": str(tmp_path / "backups"), "vector_dimension": 8}
+    healthy = await Diagnostics(cfg, sections=["vector"]).adoctor()
+    assert healthy.ok and "50 vectors" in healthy.findings[0].message
+    path = data / "vector_index.faiss"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    damaged = await Diagnostics(cfg, sections=["vector"]).adoctor()
+    (finding,) = damaged.problems
+    assert finding.severity == "error" and finding.hint
+    wrong_dim = await Diagnostics({**cfg, "vector_dimension": 16}, sections=["vector"]).adoctor()
+    assert not wrong_dim.ok
+
+
+async def test_mcp_queue_section_counts_dead_letters(tmp_path: Path) -> None:
+    """A real queue with a dead-lettered task is a warning naming the command to inspect it."""
+    from safla_diag import MCPTaskRecovery
+
+    path = tmp_path / "mcp_tasks.db"
+
+    async def fail(task: object) -> None:
+        raise ConnectionError("MCP server down")
+
+    queue = MCPTaskRecovery(path, execute=fail, max_retries=1, retry_delay=0, max_delay=0)
+    async with queue:
+        await queue.save_failed_task({"id": "dead", "tool": "search"}, delay=0)
+        await queue.retry_once()
+        await queue.save_failed_task({"id": "waiting", "tool": "search"}, delay=3600)
+    report = await Diagnostics({"mcp_task_queue": str(path)}, sections=["mcp_queue"]).adoctor()
+    section = report.section("mcp_queue")
+    assert (section.facts["pending"], section.facts["dead_letters"]) == (1, 1)
+    assert section.severity == "warning" and "mcp queue" in (report.problems[0].hint or "")
+
+
+async def test_logs_section_counts_recent_errors(tmp_path: Path) -> None:
+    """Recent ERROR records are a warning with the most frequent template; a missing file too."""
+    from datetime import datetime
+
+    now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    log = tmp_path / "safla.log"
+    log.write_text(
+        f"{now} ERROR safla.mcp: request 17 to 10.0.0.5:3001 failed\n"
+        f"{now} ERROR safla.mcp: request 18 to 10.0.0.5:3001 failed\n"
+        f"{now} INFO safla.core: fine\n"
+    )
+    cfg = {"log_paths": [str(log), str(tmp_path / "missing.log")]}
+    report = await Diagnostics(cfg, sections=["logs"]).adoctor()
+    messages = [f.message for f in report.problems]
+    assert any("2 ERROR/CRITICAL records" in m and "failed" in m for m in messages)
+    assert any("missing.log" in m for m in messages)
