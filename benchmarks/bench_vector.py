@@ -243,7 +243,8 @@ def main() -> None:
     print()
     for line in targets:
         print(line)
-    save("bench_vector", rows, n=n, d=d, size_bytes=size, repeat=repeat, targets=targets)
+    name = "bench_vector" if n == 1_000_000 else f"bench_vector_{n}"
+    save(name, rows, n=n, d=d, size_bytes=size, repeat=repeat, targets=targets)
 
 
 if __name__ == "__main__":
