@@ -178,6 +178,7 @@ def main() -> None:
 
         rec.save_index(index)
         t_save, t_write = pair(lambda: rec.save_index(index), naive_write, repeat)
+        t_save0, t_write0 = pair(lambda: rec.save_index(index, canaries=0), naive_write, repeat)
         size = rec.index_path.stat().st_size
         print(f"index file: {size / 2**20:.0f} MB")
 
@@ -236,6 +237,7 @@ def main() -> None:
     row("diagnose(deep=True) vs read_index (warm)", t_deep, t_read, "read_index")
     row("load_index() (verify + load) vs read_index", t_load, t_read, "read_index")
     row("save_index vs write_index + fsync", t_save, t_write, "write+fsync", 1.2)
+    row("save_index(canaries=0) vs write_index + fsync", t_save0, t_write0, "write+fsync")
     row("backup_index vs copyfile + fsync", t_backup, t_copy, "copy+fsync", 1.5)
     row("restore_from_backup vs copyfile + fsync", t_restore, t_copy_restore, "copy+fsync")
     row("rebuild_index, adding only, vs raw add", t_build, t_add, "raw add", 1.2)
@@ -243,7 +245,8 @@ def main() -> None:
     print()
     for line in targets:
         print(line)
-    save("bench_vector", rows, n=n, d=d, size_bytes=size, repeat=repeat, targets=targets)
+    name = "bench_vector" if n == 1_000_000 else f"bench_vector_{n}"
+    save(name, rows, n=n, d=d, size_bytes=size, repeat=repeat, targets=targets)
 
 
 if __name__ == "__main__":

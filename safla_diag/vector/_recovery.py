@@ -1167,7 +1167,8 @@ def judge_probe(
     if probe.status != "loaded":
         words = {
             "rejected": probe.detail,
-            "memory": f"loading it needed more than {4}x its size in memory (a damaged size field?): {probe.detail}",
+            "memory": "loading it needed more memory than the cap of a few times its size "
+            f"(a damaged size field?): {probe.detail}",
             "crashed": f"{probe.detail} while loading it (faiss crashed on it; the host was not affected)",
             "timeout": probe.detail,
             "error": f"the check could not run: {probe.detail}",
