@@ -7,7 +7,9 @@ optional extras load lazily, on first use.
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     ConfigurationError,
@@ -20,30 +22,32 @@ from ._errors import (
     SaflaDiagError,
 )
 from ._redact import redact
-from .checks import (
-    DependencyReport,
-    PackageStatus,
-    ServiceReport,
-    ServiceResult,
-    acheck_external_services,
-    check_dependencies,
-    check_external_services,
-)
-from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
-from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
-from .logs import LogReport, analyze_logs
-from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, OutcomeUnknown, RecoveringSession
-from .monitoring import (
-    LeakAnalysis,
-    MemoryLeakDetector,
-    MemoryMonitor,
-    PerformanceMonitor,
-    VectorMemoryOptimizer,
-    register_opentelemetry,
-    register_prometheus,
-)
-from .profiling import CPUProfiler, MemoryProfiler, ProfileReport, profile, timed
-from .vector import BackupInfo, IndexHealth, VectorIndexRecovery
+
+if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see them here
+    from .checks import (
+        DependencyReport,
+        PackageStatus,
+        ServiceReport,
+        ServiceResult,
+        acheck_external_services,
+        check_dependencies,
+        check_external_services,
+    )
+    from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
+    from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
+    from .logs import LogReport, analyze_logs
+    from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, OutcomeUnknown, RecoveringSession
+    from .monitoring import (
+        LeakAnalysis,
+        MemoryLeakDetector,
+        MemoryMonitor,
+        PerformanceMonitor,
+        VectorMemoryOptimizer,
+        register_opentelemetry,
+        register_prometheus,
+    )
+    from .profiling import CPUProfiler, MemoryProfiler, ProfileReport, profile, timed
+    from .vector import BackupInfo, IndexHealth, VectorIndexRecovery
 
 __all__ = [
     "BackupInfo",
@@ -102,13 +106,63 @@ def load_ipython_extension(ipython: object) -> None:
     load(ipython)
 
 
-def __getattr__(name: str) -> str:
-    # Lazy, as stamina, structlog and attrs do: importlib.metadata is slow to import.
+# Public name -> the layer that defines it. A layer is imported the first time one of its names is
+# used, so `import safla_diag` costs only the errors and redact(); faiss and numpy load later still.
+_LAZY: dict[str, str] = {
+    "BackupInfo": "vector",
+    "CPUProfiler": "profiling",
+    "DependencyReport": "checks",
+    "DiagnosisReport": "diagnosis",
+    "Diagnostics": "diagnosis",
+    "IndexHealth": "vector",
+    "LeakAnalysis": "monitoring",
+    "LogReport": "logs",
+    "MCPConnectionRecovery": "mcp_retry",
+    "MCPServer": "config",
+    "MCPTaskRecovery": "mcp_retry",
+    "MemoryLeakDetector": "monitoring",
+    "MemoryMonitor": "monitoring",
+    "MemoryProfiler": "profiling",
+    "OutcomeUnknown": "mcp_retry",
+    "PackageStatus": "checks",
+    "PerformanceDiagnostic": "diagnosis",
+    "PerformanceMonitor": "monitoring",
+    "ProfileReport": "profiling",
+    "RecoveringSession": "mcp_retry",
+    "SaflaConfig": "config",
+    "ServiceReport": "checks",
+    "ServiceResult": "checks",
+    "VectorIndexRecovery": "vector",
+    "VectorMemoryOptimizer": "monitoring",
+    "acheck_external_services": "checks",
+    "analyze_logs": "logs",
+    "check_dependencies": "checks",
+    "check_external_services": "checks",
+    "load_configuration": "config",
+    "profile": "profiling",
+    "register_opentelemetry": "monitoring",
+    "register_prometheus": "monitoring",
+    "timed": "profiling",
+    "validate_configuration": "config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    layer = _LAZY.get(name)
+    if layer is not None:
+        value = getattr(importlib.import_module(f".{layer}", __name__), name)
+        globals()[name] = value  # the next lookup is a plain attribute access
+        return value
     if name != "__version__":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Lazy, as stamina, structlog and attrs do: importlib.metadata is slow to import.
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("safla-diag")
     except PackageNotFoundError:  # running from a source tree that was never installed
         return "0+unknown"
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -104,3 +104,30 @@ def test_package_logger_has_only_a_null_handler() -> None:
 
     handlers = logging.getLogger("safla_diag").handlers
     assert [type(h) for h in handlers] == [logging.NullHandler]
+
+
+def test_layers_load_on_first_use() -> None:
+    """`import safla_diag` loads no layer (nor asyncio); using a name loads just its layer."""
+    code = (
+        "import sys, safla_diag\n"
+        "def layers(): return sorted(m.split('.')[1] for m in sys.modules\n"
+        "    if m.count('.') == 1 and m.startswith('safla_diag.') and not m.split('.')[1].startswith('_'))\n"
+        "print(layers(), 'asyncio' in sys.modules)\n"
+        "safla_diag.validate_configuration({})\n"
+        "print(layers())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True
+    )
+    first, second = out.stdout.splitlines()
+    assert first == "[] False"
+    assert second == "['config']"
+
+
+def test_every_lazy_name_resolves_to_its_layer() -> None:
+    """The facade's lazy table names the layer that really defines each public name."""
+    lazy = safla_diag._LAZY
+    assert set(lazy) | {n for n in safla_diag.__all__ if n not in lazy} == set(safla_diag.__all__)
+    for name, layer in lazy.items():
+        module = importlib.import_module(f"safla_diag.{layer}")
+        assert name in module.__all__
