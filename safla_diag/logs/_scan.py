@@ -131,7 +131,7 @@ class _Batch:
 
 
 def _example(text: str) -> str:
-    text = text.rstrip("\r\n")
+    text = text.replace("\r\n", "\n").rstrip("\r\n")
     if len(text) > _EXAMPLE_CHARS:
         text = text[:_EXAMPLE_CHARS] + " …"
     return redact(text)
@@ -332,9 +332,12 @@ class _FileScan:
                     for i in idx.tolist():
                         rec = self.fmt.parse(bytes(buf[starts[i] : ends[i]]), self.opts.now)
                         chosen.add(i, level, rec.message)
-        for i, rec in extra:
-            chosen.add(i, rec.level or "", rec.message)
-        chosen.sort()
+        if extra:
+            for i, rec in extra:
+                chosen.add(i, rec.level or "", rec.message)
+            chosen.sort()
+        elif self.fmt.kind != "plain":
+            chosen.sort()
         return False
 
     def _slice_messages(
@@ -345,19 +348,21 @@ class _FileScan:
         hits: list[tuple[str, int, npt.NDArray[Any]]],
         chosen: _Batch,
     ) -> None:
+        np = self.np
         off = self.fmt.level_offset
         assert off is not None
-        for level, word_len, idx in hits:
-            body = (starts[idx] + (off + word_len + 1)).tolist()
-            end = ends[idx].tolist()
-            chosen.lines.extend(idx.tolist())
-            chosen.levels.extend([level] * len(idx))
-            chosen.messages.extend(
-                [
-                    bytes(buf[b:e]).lstrip(_LEAD) if b < e else b""
-                    for b, e in zip(body, end, strict=True)
-                ]
-            )
+        idx = np.concatenate([h[2] for h in hits])
+        body = np.concatenate([starts[h[2]] + (off + h[1] + 1) for h in hits])
+        names = np.array([h[0] for h in hits], dtype=object)
+        level = np.concatenate([np.full(len(h[2]), k, dtype=np.int64) for k, h in enumerate(hits)])
+        if len(hits) > 1:
+            order = np.argsort(idx, kind="stable")
+            idx, body, level = idx[order], body[order], level[order]
+        chosen.lines.extend(idx.tolist())
+        chosen.levels.extend(names[level].tolist())
+        chosen.messages.extend(
+            [buf[b:e] for b, e in zip(body.tolist(), ends[idx].tolist(), strict=True)]
+        )
 
     def _needle_levels(
         self,
