@@ -54,7 +54,7 @@ class Stream(Protocol):
     def readinto(self, buffer: Any, /) -> int | None: ...
 
 
-__all__ = ["Accumulator", "ScanOptions", "Stream", "scan_stream"]
+__all__ = ["Accumulator", "ScanOptions", "Skip", "Stream", "note_skip", "scan_stream"]
 
 log = logging.getLogger("safla_diag.logs")
 
@@ -89,6 +89,11 @@ class Skip:
     path: str
     reason: str
     partial: bool = False
+
+
+def note_skip(skip: Skip) -> Skip:
+    log.info("log file %s skipped: %s", skip.path, skip.reason)
+    return skip
 
 
 @dataclass
@@ -529,10 +534,12 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
             if scan is None:
                 fmt = sniff(bytes(buf[: min(end, 1 << 18)]), opts.now)
                 if isinstance(fmt, str):
-                    acc.skipped.append(Skip(name, fmt))
+                    acc.skipped.append(note_skip(Skip(name, fmt)))
                     return
                 if opts.since is not None and not fmt.has_timestamps:
-                    acc.skipped.append(Skip(name, "no timestamps found, so 'since' cannot apply"))
+                    acc.skipped.append(
+                        note_skip(Skip(name, "no timestamps found, so 'since' cannot apply"))
+                    )
                     return
                 scan = _FileScan(name, fmt, opts, acc)
                 acc.files.append(name)
@@ -556,7 +563,7 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
             carry = rest
     except OSError as err:
         acc.skipped.append(
-            Skip(name, f"read error: {err.strerror or err}", partial=scan is not None)
+            note_skip(Skip(name, f"read error: {err.strerror or err}", partial=scan is not None))
         )
         return
     finally:
@@ -564,8 +571,7 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
     if scan is None and not damaged:
         acc.files.append(name)  # an empty file: analysed, nothing in it
     if long_lines:
-        acc.skipped.append(
-            Skip(name, f"{long_lines} line(s) longer than {chunk >> 10} KiB skipped", partial=True)
-        )
+        reason = f"{long_lines} line(s) longer than {chunk >> 10} KiB skipped"
+        acc.skipped.append(note_skip(Skip(name, reason, partial=True)))
     if damaged:
-        acc.skipped.append(Skip(name, damaged, partial=scan is not None))
+        acc.skipped.append(note_skip(Skip(name, damaged, partial=scan is not None)))
