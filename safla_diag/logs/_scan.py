@@ -54,7 +54,7 @@ class Stream(Protocol):
     def readinto(self, buffer: Any, /) -> int | None: ...
 
 
-__all__ = ["Accumulator", "ScanOptions", "Stream", "scan_stream"]
+__all__ = ["Accumulator", "ScanOptions", "Skip", "Stream", "note_skip", "scan_stream"]
 
 log = logging.getLogger("safla_diag.logs")
 
@@ -89,6 +89,11 @@ class Skip:
     path: str
     reason: str
     partial: bool = False
+
+
+def note_skip(skip: Skip) -> Skip:
+    log.info("log file %s skipped: %s", skip.path, skip.reason)
+    return skip
 
 
 @dataclass
@@ -131,7 +136,7 @@ class _Batch:
 
 
 def _example(text: str) -> str:
-    text = text.rstrip("\r\n")
+    text = text.replace("\r\n", "\n").rstrip("\r\n")
     if len(text) > _EXAMPLE_CHARS:
         text = text[:_EXAMPLE_CHARS] + " …"
     return redact(text)
@@ -332,9 +337,12 @@ class _FileScan:
                     for i in idx.tolist():
                         rec = self.fmt.parse(bytes(buf[starts[i] : ends[i]]), self.opts.now)
                         chosen.add(i, level, rec.message)
-        for i, rec in extra:
-            chosen.add(i, rec.level or "", rec.message)
-        chosen.sort()
+        if extra:
+            for i, rec in extra:
+                chosen.add(i, rec.level or "", rec.message)
+            chosen.sort()
+        elif self.fmt.kind != "plain":
+            chosen.sort()
         return False
 
     def _slice_messages(
@@ -345,19 +353,21 @@ class _FileScan:
         hits: list[tuple[str, int, npt.NDArray[Any]]],
         chosen: _Batch,
     ) -> None:
+        np = self.np
         off = self.fmt.level_offset
         assert off is not None
-        for level, word_len, idx in hits:
-            body = (starts[idx] + (off + word_len + 1)).tolist()
-            end = ends[idx].tolist()
-            chosen.lines.extend(idx.tolist())
-            chosen.levels.extend([level] * len(idx))
-            chosen.messages.extend(
-                [
-                    bytes(buf[b:e]).lstrip(_LEAD) if b < e else b""
-                    for b, e in zip(body, end, strict=True)
-                ]
-            )
+        idx = np.concatenate([h[2] for h in hits])
+        body = np.concatenate([starts[h[2]] + (off + h[1] + 1) for h in hits])
+        names = np.array([h[0] for h in hits], dtype=object)
+        level = np.concatenate([np.full(len(h[2]), k, dtype=np.int64) for k, h in enumerate(hits)])
+        if len(hits) > 1:
+            order = np.argsort(idx, kind="stable")
+            idx, body, level = idx[order], body[order], level[order]
+        chosen.lines.extend(idx.tolist())
+        chosen.levels.extend(names[level].tolist())
+        chosen.messages.extend(
+            [buf[b:e] for b, e in zip(body.tolist(), ends[idx].tolist(), strict=True)]
+        )
 
     def _needle_levels(
         self,
@@ -524,10 +534,12 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
             if scan is None:
                 fmt = sniff(bytes(buf[: min(end, 1 << 18)]), opts.now)
                 if isinstance(fmt, str):
-                    acc.skipped.append(Skip(name, fmt))
+                    acc.skipped.append(note_skip(Skip(name, fmt)))
                     return
                 if opts.since is not None and not fmt.has_timestamps:
-                    acc.skipped.append(Skip(name, "no timestamps found, so 'since' cannot apply"))
+                    acc.skipped.append(
+                        note_skip(Skip(name, "no timestamps found, so 'since' cannot apply"))
+                    )
                     return
                 scan = _FileScan(name, fmt, opts, acc)
                 acc.files.append(name)
@@ -551,7 +563,7 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
             carry = rest
     except OSError as err:
         acc.skipped.append(
-            Skip(name, f"read error: {err.strerror or err}", partial=scan is not None)
+            note_skip(Skip(name, f"read error: {err.strerror or err}", partial=scan is not None))
         )
         return
     finally:
@@ -559,8 +571,7 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
     if scan is None and not damaged:
         acc.files.append(name)  # an empty file: analysed, nothing in it
     if long_lines:
-        acc.skipped.append(
-            Skip(name, f"{long_lines} line(s) longer than {chunk >> 10} KiB skipped", partial=True)
-        )
+        reason = f"{long_lines} line(s) longer than {chunk >> 10} KiB skipped"
+        acc.skipped.append(note_skip(Skip(name, reason, partial=True)))
     if damaged:
-        acc.skipped.append(Skip(name, damaged, partial=scan is not None))
+        acc.skipped.append(note_skip(Skip(name, damaged, partial=scan is not None)))

@@ -368,3 +368,46 @@ def test_now_defaults_to_the_clock(tmp_path: Path) -> None:
     report = analyze_logs(path, since="1h")
     assert report.counts == {"ERROR": 1}
     assert report.templates[0].template == "recent"
+
+
+def test_crlf_lines(tmp_path: Path) -> None:
+    """Windows line endings change nothing: same counts, templates, clean examples."""
+    path = tmp_path / "x.log"
+    path.write_bytes(
+        b"2026-11-28 10:00:00,000 INFO a: x\r\n"
+        b"2026-11-28 10:00:01,000 ERROR a: failed 12\r\n"
+        b"Traceback (most recent call last):\r\n"
+        b"ValueError: x\r\n"
+        b"2026-11-28 10:00:02,000 ERROR a: failed 13\r\n"
+    )
+    report = analyze_logs(path)
+    assert report.counts == {"ERROR": 2, "INFO": 1}
+    [t] = report.templates
+    assert (t.template, t.count) == ("a: failed <NUM>", 2)
+    assert "\r" not in t.example
+    assert t.example.endswith("ValueError: x")
+
+
+def test_too_many_templates_is_flagged(tmp_path: Path) -> None:
+    """Distinct templates beyond the table's bound are flagged, not stored without limit."""
+    from safla_diag.logs import _scan
+
+    path = tmp_path / "x.log"
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma"]
+    path.write_text(
+        "".join(
+            f"2026-11-28 10:00:00,000 ERROR app: {a} {b} {c}\n"
+            for a in words
+            for b in words
+            for c in words
+        )
+    )
+    opts = _scan.ScanOptions(max_templates=50)
+    acc = _scan.Accumulator()
+    with path.open("rb") as f:
+        _scan.scan_stream("x", f, opts, acc)
+    assert len(acc.templates) == 50
+    assert acc.templates_truncated
+    assert analyze_logs(path, top=500).counts == {"ERROR": 216}
+    assert len(analyze_logs(path, top=500).templates) == 216
+    assert analyze_logs(path, levels="error").levels == ("ERROR",)
