@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import html
 import json
 import logging
 import math
+import os
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,8 +53,9 @@ class LeakAnalysis:
         memory_limit_mb: The limit the projection runs to (cgroup limit or host memory).
         time_to_limit_s: At this slope, seconds until the limit; None when not growing.
         reason: Why the strongest scale did or did not fire.
-        top_consumers: When tracemalloc is tracing, the allocation sites that grew most since
-            the baseline: ``{file, size_diff, count_diff, current_size}`` (sizes in bytes).
+        top_consumers: When tracemalloc is tracing (and the detector watches this process), the
+            allocation sites that grew most since the baseline taken at the first analysis:
+            ``{file, size_diff, count_diff, current_size}`` (sizes in bytes).
         scales: Every scale's last verdict.
     """
 
@@ -314,7 +317,9 @@ class MemoryLeakDetector:
             return None
 
     def _top_consumers(self, limit: int = 10) -> tuple[dict[str, Any], ...]:
-        if not tracemalloc.is_tracing():
+        # tracemalloc sees this interpreter only: no sites for a detector watching another pid.
+        own = self._process is None or getattr(self._process, "pid", None) == os.getpid()
+        if not tracemalloc.is_tracing() or not own:
             self._baseline = None
             return ()
         snapshot = tracemalloc.take_snapshot().filter_traces(
@@ -389,7 +394,13 @@ class MemoryLeakDetector:
                 self._baseline = None
 
     async def _report(self) -> None:
-        analysis = self.analyze()
+        if tracemalloc.is_tracing():
+            # A snapshot of a big heap takes a while: off the loop, so it keeps serving.
+            ctx = contextvars.copy_context()
+            loop = asyncio.get_running_loop()
+            analysis = await loop.run_in_executor(None, ctx.run, self.analyze)
+        else:
+            analysis = self.analyze()
         logger.warning("memory leak suspected: %s", analysis.to_text())
         if self.on_leak is not None:
             try:
