@@ -17,6 +17,7 @@ import gc
 import random
 import statistics
 import sys
+import threading
 import tracemalloc
 from collections import deque
 from pathlib import Path
@@ -115,6 +116,16 @@ def main() -> None:
     rows = []
     rng = random.Random(0)
     values = [rng.uniform(0.001, 0.2) for _ in range(1 << 16)]
+
+    lock = threading.Lock()
+
+    def reference(x: float) -> None:
+        with lock:
+            pass
+
+    ref = per_call(reference, values[:10_000], repeat=25) * 1e9
+    print(f"reference (load gauge): a call that takes a lock: {ref:.0f} ns")
+    rows.append({"label": "reference: call + lock", "ours": ref, "unit": "ns"})
 
     print("record_request, ns per call (window full)")
     for window, guide_calls in ((100, 3000), (10_000, 30), (100_000, 3)):
