@@ -434,6 +434,21 @@ async def test_real_leaking_child_is_found() -> None:
     assert seen[0].slope_mb_per_hour > 3600  # well over 1 MB/s
 
 
+async def test_run_ends_when_the_watched_process_dies(caplog: pytest.LogCaptureFixture) -> None:
+    """A watched child killed with SIGKILL ends run() with a warning, not a crash."""
+    child = Child("once")
+    ticks = Ticks()
+    det = _short(child.ps, ticks)
+    try:
+        task = det.start_monitoring()
+        await ticks.reach(3)
+    finally:
+        child.close()
+    await asyncio.wait_for(task, 10)
+    assert task.exception() is None
+    assert any("process is gone" in r.getMessage() for r in caplog.records)
+
+
 async def test_real_child_allocating_once_is_not_a_leak() -> None:
     """A child that allocates a 100 MB block once is watched across the step: no alarm."""
     child = Child("once")
