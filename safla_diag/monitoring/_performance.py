@@ -353,6 +353,24 @@ class PerformanceMonitor:
         return self._breached
 
     @property
+    def response_times(self) -> list[float]:
+        """The window's response times, oldest first (a copy; the guide exposed a deque)."""
+        with self._lock:
+            n, pos = self._count, self._pos
+            if n < self.window_size:
+                return self._times[:n].tolist()
+            return (self._times[pos:] + self._times[:pos]).tolist()
+
+    @property
+    def error_counts(self) -> list[int]:
+        """1 per failed request of the window, 0 per success, oldest first (a copy)."""
+        with self._lock:
+            n, pos = self._count, self._pos
+            if n < self.window_size:
+                return list(self._errors[:n])
+            return list(self._errors[pos:] + self._errors[:pos])
+
+    @property
     def total_requests(self) -> int:
         """Requests recorded since start."""
         return self._total
