@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import html
 import json
@@ -19,6 +18,8 @@ import attrs
 from ._trend import DEFAULT_WINDOWS, ScaleResult, TrendEngine, make_scales
 
 if TYPE_CHECKING:
+    import asyncio
+
     import psutil
 
 __all__ = [
@@ -360,6 +361,8 @@ class MemoryLeakDetector:
         Raises:
             RuntimeError: When it is already running.
         """
+        import asyncio  # lazily: asyncio is slow to import, and only run() needs it
+
         if self._running:
             raise RuntimeError("this MemoryLeakDetector is already running")
         self._running = True
@@ -404,6 +407,8 @@ class MemoryLeakDetector:
                 self._baseline = None
 
     async def _report(self) -> None:
+        import asyncio  # lazily: asyncio is slow to import, and only run() needs it
+
         if tracemalloc.is_tracing():
             # A snapshot of a big heap takes a while: off the loop, so it keeps serving.
             ctx = contextvars.copy_context()
@@ -421,6 +426,8 @@ class MemoryLeakDetector:
                 logger.exception("on_leak callback failed")
 
     async def _wait(self, delay: float) -> None:
+        import asyncio  # lazily: asyncio is slow to import, and only run() needs it
+
         if self._sleep is not None:
             await self._sleep(delay)
             return
@@ -441,6 +448,8 @@ class MemoryLeakDetector:
             RuntimeError: Outside a running event loop; there, schedule ``run()`` yourself
                 (``asyncio.run(detector.run())``, or ``await detector.run()``).
         """
+        import asyncio  # lazily: asyncio is slow to import, and only run() needs it
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -462,6 +471,8 @@ class MemoryLeakDetector:
         itself returns at once (with an injected ``sleep``, when that sleep ends). Safe to call
         from another thread.
         """
+        import asyncio  # lazily: asyncio is slow to import, and only run() needs it
+
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
