@@ -1,7 +1,7 @@
 """
 The leak test: robust trends of the post-GC memory floor at several time scales.
 
-Pure Python on purpose: numpy is never imported by the monitors, and the work per sample is a
+Pure Python on purpose: the leak detector never imports numpy, and the work per sample is a
 few comparisons (the samples of one bucket are folded into its minimum as they arrive); the
 trend statistics run once per bucket on a few dozen points.
 
@@ -16,11 +16,14 @@ The idea, step by step:
 3. On those points it computes the Theil–Sen slope (median of pairwise slopes, robust to a
    minority of outliers) and the Mann–Kendall statistic (is the series monotonic?).
 4. A scale fires when the trend is significant (Mann–Kendall z), large enough to matter (the
-   growth the slope projects over ``max(window, 1 h)`` reaches ``leak_threshold`` MB) and large
-   against the floor's own noise, *and* the growth is spread over the window as a ramp is,
-   rather than concentrated in one jump as a cache warming up is: both halves of the window must
-   climb at a fair share of the overall slope, and no single step between points may carry most
-   of the growth.
+   growth the slope projects over ``max(window, 1 h)`` reaches ``leak_threshold`` MB), large
+   against the floor's own noise (and, at the shortest scale, against the GC sawtooth), larger
+   than the floor's usual swings over a window of that length in the history before the window
+   (until there is enough history, sub-hour scales ask for twice the growth instead), *and* the
+   growth is spread over the window as a ramp is, rather than concentrated in one jump as a
+   cache warming up is: both halves of the window must climb at a fair share of the overall
+   slope, no single step between points may carry most of the growth, and a line must fit the
+   points better than the best single step. The shortest scale must find it twice in a row.
 """
 
 from __future__ import annotations
