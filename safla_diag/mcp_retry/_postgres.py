@@ -1,0 +1,773 @@
+"""
+The PostgreSQL backend of the failed-task queue: one queue shared by every replica of a service.
+
+It implements :class:`~._store.TaskStore` with the same model as the SQLite backend (see ``_store``):
+one row per task keyed by its id, ``due_at`` = ``next_attempt_at`` while the task waits and the end
+of its lease while a worker holds it, so one index on ``due_at`` serves claims, expired-lease
+reclaims and the next wake-up, whatever the backlog. What PostgreSQL adds:
+
+- claims are one statement, ``... FOR UPDATE SKIP LOCKED`` in a CTE and an ``UPDATE ... RETURNING``
+  that sets the lease and increments ``attempts``: concurrent workers in any number of processes
+  never claim the same task, and never wait for each other's rows;
+- ``LISTEN/NOTIFY``: saving a task (or giving a lease back, or scheduling a retry) notifies every
+  replica's worker, which is sleeping in :meth:`PostgresTaskStore.wait_for_change`;
+- the schema (three tables in a schema of their own, ``safla_diag`` by default) is created and
+  migrated by the library under an advisory lock, with its version recorded in ``safla_meta``;
+  a database whose queue schema is newer than this library is refused;
+- a lost connection is reported as :class:`~._store.QueueStoreError` (a save is never reported
+  durable unless its commit returned), and the next operation reconnects; verdicts (ack, fail) are
+  retried on a fresh connection for a bounded time, as they are safe to repeat.
+
+Everything runs on psycopg's ``AsyncConnection`` in the host's loop: no threads, no blocking calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .._lazy import import_optional
+from .._redact import redact
+from ._store import (
+    KIND,
+    ClaimedTask,
+    DeadLetter,
+    NewTask,
+    Outcome,
+    QueueStats,
+    QueueStoreError,
+    StoredTask,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["DEFAULT_SCHEMA", "PG_SCHEMA_VERSION", "PostgresTaskStore", "is_postgres_url"]
+
+logger = logging.getLogger("safla_diag.mcp_retry")
+
+PG_SCHEMA_VERSION = 1
+DEFAULT_SCHEMA = "safla_diag"
+_SCHEMES = ("postgresql://", "postgres://")
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+# Key of the advisory lock that serialises schema creation and migration across replicas.
+_LOCK_CLASS = 0x5AF1A
+_LEASE_EXPIRED = "lease expired during the last attempt (worker died or stalled)"
+
+T = TypeVar("T")
+
+# Migrations: target version -> statements ({s} is the quoted schema). Never edit a released one.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE {s}.mcp_tasks (
+            id text PRIMARY KEY,
+            payload text NOT NULL,
+            attempts integer NOT NULL DEFAULT 0,
+            due_at double precision NOT NULL,
+            lease text,
+            created_at double precision NOT NULL,
+            last_error text
+        )""",
+        "CREATE INDEX mcp_tasks_due ON {s}.mcp_tasks (due_at)",
+        """CREATE TABLE {s}.mcp_dead_letters (
+            id text PRIMARY KEY,
+            payload text NOT NULL,
+            attempts integer NOT NULL,
+            created_at double precision NOT NULL,
+            dead_at double precision NOT NULL,
+            last_error text
+        )""",
+        "CREATE INDEX mcp_dead_letters_dead_at ON {s}.mcp_dead_letters (dead_at)",
+    ),
+}
+
+
+def is_postgres_url(location: object) -> bool:
+    """Whether ``location`` is a ``postgresql://`` or ``postgres://`` URL (not a file path)."""
+    return isinstance(location, str) and location.lower().startswith(_SCHEMES)
+
+
+def _split_url(url: str, schema: str | None) -> tuple[str, str, str]:
+    """
+    Return ``(conninfo URL for libpq, schema, URL to show)``: our ``schema`` parameter is taken out
+    of the first and set in the last (whose password is redacted).
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    from_url = [v for k, v in query if k == "schema"]
+    rest = [(k, v) for k, v in query if k != "schema"]
+    keys = {k for k, _ in rest}
+    name = schema if schema is not None else (from_url[-1] if from_url else DEFAULT_SCHEMA)
+    if not _SCHEMA_NAME.match(name):
+        raise ValueError(
+            f"schema {name!r} is not a plain identifier (letters, digits, _ and $; at most 63)"
+        )
+    shown = redact(urlunsplit(parts._replace(query=urlencode([*rest, ("schema", name)]))))
+    # Defaults a shared queue wants: a bounded connect, keepalives to notice a dead peer, a name.
+    for k, v in (
+        ("connect_timeout", "5"),
+        ("application_name", "safla_diag.mcp_retry"),
+        ("keepalives", "1"),
+        ("keepalives_idle", "30"),
+        ("keepalives_interval", "10"),
+        ("keepalives_count", "3"),
+    ):
+        if k not in keys:
+            rest.append((k, v))
+    return urlunsplit(parts._replace(query=urlencode(rest))), name, shown
+
+
+class PostgresTaskStore:
+    """
+    The shared queue backend: three tables in one PostgreSQL schema, used by any number of replicas.
+
+    Args:
+        url: ``postgresql://user[:password]@host[:port]/database[?schema=NAME&...]``; other query
+            parameters go to libpq (``sslmode``, ``connect_timeout``, ...). The password never
+            appears in messages, logs or reprs.
+        schema: The schema holding the queue (overrides the URL's ``schema``); default
+            ``safla_diag``. Replicas sharing a queue use the same one; separate queues, separate
+            schemas.
+        readonly: Inspect an existing queue only (never creates or migrates anything).
+        op_timeout_s: Seconds after which a statement counts as lost (the connection is dropped).
+        verdict_retry_s: How long an ack or a failure report keeps retrying on a fresh connection
+            when PostgreSQL is unreachable (a lost verdict means the task runs again).
+
+    Raises:
+        ValueError: A URL that is not PostgreSQL's, or a schema name that is not a plain identifier.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        readonly: bool = False,
+        op_timeout_s: float = 30.0,
+        verdict_retry_s: float = 15.0,
+    ) -> None:
+        if not is_postgres_url(url):
+            raise ValueError(f"not a postgresql:// URL: {redact(url)!r}")
+        self._conninfo, self.schema, self._url_shown = _split_url(url, schema)
+        self.readonly = readonly
+        self.op_timeout_s = op_timeout_s
+        self.verdict_retry_s = verdict_retry_s
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._listen: psycopg.AsyncConnection[Any] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._schema_ok = False
+        digest = hashlib.sha1(self.schema.encode(), usedforsecurity=False).hexdigest()[:16]
+        self.channel = f"safla_diag_mcp_{digest}"
+        self._s = '"' + self.schema.replace('"', '""') + '"'
+
+    def __repr__(self) -> str:
+        state = "open" if self._conn is not None and not self._conn.closed else "closed"
+        return f"<PostgresTaskStore {self.location!r} {state}>"
+
+    @property
+    def location(self) -> str:
+        """The URL with its ``schema`` parameter, password redacted."""
+        return self._url_shown
+
+    # -- connections ------------------------------------------------------------------------------
+
+    def _error(self, what: str) -> QueueStoreError:
+        return QueueStoreError(redact(f"{self.location}: {what}"), location=self.location)
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        pg = import_optional("psycopg")
+        try:
+            conn: psycopg.AsyncConnection[Any] = await pg.AsyncConnection.connect(
+                self._conninfo, autocommit=True
+            )
+        except pg.Error as err:
+            raise self._error(f"cannot connect to PostgreSQL: {_describe(err)}") from err
+        return conn
+
+    def _get_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def _ready(self) -> psycopg.AsyncConnection[Any]:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            self._conn = None
+            conn = await self._connect()
+            try:
+                if not self._schema_ok:
+                    await self._check_or_create_schema(conn)
+                    self._schema_ok = True
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn = conn
+        return conn
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _run(
+        self,
+        what: str,
+        fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+        *,
+        retry_for: float = 0.0,
+        safe_to_repeat: bool = False,
+    ) -> T:
+        """
+        Run ``fn`` on the operations connection under the store's lock.
+
+        A connection error drops the connection (the next call reconnects). ``safe_to_repeat``
+        operations are tried once more at once when a reused connection turns out dead (PostgreSQL
+        restarted since the last call); ``retry_for`` keeps retrying with backoff for that long.
+        """
+        pg = import_optional("psycopg")
+        deadline = time.monotonic() + retry_for
+        delay = 0.05
+        tries = 0
+        while True:
+            tries += 1
+            async with self._get_lock():
+                reused = self._conn is not None and not self._conn.closed
+                try:
+                    conn = await self._ready()
+                    async with asyncio.timeout(self.op_timeout_s):
+                        return await fn(conn)
+                except asyncio.CancelledError:
+                    # The statement may be half done on the wire: never reuse the connection.
+                    await self._drop()
+                    raise
+                except TimeoutError as err:
+                    await self._drop()
+                    problem: QueueStoreError = self._error(
+                        f"{what}: no answer from PostgreSQL within {self.op_timeout_s:g}s"
+                    )
+                    problem.__cause__ = err
+                except QueueStoreError as err:
+                    await self._drop()
+                    problem = err
+                except (pg.OperationalError, pg.InterfaceError) as err:
+                    await self._drop()
+                    problem = self._error(
+                        f"{what}: connection to PostgreSQL lost ({_describe(err)}); "
+                        "the operation may not have completed"
+                    )
+                    problem.__cause__ = err
+                except pg.Error as err:
+                    raise self._error(f"{what}: database error: {_describe(err)}") from err
+            if safe_to_repeat and reused and tries == 1:
+                continue
+            if time.monotonic() + delay > deadline:
+                raise problem
+            logger.warning("%s; retrying in %.2fs", problem, delay)
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
+
+    # -- schema -----------------------------------------------------------------------------------
+
+    async def _read_meta(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, str] | None:
+        cur = await conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (self.schema,),
+        )
+        names = {str(r[0]) for r in await cur.fetchall()}
+        if "safla_meta" not in names:
+            ours = {"mcp_tasks", "mcp_dead_letters"} & names
+            if ours:
+                raise self._error(
+                    f"schema holds {', '.join(sorted(ours))} but no safla_meta: "
+                    "not a queue made by safla_diag; refusing to touch it"
+                )
+            return None
+        cur = await conn.execute(f"SELECT key, value FROM {self._s}.safla_meta")
+        return {str(k): str(v) for k, v in await cur.fetchall()}
+
+    def _check_meta(self, meta: dict[str, str]) -> int:
+        if meta.get("kind") != KIND:
+            raise self._error("schema has a safla_meta table of something else")
+        try:
+            version = int(meta.get("schema_version", ""))
+        except ValueError:
+            raise self._error("has an unreadable queue schema version") from None
+        if version > PG_SCHEMA_VERSION:
+            raise self._error(
+                f"has queue schema version {version}, newer than this library's "
+                f"({PG_SCHEMA_VERSION}); upgrade safla-diag on this replica"
+            )
+        return version
+
+    async def _check_or_create_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        meta = await self._read_meta(conn)
+        if meta is not None and self._check_meta(meta) == PG_SCHEMA_VERSION:
+            return
+        if self.readonly:
+            if meta is None:
+                raise self._error("no MCP task queue in this schema")
+            raise self._error("queue schema needs a migration; open it read-write once")
+        # Replicas starting together: one creates or migrates, the others wait and then see it.
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS, self.schema)
+            )
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._s}")
+            meta = await self._read_meta(conn)
+            if meta is None:
+                await conn.execute(
+                    f"CREATE TABLE {self._s}.safla_meta (key text PRIMARY KEY, value text NOT NULL)"
+                )
+                await conn.execute(
+                    f"INSERT INTO {self._s}.safla_meta (key, value) VALUES "
+                    "('kind', %s), ('schema_version', '0')",
+                    (KIND,),
+                )
+                version = 0
+            else:
+                version = self._check_meta(meta)
+            for target in range(version + 1, PG_SCHEMA_VERSION + 1):
+                for stmt in _MIGRATIONS[target]:
+                    await conn.execute(stmt.format(s=self._s))
+                await conn.execute(
+                    f"UPDATE {self._s}.safla_meta SET value = %s WHERE key = 'schema_version'",
+                    (str(target),),
+                )
+                logger.info(
+                    "MCP task queue %s: schema migrated to version %d", self.location, target
+                )
+
+    async def schema_version(self) -> int | None:
+        """The queue schema version recorded in the database, or None when there is no queue."""
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> int | None:
+            meta = await self._read_meta(conn)
+            return None if meta is None else int(meta.get("schema_version", "0"))
+
+        return await self._run("reading the schema version", work, safe_to_repeat=True)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, creating or migrating the schema; raise QueueStoreError when that fails."""
+        await self._run("opening the queue", lambda conn: _noop(), safe_to_repeat=True)
+
+    async def close(self) -> None:
+        """Close both connections; idempotent."""
+        await self._drop()
+        await self._close_listen()
+        self._schema_ok = False
+
+    async def _close_listen(self) -> None:
+        conn, self._listen = self._listen, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    # -- the protocol -----------------------------------------------------------------------------
+
+    async def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
+        """
+        Store new tasks in one transaction; per task, False when its id was queued or dead.
+
+        Returns only once the transaction committed. A dead letter's id is never queued again,
+        even when the task is dead-lettered by another replica while this insert runs.
+        """
+        if not tasks:
+            return []
+        self._writable()
+        ids = [t.id for t in tasks]
+        payloads = [t.payload for t in tasks]
+        dues = [t.due_at for t in tasks]
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[bool]:
+            async with conn.transaction(), conn.pipeline():
+                ins = conn.cursor()
+                await ins.execute(
+                    f"""INSERT INTO {s}.mcp_tasks (id, payload, attempts, due_at, created_at)
+                    SELECT n.id, n.payload, 0, n.due_at, %(now)s
+                    FROM unnest(%(ids)s::text[], %(payloads)s::text[], %(dues)s::float8[])
+                        WITH ORDINALITY AS n(id, payload, due_at, ord)
+                    WHERE NOT EXISTS (SELECT 1 FROM {s}.mcp_dead_letters d WHERE d.id = n.id)
+                    ORDER BY n.ord
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING id""",
+                    {"ids": ids, "payloads": payloads, "dues": dues, "now": now},
+                )
+                # A new statement sees dead letters committed while the insert waited on a row
+                # being dead-lettered: that task is over, so the insert is undone.
+                undo = conn.cursor()
+                await undo.execute(
+                    f"""DELETE FROM {s}.mcp_tasks t USING {s}.mcp_dead_letters d
+                    WHERE t.id = d.id AND t.id = ANY(%(ids)s::text[])
+                        AND t.xmin = pg_current_xact_id()::xid
+                    RETURNING t.id""",
+                    {"ids": ids},
+                )
+                await conn.execute("SELECT pg_notify(%s, 'put')", (self.channel,))
+                inserted = {str(r[0]) for r in await ins.fetchall()}
+                inserted -= {str(r[0]) for r in await undo.fetchall()}
+            out = []
+            for i in ids:
+                out.append(i in inserted)
+                inserted.discard(i)  # a repeated id in one batch is new only once
+            return out
+
+        return await self._run("saving tasks", work)
+
+    async def claim(
+        self, *, now: float, limit: int, lease_s: float, max_attempts: int
+    ) -> list[ClaimedTask]:
+        """
+        Lease up to ``limit`` due tasks, incrementing their attempts, in one statement.
+
+        Rows locked by another worker's claim are skipped, never waited for. A due task that
+        already had its last attempt (its worker died during it) is dead-lettered, not run again.
+        """
+        if limit <= 0:
+            return []
+        self._writable()
+        token = uuid.uuid4().hex
+        until = now + lease_s
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[ClaimedTask]:
+            cur = await conn.execute(
+                f"""WITH picked AS (
+                    SELECT id, attempts, due_at FROM {s}.mcp_tasks
+                    WHERE due_at <= %(now)s ORDER BY due_at LIMIT %(limit)s
+                    FOR UPDATE SKIP LOCKED
+                ), spent AS (
+                    DELETE FROM {s}.mcp_tasks t USING picked p
+                    WHERE t.id = p.id AND p.attempts >= %(max)s
+                    RETURNING t.id, t.payload, t.attempts, t.created_at, t.lease, t.last_error
+                ), buried AS (
+                    INSERT INTO {s}.mcp_dead_letters
+                        (id, payload, attempts, created_at, dead_at, last_error)
+                    SELECT id, payload, attempts, created_at, %(now)s,
+                        CASE WHEN lease IS NOT NULL THEN %(expired)s ELSE last_error END
+                    FROM spent
+                    ON CONFLICT (id) DO UPDATE SET payload = EXCLUDED.payload,
+                        attempts = EXCLUDED.attempts, dead_at = EXCLUDED.dead_at,
+                        last_error = EXCLUDED.last_error
+                    RETURNING id
+                )
+                UPDATE {s}.mcp_tasks t
+                SET attempts = t.attempts + 1, lease = %(token)s, due_at = %(until)s
+                FROM picked p
+                WHERE t.id = p.id AND p.attempts < %(max)s
+                RETURNING t.id, t.payload, t.attempts, p.due_at""",
+                {
+                    "now": now,
+                    "limit": limit,
+                    "max": max_attempts,
+                    "expired": _LEASE_EXPIRED,
+                    "token": token,
+                    "until": until,
+                },
+            )
+            rows = sorted(await cur.fetchall(), key=lambda r: (r[3], r[0]))
+            return [
+                ClaimedTask(
+                    id=str(r[0]),
+                    payload=str(r[1]),
+                    attempts=int(r[2]),
+                    lease=token,
+                    lease_until=until,
+                )
+                for r in rows
+            ]
+
+        return await self._run("claiming tasks", work)
+
+    async def extend(self, leases: Sequence[tuple[str, str]], *, until: float) -> None:
+        """Push the end of the given leases to ``until`` (leases lost meanwhile are left alone)."""
+        if not leases:
+            return
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(
+                f"""UPDATE {s}.mcp_tasks t SET due_at = %(until)s
+                FROM unnest(%(ids)s::text[], %(leases)s::text[]) AS l(id, lease)
+                WHERE t.id = l.id AND t.lease = l.lease""",
+                {"until": until, "ids": [i for i, _ in leases], "leases": [x for _, x in leases]},
+            )
+
+        await self._run("renewing leases", work, safe_to_repeat=True)
+
+    async def ack(self, task_id: str, lease: str) -> bool:
+        """Delete a finished task (whoever holds it now: it has succeeded); False when gone."""
+        del lease  # success ends the task even if its lease expired and was taken over
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> bool:
+            cur = await conn.execute(
+                f"DELETE FROM {s}.mcp_tasks WHERE id = %s",
+                (task_id,),
+            )
+            return cur.rowcount == 1
+
+        return await self._run("acknowledging a task", work, retry_for=self.verdict_retry_s)
+
+    async def fail(
+        self,
+        task_id: str,
+        lease: str,
+        *,
+        error: str,
+        now: float,
+        next_attempt_at: float,
+        max_attempts: int,
+    ) -> Outcome:
+        """Record a failed attempt under ``lease``: schedule a retry, or dead-letter after the last."""
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> Outcome:
+            cur = await conn.execute(
+                f"""WITH cur AS (
+                    SELECT id, attempts FROM {s}.mcp_tasks
+                    WHERE id = %(id)s AND lease = %(lease)s FOR UPDATE
+                ), spent AS (
+                    DELETE FROM {s}.mcp_tasks t USING cur
+                    WHERE t.id = cur.id AND cur.attempts >= %(max)s
+                    RETURNING t.id, t.payload, t.attempts, t.created_at
+                ), buried AS (
+                    INSERT INTO {s}.mcp_dead_letters
+                        (id, payload, attempts, created_at, dead_at, last_error)
+                    SELECT id, payload, attempts, created_at, %(now)s, %(error)s FROM spent
+                    ON CONFLICT (id) DO UPDATE SET payload = EXCLUDED.payload,
+                        attempts = EXCLUDED.attempts, dead_at = EXCLUDED.dead_at,
+                        last_error = EXCLUDED.last_error
+                    RETURNING id
+                ), retry AS (
+                    UPDATE {s}.mcp_tasks t
+                    SET lease = NULL, due_at = %(next)s, last_error = %(error)s
+                    FROM cur WHERE t.id = cur.id AND cur.attempts < %(max)s
+                    RETURNING t.id
+                )
+                SELECT (SELECT count(*) FROM buried), (SELECT count(*) FROM retry),
+                    (SELECT count(*) FROM (SELECT pg_notify(%(channel)s, 'retry') FROM retry) n),
+                    EXISTS (SELECT 1 FROM {s}.mcp_dead_letters WHERE id = %(id)s)""",
+                {
+                    "id": task_id,
+                    "lease": lease,
+                    "max": max_attempts,
+                    "now": now,
+                    "error": error,
+                    "next": next_attempt_at,
+                    "channel": self.channel,
+                },
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            if row[0]:
+                return "dead"
+            if row[1]:
+                return "retry"
+            # Our lease is gone: another worker owns the task, or a repeat of a report that
+            # committed before the connection dropped finds the task already dead-lettered.
+            return "dead" if row[3] else "lost"
+
+        return await self._run("recording a failed attempt", work, retry_for=self.verdict_retry_s)
+
+    async def release(self, leases: Sequence[tuple[str, str]], *, now: float) -> None:
+        """Give leases back, due now; the attempts stay counted. Other replicas are woken."""
+        if not leases:
+            return
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(
+                f"""WITH freed AS (
+                    UPDATE {s}.mcp_tasks t SET lease = NULL, due_at = %(now)s
+                    FROM unnest(%(ids)s::text[], %(leases)s::text[]) AS l(id, lease)
+                    WHERE t.id = l.id AND t.lease = l.lease
+                    RETURNING t.id
+                )
+                SELECT count(*) FROM (SELECT pg_notify(%(channel)s, 'release')
+                    WHERE EXISTS (SELECT 1 FROM freed)) n""",
+                {
+                    "now": now,
+                    "ids": [i for i, _ in leases],
+                    "leases": [x for _, x in leases],
+                    "channel": self.channel,
+                },
+            )
+
+        await self._run("releasing leases", work, safe_to_repeat=True)
+
+    async def next_due(self) -> float | None:
+        """When the next task becomes claimable (a lease expiry counts), or None when empty."""
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> float | None:
+            cur = await conn.execute(f"SELECT min(due_at) FROM {s}.mcp_tasks")
+            row = await cur.fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self._run("reading the next due time", work, safe_to_repeat=True)
+
+    async def pending(self, limit: int | None = None) -> list[StoredTask]:
+        """The queued tasks, soonest due first."""
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[StoredTask]:
+            cur = await conn.execute(
+                f"""SELECT id, payload, attempts, created_at, due_at, lease, last_error
+                FROM {s}.mcp_tasks ORDER BY due_at, id LIMIT %s""",
+                (limit,),
+            )
+            return [
+                StoredTask(
+                    id=str(r[0]),
+                    payload=str(r[1]),
+                    attempts=int(r[2]),
+                    created_at=float(r[3]),
+                    due_at=float(r[4]),
+                    leased=r[5] is not None,
+                    last_error=r[6],
+                )
+                for r in await cur.fetchall()
+            ]
+
+        return await self._run("listing tasks", work, safe_to_repeat=True)
+
+    async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """The dead-lettered tasks, oldest first."""
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[DeadLetter]:
+            cur = await conn.execute(
+                f"""SELECT id, payload, attempts, created_at, dead_at, last_error
+                FROM {s}.mcp_dead_letters ORDER BY dead_at, id LIMIT %s""",
+                (limit,),
+            )
+            return [
+                DeadLetter(
+                    id=str(r[0]),
+                    payload=str(r[1]),
+                    attempts=int(r[2]),
+                    created_at=float(r[3]),
+                    dead_at=float(r[4]),
+                    last_error=r[5],
+                )
+                for r in await cur.fetchall()
+            ]
+
+        return await self._run("listing dead letters", work, safe_to_repeat=True)
+
+    async def stats(self, *, now: float) -> QueueStats:
+        """Counts and times for a status display, read in one statement (one snapshot)."""
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> QueueStats:
+            cur = await conn.execute(
+                f"""SELECT
+                    (SELECT count(*) FROM {s}.mcp_tasks
+                        WHERE lease IS NOT NULL AND due_at > %(now)s),
+                    (SELECT count(*) FROM {s}.mcp_tasks),
+                    (SELECT count(*) FROM {s}.mcp_dead_letters),
+                    (SELECT min(created_at) FROM {s}.mcp_tasks),
+                    coalesce(
+                        (SELECT min(due_at) FROM {s}.mcp_tasks
+                            WHERE lease IS NULL OR due_at <= %(now)s),
+                        (SELECT min(due_at) FROM {s}.mcp_tasks))""",
+                {"now": now},
+            )
+            r = await cur.fetchone()
+            assert r is not None
+            return QueueStats(
+                pending=int(r[1]) - int(r[0]),
+                in_flight=int(r[0]),
+                dead=int(r[2]),
+                oldest_created_at=None if r[3] is None else float(r[3]),
+                next_due_at=None if r[4] is None else float(r[4]),
+                location=self.location,
+            )
+
+        return await self._run("reading queue stats", work, safe_to_repeat=True)
+
+    async def wait_for_change(self) -> None:
+        """
+        Return when any replica saved a task, scheduled a retry or gave leases back.
+
+        The first call (and the first after a lost connection) starts listening and returns at
+        once, so that nothing saved before listening began is missed: the caller looks again.
+        Cancelling the wait stops listening until the next call. When PostgreSQL cannot be reached
+        this keeps trying with backoff, and returns once it listens again.
+        """
+        pg = import_optional("psycopg")
+        if self._listen is not None and not self._listen.closed and not self._listen.broken:
+            conn = self._listen
+            try:
+                async with contextlib.aclosing(conn.notifies(stop_after=1)) as gen:
+                    async for _ in gen:
+                        break
+                # Drain what else is buffered: one wake-up covers them all.
+                async with contextlib.aclosing(conn.notifies(timeout=0)) as gen:
+                    async for _ in gen:
+                        pass
+                return
+            except asyncio.CancelledError:
+                await self._close_listen()
+                raise
+            except pg.Error as err:
+                await self._close_listen()
+                logger.warning(
+                    "MCP task queue %s: lost the notification connection (%s); reconnecting",
+                    self.location,
+                    _describe(err),
+                )
+        delay = 0.1
+        while True:
+            try:
+                conn = await self._connect()
+            except QueueStoreError as err:
+                logger.warning("%s; retrying in %.1fs", err, delay)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+                continue
+            try:
+                await conn.execute(f'LISTEN "{self.channel}"')
+            except pg.Error as err:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                logger.warning(
+                    "%s: cannot listen (%s); retrying in %.1fs",
+                    self.location,
+                    _describe(err),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+                continue
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                raise
+            self._listen = conn
+            return
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise self._error("is open read-only")
+
+
+async def _noop() -> None:
+    return None
+
+
+def _describe(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return redact(text[:500])
