@@ -423,7 +423,7 @@ class PostgresTaskStore:
                 inserted.discard(i)  # a repeated id in one batch is new only once
             return out
 
-        return await self._run("saving tasks", work)
+        return await self._run("saving tasks", work, safe_to_repeat=True)
 
     async def claim(
         self, *, now: float, limit: int, lease_s: float, max_attempts: int

@@ -32,7 +32,7 @@ from safla_diag.mcp_retry._backends import store_for
 from safla_diag.mcp_retry._postgres import PostgresTaskStore
 from safla_diag.mcp_retry._store import ClaimedTask, NewTask, QueueStoreError, TaskStore
 
-from ._pg import pg_queue_url, pg_schema, sql  # noqa: F401 - fixtures
+from ._pg import pg_queue_url_fixture, pg_schema_fixture, sql  # noqa: F401
 
 BACKENDS = ["sqlite", "postgresql"]
 
