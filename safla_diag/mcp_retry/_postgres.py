@@ -11,9 +11,13 @@ reclaims and the next wake-up, whatever the backlog. What PostgreSQL adds:
   never claim the same task, and never wait for each other's rows;
 - ``LISTEN/NOTIFY``: saving a task (or giving a lease back, or scheduling a retry) notifies every
   replica's worker, which is sleeping in :meth:`PostgresTaskStore.wait_for_change`;
-- the schema (three tables in a schema of their own, ``safla_diag`` by default) is created and
-  migrated by the library under an advisory lock, with its version recorded in ``safla_meta``;
-  a database whose queue schema is newer than this library is refused;
+- dead letters stay in the tasks table (``dead_at`` set, due at infinity, so claims never reach
+  them), shown by the view ``mcp_dead_letters``: queued and dead tasks share the primary key, so
+  ``INSERT ... ON CONFLICT DO NOTHING`` is an idempotent enqueue against both in one statement,
+  even while another replica dead-letters the same id;
+- the schema (``safla_meta``, ``mcp_tasks`` and the view, in a schema of their own, ``safla_diag``
+  by default) is created and migrated by the library under an advisory lock, with its version
+  recorded in ``safla_meta``; a database whose queue schema is newer than this library is refused;
 - a lost connection is reported as :class:`~._store.QueueStoreError` (a save is never reported
   durable unless its commit returned), and the next operation reconnects; verdicts (ack, fail) are
   retried on a fresh connection for a bounded time, as they are safe to repeat.
@@ -67,6 +71,9 @@ T = TypeVar("T")
 # Migrations: target version -> statements ({s} is the quoted schema). Never edit a released one.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
+        # One table for queued and dead-lettered tasks: they share the primary key, so enqueueing
+        # a dead letter's id stores nothing, even while another replica dead-letters it. A dead
+        # row is due at infinity: claims never reach it and it sits at the far end of the index.
         """CREATE TABLE {s}.mcp_tasks (
             id text PRIMARY KEY,
             payload text NOT NULL,
@@ -74,18 +81,14 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             due_at double precision NOT NULL,
             lease text,
             created_at double precision NOT NULL,
-            last_error text
+            last_error text,
+            dead_at double precision
         )""",
         "CREATE INDEX mcp_tasks_due ON {s}.mcp_tasks (due_at)",
-        """CREATE TABLE {s}.mcp_dead_letters (
-            id text PRIMARY KEY,
-            payload text NOT NULL,
-            attempts integer NOT NULL,
-            created_at double precision NOT NULL,
-            dead_at double precision NOT NULL,
-            last_error text
-        )""",
-        "CREATE INDEX mcp_dead_letters_dead_at ON {s}.mcp_dead_letters (dead_at)",
+        "CREATE INDEX mcp_tasks_dead ON {s}.mcp_tasks (dead_at) WHERE dead_at IS NOT NULL",
+        """CREATE VIEW {s}.mcp_dead_letters AS
+            SELECT id, payload, attempts, created_at, dead_at, last_error
+            FROM {s}.mcp_tasks WHERE dead_at IS NOT NULL""",
     ),
 }
 
@@ -127,7 +130,7 @@ def _split_url(url: str, schema: str | None) -> tuple[str, str, str]:
 
 class PostgresTaskStore:
     """
-    The shared queue backend: three tables in one PostgreSQL schema, used by any number of replicas.
+    The shared queue backend: one PostgreSQL schema, used by any number of replicas at once.
 
     Args:
         url: ``postgresql://user[:password]@host[:port]/database[?schema=NAME&...]``; other query
@@ -279,7 +282,8 @@ class PostgresTaskStore:
 
     async def _read_meta(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, str] | None:
         cur = await conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'p')",
             (self.schema,),
         )
         names = {str(r[0]) for r in await cur.fetchall()}
@@ -377,50 +381,42 @@ class PostgresTaskStore:
 
     async def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
         """
-        Store new tasks in one transaction; per task, False when its id was queued or dead.
+        Store new tasks in one statement; per task, False when its id was queued or dead.
 
-        Returns only once the transaction committed. A dead letter's id is never queued again,
-        even when the task is dead-lettered by another replica while this insert runs.
+        Returns only once the statement committed. Dead letters share the table (and the primary
+        key) with queued tasks, so a dead letter's id is never queued again, even when another
+        replica dead-letters it while this insert runs.
         """
         if not tasks:
             return []
         self._writable()
-        ids = [t.id for t in tasks]
-        payloads = [t.payload for t in tasks]
-        dues = [t.due_at for t in tasks]
         s = self._s
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[bool]:
-            async with conn.transaction(), conn.pipeline():
-                ins = conn.cursor()
-                await ins.execute(
-                    f"""INSERT INTO {s}.mcp_tasks (id, payload, attempts, due_at, created_at)
+            cur = await conn.execute(
+                f"""WITH new AS (
+                    INSERT INTO {s}.mcp_tasks (id, payload, attempts, due_at, created_at)
                     SELECT n.id, n.payload, 0, n.due_at, %(now)s
                     FROM unnest(%(ids)s::text[], %(payloads)s::text[], %(dues)s::float8[])
                         WITH ORDINALITY AS n(id, payload, due_at, ord)
-                    WHERE NOT EXISTS (SELECT 1 FROM {s}.mcp_dead_letters d WHERE d.id = n.id)
                     ORDER BY n.ord
                     ON CONFLICT (id) DO NOTHING
-                    RETURNING id""",
-                    {"ids": ids, "payloads": payloads, "dues": dues, "now": now},
+                    RETURNING id
                 )
-                # A new statement sees dead letters committed while the insert waited on a row
-                # being dead-lettered: that task is over, so the insert is undone.
-                undo = conn.cursor()
-                await undo.execute(
-                    f"""DELETE FROM {s}.mcp_tasks t USING {s}.mcp_dead_letters d
-                    WHERE t.id = d.id AND t.id = ANY(%(ids)s::text[])
-                        AND t.xmin = pg_current_xact_id()::xid
-                    RETURNING t.id""",
-                    {"ids": ids},
-                )
-                await conn.execute("SELECT pg_notify(%s, 'put')", (self.channel,))
-                inserted = {str(r[0]) for r in await ins.fetchall()}
-                inserted -= {str(r[0]) for r in await undo.fetchall()}
+                SELECT id, pg_notify(%(channel)s, 'put') FROM new""",
+                {
+                    "ids": [t.id for t in tasks],
+                    "payloads": [t.payload for t in tasks],
+                    "dues": [t.due_at for t in tasks],
+                    "now": now,
+                    "channel": self.channel,
+                },
+            )
+            inserted = {str(r[0]) for r in await cur.fetchall()}
             out = []
-            for i in ids:
-                out.append(i in inserted)
-                inserted.discard(i)  # a repeated id in one batch is new only once
+            for t in tasks:
+                out.append(t.id in inserted)
+                inserted.discard(t.id)  # a repeated id in one batch is new only once
             return out
 
         return await self._run("saving tasks", work, safe_to_repeat=True)
@@ -444,29 +440,20 @@ class PostgresTaskStore:
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[ClaimedTask]:
             cur = await conn.execute(
                 f"""WITH picked AS (
-                    SELECT id, attempts, due_at FROM {s}.mcp_tasks
+                    SELECT id, attempts >= %(max)s AS spent, due_at FROM {s}.mcp_tasks
                     WHERE due_at <= %(now)s ORDER BY due_at LIMIT %(limit)s
                     FOR UPDATE SKIP LOCKED
-                ), spent AS (
-                    DELETE FROM {s}.mcp_tasks t USING picked p
-                    WHERE t.id = p.id AND p.attempts >= %(max)s
-                    RETURNING t.id, t.payload, t.attempts, t.created_at, t.lease, t.last_error
-                ), buried AS (
-                    INSERT INTO {s}.mcp_dead_letters
-                        (id, payload, attempts, created_at, dead_at, last_error)
-                    SELECT id, payload, attempts, created_at, %(now)s,
-                        CASE WHEN lease IS NOT NULL THEN %(expired)s ELSE last_error END
-                    FROM spent
-                    ON CONFLICT (id) DO UPDATE SET payload = EXCLUDED.payload,
-                        attempts = EXCLUDED.attempts, dead_at = EXCLUDED.dead_at,
-                        last_error = EXCLUDED.last_error
-                    RETURNING id
                 )
-                UPDATE {s}.mcp_tasks t
-                SET attempts = t.attempts + 1, lease = %(token)s, due_at = %(until)s
+                UPDATE {s}.mcp_tasks t SET
+                    attempts = t.attempts + CASE WHEN p.spent THEN 0 ELSE 1 END,
+                    lease = CASE WHEN p.spent THEN NULL ELSE %(token)s END,
+                    due_at = CASE WHEN p.spent THEN 'Infinity'::float8 ELSE %(until)s END,
+                    dead_at = CASE WHEN p.spent THEN %(now)s END,
+                    last_error = CASE WHEN p.spent AND t.lease IS NOT NULL THEN %(expired)s
+                        ELSE t.last_error END
                 FROM picked p
-                WHERE t.id = p.id AND p.attempts < %(max)s
-                RETURNING t.id, t.payload, t.attempts, p.due_at""",
+                WHERE t.id = p.id
+                RETURNING t.id, t.payload, t.attempts, p.due_at, p.spent""",
                 {
                     "now": now,
                     "limit": limit,
@@ -486,6 +473,7 @@ class PostgresTaskStore:
                     lease_until=until,
                 )
                 for r in rows
+                if not r[4]
             ]
 
         return await self._run("claiming tasks", work)
@@ -513,8 +501,7 @@ class PostgresTaskStore:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> bool:
             cur = await conn.execute(
-                f"DELETE FROM {s}.mcp_tasks WHERE id = %s",
-                (task_id,),
+                f"DELETE FROM {s}.mcp_tasks WHERE id = %s AND dead_at IS NULL", (task_id,)
             )
             return cur.rowcount == 1
 
@@ -535,30 +522,21 @@ class PostgresTaskStore:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> Outcome:
             cur = await conn.execute(
-                f"""WITH cur AS (
-                    SELECT id, attempts FROM {s}.mcp_tasks
-                    WHERE id = %(id)s AND lease = %(lease)s FOR UPDATE
-                ), spent AS (
-                    DELETE FROM {s}.mcp_tasks t USING cur
-                    WHERE t.id = cur.id AND cur.attempts >= %(max)s
-                    RETURNING t.id, t.payload, t.attempts, t.created_at
-                ), buried AS (
-                    INSERT INTO {s}.mcp_dead_letters
-                        (id, payload, attempts, created_at, dead_at, last_error)
-                    SELECT id, payload, attempts, created_at, %(now)s, %(error)s FROM spent
-                    ON CONFLICT (id) DO UPDATE SET payload = EXCLUDED.payload,
-                        attempts = EXCLUDED.attempts, dead_at = EXCLUDED.dead_at,
-                        last_error = EXCLUDED.last_error
-                    RETURNING id
-                ), retry AS (
-                    UPDATE {s}.mcp_tasks t
-                    SET lease = NULL, due_at = %(next)s, last_error = %(error)s
-                    FROM cur WHERE t.id = cur.id AND cur.attempts < %(max)s
-                    RETURNING t.id
+                f"""WITH done AS (
+                    UPDATE {s}.mcp_tasks SET
+                        lease = NULL,
+                        last_error = %(error)s,
+                        due_at = CASE WHEN attempts >= %(max)s THEN 'Infinity'::float8
+                            ELSE %(next)s END,
+                        dead_at = CASE WHEN attempts >= %(max)s THEN %(now)s END
+                    WHERE id = %(id)s AND lease = %(lease)s
+                    RETURNING dead_at IS NOT NULL AS dead
                 )
-                SELECT (SELECT count(*) FROM buried), (SELECT count(*) FROM retry),
-                    (SELECT count(*) FROM (SELECT pg_notify(%(channel)s, 'retry') FROM retry) n),
-                    EXISTS (SELECT 1 FROM {s}.mcp_dead_letters WHERE id = %(id)s)""",
+                SELECT dead, CASE WHEN dead THEN NULL ELSE pg_notify(%(channel)s, 'retry') END
+                FROM done
+                UNION ALL
+                SELECT true, NULL FROM {s}.mcp_tasks
+                WHERE id = %(id)s AND dead_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM done)""",
                 {
                     "id": task_id,
                     "lease": lease,
@@ -570,14 +548,11 @@ class PostgresTaskStore:
                 },
             )
             row = await cur.fetchone()
-            assert row is not None
-            if row[0]:
-                return "dead"
-            if row[1]:
-                return "retry"
-            # Our lease is gone: another worker owns the task, or a repeat of a report that
-            # committed before the connection dropped finds the task already dead-lettered.
-            return "dead" if row[3] else "lost"
+            # No row: our lease is gone, another worker owns the task now. A dead row without our
+            # update: a repeat of a report that committed before the connection dropped.
+            if row is None:
+                return "lost"
+            return "dead" if row[0] else "retry"
 
         return await self._run("recording a failed attempt", work, retry_for=self.verdict_retry_s)
 
@@ -595,8 +570,7 @@ class PostgresTaskStore:
                     WHERE t.id = l.id AND t.lease = l.lease
                     RETURNING t.id
                 )
-                SELECT count(*) FROM (SELECT pg_notify(%(channel)s, 'release')
-                    WHERE EXISTS (SELECT 1 FROM freed)) n""",
+                SELECT pg_notify(%(channel)s, 'release') WHERE EXISTS (SELECT 1 FROM freed)""",
                 {
                     "now": now,
                     "ids": [i for i, _ in leases],
@@ -612,7 +586,9 @@ class PostgresTaskStore:
         s = self._s
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> float | None:
-            cur = await conn.execute(f"SELECT min(due_at) FROM {s}.mcp_tasks")
+            cur = await conn.execute(
+                f"SELECT min(due_at) FROM {s}.mcp_tasks WHERE due_at < 'Infinity'::float8"
+            )
             row = await cur.fetchone()
             return None if row is None or row[0] is None else float(row[0])
 
@@ -625,7 +601,7 @@ class PostgresTaskStore:
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[StoredTask]:
             cur = await conn.execute(
                 f"""SELECT id, payload, attempts, created_at, due_at, lease, last_error
-                FROM {s}.mcp_tasks ORDER BY due_at, id LIMIT %s""",
+                FROM {s}.mcp_tasks WHERE dead_at IS NULL ORDER BY due_at, id LIMIT %s""",
                 (limit,),
             )
             return [
@@ -674,15 +650,15 @@ class PostgresTaskStore:
         async def work(conn: psycopg.AsyncConnection[Any]) -> QueueStats:
             cur = await conn.execute(
                 f"""SELECT
-                    (SELECT count(*) FROM {s}.mcp_tasks
-                        WHERE lease IS NOT NULL AND due_at > %(now)s),
-                    (SELECT count(*) FROM {s}.mcp_tasks),
-                    (SELECT count(*) FROM {s}.mcp_dead_letters),
-                    (SELECT min(created_at) FROM {s}.mcp_tasks),
+                    count(*) FILTER (WHERE lease IS NOT NULL AND due_at > %(now)s),
+                    count(*) FILTER (WHERE dead_at IS NULL),
+                    count(*) FILTER (WHERE dead_at IS NOT NULL),
+                    min(created_at) FILTER (WHERE dead_at IS NULL),
                     coalesce(
-                        (SELECT min(due_at) FROM {s}.mcp_tasks
-                            WHERE lease IS NULL OR due_at <= %(now)s),
-                        (SELECT min(due_at) FROM {s}.mcp_tasks))""",
+                        min(due_at) FILTER (WHERE dead_at IS NULL
+                            AND (lease IS NULL OR due_at <= %(now)s)),
+                        min(due_at) FILTER (WHERE dead_at IS NULL))
+                FROM {s}.mcp_tasks""",
                 {"now": now},
             )
             r = await cur.fetchone()

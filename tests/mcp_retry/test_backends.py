@@ -493,7 +493,7 @@ def test_exact_attempts_across_interleavings(
                 (schema,),
             )
             if rows:
-                sql(base, f'TRUNCATE "{schema}".mcp_tasks, "{schema}".mcp_dead_letters')
+                sql(base, f'TRUNCATE "{schema}".mcp_tasks')
 
         examples = settings.default.max_examples // 4
     QueueMachine.reset = staticmethod(reset)  # type: ignore[assignment]

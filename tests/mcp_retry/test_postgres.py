@@ -222,12 +222,11 @@ async def test_enqueue_racing_a_dead_letter_does_not_resurrect_it(
     await s.put_many([_new("x")], now=0)
     other = await psycopg.AsyncConnection.connect(postgres_url)
     sch = f'"{pg_schema}"'
-    # Another replica, mid-transaction: x moved to the dead letters, not committed yet.
+    # Another replica, mid-transaction: x dead-lettered, not committed yet.
     await other.execute(
-        f"INSERT INTO {sch}.mcp_dead_letters SELECT id, payload, 1, created_at, 5, 'boom' "
-        f"FROM {sch}.mcp_tasks WHERE id = 'x'"
+        f"UPDATE {sch}.mcp_tasks SET dead_at = 5, due_at = 'Infinity', last_error = 'boom', "
+        "attempts = 1 WHERE id = 'x'"
     )
-    await other.execute(f"DELETE FROM {sch}.mcp_tasks WHERE id = 'x'")
     save = asyncio.create_task(s.put_many([_new("x"), _new("y")], now=6))
 
     async def save_waits() -> bool:
