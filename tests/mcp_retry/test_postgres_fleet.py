@@ -45,6 +45,7 @@ class Fleet:
         self.killed: dict[int, datetime] = {}
         self.expected: dict[str, int] = {}
         self.spawned = 0
+        self.drain_s = 0.0
 
     def prepare(self) -> None:
         async def create() -> None:
@@ -113,7 +114,9 @@ class Fleet:
         self.procs.remove(victim)
 
     def remaining(self) -> int:
-        ((n,),) = sql(self.base, f'SELECT count(*) FROM "{self.schema}".mcp_tasks WHERE dead_at IS NULL')
+        ((n,),) = sql(
+            self.base, f'SELECT count(*) FROM "{self.schema}".mcp_tasks WHERE dead_at IS NULL'
+        )
         return int(n)  # type: ignore[call-overload]
 
     def wait_drained(self, timeout: float) -> None:
@@ -174,6 +177,7 @@ class Fleet:
             "dead": len(dead),
             "executions": sum(len(v) for v in runs.values()),
             "kills": len(self.killed),
+            "drain_ms": int(self.drain_s * 1000),
         }
 
 
@@ -204,7 +208,7 @@ def _run(fleet: Fleet, n: int, *, kills: int, seed: int, timeout: float) -> dict
             fleet.spawn()
         t0 = time.monotonic()
         fleet.wait_drained(timeout)
-        print("drained in", time.monotonic() - t0)
+        fleet.drain_s = time.monotonic() - t0
         fleet.stop()
     finally:
         for p in fleet.procs:
@@ -225,6 +229,7 @@ def test_four_workers_share_the_queue_exactly(
     """
     fleet = _fleet(pg_queue_url, postgres_url, pg_schema, tmp_path, lease_s=10.0)
     out = _run(fleet, 1200, kills=0, seed=1, timeout=240)
+    print(out)
     assert out["dead"] > 0 and out["executions"] > out["tasks"]
 
 
@@ -233,8 +238,8 @@ def test_sigkill_random_workers_loses_nothing(
 ) -> None:
     """Workers killed with SIGKILL at random moments and replaced: no task lost, none run in parallel."""
     fleet = _fleet(pg_queue_url, postgres_url, pg_schema, tmp_path, lease_s=2.0)
-    out = _run(fleet, 1200, kills=5, seed=2, timeout=240)
-    assert out["kills"] == 5
+    out = _run(fleet, 800, kills=4, seed=2, timeout=240)
+    assert out["kills"] == 4
 
 
 @pytest.mark.slow
