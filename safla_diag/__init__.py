@@ -31,7 +31,7 @@ from .checks import (
 from .config import SaflaConfig, load_configuration, validate_configuration
 from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
 from .logs import LogReport, analyze_logs
-from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery
+from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, OutcomeUnknown, RecoveringSession
 from .monitoring import (
     LeakAnalysis,
     MemoryLeakDetector,
@@ -61,10 +61,12 @@ __all__ = [
     "MemoryMonitor",
     "MemoryPressureError",
     "MemoryProfiler",
+    "OutcomeUnknown",
     "PerformanceDiagnostic",
     "PerformanceError",
     "PerformanceMonitor",
     "ProfileReport",
+    "RecoveringSession",
     "RecoveryError",
     "SaflaConfig",
     "SaflaDiagError",

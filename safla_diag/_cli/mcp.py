@@ -1,22 +1,112 @@
-"""`safla-diag mcp`: STUB, replaced by its issue's work."""
+"""`safla-diag mcp queue FILE`: what waits in an MCP failed-task queue."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
 from typing import Any
 
-from . import UsageError
+from .._redact import redact
+from ..mcp_retry._store import QueueStats, SQLiteTaskStore
+from . import EXIT_FINDINGS, EXIT_OK, UsageError
 
-__all__ = ["register"]
+__all__ = ["register", "run"]
 
 
 def register(sub: Any) -> None:
-    """Add the `mcp` command."""
-    p: argparse.ArgumentParser = sub.add_parser("mcp", help="(not built yet)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=run)
+    """Add the `mcp` command group."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "mcp", help="inspect MCP retry queues", description="Inspect MCP retry queues."
+    )
+    group = p.add_subparsers(dest="mcp_command", metavar="SUBCOMMAND")
+    group.required = True
+    q = group.add_parser(
+        "queue",
+        help="pending, in-flight and dead-lettered tasks of a queue file",
+        description=(
+            "Show an MCP failed-task queue: pending, in flight, dead-lettered, the oldest task's "
+            "age and when the next one is due. The file is opened read-only. Exit 0 when no task "
+            "is dead-lettered, 1 when some are, 2 when the file is missing or not a queue."
+        ),
+    )
+    q.add_argument("file", metavar="FILE", help="the queue file (SQLite, e.g. mcp_tasks.db)")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.add_argument(
+        "--show", type=int, default=0, metavar="N", help="also list up to N pending and dead tasks"
+    )
+    q.set_defaults(func=run)
+
+
+def _age(seconds: float | None, *, future: bool = False) -> str:
+    if seconds is None:
+        return "-"
+    if seconds <= 0 and future:
+        return "now"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            text = f"{seconds / size:.1f}{unit}"
+            break
+    else:
+        text = f"{seconds:.1f}s"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def _text(stats: QueueStats, now: float, listing: dict[str, list[dict[str, Any]]]) -> str:
+    d = stats.to_dict(now=now)
+    lines = [
+        f"MCP task queue: {stats.location}",
+        f"  pending:        {stats.pending}",
+        f"  in flight:      {stats.in_flight}",
+        f"  dead-lettered:  {stats.dead}",
+        f"  oldest task:    {_age(d['oldest_age_s'])}",
+        f"  next due:       {_age(d['next_due_in_s'], future=True)}",
+    ]
+    for title, rows in (("pending", listing.get("pending", [])), ("dead", listing.get("dead", []))):
+        if rows:
+            lines.append(f"{title} tasks:")
+            for r in rows:
+                err = f"  last error: {r['last_error']}" if r.get("last_error") else ""
+                lines.append(f"  {r['id']}  attempts={r['attempts']}{err}")
+    return "\n".join(lines)
+
+
+def _err(text: str | None) -> str | None:
+    return None if text is None else redact(text)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the command."""
-    raise UsageError("'mcp' is not available in this version yet")
+    """Run `mcp queue`."""
+    target: str = args.file
+    if "://" in target:
+        raise UsageError(f"{redact(target)}: only SQLite queue files are supported by this version")
+    if args.show < 0:
+        raise UsageError("--show must not be negative")
+    store = SQLiteTaskStore(target, readonly=True)
+    try:
+        now = time.time()
+        stats = store.stats_sync(now=now)
+        listing: dict[str, list[dict[str, Any]]] = {}
+        if args.show:
+            listing["pending"] = [
+                {
+                    "id": t.id,
+                    "attempts": t.attempts,
+                    "leased": t.leased,
+                    "last_error": _err(t.last_error),
+                }
+                for t in store.pending_sync(args.show)
+            ]
+            listing["dead"] = [
+                {"id": t.id, "attempts": t.attempts, "last_error": _err(t.last_error)}
+                for t in store.dead_letters_sync(args.show)
+            ]
+    finally:
+        store.close_sync()
+    if args.json:
+        doc = {**stats.to_dict(now=now), **({"tasks": listing} if listing else {})}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        sys.stdout.write(_text(stats, now, listing) + "\n")
+    return EXIT_FINDINGS if stats.dead else EXIT_OK

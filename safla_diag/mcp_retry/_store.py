@@ -31,7 +31,6 @@ import functools
 import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
@@ -183,6 +182,10 @@ class TaskStore(Protocol):
         """Store new tasks in one durable transaction; per task, False when its id was known."""
         ...
 
+    async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
+        """Store a task straight into the dead letters (a call that needs a human decision)."""
+        ...
+
     async def claim(
         self, *, now: float, limit: int, lease_s: float, max_attempts: int
     ) -> list[ClaimedTask]:
@@ -195,6 +198,10 @@ class TaskStore(Protocol):
 
     async def ack(self, task_id: str, lease: str) -> bool:
         """Delete a finished task; False when it was no longer there."""
+        ...
+
+    async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
+        """Delete many finished tasks in one transaction; return how many were there."""
         ...
 
     async def fail(
@@ -259,7 +266,23 @@ _SCHEMA = (
     )""",
 )
 
-_LEASE_EXPIRED = "lease expired during the last attempt (worker died or stalled)"
+# A known id (queued or dead-lettered) stores nothing: the id is the idempotency key.
+_INSERT = (
+    "INSERT OR IGNORE INTO tasks (id, payload, attempts, due_at, created_at) "
+    "SELECT ?, ?, 0, ?, ? WHERE NOT EXISTS (SELECT 1 FROM dead_letters WHERE id = ?)"
+)
+
+# One statement claims the head of the due index: lease, lease end and attempt count together.
+_CLAIM = (
+    "UPDATE tasks SET attempts = attempts + 1, lease = ?, due_at = ? WHERE id IN "
+    "(SELECT id FROM tasks WHERE due_at <= ? ORDER BY due_at LIMIT ?) "
+    "RETURNING id, payload, attempts"
+)
+
+_LEASE_EXPIRED = (
+    "the last attempt never reported back: its lease expired or was released "
+    "(worker died, stalled or stopped)"
+)
 
 
 class SQLiteTaskStore:
@@ -422,16 +445,20 @@ class SQLiteTaskStore:
 
     # -- the work, sync -----------------------------------------------------------------------------
 
-    def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+    def _run(
+        self, fn: Callable[[sqlite3.Connection], T], *, write: bool, single: bool = False
+    ) -> T:
+        """Run ``fn`` under the lock; a write in one transaction (``single``: one statement, atomic
+        and committed on its own, which saves the BEGIN and COMMIT round trips)."""
         with self._lock:
             if self._conn is None:
                 self._conn = self._open()
             conn = self._conn
             try:
-                if not write:
-                    return fn(conn)
-                if self.readonly:
+                if write and self.readonly:
                     raise self._error("is open read-only")
+                if not write or single:
+                    return fn(conn)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     out = fn(conn)
@@ -449,18 +476,25 @@ class SQLiteTaskStore:
         """Insert tasks in one transaction; per task, whether it was new (a known id is kept as is)."""
 
         def work(conn: sqlite3.Connection) -> list[bool]:
-            out = []
-            for t in tasks:
-                if conn.execute("SELECT 1 FROM dead_letters WHERE id = ?", (t.id,)).fetchone():
-                    out.append(False)
-                    continue
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO tasks (id, payload, attempts, due_at, created_at) "
-                    "VALUES (?, ?, 0, ?, ?)",
-                    (t.id, t.payload, t.due_at, now),
-                )
-                out.append(cur.rowcount == 1)
-            return out
+            return [
+                conn.execute(_INSERT, (t.id, t.payload, t.due_at, now, t.id)).rowcount == 1
+                for t in tasks
+            ]
+
+        return self._run(work, write=True, single=len(tasks) == 1)
+
+    def put_dead_sync(self, task: NewTask, *, error: str, now: float) -> bool:
+        """Store a task straight into the dead letters; False when its id is already known."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task.id,)).fetchone():
+                return False
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO dead_letters "
+                "(id, payload, attempts, created_at, dead_at, last_error) VALUES (?, ?, 0, ?, ?, ?)",
+                (task.id, task.payload, now, now, error),
+            )
+            return cur.rowcount == 1
 
         return self._run(work, write=True)
 
@@ -500,37 +534,36 @@ class SQLiteTaskStore:
         if limit <= 0:
             return []
 
-        def work(conn: sqlite3.Connection) -> list[ClaimedTask]:
-            rows = conn.execute(
-                "SELECT id, payload, attempts, lease FROM tasks WHERE due_at <= ? "
-                "ORDER BY due_at LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            out = []
-            until = now + lease_s
-            for task_id, payload, attempts, lease in rows:
-                if attempts >= max_attempts:
-                    # Its last attempt started and never reported back: it counts, and is not rerun.
-                    error = _LEASE_EXPIRED if lease is not None else None
-                    _move_to_dead(conn, task_id, now=now, error=error)
-                    continue
-                token = uuid.uuid4().hex
-                conn.execute(
-                    "UPDATE tasks SET attempts = attempts + 1, lease = ?, due_at = ? WHERE id = ?",
-                    (token, until, task_id),
+        until = now + lease_s
+        token = os.urandom(12).hex()
+        rows = self._run(
+            lambda c: c.execute(_CLAIM, (token, until, now, limit)).fetchall(),
+            write=True,
+            single=True,
+        )
+        out = []
+        exhausted = []
+        for task_id, payload, attempts in rows:
+            if attempts > max_attempts:
+                # Its last attempt started and never reported back (the lease expired): that
+                # attempt counts, and the task is not run again.
+                exhausted.append(task_id)
+                continue
+            out.append(
+                ClaimedTask(
+                    id=task_id, payload=payload, attempts=attempts, lease=token, lease_until=until
                 )
-                out.append(
-                    ClaimedTask(
-                        id=task_id,
-                        payload=payload,
-                        attempts=attempts + 1,
-                        lease=token,
-                        lease_until=until,
-                    )
-                )
-            return out
+            )
+        if exhausted:
 
-        return self._run(work, write=True)
+            def bury(conn: sqlite3.Connection) -> None:
+                for task_id in exhausted:
+                    _move_to_dead(
+                        conn, task_id, now=now, error=_LEASE_EXPIRED, attempts=max_attempts
+                    )
+
+            self._run(bury, write=True)
+        return out
 
     def extend_sync(self, leases: Sequence[tuple[str, str]], *, until: float) -> None:
         """Push the end of the given leases to ``until`` (leases lost meanwhile are left alone)."""
@@ -550,6 +583,20 @@ class SQLiteTaskStore:
         return self._run(
             lambda c: c.execute("DELETE FROM tasks WHERE id = ?", (task_id,)).rowcount == 1,
             write=True,
+            single=True,
+        )
+
+    def ack_many_sync(self, leases: Sequence[tuple[str, str]]) -> int:
+        """Delete many finished tasks in one transaction (group commit of acks)."""
+        if not leases:
+            return 0
+        return self._run(
+            lambda c: (
+                c.executemany(
+                    "DELETE FROM tasks WHERE id = ?", [(task_id,) for task_id, _ in leases]
+                ).rowcount
+            ),
+            write=True,
         )
 
     def fail_sync(
@@ -564,20 +611,25 @@ class SQLiteTaskStore:
     ) -> Outcome:
         """Record a failed attempt under ``lease``: schedule a retry, or dead-letter after the last."""
 
+        def retry(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE tasks SET lease = NULL, due_at = ?, last_error = ? "
+                "WHERE id = ? AND lease = ? AND attempts < ?",
+                (next_attempt_at, error, task_id, lease, max_attempts),
+            )
+            return cur.rowcount == 1
+
+        if self._run(retry, write=True, single=True):
+            return "retry"
+
         def work(conn: sqlite3.Connection) -> Outcome:
             row = conn.execute(
                 "SELECT attempts FROM tasks WHERE id = ? AND lease = ?", (task_id, lease)
             ).fetchone()
             if row is None:
                 return "lost"  # the lease expired and another worker owns the task now
-            if row[0] >= max_attempts:
-                _move_to_dead(conn, task_id, now=now, error=error)
-                return "dead"
-            conn.execute(
-                "UPDATE tasks SET lease = NULL, due_at = ?, last_error = ? WHERE id = ?",
-                (next_attempt_at, error, task_id),
-            )
-            return "retry"
+            _move_to_dead(conn, task_id, now=now, error=error, attempts=min(row[0], max_attempts))
+            return "dead"
 
         return self._run(work, write=True)
 
@@ -696,6 +748,10 @@ class SQLiteTaskStore:
         """See :meth:`put_many_sync`."""
         return await self._off_loop(self.put_many_sync, tasks, now=now)
 
+    async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
+        """See :meth:`put_dead_sync`."""
+        return await self._off_loop(self.put_dead_sync, task, error=error, now=now)
+
     async def claim(
         self, *, now: float, limit: int, lease_s: float, max_attempts: int
     ) -> list[ClaimedTask]:
@@ -711,6 +767,10 @@ class SQLiteTaskStore:
     async def ack(self, task_id: str, lease: str) -> bool:
         """See :meth:`ack_sync`."""
         return await self._off_loop(self.ack_sync, task_id, lease)
+
+    async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
+        """See :meth:`ack_many_sync`."""
+        return await self._off_loop(self.ack_many_sync, leases)
 
     async def fail(
         self,
@@ -758,11 +818,13 @@ class SQLiteTaskStore:
         await asyncio.get_running_loop().create_future()
 
 
-def _move_to_dead(conn: sqlite3.Connection, task_id: str, *, now: float, error: str | None) -> None:
+def _move_to_dead(
+    conn: sqlite3.Connection, task_id: str, *, now: float, error: str | None, attempts: int
+) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO dead_letters (id, payload, attempts, created_at, dead_at, last_error) "
-        "SELECT id, payload, attempts, created_at, ?, coalesce(?, last_error) FROM tasks WHERE id = ?",
-        (now, error, task_id),
+        "SELECT id, payload, ?, created_at, ?, coalesce(?, last_error) FROM tasks WHERE id = ?",
+        (attempts, now, error, task_id),
     )
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
 

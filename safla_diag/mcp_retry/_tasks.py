@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from .._redact import redact
 from ._backends import postgres_store_for
@@ -90,31 +90,37 @@ def encode_task(task: Mapping[str, Any]) -> tuple[str, str]:
     return key, json.dumps(t, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-class _GroupCommit:
-    """Coalesce concurrent saves into one transaction: while a commit runs, the next batch forms."""
+ItemT = TypeVar("ItemT")
 
-    def __init__(self, store: TaskStore, clock: Callable[[], float]) -> None:
-        self._store = store
-        self._clock = clock
-        self._items: list[tuple[NewTask, asyncio.Future[bool]]] = []
+
+class _Coalescer(Generic[ItemT, T]):
+    """
+    Coalesce concurrent writes into one transaction (group commit): while one batch is being
+    committed off the loop, the next one forms.
+    """
+
+    def __init__(self, flush: Callable[[list[ItemT]], Awaitable[list[T]]], name: str) -> None:
+        self._flush_fn = flush
+        self._name = name
+        self._items: list[tuple[ItemT, asyncio.Future[T]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def put(self, item: NewTask) -> bool:
+    async def put(self, item: ItemT) -> T:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
+        fut: asyncio.Future[T] = loop.create_future()
         fut.add_done_callback(_consume)
         self._items.append((item, fut))
         if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush(), name="safla_diag.mcp_retry.save")
-        # A cancelled saver does not abort the commit others wait for; its task is still saved or
-        # not, as for a kill at that moment, and saving it again is harmless (ids are idempotent).
+            self._flusher = loop.create_task(self._flush(), name=self._name)
+        # A cancelled caller does not abort the commit others wait for; its write is done or not,
+        # as for a kill at that moment, and repeating it is harmless (ids are idempotent).
         return await asyncio.shield(fut)
 
     async def _flush(self) -> None:
         while self._items:
             batch, self._items = self._items, []
             try:
-                results = await self._store.put_many([i for i, _ in batch], now=self._clock())
+                results = await self._flush_fn([i for i, _ in batch])
             except BaseException as err:
                 for _, fut in batch:
                     if not fut.done():
@@ -128,9 +134,9 @@ class _GroupCommit:
                     self._items = []
                     raise
                 continue
-            for (_, fut), new in zip(batch, results, strict=True):
+            for (_, fut), result in zip(batch, results, strict=True):
                 if not fut.done():
-                    fut.set_result(new)
+                    fut.set_result(result)
 
     async def aclose(self) -> None:
         if self._flusher is not None and not self._flusher.done():
@@ -211,6 +217,12 @@ class MCPTaskRecovery:
         self._guide_file: Path | None = None
         store = store if store is not None else postgres_store_for(persistence_file)
         if store is None:
+            if "://" in os.fspath(persistence_file):
+                # A database URL selects another backend (PostgreSQL comes with its own issue).
+                raise ValueError(
+                    f"unsupported queue location {redact(os.fspath(persistence_file))!r}: "
+                    "give a file path, or a TaskStore as store="
+                )
             path = Path(persistence_file)
             if path.suffix.lower() == ".json":
                 self._guide_file, path = path, path.with_suffix(".db")
@@ -221,7 +233,12 @@ class MCPTaskRecovery:
         self.last_import: GuideImport | None = None
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
-        self._group = _GroupCommit(self.store, clock)
+        self._saves: _Coalescer[NewTask, bool] = _Coalescer(
+            self._put_batch, "safla_diag.mcp_retry.save"
+        )
+        self._acks: _Coalescer[tuple[str, str], None] = _Coalescer(
+            self._ack_batch, "safla_diag.mcp_retry.ack"
+        )
         self._wake: asyncio.Event | None = None
         self._verdicts: set[asyncio.Future[Any]] = set()
 
@@ -250,9 +267,20 @@ class MCPTaskRecovery:
                 if exists:
                     self.last_import = await self.import_guide_file(self._guide_file)
 
+    async def _put_batch(self, items: list[NewTask]) -> list[bool]:
+        return await self.store.put_many(items, now=self._clock())
+
+    async def _ack_batch(self, leases: list[tuple[str, str]]) -> list[None]:
+        if len(leases) == 1:
+            await self.store.ack(*leases[0])
+        else:
+            await self.store.ack_many(leases)
+        return [None] * len(leases)
+
     async def aclose(self) -> None:
-        """Finish pending saves and close the store."""
-        await self._group.aclose()
+        """Finish pending saves and acks, and close the store."""
+        await self._saves.aclose()
+        await self._acks.aclose()
         await self.store.close()
         self._opened = False
 
@@ -298,7 +326,7 @@ class MCPTaskRecovery:
         await self._ensure_open()
         now = self._clock()
         due = now + (self._delay(0) if delay is None else max(0.0, delay))
-        new = await self._group.put(NewTask(id=key, payload=payload, due_at=due))
+        new = await self._saves.put(NewTask(id=key, payload=payload, due_at=due))
         if new:
             logger.debug("saved failed MCP task %s", redact(key))
         self._wake_event().set()
@@ -328,6 +356,27 @@ class MCPTaskRecovery:
         return [k for k, _ in encoded]
 
     put_many = save_failed_tasks
+
+    async def save_needs_decision(self, task: Mapping[str, Any], *, reason: str) -> bool:
+        """
+        Save a task that must not be retried automatically straight into the dead letters.
+
+        For a call whose outcome is unknown (it may have run) and that is not safe to repeat: a
+        human or the host decides, from ``dead_letters()``, whether to run it again.
+
+        Args:
+            task: A JSON-serialisable mapping, as for :meth:`save_failed_task`.
+            reason: Why it needs a decision; stored as its last error (redacted).
+
+        Returns:
+            False when its id was already known (nothing stored).
+        """
+        key, payload = encode_task(task)
+        await self._ensure_open()
+        now = self._clock()
+        return await self.store.put_dead(
+            NewTask(id=key, payload=payload, due_at=now), error=redact(reason), now=now
+        )
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -496,7 +545,7 @@ class MCPTaskRecovery:
                     error,
                 )
             return False
-        await self._verdict(self.store.ack(c.id, c.lease))
+        await self._verdict(self._acks.put((c.id, c.lease)))
         logger.info("MCP task %s succeeded on attempt %d", redact(c.id), c.attempts)
         return True
 

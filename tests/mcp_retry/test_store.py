@@ -103,7 +103,25 @@ def test_expired_last_lease_is_dead_lettered_not_rerun(store: SQLiteTaskStore) -
     (_c,) = store.claim_sync(now=0, limit=1, lease_s=5, max_attempts=1)
     assert store.claim_sync(now=6, limit=1, lease_s=5, max_attempts=1) == []
     (d,) = store.dead_letters_sync()
-    assert d.id == "a" and "lease expired" in (d.last_error or "")
+    assert d.id == "a" and d.attempts == 1 and "lease expired" in (d.last_error or "")
+
+
+def test_ack_many(store: SQLiteTaskStore) -> None:
+    """Group acks delete every finished task in one transaction."""
+    store.put_many_sync([_new(f"t{i}") for i in range(5)], now=0)
+    claimed = store.claim_sync(now=0, limit=5, lease_s=60, max_attempts=3)
+    assert store.ack_many_sync([(c.id, c.lease) for c in claimed]) == 5
+    assert store.pending_sync() == []
+
+
+def test_released_last_attempt_is_dead_lettered(store: SQLiteTaskStore) -> None:
+    """A final attempt interrupted by a graceful stop still counts: dead-lettered, not rerun."""
+    store.put_many_sync([_new("a")], now=0)
+    (c,) = store.claim_sync(now=0, limit=1, lease_s=60, max_attempts=1)
+    store.release_sync([(c.id, c.lease)], now=1)
+    assert store.claim_sync(now=1, limit=1, lease_s=60, max_attempts=1) == []
+    (d,) = store.dead_letters_sync()
+    assert d.attempts == 1
 
 
 def test_ack_deletes_and_release_keeps_the_count(store: SQLiteTaskStore) -> None:
@@ -121,15 +139,10 @@ def test_claim_reads_only_the_head_of_the_due_index(store: SQLiteTaskStore) -> N
     """Claims and next-due use the due_at index (no scan of the backlog)."""
     conn = store._conn
     assert conn is not None
-    plan = " ".join(
-        r[-1]
-        for r in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE due_at <= 1 ORDER BY due_at LIMIT 4"
-        )
-    )
-    assert "USING INDEX tasks_due" in plan and "SCAN tasks" not in plan.replace(
-        "SCAN tasks USING INDEX", ""
-    )
+    from safla_diag.mcp_retry._store import _CLAIM
+
+    plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + _CLAIM, ("t", 2, 1, 4)))
+    assert "SEARCH tasks USING INDEX tasks_due" in plan and "SCAN" not in plan
     plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN SELECT min(due_at) FROM tasks"))
     assert "tasks_due" in plan
 

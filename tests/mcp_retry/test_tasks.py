@@ -136,6 +136,26 @@ async def test_concurrent_saves_are_group_committed(tmp_path: Path) -> None:
     await rec.aclose()
 
 
+async def test_concurrent_acks_are_group_committed(tmp_path: Path) -> None:
+    """Tasks finishing together are acknowledged in shared transactions."""
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=Recorder(), retry_delay=0, concurrency=8)
+    await rec.save_failed_tasks([{"id": f"t{i}"} for i in range(32)])
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore)
+    batches: list[int] = []
+    real = store.ack_many_sync
+
+    def spy(leases: Any) -> int:
+        batches.append(len(leases))
+        return real(leases)
+
+    store.ack_many_sync = spy  # type: ignore[method-assign]
+    assert await rec.retry_once() == 32
+    assert await rec.load_failed_tasks() == 0
+    assert batches and max(batches) > 1
+    await rec.aclose()
+
+
 async def test_cancelled_saver_does_not_break_others(tmp_path: Path) -> None:
     """Cancelling one saver leaves the shared commit intact for the rest."""
     rec = MCPTaskRecovery(tmp_path / "q.db", execute=Recorder())
@@ -278,6 +298,15 @@ async def test_bad_arguments() -> None:
     for kw in ({"max_retries": 0}, {"retry_delay": -1}, {"lease_s": 0}, {"concurrency": 0}):
         with pytest.raises(ValueError):
             MCPTaskRecovery("x.db", execute=Recorder(), **kw)  # type: ignore[arg-type]
+
+
+def test_url_refused_with_redacted_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database URL is not taken for a file name (no 'postgresql:' folder appears)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError) as err:
+        MCPTaskRecovery("postgresql://u:hunter2@db/q", execute=Recorder())
+    assert "hunter2" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_repr_is_short() -> None:

@@ -1,0 +1,64 @@
+"""The task validator: every JSON mapping is accepted and round-trips; anything else is refused."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from safla_diag.mcp_retry._tasks import encode_task
+
+JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+JSON = st.recursive(
+    JSON_LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+BAD_LEAVES = st.sampled_from([{1, 2}, b"bytes", object(), math.nan, math.inf, -math.inf, 1j])
+
+
+@given(st.dictionaries(st.text(max_size=8), JSON, max_size=6))
+def test_json_mappings_round_trip(task: dict[str, Any]) -> None:
+    """Any JSON mapping is accepted; the stored payload decodes to it (with its id)."""
+    task.pop("id", None)
+    key, payload = encode_task(task)
+    back = json.loads(payload)
+    assert back.pop("id") == key
+    assert back == json.loads(json.dumps(task))
+
+
+@given(
+    st.dictionaries(st.text(max_size=8), JSON, max_size=4),
+    st.text(max_size=8),
+    BAD_LEAVES,
+    st.integers(0, 3),
+)
+def test_non_json_refused(task: dict[str, Any], key: str, bad: Any, depth: int) -> None:
+    """A non-JSON value anywhere in the task is refused with TypeError or ValueError."""
+    value: Any = bad
+    for _ in range(depth):
+        value = [value]
+    task = {**task, "id": "x", key or "k": value}
+    with pytest.raises((TypeError, ValueError)):
+        encode_task(task)
+
+
+def test_too_deep_refused() -> None:
+    """Nesting deeper than the limit is refused instead of overflowing the stack."""
+    value: Any = 1
+    for _ in range(200):
+        value = [value]
+    with pytest.raises(ValueError, match="deeper"):
+        encode_task({"v": value})
