@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from ._postgres import PostgresTaskStore, is_postgres_url
+from ._postgres import PostgresQueueView, PostgresTaskStore, is_postgres_url
 from ._store import SQLiteTaskStore, TaskStore
 
-__all__ = ["is_postgres_url", "open_store_for", "postgres_store_for", "store_for"]
+__all__ = ["inspect_store", "is_postgres_url", "open_store_for", "postgres_store_for", "store_for"]
 
 
 def postgres_store_for(location: object, *, readonly: bool = False) -> PostgresTaskStore | None:
@@ -67,3 +67,16 @@ async def open_store_for(location: str | os.PathLike[str], *, readonly: bool = T
     store = store_for(location, readonly=readonly)
     await store.open()
     return store
+
+
+def inspect_store(location: str | os.PathLike[str]) -> SQLiteTaskStore | PostgresQueueView:
+    """
+    A blocking, read-only view of the queue at ``location``, for tools without an event loop.
+
+    Both have ``stats_sync``, ``pending_sync``, ``dead_letters_sync`` and ``close_sync``; nothing
+    is created or changed (a missing file or schema raises QueueStoreError on first use).
+    """
+    if is_postgres_url(location):
+        assert isinstance(location, str)
+        return PostgresQueueView(location)
+    return SQLiteTaskStore(location, readonly=True)

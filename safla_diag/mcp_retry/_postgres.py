@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .._lazy import import_optional
 from .._redact import redact
 from ._store import (
+    _LEASE_EXPIRED,
     KIND,
     ClaimedTask,
     DeadLetter,
@@ -54,7 +55,13 @@ from ._store import (
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["DEFAULT_SCHEMA", "PG_SCHEMA_VERSION", "PostgresTaskStore", "is_postgres_url"]
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "PG_SCHEMA_VERSION",
+    "PostgresQueueView",
+    "PostgresTaskStore",
+    "is_postgres_url",
+]
 
 logger = logging.getLogger("safla_diag.mcp_retry")
 
@@ -64,7 +71,6 @@ _SCHEMES = ("postgresql://", "postgres://")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 # Key of the advisory lock that serialises schema creation and migration across replicas.
 _LOCK_CLASS = 0x5AF1A
-_LEASE_EXPIRED = "lease expired during the last attempt (worker died or stalled)"
 
 T = TypeVar("T")
 
@@ -91,6 +97,62 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             FROM {s}.mcp_tasks WHERE dead_at IS NOT NULL""",
     ),
 }
+
+
+_SQL_RELATIONS = (
+    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'p')"
+)
+_SQL_META = "SELECT key, value FROM {s}.safla_meta"
+_SQL_PENDING = """SELECT id, payload, attempts, created_at, due_at, lease, last_error
+    FROM {s}.mcp_tasks WHERE dead_at IS NULL ORDER BY due_at, id LIMIT %s"""
+_SQL_DEAD = """SELECT id, payload, attempts, created_at, dead_at, last_error
+    FROM {s}.mcp_dead_letters ORDER BY dead_at, id LIMIT %s"""
+# One statement, so the figures come from one snapshot and agree with each other.
+_SQL_STATS = """SELECT
+    count(*) FILTER (WHERE lease IS NOT NULL AND due_at > %(now)s),
+    count(*) FILTER (WHERE dead_at IS NULL),
+    count(*) FILTER (WHERE dead_at IS NOT NULL),
+    min(created_at) FILTER (WHERE dead_at IS NULL),
+    coalesce(
+        min(due_at) FILTER (WHERE dead_at IS NULL AND (lease IS NULL OR due_at <= %(now)s)),
+        min(due_at) FILTER (WHERE dead_at IS NULL))
+    FROM {s}.mcp_tasks"""
+
+
+def _stored(r: Sequence[Any]) -> StoredTask:
+    return StoredTask(
+        id=str(r[0]),
+        payload=str(r[1]),
+        attempts=int(r[2]),
+        created_at=float(r[3]),
+        due_at=float(r[4]),
+        leased=r[5] is not None,
+        last_error=r[6],
+    )
+
+
+def _dead(r: Sequence[Any]) -> DeadLetter:
+    return DeadLetter(
+        id=str(r[0]),
+        payload=str(r[1]),
+        attempts=int(r[2]),
+        created_at=float(r[3]),
+        dead_at=float(r[4]),
+        last_error=r[5],
+    )
+
+
+def _stats(r: Sequence[Any] | None, location: str) -> QueueStats:
+    assert r is not None
+    return QueueStats(
+        pending=int(r[1]) - int(r[0]),
+        in_flight=int(r[0]),
+        dead=int(r[2]),
+        oldest_created_at=None if r[3] is None else float(r[3]),
+        next_due_at=None if r[4] is None else float(r[4]),
+        location=location,
+    )
 
 
 def is_postgres_url(location: object) -> bool:
@@ -281,22 +343,22 @@ class PostgresTaskStore:
     # -- schema -----------------------------------------------------------------------------------
 
     async def _read_meta(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, str] | None:
-        cur = await conn.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'p')",
-            (self.schema,),
-        )
-        names = {str(r[0]) for r in await cur.fetchall()}
-        if "safla_meta" not in names:
-            ours = {"mcp_tasks", "mcp_dead_letters"} & names
-            if ours:
-                raise self._error(
-                    f"schema holds {', '.join(sorted(ours))} but no safla_meta: "
-                    "not a queue made by safla_diag; refusing to touch it"
-                )
+        cur = await conn.execute(_SQL_RELATIONS, (self.schema,))
+        if not self._meta_present({str(r[0]) for r in await cur.fetchall()}):
             return None
-        cur = await conn.execute(f"SELECT key, value FROM {self._s}.safla_meta")
+        cur = await conn.execute(_SQL_META.format(s=self._s))
         return {str(k): str(v) for k, v in await cur.fetchall()}
+
+    def _meta_present(self, names: set[str]) -> bool:
+        if "safla_meta" in names:
+            return True
+        ours = {"mcp_tasks", "mcp_dead_letters"} & names
+        if ours:
+            raise self._error(
+                f"schema holds {', '.join(sorted(ours))} but no safla_meta: "
+                "not a queue made by safla_diag; refusing to touch it"
+            )
+        return False
 
     def _check_meta(self, meta: dict[str, str]) -> int:
         if meta.get("kind") != KIND:
@@ -421,6 +483,23 @@ class PostgresTaskStore:
 
         return await self._run("saving tasks", work, safe_to_repeat=True)
 
+    async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
+        """Store a task straight into the dead letters; False when its id is already known."""
+        self._writable()
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> bool:
+            cur = await conn.execute(
+                f"""INSERT INTO {s}.mcp_tasks
+                    (id, payload, attempts, due_at, created_at, dead_at, last_error)
+                VALUES (%s, %s, 0, 'Infinity'::float8, %s, %s, %s)
+                ON CONFLICT (id) DO NOTHING""",
+                (task.id, task.payload, now, now, error),
+            )
+            return cur.rowcount == 1
+
+        return await self._run("saving a dead letter", work, safe_to_repeat=True)
+
     async def claim(
         self, *, now: float, limit: int, lease_s: float, max_attempts: int
     ) -> list[ClaimedTask]:
@@ -445,12 +524,12 @@ class PostgresTaskStore:
                     FOR UPDATE SKIP LOCKED
                 )
                 UPDATE {s}.mcp_tasks t SET
-                    attempts = t.attempts + CASE WHEN p.spent THEN 0 ELSE 1 END,
+                    attempts = CASE WHEN p.spent THEN least(t.attempts, %(max)s)
+                        ELSE t.attempts + 1 END,
                     lease = CASE WHEN p.spent THEN NULL ELSE %(token)s END,
                     due_at = CASE WHEN p.spent THEN 'Infinity'::float8 ELSE %(until)s END,
                     dead_at = CASE WHEN p.spent THEN %(now)s END,
-                    last_error = CASE WHEN p.spent AND t.lease IS NOT NULL THEN %(expired)s
-                        ELSE t.last_error END
+                    last_error = CASE WHEN p.spent THEN %(expired)s ELSE t.last_error END
                 FROM picked p
                 WHERE t.id = p.id
                 RETURNING t.id, t.payload, t.attempts, p.due_at, p.spent""",
@@ -507,6 +586,21 @@ class PostgresTaskStore:
 
         return await self._run("acknowledging a task", work, retry_for=self.verdict_retry_s)
 
+    async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
+        """Delete many finished tasks in one statement (group commit of acks); how many were there."""
+        if not leases:
+            return 0
+        s = self._s
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+            cur = await conn.execute(
+                f"DELETE FROM {s}.mcp_tasks WHERE id = ANY(%s::text[]) AND dead_at IS NULL",
+                ([i for i, _ in leases],),
+            )
+            return cur.rowcount
+
+        return await self._run("acknowledging tasks", work, retry_for=self.verdict_retry_s)
+
     async def fail(
         self,
         task_id: str,
@@ -525,6 +619,7 @@ class PostgresTaskStore:
                 f"""WITH done AS (
                     UPDATE {s}.mcp_tasks SET
                         lease = NULL,
+                        attempts = least(attempts, %(max)s),
                         last_error = %(error)s,
                         due_at = CASE WHEN attempts >= %(max)s THEN 'Infinity'::float8
                             ELSE %(next)s END,
@@ -599,23 +694,8 @@ class PostgresTaskStore:
         s = self._s
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[StoredTask]:
-            cur = await conn.execute(
-                f"""SELECT id, payload, attempts, created_at, due_at, lease, last_error
-                FROM {s}.mcp_tasks WHERE dead_at IS NULL ORDER BY due_at, id LIMIT %s""",
-                (limit,),
-            )
-            return [
-                StoredTask(
-                    id=str(r[0]),
-                    payload=str(r[1]),
-                    attempts=int(r[2]),
-                    created_at=float(r[3]),
-                    due_at=float(r[4]),
-                    leased=r[5] is not None,
-                    last_error=r[6],
-                )
-                for r in await cur.fetchall()
-            ]
+            cur = await conn.execute(_SQL_PENDING.format(s=s), (limit,))
+            return [_stored(r) for r in await cur.fetchall()]
 
         return await self._run("listing tasks", work, safe_to_repeat=True)
 
@@ -624,22 +704,8 @@ class PostgresTaskStore:
         s = self._s
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[DeadLetter]:
-            cur = await conn.execute(
-                f"""SELECT id, payload, attempts, created_at, dead_at, last_error
-                FROM {s}.mcp_dead_letters ORDER BY dead_at, id LIMIT %s""",
-                (limit,),
-            )
-            return [
-                DeadLetter(
-                    id=str(r[0]),
-                    payload=str(r[1]),
-                    attempts=int(r[2]),
-                    created_at=float(r[3]),
-                    dead_at=float(r[4]),
-                    last_error=r[5],
-                )
-                for r in await cur.fetchall()
-            ]
+            cur = await conn.execute(_SQL_DEAD.format(s=s), (limit,))
+            return [_dead(r) for r in await cur.fetchall()]
 
         return await self._run("listing dead letters", work, safe_to_repeat=True)
 
@@ -648,29 +714,8 @@ class PostgresTaskStore:
         s = self._s
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> QueueStats:
-            cur = await conn.execute(
-                f"""SELECT
-                    count(*) FILTER (WHERE lease IS NOT NULL AND due_at > %(now)s),
-                    count(*) FILTER (WHERE dead_at IS NULL),
-                    count(*) FILTER (WHERE dead_at IS NOT NULL),
-                    min(created_at) FILTER (WHERE dead_at IS NULL),
-                    coalesce(
-                        min(due_at) FILTER (WHERE dead_at IS NULL
-                            AND (lease IS NULL OR due_at <= %(now)s)),
-                        min(due_at) FILTER (WHERE dead_at IS NULL))
-                FROM {s}.mcp_tasks""",
-                {"now": now},
-            )
-            r = await cur.fetchone()
-            assert r is not None
-            return QueueStats(
-                pending=int(r[1]) - int(r[0]),
-                in_flight=int(r[0]),
-                dead=int(r[2]),
-                oldest_created_at=None if r[3] is None else float(r[3]),
-                next_due_at=None if r[4] is None else float(r[4]),
-                location=self.location,
-            )
+            cur = await conn.execute(_SQL_STATS.format(s=s), {"now": now})
+            return _stats(await cur.fetchone(), self.location)
 
         return await self._run("reading queue stats", work, safe_to_repeat=True)
 
@@ -747,3 +792,68 @@ async def _noop() -> None:
 def _describe(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return redact(text[:500])
+
+
+class PostgresQueueView:
+    """
+    A blocking, read-only view of a shared queue, for tools without an event loop (the CLI).
+
+    It has the inspection methods of :class:`~._store.SQLiteTaskStore` (``stats_sync``,
+    ``pending_sync``, ``dead_letters_sync``, ``close_sync``) on one short-lived connection.
+
+    Args:
+        url: As for :class:`PostgresTaskStore`.
+        schema: As for :class:`PostgresTaskStore`.
+    """
+
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self._store = PostgresTaskStore(url, schema=schema, readonly=True)
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<PostgresQueueView {self.location!r}>"
+
+    @property
+    def location(self) -> str:
+        """The URL with its ``schema`` parameter, password redacted."""
+        return self._store.location
+
+    def _query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        pg = import_optional("psycopg")
+        st = self._store
+        try:
+            if self._conn is None:
+                conn: psycopg.Connection[Any] = pg.Connection.connect(st._conninfo, autocommit=True)
+                try:
+                    cur = conn.execute(_SQL_RELATIONS, (st.schema,))
+                    if not st._meta_present({str(r[0]) for r in cur.fetchall()}):
+                        raise st._error("no MCP task queue in this schema")
+                    meta = conn.execute(_SQL_META.format(s=st._s)).fetchall()
+                    st._check_meta({str(k): str(v) for k, v in meta})
+                except BaseException:
+                    conn.close()
+                    raise
+                self._conn = conn
+            return self._conn.execute(sql.format(s=st._s), params).fetchall()
+        except pg.Error as err:
+            self.close_sync()
+            raise st._error(f"cannot read the queue: {_describe(err)}") from err
+
+    def stats_sync(self, *, now: float) -> QueueStats:
+        """Counts and times for a status display."""
+        rows = self._query(_SQL_STATS, {"now": now})
+        return _stats(rows[0] if rows else None, self.location)
+
+    def pending_sync(self, limit: int | None = None) -> list[StoredTask]:
+        """The queued tasks, soonest due first."""
+        return [_stored(r) for r in self._query(_SQL_PENDING, (limit,))]
+
+    def dead_letters_sync(self, limit: int | None = None) -> list[DeadLetter]:
+        """The dead-lettered tasks, oldest first."""
+        return [_dead(r) for r in self._query(_SQL_DEAD, (limit,))]
+
+    def close_sync(self) -> None:
+        """Close the connection; idempotent."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

@@ -156,6 +156,23 @@ async def test_ack_deletes_and_release_keeps_the_count(store: TaskStore) -> None
     assert await store.put_many([_new("a")], now=2) == [True]
 
 
+async def test_ack_many_and_put_dead(store: TaskStore) -> None:
+    """Acks in one batch delete what is there; a task put straight into the dead letters is known."""
+    await store.put_many([_new("a"), _new("b"), _new("c")], now=0)
+    got = await store.claim(now=0, limit=3, lease_s=60, max_attempts=3)
+    assert await store.ack_many([(c.id, c.lease) for c in got if c.id != "c"]) == 2
+    assert await store.ack_many([("a", "x")]) == 0
+    assert [t.id for t in await store.pending()] == ["c"]
+    assert await store.put_dead(_new("d"), error="needs a decision", now=5) is True
+    assert await store.put_dead(_new("d"), error="again", now=6) is False
+    assert await store.put_dead(_new("c"), error="queued already", now=6) is False
+    assert await store.put_many([_new("d")], now=7) == [False]
+    (d,) = await store.dead_letters()
+    assert (d.id, d.attempts, d.last_error) == ("d", 0, "needs a decision")
+    assert await store.claim(now=100, limit=5, lease_s=60, max_attempts=3) == []  # c is leased
+    assert (await store.stats(now=100)).dead == 1
+
+
 async def test_extend_only_touches_live_leases(store: TaskStore) -> None:
     """Renewing pushes the lease's end; a lease taken over by another worker is left alone."""
     await store.put_many([_new("a", 0.0), _new("b", 1.0)], now=0)

@@ -6,7 +6,9 @@ connection loss, and secrets kept out of messages. Against the real PostgreSQL o
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -325,3 +327,43 @@ async def _until(cond: Callable[[], bool], event: asyncio.Event, timeout: float 
 def test_drop_schema_helper_is_idempotent(postgres_url: str) -> None:
     """Dropping a schema that is not there is fine (fixtures clean up after failed tests)."""
     drop_schema(postgres_url, "t_never_created")
+
+
+async def test_cli_shows_the_shared_queue(pg_queue_url: str, cli: Any) -> None:
+    """`safla-diag mcp queue postgresql://...` shows the shared queue; the password stays hidden."""
+    s = PostgresTaskStore(pg_queue_url)
+    now = time.time()
+    await s.put_many([_new("a", now + 60), _new("b", now + 120), _new("c", now)], now=now)
+    (c,) = await s.claim(now=now, limit=1, lease_s=600, max_attempts=1)
+    await s.fail(
+        c.id,
+        c.lease,
+        error="password=hunter2 refused",
+        now=now,
+        next_attempt_at=now,
+        max_attempts=1,
+    )
+    await s.close()
+    url = pg_queue_url.replace("postgres@", f"postgres:{SECRET}@")
+    r = await asyncio.to_thread(cli, "mcp", "queue", url, "--json", "--show", "5")
+    assert r.returncode == 1, r.stderr  # a dead letter is a finding
+    doc = json.loads(r.stdout)
+    assert (doc["pending"], doc["in_flight"], doc["dead"]) == (2, 0, 1)
+    assert [t["id"] for t in doc["tasks"]["pending"]] == ["a", "b"]
+    assert [t["id"] for t in doc["tasks"]["dead"]] == ["c"]
+    assert SECRET not in r.stdout + r.stderr and "hunter2" not in r.stdout
+    r = await asyncio.to_thread(cli, "mcp", "queue", url)
+    assert r.returncode == 1 and "dead-lettered:  1" in r.stdout and SECRET not in r.stdout
+
+
+async def test_cli_missing_or_unreachable_queue(pg_queue_url: str, cli: Any) -> None:
+    """A schema without a queue, or no server: one line on stderr, exit 2, nothing created."""
+    r = await asyncio.to_thread(cli, "mcp", "queue", pg_queue_url)
+    assert r.returncode == 2 and "no MCP task queue" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = await asyncio.to_thread(
+        cli, "mcp", "queue", f"postgresql://postgres:{SECRET}@127.0.0.1:1/test?connect_timeout=2"
+    )
+    assert r.returncode == 2 and SECRET not in r.stderr and "Traceback" not in r.stderr
+    r = await asyncio.to_thread(cli, "mcp", "queue", "redis://127.0.0.1/0")
+    assert r.returncode == 2 and "postgresql://" in r.stderr
