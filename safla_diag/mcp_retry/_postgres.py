@@ -229,6 +229,7 @@ class PostgresTaskStore:
         self._listen: psycopg.AsyncConnection[Any] | None = None
         self._lock: asyncio.Lock | None = None
         self._schema_ok = False
+        self._closed = False
         digest = hashlib.sha1(self.schema.encode(), usedforsecurity=False).hexdigest()[:16]
         self.channel = f"safla_diag_mcp_{digest}"
         self._s = '"' + self.schema.replace('"', '""') + '"'
@@ -302,6 +303,7 @@ class PostgresTaskStore:
         deadline = time.monotonic() + retry_for
         delay = 0.05
         tries = 0
+        self._closed = False
         while True:
             tries += 1
             async with self._get_lock():
@@ -429,6 +431,7 @@ class PostgresTaskStore:
 
     async def close(self) -> None:
         """Close both connections; idempotent."""
+        self._closed = True
         await self._drop()
         await self._close_listen()
         self._schema_ok = False
@@ -750,6 +753,9 @@ class PostgresTaskStore:
                     self.location,
                     _describe(err),
                 )
+        if self._closed:
+            # Closed meanwhile (the worker is stopping): listen no more, wait to be cancelled.
+            await asyncio.get_running_loop().create_future()
         delay = 0.1
         while True:
             try:
