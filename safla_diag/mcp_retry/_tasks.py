@@ -278,9 +278,11 @@ class MCPTaskRecovery:
         return [None] * len(leases)
 
     async def aclose(self) -> None:
-        """Finish pending saves and acks, and close the store."""
+        """Finish pending saves, acks and verdicts, and close the store."""
         await self._saves.aclose()
         await self._acks.aclose()
+        if self._verdicts:
+            await asyncio.gather(*self._verdicts, return_exceptions=True)
         await self.store.close()
         self._opened = False
 
@@ -664,6 +666,11 @@ class MCPTaskRecovery:
                 finally:
                     woken.cancel()
                 if change in done:
+                    if not change.cancelled() and change.exception() is not None:
+                        logger.warning(
+                            "MCP task queue notifications failed: %s",
+                            describe_error(change.exception()),  # type: ignore[arg-type]
+                        )
                     change = None
                 for fut in [f for f in running if f.done()]:
                     del running[fut]
@@ -681,4 +688,4 @@ class MCPTaskRecovery:
                 fut.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
-                await self._release([c for f, c in running.items() if f.cancelled()])
+            await self._release([c for f, c in running.items() if f.cancelled()])
