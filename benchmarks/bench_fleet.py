@@ -8,7 +8,9 @@ backend in one process, and claim latency under contention beside a naive claim.
    wait for the disk) in one process. Twice: one commit per operation (a replica saving one failed
    call, a worker acking one task at a time), and 100 tasks per commit (put_many, claims of 100,
    ack_many: what MCPTaskRecovery's coalesced saves and acks do under load), with 10 N tasks.
-2. Claim latency under contention: 4 processes claim one task at a time from a shared backlog and
+2. Hand-over between replicas: a task saved on one replica, run by another replica's worker that
+   was sleeping on an empty queue (woken by LISTEN/NOTIFY): time from save to execution.
+3. Claim latency under contention: 4 processes claim one task at a time from a shared backlog and
    ack it; ours (one statement, ``FOR UPDATE SKIP LOCKED``) beside a naive claim (``SELECT ... FOR
    UPDATE`` then ``UPDATE`` in a transaction, no SKIP LOCKED): median and p99 latency per claim, and
    how many naive claims came back empty although tasks were due (the row they waited for was
@@ -134,6 +136,31 @@ async def _worker_latency(url: str, naive: bool, quota: int) -> dict[str, Any]:
     return {"latencies": lat, "empty": empty}
 
 
+async def _worker_handover(url: str, count: int) -> dict[str, Any]:
+    """Replica B: a worker idle on an empty queue; records how long after its save each task ran."""
+    from safla_diag import MCPTaskRecovery
+
+    lat: list[float] = []
+    done = asyncio.Event()
+
+    async def execute(task: dict[str, Any]) -> None:
+        lat.append(time.time() - task["saved_at"])
+        if len(lat) >= count:
+            done.set()
+
+    q = MCPTaskRecovery(url, execute=execute, retry_delay=0)
+    await q.load_failed_tasks()
+    worker = asyncio.ensure_future(q.retry_failed_tasks())
+    await asyncio.sleep(0.5)  # let it reach its sleep, listening
+    print("ready", flush=True)
+    async with asyncio.timeout(120):
+        await done.wait()
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    await q.aclose()
+    return {"latencies": lat}
+
+
 def _spawn(procs: int, *args: str) -> list[dict[str, Any]]:
     """Start ``procs`` worker processes, release them at once, and collect their JSON results."""
     ps = [
@@ -256,9 +283,41 @@ def latency(procs: int, naive: bool, backlog: int, quota: int) -> dict[str, Any]
         _drop(schema)
 
 
+def handover(count: int) -> dict[str, Any]:
+    """Replica A (this process) saves a task every 50 ms; replica B's idle worker runs it."""
+    from safla_diag import MCPTaskRecovery
+
+    schema, url = _fresh_schema()
+    try:
+        p = subprocess.Popen(
+            [sys.executable, __file__, "--worker", "handover", url, str(count)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+
+        async def save() -> None:
+            q = MCPTaskRecovery(url, execute=lambda t: None, retry_delay=0)
+            for _ in range(count):
+                await q.save_failed_task({"tool": "x", "saved_at": time.time()}, delay=0)
+                await asyncio.sleep(0.05)
+            await q.aclose()
+
+        asyncio.run(save())
+        stdout, _ = p.communicate(timeout=120)
+        lat = sorted(json.loads(stdout.strip().splitlines()[-1])["latencies"])
+        return {
+            "tasks": len(lat),
+            "p50_ms": statistics.median(lat) * 1000,
+            "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)] * 1000,
+        }
+    finally:
+        _drop(schema)
+
+
 def _throughputs(n: int, batch: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
     how = "one commit per operation" if batch == 1 else f"{batch} tasks per commit"
-    print(f"enqueue + claim + ack, {n} tasks of ~300 bytes, {how}")
+    print(f"enqueue + claim + ack, {n} tasks of ~300 bytes, {how} (best of 2)")
     out: dict[str, Any] = {}
     for sync in ("NORMAL", "FULL"):
         r = max(
@@ -267,7 +326,7 @@ def _throughputs(n: int, batch: int, rows: list[dict[str, Any]]) -> dict[str, An
         out[f"sqlite_{sync}"] = r
         print(f"  SQLite (WAL, {sync:<6}), 1 process:      {r['tasks_per_s']:9.0f} tasks/s")
     for procs in (1, 2, 4):
-        r = throughput_pg(n, procs, batch)
+        r = max((throughput_pg(n, procs, batch) for _ in range(2)), key=lambda r: r["tasks_per_s"])
         out[f"pg_{procs}"] = r
         print(
             f"  PostgreSQL, {procs} worker process(es):    {r['tasks_per_s']:9.0f} tasks/s"
@@ -300,6 +359,13 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     per_op = _throughputs(n, 1, rows)
     batched = _throughputs(n * 10, 100, rows)
+    print("hand-over: saved on replica A (this process), run by replica B's idle worker")
+    hand = handover(60)
+    print(
+        f"  save -> execution on the other replica: p50 {hand['p50_ms']:.1f} ms"
+        f"  p99 {hand['p99_ms']:.1f} ms  ({hand['tasks']} tasks; without NOTIFY: never,"
+        " the idle worker has no due time to wake for)"
+    )
     print("claim latency: processes claiming one task at a time from a 2 000-task backlog")
     quota = 150
     ours1 = latency(1, naive=False, backlog=2000, quota=quota)
@@ -324,6 +390,7 @@ def main() -> None:
         per_operation=per_op,
         group_commit=batched,
         latency=[ours1, ours4, naive4],
+        handover=hand,
         cpus=os.cpu_count(),
     )
 
@@ -331,8 +398,10 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         kind = sys.argv[2]
-        if kind == "throughput":
-            result: Any = asyncio.run(
+        if kind == "handover":
+            result: Any = asyncio.run(_worker_handover(sys.argv[3], int(sys.argv[4])))
+        elif kind == "throughput":
+            result = asyncio.run(
                 _worker_throughput(sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
             )
         else:
