@@ -317,6 +317,26 @@ async def test_connection_loss_worker_backs_off_and_resumes(
     assert "MCP task queue error" in caplog.text or "retrying" in caplog.text
 
 
+async def test_verdict_waits_out_a_short_outage(pg_schema: str) -> None:
+    """An ack sent while PostgreSQL is away is retried on a fresh connection and lands once back."""
+    proxy = Proxy()
+    await proxy.start()
+    s = PostgresTaskStore(proxy.url(pg_schema), verdict_retry_s=20)
+    await s.put_many([_new("a"), _new("b")], now=0)
+    a, b = await s.claim(now=0, limit=2, lease_s=60, max_attempts=3)
+    proxy.cut()
+    with pytest.raises(QueueStoreError, match="claiming"):
+        await s.claim(now=0, limit=1, lease_s=60, max_attempts=3)  # claims are not retried
+    asyncio.get_running_loop().call_later(0.3, proxy.restore)
+    assert await s.ack(a.id, a.lease) is True
+    assert await s.fail(b.id, b.lease, error="x", now=0, next_attempt_at=0, max_attempts=3) == (
+        "retry"
+    )
+    assert [(t.id, t.attempts) for t in await s.pending()] == [("b", 1)]
+    await s.close()
+    await proxy.close()
+
+
 async def _until(cond: Callable[[], bool], event: asyncio.Event, timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while not cond():
