@@ -155,6 +155,10 @@ def _stats(r: Sequence[Any] | None, location: str) -> QueueStats:
     )
 
 
+class _Unreachable(QueueStoreError):
+    """PostgreSQL could not be reached: worth another try later, unlike a schema problem."""
+
+
 def is_postgres_url(location: object) -> bool:
     """Whether ``location`` is a ``postgresql://`` or ``postgres://`` URL (not a file path)."""
     return isinstance(location, str) and location.lower().startswith(_SCHEMES)
@@ -255,7 +259,8 @@ class PostgresTaskStore:
                 self._conninfo, autocommit=True
             )
         except pg.Error as err:
-            raise self._error(f"cannot connect to PostgreSQL: {_describe(err)}") from err
+            msg = f"{self.location}: cannot connect to PostgreSQL: {_describe(err)}"
+            raise _Unreachable(redact(msg), location=self.location) from err
         return conn
 
     def _get_lock(self) -> asyncio.Lock:
@@ -322,7 +327,7 @@ class PostgresTaskStore:
                         f"{what}: no answer from PostgreSQL within {self.op_timeout_s:g}s"
                     )
                     problem.__cause__ = err
-                except QueueStoreError as err:
+                except _Unreachable as err:
                     await self._drop()
                     problem = err
                 except (pg.OperationalError, pg.InterfaceError) as err:
