@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from .._redact import redact
+from ._backends import postgres_store_for
 from ._guide import GuideImport, guide_task_id, parse_guide_file
 from ._store import (
     ClaimedTask,
@@ -214,6 +215,7 @@ class MCPTaskRecovery:
         self._clock = clock
         self._rng = rng or random.Random()
         self._guide_file: Path | None = None
+        store = store if store is not None else postgres_store_for(persistence_file)
         if store is None:
             if "://" in os.fspath(persistence_file):
                 # A database URL selects another backend (PostgreSQL comes with its own issue).

@@ -337,7 +337,7 @@ def test_url_refused_with_redacted_message(tmp_path: Path, monkeypatch: pytest.M
     """A database URL is not taken for a file name (no 'postgresql:' folder appears)."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError) as err:
-        MCPTaskRecovery("postgresql://u:hunter2@db/q", execute=Recorder())
+        MCPTaskRecovery("mysql://u:hunter2@db/q", execute=Recorder())
     assert "hunter2" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
