@@ -111,28 +111,34 @@ class Accumulator:
     templates_truncated: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class _Batch:
-    """The chunk's records of the chosen levels: line numbers, levels and message bytes."""
+    """
+    The chunk's records of the chosen levels, as one newline-joined bytes object.
+
+    Each record is its level's tag byte followed by its message; ``lines`` are their line
+    numbers in the chunk, in order.
+    """
 
     lines: list[int] = field(default_factory=list)
-    levels: list[str] = field(default_factory=list)
-    messages: list[bytes | bytearray] = field(default_factory=list)
+    joined: bytes = b""
+    _extra: list[tuple[int, bytes]] = field(default_factory=list)
 
-    def add(self, line: int, level: str, message: str) -> None:
+    def add(self, line: int, tag: bytes, message: str) -> None:
+        """Add one record parsed in Python (JSON, needle path, odd lines)."""
         text = message[:_MESSAGE_BYTES].replace("\n", " ").replace("\r", " ")
-        self.lines.append(line)
-        self.levels.append(level)
-        self.messages.append(text.encode("utf-8", "replace"))
+        self._extra.append((line, tag + text.encode("utf-8", "replace")))
 
-    def sort(self) -> None:
-        if any(a > b for a, b in zip(self.lines, self.lines[1:], strict=False)):
-            import numpy as np
-
-            order = np.argsort(np.array(self.lines), kind="stable").tolist()
-            self.lines = [self.lines[i] for i in order]
-            self.levels = [self.levels[i] for i in order]
-            self.messages = [self.messages[i] for i in order]
+    def finish(self) -> None:
+        """Merge the records added one by one into ``lines`` and ``joined``, in line order."""
+        if not self._extra:
+            return
+        pairs = list(zip(self.lines, self.joined.split(b"\n"), strict=True)) if self.lines else []
+        pairs.extend(self._extra)
+        pairs.sort(key=lambda p: p[0])
+        self.lines = [p[0] for p in pairs]
+        self.joined = b"\n".join(p[1] for p in pairs)
+        self._extra = []
 
 
 def _example(text: str) -> str:
@@ -181,6 +187,12 @@ class _FileScan:
                 groups.setdefault(mask, []).append((value, level, len(tok)))
         self.by_mask = sorted(groups.items())
         self.cache = TemplateCache()
+        # One tag byte per chosen level leads each record in a template batch.
+        # (Control bytes from 1, skipping the newline: no level name, digit or hex digit.)
+        self.tag_of = {
+            lv: bytes([1 + k + (k >= 9)]) for k, lv in enumerate(sorted(opts.chosen)[:200])
+        }
+        self.level_of = {t: lv for lv, t in self.tag_of.items()}
         self._needle_re: dict[str, re.Pattern[bytes]] = {}
         for tok in fmt.tokens:
             needles = fmt.needles.get(tok, [])
@@ -336,13 +348,11 @@ class _FileScan:
                 for level, _len, idx in hits_chosen:
                     for i in idx.tolist():
                         rec = self.fmt.parse(bytes(buf[starts[i] : ends[i]]), self.opts.now)
-                        chosen.add(i, level, rec.message)
-        if extra:
-            for i, rec in extra:
-                chosen.add(i, rec.level or "", rec.message)
-            chosen.sort()
-        elif self.fmt.kind != "plain":
-            chosen.sort()
+                        chosen.add(i, self.tag_of[level], rec.message)
+        for i, rec in extra:
+            if rec.level in self.tag_of:
+                chosen.add(i, self.tag_of[rec.level], rec.message)
+        chosen.finish()
         return False
 
     def _slice_messages(
@@ -353,21 +363,29 @@ class _FileScan:
         hits: list[tuple[str, int, npt.NDArray[Any]]],
         chosen: _Batch,
     ) -> None:
+        """Fill the batch from the fast path's hits without a Python loop over the records."""
         np = self.np
         off = self.fmt.level_offset
         assert off is not None
         idx = np.concatenate([h[2] for h in hits])
         body = np.concatenate([starts[h[2]] + (off + h[1] + 1) for h in hits])
-        names = np.array([h[0] for h in hits], dtype=object)
-        level = np.concatenate([np.full(len(h[2]), k, dtype=np.int64) for k, h in enumerate(hits)])
+        tags = np.concatenate(
+            [np.full(len(h[2]), self.tag_of[h[0]][0], dtype=np.uint8) for h in hits]
+        )
         if len(hits) > 1:
             order = np.argsort(idx, kind="stable")
-            idx, body, level = idx[order], body[order], level[order]
-        chosen.lines.extend(idx.tolist())
-        chosen.levels.extend(names[level].tolist())
-        chosen.messages.extend(
-            [buf[b:e] for b, e in zip(body.tolist(), ends[idx].tolist(), strict=True)]
-        )
+            idx, body, tags = idx[order], body[order], tags[order]
+        # Gather "tag + message + newline" of every record straight from the buffer: the byte
+        # before the message is overwritten by the tag, the line's own newline separates them.
+        end = ends[idx]
+        body = np.minimum(body, end)
+        length = end - body + 2
+        first = np.cumsum(length) - length
+        src = np.repeat(body - 1 - first, length) + np.arange(int(length.sum()))
+        out = np.frombuffer(buf, dtype=np.uint8)[src]
+        out[first] = tags
+        chosen.lines = idx.tolist()
+        chosen.joined = out[:-1].tobytes()
 
     def _needle_levels(
         self,
@@ -403,9 +421,9 @@ class _FileScan:
                 if rec.level != level:
                     counts[level] -= 1  # the needle was in another record's message
                     continue
-                chosen.add(i, level, rec.message)
+                chosen.add(i, self.tag_of[level], rec.message)
         self.acc.counts.update({k: v for k, v in counts.items() if v > 0})
-        chosen.sort()
+        chosen.finish()
 
     def _templates(
         self,
@@ -418,14 +436,23 @@ class _FileScan:
         """Mask the chosen records' messages and fold them into the template table."""
         np = self.np
         fmt = self.fmt
-        masked = self.cache.templates(chosen.messages)
-        # Per template in this chunk: count, the first and the last line (all at C speed).
-        groups = {t: group_key(t) for t in set(masked)}
-        keys = [(lv, groups[t]) for lv, t in zip(chosen.levels, masked, strict=True)]
-        counts = Counter(keys)
-        lasts = dict(zip(keys, chosen.lines, strict=True))
-        firsts = dict(zip(reversed(keys), reversed(chosen.lines), strict=True))
-        shown = dict(zip(reversed(keys), reversed(masked), strict=True))
+        keys, known = self.cache.keyed(chosen.joined)
+        # Per key in this chunk: count, first and last line, at C speed; then per template group.
+        per_key = Counter(keys)
+        lasts_k = dict(zip(keys, chosen.lines, strict=True))
+        firsts_k = dict(zip(reversed(keys), reversed(chosen.lines), strict=True))
+        counts: Counter[tuple[str, str]] = Counter()
+        firsts: dict[tuple[str, str], int] = {}
+        lasts: dict[tuple[str, str], int] = {}
+        shown: dict[tuple[str, str], str] = {}
+        for k, c in per_key.items():
+            tmpl = known[k]
+            key = (self.level_of[k[:1]], group_key(tmpl))
+            counts[key] += c
+            if key not in firsts or firsts_k[k] < firsts[key]:
+                firsts[key] = firsts_k[k]
+                shown[key] = tmpl
+            lasts[key] = max(lasts.get(key, -1), lasts_k[k])
         table = self.acc.templates
         for key, count in counts.items():
             stats = table.get(key)
@@ -436,8 +463,8 @@ class _FileScan:
                     continue
                 # The whole record: its first line and any continuation lines (a traceback).
                 after = is_rec[first_i + 1 : first_i + 1 + _MAX_CONTINUATION]
-                k = int(np.argmax(after)) if len(after) else 0
-                nxt = first_i + 1 + (k if len(after) and after[k] else len(after))
+                j = int(np.argmax(after)) if len(after) else 0
+                nxt = first_i + 1 + (j if len(after) and after[j] else len(after))
                 s = int(starts[first_i])
                 e = int(ends[max(first_i, nxt - 1)])
                 text = bytes(buf[s : min(e, s + 4 * _EXAMPLE_CHARS)]).decode("utf-8", "replace")
