@@ -41,7 +41,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._redact import redact
-from ._formats import LineFormat, ParsedRecord, json_extra_text, normalise_level, sniff, spell
+from ._formats import (
+    LineFormat,
+    ParsedRecord,
+    json_extra_text,
+    json_messages,
+    normalise_level,
+    sniff,
+    spell,
+)
 from ._templates import TemplateCache, TemplateStats, group_key
 
 if TYPE_CHECKING:
@@ -168,7 +176,8 @@ class _FileScan:
             lut[:] = True
             lut[[9, 10, 13, 32]] = False
         self.record_lut = lut
-        self.fast = fmt.level_offset is not None and fmt.level_offset < _MAX_OFFSET
+        self.offsets = fmt.level_offsets if all(o < _MAX_OFFSET for o in fmt.level_offsets) else ()
+        self.fast = bool(self.offsets)
         # (token, canonical level, [(value, mask), ...]) for the 8-byte compare of the fast path.
         self.codes: list[tuple[str, str, list[tuple[int, int]]]] = []
         for tok in fmt.tokens:
@@ -292,44 +301,53 @@ class _FileScan:
         hi: int,
         chosen: _Batch,
     ) -> bool:
-        """Count levels at the fixed offset; return True when the file should leave the fast path."""
+        """Count levels at the known offsets; return True when the file should leave the fast path."""
         np = self.np
-        off = self.fmt.level_offset
-        assert off is not None
         s = starts[lo:hi]
-        pos = s + off
         words = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
-        g = words[pos]
-        # A line shorter than the offset reads the next line's bytes, which cannot hold a level
-        # word there; but past the chunk's end lie stale bytes of an earlier read: ignore those.
         cut = int(ends[hi - 1]) + 1
-        tail = int(np.searchsorted(pos, cut - 8))
-        if tail < len(pos):
-            g[tail:][(ends[lo + tail : hi] - s[tail:]) <= off + 3] = 0
         counts: dict[str, int] = {}
         total = 0
         hits_chosen: list[tuple[str, int, npt.NDArray[Any]]] = []
-        for mask, group in self.by_mask:
-            masked = g & np.uint64(mask)
-            for value, level, word_len in group:
-                hit = masked == np.uint64(value)
-                c = int(np.count_nonzero(hit))
-                if c:
+        taken = None if len(self.offsets) == 1 else np.zeros(hi - lo, dtype=bool)
+        seen_all = None
+        for off in self.offsets:
+            pos = s + off
+            g = words[pos]
+            # A line shorter than the offset reads the next line's bytes, which cannot hold a
+            # level word there; but past the chunk's end lie stale bytes of an earlier read.
+            tail = int(np.searchsorted(pos, cut - 8))
+            if tail < len(pos):
+                g[tail:][(ends[lo + tail : hi] - s[tail:]) <= off + 3] = 0
+            if taken is not None:
+                g[taken] = 0  # a line's level is its first match, at the smallest offset
+            for mask, group in self.by_mask:
+                masked = g & np.uint64(mask)
+                for value, level, word_len in group:
+                    hit = masked == np.uint64(value)
+                    c = int(np.count_nonzero(hit))
+                    if not c:
+                        continue
                     counts[level] = counts.get(level, 0) + c
                     total += c
+                    if taken is not None:
+                        taken |= hit
                     if level in self.opts.chosen:
-                        hits_chosen.append((level, word_len, np.flatnonzero(hit) + lo))
+                        # The message starts after the word and its delimiter.
+                        hits_chosen.append((level, off + word_len + 1, np.flatnonzero(hit) + lo))
+            seen_all = taken
         recs = int(np.count_nonzero(is_rec[lo:hi]))
         extra: list[tuple[int, ParsedRecord]] = []
         if recs > total:
             # Some record lines show no level at the offset: look at them one by one, or give up
             # on the fast path when there are many.
-            seen = np.zeros(hi - lo, dtype=bool)
-            for mask, group in self.by_mask:
-                masked = g & np.uint64(mask)
-                for value, _level, _len in group:
-                    seen |= masked == np.uint64(value)
-            odd = np.flatnonzero(is_rec[lo:hi] & ~seen) + lo
+            if seen_all is None:
+                seen_all = np.zeros(hi - lo, dtype=bool)
+                for mask, group in self.by_mask:
+                    masked = g & np.uint64(mask)
+                    for value, _level, _len in group:
+                        seen_all |= masked == np.uint64(value)
+            odd = np.flatnonzero(is_rec[lo:hi] & ~seen_all) + lo
             if len(odd) > max(20, _FALLBACK_SHARE * (hi - lo)):
                 log.debug("%s: level offset varies; using the needle scan", redact(self.name))
                 return True
@@ -346,9 +364,10 @@ class _FileScan:
                 self._slice_messages(buf, starts, ends, hits_chosen, chosen)
             else:
                 for level, _len, idx in hits_chosen:
-                    for i in idx.tolist():
-                        rec = self.fmt.parse(bytes(buf[starts[i] : ends[i]]), self.opts.now)
-                        chosen.add(i, self.tag_of[level], rec.message)
+                    lines = idx.tolist()
+                    raw = [bytes(buf[starts[i] : ends[i]]) for i in lines]
+                    for i, message in zip(lines, json_messages(raw), strict=True):
+                        chosen.add(i, self.tag_of[level], message)
         for i, rec in extra:
             if rec.level in self.tag_of:
                 chosen.add(i, self.tag_of[rec.level], rec.message)
@@ -365,10 +384,8 @@ class _FileScan:
     ) -> None:
         """Fill the batch from the fast path's hits without a Python loop over the records."""
         np = self.np
-        off = self.fmt.level_offset
-        assert off is not None
         idx = np.concatenate([h[2] for h in hits])
-        body = np.concatenate([starts[h[2]] + (off + h[1] + 1) for h in hits])
+        body = np.concatenate([starts[h[2]] + h[1] for h in hits])
         tags = np.concatenate(
             [np.full(len(h[2]), self.tag_of[h[0]][0], dtype=np.uint8) for h in hits]
         )
