@@ -3,24 +3,27 @@ The chunked scanner: large byte chunks, numpy line indexes, and Python only for 
 
 How one file is read:
 
-* The stream is read into one reusable buffer of ``chunk_size`` bytes (8 MiB by default). The
+* The stream is read into one reusable buffer of ``chunk_size`` bytes (2 MiB by default). The
   chunk is cut after the start of its last record, so a record and its traceback lines are never
   split; the rest is carried into the next read. Memory stays constant whatever the file size.
 * The first chunk is *sniffed* (``_formats.sniff``): plain or JSON-lines, where the level word sits,
   which bytes start a record (a digit for timestamped lines, ``{`` for JSON), and the exact byte
   strings ("needles") that mark each level, such as ``b" ERROR "`` or ``b'"level": "error"'``.
 * Line starts come from one vectorised ``buffer == b"\\n"`` over the chunk (numpy). When the level
-  sits at the same byte offset in every sampled record (``logging``'s default format, most JSON
-  loggers), the 8 bytes at that offset of every line are gathered at once and compared with each
-  level word plus its delimiter: every level is counted without a Python loop over the lines
-  (the fast path). Lines that start like a record but show no level there are parsed one by one;
-  if there are many, the file falls back to the needle path.
-* Needle path (the level moves, e.g. syslog or ``%(name)s - %(levelname)s``): ``bytes.count`` of
-  each level's needles; lines of the chosen levels are then found and verified one by one, so their
-  counts are exact, while the other levels count needle occurrences (a message quoting ``" INFO "``
-  in that exact shape would add one).
-* Only lines of the chosen levels are decoded, masked (in one batch per chunk) and turned into
-  templates; the pattern runs as a bytes regex over the chunk, and Python touches matching lines only.
+  sits at one of a few byte offsets in the sampled records (``logging``'s default format and most
+  JSON loggers: one; ``%(name)s - %(levelname)s``: one per logger name), the 8 bytes at each offset
+  of every line are gathered at once and compared with each level word plus its delimiter: every
+  level is counted without a Python loop over the lines (the fast path), a line at its first
+  match. Lines that start like a record but show no level there are parsed one by one; if there
+  are many, the file falls back to the needle path.
+* Needle path (the level takes more than eight positions): ``bytes.count`` of each level's
+  needles; lines of the chosen levels are then found and verified one by one, so their counts are
+  exact, while the other levels count needle occurrences (a message quoting ``" INFO "`` in that
+  exact shape would add one).
+* Only lines of the chosen levels become templates: their messages are gathered from the buffer
+  into one batch per chunk (numpy), keyed, counted per key with ``Counter`` and ``dict(zip())``,
+  and only keys not seen before are masked (``_templates``). The pattern runs as a bytes regex
+  over the chunk, and Python touches matching lines only.
 * ``since``: timestamps are assumed to be non-decreasing within a file (true of one process's log).
   While outside the window, only the last record of each chunk is parsed: if it is older than
   ``since`` the whole chunk is skipped; otherwise a binary search over the chunk's record lines
