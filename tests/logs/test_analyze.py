@@ -18,7 +18,7 @@ from safla_diag import LogReport, analyze_logs
 
 from ._gen import START, TRACEBACK, make_log
 
-KINDS = ["logging", "named", "iso", "syslog", "json"]
+KINDS = ["logging", "named", "named_many", "iso", "syslog", "json", "structlog"]
 CHOSEN = ("ERROR", "CRITICAL")
 NOW = START + timedelta(hours=3)
 
@@ -135,6 +135,14 @@ def test_level_words_inside_messages_do_not_count(tmp_path: Path) -> None:
         "2026-11-28 10:00:01,000 - abc.def - ERROR - boom\n"
         "2026-11-28 10:00:02,000 - ab - INFO - the ERROR again\n"
     )
+    many = tmp_path / "many.log"
+    many.write_text(
+        "".join(
+            f"2026-11-28 10:00:00,000 - {'n' * i} - INFO - say ERROR - {i}\n" for i in range(12)
+        )
+        + "2026-11-28 10:00:01,000 - abc.def - ERROR - boom\n"
+    )
+    assert analyze_logs(many).counts == {"INFO": 12, "ERROR": 1}
     for path in (fast, named):
         report = analyze_logs(path)
         assert report.counts["ERROR"] == 1
