@@ -168,7 +168,7 @@ class LogReport:
         """The report as a JSON document."""
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
-    def to_text(self, *, width: int = 100) -> str:
+    def to_text(self, *, width: int = 120) -> str:
         """
         The report as a table for a terminal.
 

@@ -179,20 +179,35 @@ class TemplateCache:
         """
         if not messages:
             return []
-        keys = _keys(b"\n".join(messages))
-        known = self._known
-        new: dict[bytes, int] = {}
-        for i, key in enumerate(keys):
-            if key not in known and key not in new:
-                new[key] = i
-        if new:
-            if len(known) + len(new) > self.max_keys:
-                known.clear()
-            masked = mask_many(
-                [bytes(messages[i]).lstrip(_LEAD).decode("utf-8", "replace") for i in new.values()]
-            )
-            known.update(zip(new, masked, strict=True))
+        keys, known = self.keyed(b"\n".join(b"\x01" + bytes(m) for m in messages))
         return [known[k] for k in keys]
+
+    def keyed(self, joined: bytes) -> tuple[list[bytes], dict[bytes, str]]:
+        """
+        Key a batch and make sure every key in it has a template.
+
+        Args:
+            joined: Newline-joined records, each one tag byte (which the key keeps, so that
+                records of different levels never share a key) followed by the message.
+
+        Returns:
+            The key of each record, and the key -> template memory (holding every key returned).
+        """
+        keys = _keys(joined)
+        known = self._known
+        missing = set(keys).difference(known)
+        if missing:
+            if len(known) + len(missing) > self.max_keys:
+                known.clear()
+                missing = set(keys)
+            where = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
+            records = joined.split(b"\n")
+            order = list(missing)
+            masked = mask_many(
+                [records[where[k]][1:].lstrip(_LEAD).decode("utf-8", "replace") for k in order]
+            )
+            known.update(zip(order, masked, strict=True))
+        return keys, known
 
 
 @dataclass
