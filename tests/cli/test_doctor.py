@@ -8,18 +8,7 @@ from typing import Any
 
 import pytest
 
-from safla_diag import load_configuration
-
 from ..checks._servers import closed_port
-
-
-@pytest.fixture
-def config_loader() -> None:
-    """Skip while the configuration layer is not built (load_configuration is a stub)."""
-    try:
-        load_configuration({})
-    except NotImplementedError:
-        pytest.skip("load_configuration is not built in this version yet")
 
 
 def test_doctor_on_defaults(cli: Any) -> None:
@@ -56,7 +45,6 @@ def test_doctor_usage_errors(cli: Any, args: tuple[str, ...]) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
-@pytest.mark.usefixtures("config_loader")
 def test_doctor_config_with_a_service_down(
     cli: Any, tmp_path: Path, redis_url: str, postgres_url: str
 ) -> None:
@@ -80,7 +68,6 @@ def test_doctor_config_with_a_service_down(
     assert len(errors) == 1 and "mcp:main" in errors[0]["message"]
 
 
-@pytest.mark.usefixtures("config_loader")
 def test_doctor_invalid_configuration_exits_2(cli: Any, tmp_path: Path) -> None:
     """A configuration with problems: every issue reported, exit 2."""
     path = tmp_path / "bad.json"

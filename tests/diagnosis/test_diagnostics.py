@@ -100,7 +100,7 @@ async def test_queue_file_absent_is_fine(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("exc", "severity", "word"),
     [
-        (NotImplementedError(), "info", "not available"),
+        (NotImplementedError(), "warning", "NotImplementedError"),
         (RuntimeError("boom"), "warning", "RuntimeError: boom"),
         (OSError("redis://:s3cr3t-Pa55@h"), "warning", "OSError"),
     ],
@@ -230,7 +230,7 @@ async def test_mcp_queue_section_counts_dead_letters(tmp_path: Path) -> None:
         await queue.save_failed_task({"id": "waiting", "tool": "search"}, delay=3600)
     report = await Diagnostics({"mcp_task_queue": str(path)}, sections=["mcp_queue"]).adoctor()
     section = report.section("mcp_queue")
-    assert (section.facts["pending"], section.facts["dead_letters"]) == (1, 1)
+    assert (section.facts["pending"], section.facts["dead"]) == (1, 1)
     assert section.severity == "warning" and "mcp queue" in (report.problems[0].hint or "")
 
 
