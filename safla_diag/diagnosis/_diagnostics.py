@@ -568,15 +568,15 @@ async def _vector(ctx: _Context) -> Outcome:
         findings += [_f("vector", "info", note) for note in health.notes]
         return facts, findings
     flag = _vector_flags(ctx.config, data_dir, state.backup_dir)
+    # The layer's advice names the commands with a DIR placeholder: make them runnable here.
+    advice = (health.advice or "restore it from a backup, or rebuild it").replace(
+        " DIR", f" {data_dir}{flag}"
+    )
     if usable:
-        here = f"here: safla-diag vector restore {data_dir}{flag} (newest usable: {usable[0].name})"
-    else:
-        here = (
-            f"here: no usable backup in {state.backup_dir}, so rebuild: "
-            f"safla-diag vector rebuild-index {data_dir}{flag} --from FILE.npy"
-        )
-    advice = health.advice or "restore it from a backup or rebuild it"
-    return facts, [_f("vector", "error", f"{where}: {health.problem}", f"{advice}; {here}")]
+        advice += f"; newest usable backup: {usable[0].name}"
+    elif "restore" in advice:
+        advice += f"; there is no usable backup in {state.backup_dir}, so rebuild"
+    return facts, [_f("vector", "error", f"{where}: {health.problem}", advice)]
 
 
 def _vector_flags(cfg: Mapping[str, Any], data_dir: str, backup_dir: str) -> str:
@@ -630,10 +630,7 @@ async def _mcp_queue(ctx: _Context) -> Outcome:
     waiting = stats.pending + stats.in_flight
     oldest = facts["oldest_age_s"]
     age = f", oldest saved {_duration(oldest)} ago" if oldest is not None else ""
-    summary = (
-        f"{location}: {stats.pending} pending, {stats.in_flight} in flight, "
-        f"{stats.dead} dead-lettered{age}"
-    )
+    summary = f"{location}: {stats.pending} pending, {stats.in_flight} in flight{age}"
     inspect_cmd = f"safla-diag mcp queue {location} --show 10"
     findings: list[Finding] = []
     if stats.dead:
@@ -641,7 +638,7 @@ async def _mcp_queue(ctx: _Context) -> Outcome:
             _f(
                 "mcp_queue",
                 "warning",
-                f"{_plural(stats.dead, 'task')} dead-lettered after every retry failed ({summary})",
+                f"{_plural(stats.dead, 'task')} dead-lettered after their retries failed; {summary}",
                 f"read their last errors: {inspect_cmd}",
             )
         )
@@ -658,7 +655,7 @@ async def _mcp_queue(ctx: _Context) -> Outcome:
             )
         )
     if not findings:
-        findings.append(_f("mcp_queue", "info", summary))
+        findings.append(_f("mcp_queue", "info", f"{summary}, {stats.dead} dead-lettered"))
     facts["waiting"] = waiting
     return facts, findings
 
@@ -761,7 +758,7 @@ async def _monitors(ctx: _Context) -> Outcome:
                 _f(
                     "monitors",
                     "warning",
-                    f"this process uses {shown} of its memory, above the "
+                    f"this process uses {shown} of the memory it can use, above the "
                     f"{memory.threshold_percent:g}% threshold",
                     "look for what grows: MemoryProfiler snapshots, caches without a bound",
                 )
@@ -771,7 +768,7 @@ async def _monitors(ctx: _Context) -> Outcome:
                 _f(
                     "monitors",
                     "info",
-                    f"memory monitor: this process uses {shown} of its memory "
+                    f"memory monitor: this process uses {shown} of the memory it can use "
                     f"(warning above {memory.threshold_percent:g}%, "
                     f"critical above {memory.critical_percent:g}%)",
                 )
@@ -788,12 +785,11 @@ async def _monitors(ctx: _Context) -> Outcome:
 
 def _leak_finding(a: LeakAnalysis) -> Finding:
     if not a.leaking:
-        over = f" over {a.scale}" if a.scale else ""
+        trend = f"{a.slope_mb_per_hour:+.1f} MB/h over {a.scale}, " if a.scale else ""
         return _f(
             "monitors",
             "info",
-            f"no leak trend: {a.reason} ({a.slope_mb_per_hour:+.1f} MB/h{over}, "
-            f"{_plural(a.samples, 'sample')})",
+            f"no leak trend: {a.reason} ({trend}{_plural(a.samples, 'sample')})",
         )
     msg = (
         f"memory is leaking: {a.slope_mb_per_hour:+.1f} MB/h over {a.scale} "
@@ -1043,6 +1039,9 @@ class Diagnostics:
             critical=_num(cfg, "memory_critical_percent", 95.0),
         )
         self._monitors.start()
+        # One tick: the detector's task takes its first sample, so the monitors are running
+        # (``leak_detector.monitoring``) when the block's body starts.
+        await asyncio.sleep(0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
