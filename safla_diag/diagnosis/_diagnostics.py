@@ -480,18 +480,25 @@ async def _disk(ctx: _Context) -> Outcome:
     return facts, findings
 
 
+# The keys service targets come from. Only these go to the probes: a configuration of other keys
+# alone ({"data_dir": ...}) is not a {name: url} mapping of services.
+_TARGET_KEYS = ("database_url", "redis_url", "mcp_servers", "services", "mcp_task_queue")
+
+
+def _targets(ctx: _Context) -> dict[str, Any]:
+    return {k: ctx.config[k] for k in _TARGET_KEYS if ctx.config.get(k) is not None}
+
+
 def _has_targets(ctx: _Context) -> bool:
-    try:
-        return bool(parse_targets(ctx.config))
-    except TypeError:
-        return False
+    targets = _targets(ctx)
+    return bool(targets) and bool(parse_targets(targets))
 
 
 async def _services(ctx: _Context) -> Outcome:
     timeout = _num(ctx.config, "service_timeout", ctx.timeout)
     if timeout <= 0:
         timeout = ctx.timeout
-    report = await acheck_external_services(ctx.config, timeout=timeout)
+    report = await acheck_external_services(_targets(ctx), timeout=timeout)
     facts = report.to_dict()
     findings = [
         _f(

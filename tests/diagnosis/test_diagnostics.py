@@ -250,3 +250,11 @@ async def test_logs_section_counts_recent_errors(tmp_path: Path) -> None:
     messages = [f.message for f in report.problems]
     assert any("2 ERROR/CRITICAL records" in m and "failed" in m for m in messages)
     assert any("missing.log" in m for m in messages)
+
+
+async def test_a_configuration_without_services_probes_nothing(tmp_path: Path) -> None:
+    """Keys that name no service (data_dir, thresholds) are not taken for service URLs."""
+    cfg = {"data_dir": str(tmp_path), "memory_threshold_percent": 85, "log_paths": []}
+    report = await Diagnostics(cfg).adoctor()
+    assert "services" not in names(report)
+    assert all("not a URL" not in f.message for f in report.findings)
