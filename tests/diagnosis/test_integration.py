@@ -271,3 +271,17 @@ async def test_the_whole_library_in_one_report(
     assert "dead-lettered" in text and world.TOP_TEMPLATE in text and "next: " in text
     for shown in (text, report.to_json(), report._repr_html_(), repr(report), repr(diag)):
         assert SECRET not in shown
+
+
+async def test_a_monitor_that_cannot_start_is_a_finding_and_the_other_runs() -> None:
+    """Thresholds the memory monitor refuses: a warning naming them; the leak detector still runs."""
+    cfg = {"memory_threshold_percent": 90, "memory_critical_percent": 80}
+    async with Diagnostics(cfg, sections=["monitors"]) as diag:
+        assert diag.memory_monitor is None
+        assert diag.leak_detector is not None and diag.leak_detector.monitoring
+        report = await diag.adoctor()
+    section = report.section("monitors")
+    (problem,) = report.problems
+    assert problem.severity == "warning" and "memory monitor" in problem.message
+    assert "critical_percent" in problem.message
+    assert "leak" in section.facts and "memory" not in section.facts
