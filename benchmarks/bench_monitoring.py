@@ -17,6 +17,7 @@ import gc
 import random
 import statistics
 import sys
+import threading
 import tracemalloc
 from collections import deque
 from pathlib import Path
@@ -116,6 +117,16 @@ def main() -> None:
     rng = random.Random(0)
     values = [rng.uniform(0.001, 0.2) for _ in range(1 << 16)]
 
+    lock = threading.Lock()
+
+    def reference(x: float) -> None:
+        with lock:
+            pass
+
+    ref = per_call(reference, values[:10_000], repeat=25) * 1e9
+    print(f"reference (load gauge): a call that takes a lock: {ref:.0f} ns")
+    rows.append({"label": "reference: call + lock", "ours": ref, "unit": "ns"})
+
     print("record_request, ns per call (window full)")
     for window, guide_calls in ((100, 3000), (10_000, 30), (100_000, 3)):
         ours = PerformanceMonitor(window)
@@ -124,7 +135,7 @@ def main() -> None:
             ours.record_request(values[i & 0xFFFF])
             guide.response_times.append(values[i & 0xFFFF])
             guide.error_counts.append(0)
-        o = per_call(ours.record_request, values[:50_000]) * 1e9
+        o = per_call(ours.record_request, values[:10_000], repeat=25) * 1e9
         g = per_call(guide.record_request, values[:guide_calls], repeat=3) * 1e9
         rows.append(compare(f"record_request window={window}", o, g, "ns", "guide"))
 
@@ -136,14 +147,14 @@ def main() -> None:
         guide.response_times.append(values[i])
         guide.error_counts.append(0)
     ours.get_performance_stats()
-    cached = ns_per_call(ours.get_performance_stats, 20_000) / 1000
+    cached = ns_per_call(ours.get_performance_stats, 5000, repeat=15) / 1000
     g_stats = ns_per_call(guide.get_performance_stats, 20, repeat=3) / 1000
 
     def write_then_read() -> None:
         ours.record_request(0.05)
         ours.get_performance_stats()
 
-    fresh = ns_per_call(write_then_read, 500) / 1000
+    fresh = ns_per_call(write_then_read, 200, repeat=15) / 1000
     rows.append(compare("get_performance_stats (cached)", cached, g_stats, "us", "guide"))
     rows.append(compare("record + get_performance_stats (fresh)", fresh, g_stats, "us", "guide"))
 

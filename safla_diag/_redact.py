@@ -48,13 +48,13 @@ _URL_USERINFO = re.compile(
 _QUERY_SECRET = re.compile(
     r"(?P<pre>[?&;](?P<key>[A-Za-z0-9_.\-]*+)=)(?P<val>[^&;#\s'\"]*+)",
 )
-# password=abc, "token": "abc", api_key: abc, PASSWORD='abc'
-_KV_SECRET = re.compile(
-    r"""(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]++)
-        (?P<sep>["']?\s*+[:=]\s*+)
-        (?P<q>["']?)(?P<val>[^\s"',;&}]++)""",
-    re.VERBOSE,
+# password=abc, "token": "abc", api_key: abc, PASSWORD='abc': a key and its separator, then the
+# value matched on its own only when the key is secret, so that every character is looked at a
+# bounded number of times (a 20 kB run of "x:x:x:" must not cost quadratic time).
+_KV_KEY = re.compile(
+    r"""(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]++)(?P<sep>["']?\s*+[:=]\s*+)(?P<q>["']?)"""
 )
+_KV_VALUE = re.compile(r"""[^\s"',;&}]++""")
 # Authorization: Bearer <token>
 # (any length after Bearer/Basic; after the plain word "token" only what looks like one)
 _BEARER = re.compile(
@@ -94,23 +94,23 @@ _AUTH_SCHEMES = ("bearer", "basic", "token")
 
 
 def _redact_pairs(s: str) -> str:
-    # A scan rather than re.sub: when a key is not secret, scanning resumes at its value, so
-    # "Error: token=abc" still finds "token=abc" inside the value of "Error".
+    # A scan rather than re.sub: when a key is not secret, scanning resumes right after its
+    # separator, so "Error: token=abc" still finds "token=abc" inside the value of "Error".
     out: list[str] = []
     pos = 0
-    while (m := _KV_SECRET.search(s, pos)) is not None:
-        key, val = m.group("key"), m.group("val")
-        if not is_secret_key(key) or val == MASK:
-            out.append(s[pos : m.end("sep")])
-            pos = m.end("sep")
-            continue
-        after = s[m.end() :].lstrip(" \t")
-        if val.lower() in _AUTH_SCHEMES and after.startswith(MASK):
-            # "Authorization: Bearer ***" is already masked: keep the scheme word
+    while (m := _KV_KEY.search(s, pos)) is not None:
+        value = _KV_VALUE.match(s, m.end()) if is_secret_key(m.group("key")) else None
+        if value is None or value.group() == MASK:
             out.append(s[pos : m.end()])
+            pos = m.end()
+            continue
+        after = s[value.end() :].lstrip(" \t")
+        if value.group().lower() in _AUTH_SCHEMES and after.startswith(MASK):
+            # "Authorization: Bearer ***" is already masked: keep the scheme word
+            out.append(s[pos : value.end()])
         else:
-            out.append(s[pos : m.start("val")] + MASK)
-        pos = m.end()
+            out.append(s[pos : m.end()] + MASK)
+        pos = value.end()
     out.append(s[pos:])
     return "".join(out)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from typing import Any
 
@@ -69,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         first = report.skipped[0]
         more = f" (and {len(report.skipped) - 1} more)" if len(report.skipped) > 1 else ""
         raise UsageError(f"nothing to analyse: {first.path}: {first.reason}{more}")
-    sys.stdout.write(report.to_json() + "\n" if args.json else report.to_text())
+    if args.json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        width = max(80, shutil.get_terminal_size((120, 24)).columns)
+        sys.stdout.write(report.to_text(width=width))
     found = sum(report.counts.get(lv, 0) for lv in report.levels)
     return EXIT_FINDINGS if found else EXIT_OK

@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 from .._redact import redact
-from ..mcp_retry._store import QueueStats, SQLiteTaskStore
+from ..mcp_retry._backends import inspect_store
+from ..mcp_retry._store import QueueStats
 from . import EXIT_FINDINGS, EXIT_OK, UsageError
 
 __all__ = ["register", "run"]
@@ -31,7 +32,7 @@ def register(sub: Any) -> None:
             "is dead-lettered, 1 when some are, 2 when the file is missing or not a queue."
         ),
     )
-    q.add_argument("file", metavar="FILE", help="the queue file (SQLite, e.g. mcp_tasks.db)")
+    q.add_argument("file", metavar="FILE", help="queue file (mcp_tasks.db) or postgresql:// URL")
     q.add_argument("--json", action="store_true", help="print JSON")
     q.add_argument(
         "--show", type=int, default=0, metavar="N", help="also list up to N pending and dead tasks"
@@ -79,11 +80,11 @@ def _err(text: str | None) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Run `mcp queue`."""
     target: str = args.file
-    if "://" in target:
-        raise UsageError(f"{redact(target)}: only SQLite queue files are supported by this version")
+    if "://" in target and not target.lower().startswith(("postgresql://", "postgres://")):
+        raise UsageError(f"{redact(target)}: give a queue file or a postgresql:// URL")
     if args.show < 0:
         raise UsageError("--show must not be negative")
-    store = SQLiteTaskStore(target, readonly=True)
+    store = inspect_store(target)
     try:
         now = time.time()
         stats = store.stats_sync(now=now)

@@ -18,7 +18,7 @@ import attrs
 
 from .._redact import redact
 from ._formats import normalise_level, parse_since
-from ._scan import CHUNK_SIZE, Accumulator, ScanOptions, Skip, Stream, scan_stream
+from ._scan import CHUNK_SIZE, Accumulator, ScanOptions, Skip, Stream, note_skip, scan_stream
 
 __all__ = [
     "LogReport",
@@ -52,7 +52,7 @@ class LogTemplate:
     count: int
     first_seen: datetime | None
     last_seen: datetime | None
-    example: str
+    example: str = attrs.field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The template as JSON-ready data (times as ISO 8601 strings)."""
@@ -79,7 +79,7 @@ class PatternMatches:
 
     pattern: str
     count: int
-    examples: tuple[str, ...]
+    examples: tuple[str, ...] = attrs.field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The matches as JSON-ready data."""
@@ -168,7 +168,7 @@ class LogReport:
         """The report as a JSON document."""
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
-    def to_text(self, *, width: int = 100) -> str:
+    def to_text(self, *, width: int = 120) -> str:
         """
         The report as a table for a terminal.
 
@@ -422,7 +422,7 @@ def _scan_one(item: PathArg, opts: ScanOptions, acc: Accumulator) -> None:
 
 
 def _skip(path: str, reason: str) -> Skip:
-    return Skip(redact(path), reason)
+    return note_skip(Skip(redact(path), reason))
 
 
 def _scan_path(path: str, opts: ScanOptions, acc: Accumulator) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "LEVEL_TOKENS",
     "LineFormat",
     "find_level",
+    "json_messages",
     "normalise_level",
     "parse_since",
     "parse_timestamp",
@@ -62,6 +63,7 @@ _UNIT_S = {
     "w": 604800.0,
 }
 
+_MAX_OFFSETS = 8
 LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
 MESSAGE_KEYS = ("message", "msg", "event")
 TIME_KEYS = ("timestamp", "time", "@timestamp", "ts", "asctime")
@@ -265,7 +267,9 @@ class LineFormat:
     Attributes:
         kind: ``plain`` or ``json``.
         level_offset: The byte offset of the level word in every sampled record, when it is the
-            same in all of them (the fast path); None otherwise.
+            same in all of them; None otherwise.
+        level_offsets: The few offsets (at most 8) the level word takes in the sampled records,
+            say one per logger name before it (the fast path); empty when there are more.
         right: The byte that follows the level word (``b" "``, ``b"]"``, ``b'"'``, ...).
         needles: Per level token, the exact byte strings that mark it (e.g. ``b" ERROR "``).
         cases: Which spellings were seen: ``upper``, ``lower``, ``title``.
@@ -277,6 +281,7 @@ class LineFormat:
 
     kind: str
     level_offset: int | None = None
+    level_offsets: tuple[int, ...] = ()
     right: bytes = b" "
     needles: dict[str, list[bytes]] = field(default_factory=dict)
     cases: set[str] = field(default_factory=lambda: {"upper"})
@@ -325,6 +330,32 @@ def _parse_json(line: bytes, now: datetime | None) -> ParsedRecord:
     return ParsedRecord(
         normalise_level(level) if level else None, ts, _json_text(message).replace("\n", " ")
     )
+
+
+def json_messages(lines: list[bytes]) -> list[str]:
+    """
+    The messages of JSON-lines records, parsed as one JSON array (one C call) when possible.
+
+    Args:
+        lines: Raw records, one JSON object each.
+
+    Returns:
+        Their messages ("" where a record has none); unparsable lines give their own text.
+    """
+    try:
+        objs = json.loads(b"[" + b",".join(lines) + b"]")
+        if len(objs) != len(lines):
+            raise ValueError("a line held more than one value")
+    except (ValueError, RecursionError):
+        return [_parse_json(line, None).message for line in lines]
+    out = []
+    for obj in objs:
+        if isinstance(obj, dict):
+            msg = next((obj[k] for k in MESSAGE_KEYS if k in obj), "")
+            out.append(_json_text(msg))
+        else:
+            out.append(_json_text(obj))
+    return out
 
 
 def json_extra_text(line: bytes) -> str:
@@ -378,11 +409,13 @@ def _finish(
     fmt: LineFormat, seen: set[str], offsets: set[int], shapes: set[tuple[bytes, bytes]]
 ) -> LineFormat:
     fmt.tokens = tuple(dict.fromkeys((*BASE_TOKENS, *sorted(seen))))
+    fmt.level_offsets = tuple(sorted(offsets)) if len(offsets) <= _MAX_OFFSETS else ()
     fmt.level_offset = offsets.pop() if len(offsets) == 1 else None
     if len({r for _, r in shapes}) == 1:
         fmt.right = next(iter(shapes))[1]
     elif shapes:
         fmt.level_offset = None
+        fmt.level_offsets = ()
     for tok in fmt.tokens:
         fmt.needles[tok] = sorted(
             {left + spell(tok, c).encode() + right for left, right in shapes for c in fmt.cases}

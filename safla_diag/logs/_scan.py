@@ -3,24 +3,27 @@ The chunked scanner: large byte chunks, numpy line indexes, and Python only for 
 
 How one file is read:
 
-* The stream is read into one reusable buffer of ``chunk_size`` bytes (8 MiB by default). The
+* The stream is read into one reusable buffer of ``chunk_size`` bytes (2 MiB by default). The
   chunk is cut after the start of its last record, so a record and its traceback lines are never
   split; the rest is carried into the next read. Memory stays constant whatever the file size.
 * The first chunk is *sniffed* (``_formats.sniff``): plain or JSON-lines, where the level word sits,
   which bytes start a record (a digit for timestamped lines, ``{`` for JSON), and the exact byte
   strings ("needles") that mark each level, such as ``b" ERROR "`` or ``b'"level": "error"'``.
 * Line starts come from one vectorised ``buffer == b"\\n"`` over the chunk (numpy). When the level
-  sits at the same byte offset in every sampled record (``logging``'s default format, most JSON
-  loggers), the 8 bytes at that offset of every line are gathered at once and compared with each
-  level word plus its delimiter: every level is counted without a Python loop over the lines
-  (the fast path). Lines that start like a record but show no level there are parsed one by one;
-  if there are many, the file falls back to the needle path.
-* Needle path (the level moves, e.g. syslog or ``%(name)s - %(levelname)s``): ``bytes.count`` of
-  each level's needles; lines of the chosen levels are then found and verified one by one, so their
-  counts are exact, while the other levels count needle occurrences (a message quoting ``" INFO "``
-  in that exact shape would add one).
-* Only lines of the chosen levels are decoded, masked (in one batch per chunk) and turned into
-  templates; the pattern runs as a bytes regex over the chunk, and Python touches matching lines only.
+  sits at one of a few byte offsets in the sampled records (``logging``'s default format and most
+  JSON loggers: one; ``%(name)s - %(levelname)s``: one per logger name), the 8 bytes at each offset
+  of every line are gathered at once and compared with each level word plus its delimiter: every
+  level is counted without a Python loop over the lines (the fast path), a line at its first
+  match. Lines that start like a record but show no level there are parsed one by one; if there
+  are many, the file falls back to the needle path.
+* Needle path (the level takes more than eight positions): ``bytes.count`` of each level's
+  needles; lines of the chosen levels are then found and verified one by one, so their counts are
+  exact, while the other levels count needle occurrences (a message quoting ``" INFO "`` in that
+  exact shape would add one).
+* Only lines of the chosen levels become templates: their messages are gathered from the buffer
+  into one batch per chunk (numpy), keyed, counted per key with ``Counter`` and ``dict(zip())``,
+  and only keys not seen before are masked (``_templates``). The pattern runs as a bytes regex
+  over the chunk, and Python touches matching lines only.
 * ``since``: timestamps are assumed to be non-decreasing within a file (true of one process's log).
   While outside the window, only the last record of each chunk is parsed: if it is older than
   ``since`` the whole chunk is skipped; otherwise a binary search over the chunk's record lines
@@ -41,7 +44,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._redact import redact
-from ._formats import LineFormat, ParsedRecord, json_extra_text, normalise_level, sniff, spell
+from ._formats import (
+    LineFormat,
+    ParsedRecord,
+    json_extra_text,
+    json_messages,
+    normalise_level,
+    sniff,
+    spell,
+)
 from ._templates import TemplateCache, TemplateStats, group_key
 
 if TYPE_CHECKING:
@@ -54,7 +65,7 @@ class Stream(Protocol):
     def readinto(self, buffer: Any, /) -> int | None: ...
 
 
-__all__ = ["Accumulator", "ScanOptions", "Stream", "scan_stream"]
+__all__ = ["Accumulator", "ScanOptions", "Skip", "Stream", "note_skip", "scan_stream"]
 
 log = logging.getLogger("safla_diag.logs")
 
@@ -91,6 +102,11 @@ class Skip:
     partial: bool = False
 
 
+def note_skip(skip: Skip) -> Skip:
+    log.info("log file %s skipped: %s", skip.path, skip.reason)
+    return skip
+
+
 @dataclass
 class Accumulator:
     """Everything the scan of all files adds up to."""
@@ -106,32 +122,38 @@ class Accumulator:
     templates_truncated: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class _Batch:
-    """The chunk's records of the chosen levels: line numbers, levels and message bytes."""
+    """
+    The chunk's records of the chosen levels, as one newline-joined bytes object.
+
+    Each record is its level's tag byte followed by its message; ``lines`` are their line
+    numbers in the chunk, in order.
+    """
 
     lines: list[int] = field(default_factory=list)
-    levels: list[str] = field(default_factory=list)
-    messages: list[bytes | bytearray] = field(default_factory=list)
+    joined: bytes = b""
+    _extra: list[tuple[int, bytes]] = field(default_factory=list)
 
-    def add(self, line: int, level: str, message: str) -> None:
+    def add(self, line: int, tag: bytes, message: str) -> None:
+        """Add one record parsed in Python (JSON, needle path, odd lines)."""
         text = message[:_MESSAGE_BYTES].replace("\n", " ").replace("\r", " ")
-        self.lines.append(line)
-        self.levels.append(level)
-        self.messages.append(text.encode("utf-8", "replace"))
+        self._extra.append((line, tag + text.encode("utf-8", "replace")))
 
-    def sort(self) -> None:
-        if any(a > b for a, b in zip(self.lines, self.lines[1:], strict=False)):
-            import numpy as np
-
-            order = np.argsort(np.array(self.lines), kind="stable").tolist()
-            self.lines = [self.lines[i] for i in order]
-            self.levels = [self.levels[i] for i in order]
-            self.messages = [self.messages[i] for i in order]
+    def finish(self) -> None:
+        """Merge the records added one by one into ``lines`` and ``joined``, in line order."""
+        if not self._extra:
+            return
+        pairs = list(zip(self.lines, self.joined.split(b"\n"), strict=True)) if self.lines else []
+        pairs.extend(self._extra)
+        pairs.sort(key=lambda p: p[0])
+        self.lines = [p[0] for p in pairs]
+        self.joined = b"\n".join(p[1] for p in pairs)
+        self._extra = []
 
 
 def _example(text: str) -> str:
-    text = text.rstrip("\r\n")
+    text = text.replace("\r\n", "\n").rstrip("\r\n")
     if len(text) > _EXAMPLE_CHARS:
         text = text[:_EXAMPLE_CHARS] + " …"
     return redact(text)
@@ -157,7 +179,8 @@ class _FileScan:
             lut[:] = True
             lut[[9, 10, 13, 32]] = False
         self.record_lut = lut
-        self.fast = fmt.level_offset is not None and fmt.level_offset < _MAX_OFFSET
+        self.offsets = fmt.level_offsets if all(o < _MAX_OFFSET for o in fmt.level_offsets) else ()
+        self.fast = bool(self.offsets)
         # (token, canonical level, [(value, mask), ...]) for the 8-byte compare of the fast path.
         self.codes: list[tuple[str, str, list[tuple[int, int]]]] = []
         for tok in fmt.tokens:
@@ -176,6 +199,12 @@ class _FileScan:
                 groups.setdefault(mask, []).append((value, level, len(tok)))
         self.by_mask = sorted(groups.items())
         self.cache = TemplateCache()
+        # One tag byte per chosen level leads each record in a template batch.
+        # (Control bytes from 1, skipping the newline: no level name, digit or hex digit.)
+        self.tag_of = {
+            lv: bytes([1 + k + (k >= 9)]) for k, lv in enumerate(sorted(opts.chosen)[:200])
+        }
+        self.level_of = {t: lv for lv, t in self.tag_of.items()}
         self._needle_re: dict[str, re.Pattern[bytes]] = {}
         for tok in fmt.tokens:
             needles = fmt.needles.get(tok, [])
@@ -275,44 +304,53 @@ class _FileScan:
         hi: int,
         chosen: _Batch,
     ) -> bool:
-        """Count levels at the fixed offset; return True when the file should leave the fast path."""
+        """Count levels at the known offsets; return True when the file should leave the fast path."""
         np = self.np
-        off = self.fmt.level_offset
-        assert off is not None
         s = starts[lo:hi]
-        pos = s + off
         words = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
-        g = words[pos]
-        # A line shorter than the offset reads the next line's bytes, which cannot hold a level
-        # word there; but past the chunk's end lie stale bytes of an earlier read: ignore those.
         cut = int(ends[hi - 1]) + 1
-        tail = int(np.searchsorted(pos, cut - 8))
-        if tail < len(pos):
-            g[tail:][(ends[lo + tail : hi] - s[tail:]) <= off + 3] = 0
         counts: dict[str, int] = {}
         total = 0
         hits_chosen: list[tuple[str, int, npt.NDArray[Any]]] = []
-        for mask, group in self.by_mask:
-            masked = g & np.uint64(mask)
-            for value, level, word_len in group:
-                hit = masked == np.uint64(value)
-                c = int(np.count_nonzero(hit))
-                if c:
+        taken = None if len(self.offsets) == 1 else np.zeros(hi - lo, dtype=bool)
+        seen_all = None
+        for off in self.offsets:
+            pos = s + off
+            g = words[pos]
+            # A line shorter than the offset reads the next line's bytes, which cannot hold a
+            # level word there; but past the chunk's end lie stale bytes of an earlier read.
+            tail = int(np.searchsorted(pos, cut - 8))
+            if tail < len(pos):
+                g[tail:][(ends[lo + tail : hi] - s[tail:]) <= off + 3] = 0
+            if taken is not None:
+                g[taken] = 0  # a line's level is its first match, at the smallest offset
+            for mask, group in self.by_mask:
+                masked = g & np.uint64(mask)
+                for value, level, word_len in group:
+                    hit = masked == np.uint64(value)
+                    c = int(np.count_nonzero(hit))
+                    if not c:
+                        continue
                     counts[level] = counts.get(level, 0) + c
                     total += c
+                    if taken is not None:
+                        taken |= hit
                     if level in self.opts.chosen:
-                        hits_chosen.append((level, word_len, np.flatnonzero(hit) + lo))
+                        # The message starts after the word and its delimiter.
+                        hits_chosen.append((level, off + word_len + 1, np.flatnonzero(hit) + lo))
+            seen_all = taken
         recs = int(np.count_nonzero(is_rec[lo:hi]))
         extra: list[tuple[int, ParsedRecord]] = []
         if recs > total:
             # Some record lines show no level at the offset: look at them one by one, or give up
             # on the fast path when there are many.
-            seen = np.zeros(hi - lo, dtype=bool)
-            for mask, group in self.by_mask:
-                masked = g & np.uint64(mask)
-                for value, _level, _len in group:
-                    seen |= masked == np.uint64(value)
-            odd = np.flatnonzero(is_rec[lo:hi] & ~seen) + lo
+            if seen_all is None:
+                seen_all = np.zeros(hi - lo, dtype=bool)
+                for mask, group in self.by_mask:
+                    masked = g & np.uint64(mask)
+                    for value, _level, _len in group:
+                        seen_all |= masked == np.uint64(value)
+            odd = np.flatnonzero(is_rec[lo:hi] & ~seen_all) + lo
             if len(odd) > max(20, _FALLBACK_SHARE * (hi - lo)):
                 log.debug("%s: level offset varies; using the needle scan", redact(self.name))
                 return True
@@ -329,12 +367,14 @@ class _FileScan:
                 self._slice_messages(buf, starts, ends, hits_chosen, chosen)
             else:
                 for level, _len, idx in hits_chosen:
-                    for i in idx.tolist():
-                        rec = self.fmt.parse(bytes(buf[starts[i] : ends[i]]), self.opts.now)
-                        chosen.add(i, level, rec.message)
+                    lines = idx.tolist()
+                    raw = [bytes(buf[starts[i] : ends[i]]) for i in lines]
+                    for i, message in zip(lines, json_messages(raw), strict=True):
+                        chosen.add(i, self.tag_of[level], message)
         for i, rec in extra:
-            chosen.add(i, rec.level or "", rec.message)
-        chosen.sort()
+            if rec.level in self.tag_of:
+                chosen.add(i, self.tag_of[rec.level], rec.message)
+        chosen.finish()
         return False
 
     def _slice_messages(
@@ -345,19 +385,27 @@ class _FileScan:
         hits: list[tuple[str, int, npt.NDArray[Any]]],
         chosen: _Batch,
     ) -> None:
-        off = self.fmt.level_offset
-        assert off is not None
-        for level, word_len, idx in hits:
-            body = (starts[idx] + (off + word_len + 1)).tolist()
-            end = ends[idx].tolist()
-            chosen.lines.extend(idx.tolist())
-            chosen.levels.extend([level] * len(idx))
-            chosen.messages.extend(
-                [
-                    bytes(buf[b:e]).lstrip(_LEAD) if b < e else b""
-                    for b, e in zip(body, end, strict=True)
-                ]
-            )
+        """Fill the batch from the fast path's hits without a Python loop over the records."""
+        np = self.np
+        idx = np.concatenate([h[2] for h in hits])
+        body = np.concatenate([starts[h[2]] + h[1] for h in hits])
+        tags = np.concatenate(
+            [np.full(len(h[2]), self.tag_of[h[0]][0], dtype=np.uint8) for h in hits]
+        )
+        if len(hits) > 1:
+            order = np.argsort(idx, kind="stable")
+            idx, body, tags = idx[order], body[order], tags[order]
+        # Gather "tag + message + newline" of every record straight from the buffer: the byte
+        # before the message is overwritten by the tag, the line's own newline separates them.
+        end = ends[idx]
+        body = np.minimum(body, end)
+        length = end - body + 2
+        first = np.cumsum(length) - length
+        src = np.repeat(body - 1 - first, length) + np.arange(int(length.sum()))
+        out = np.frombuffer(buf, dtype=np.uint8)[src]
+        out[first] = tags
+        chosen.lines = idx.tolist()
+        chosen.joined = out[:-1].tobytes()
 
     def _needle_levels(
         self,
@@ -393,9 +441,9 @@ class _FileScan:
                 if rec.level != level:
                     counts[level] -= 1  # the needle was in another record's message
                     continue
-                chosen.add(i, level, rec.message)
+                chosen.add(i, self.tag_of[level], rec.message)
         self.acc.counts.update({k: v for k, v in counts.items() if v > 0})
-        chosen.sort()
+        chosen.finish()
 
     def _templates(
         self,
@@ -408,14 +456,23 @@ class _FileScan:
         """Mask the chosen records' messages and fold them into the template table."""
         np = self.np
         fmt = self.fmt
-        masked = self.cache.templates(chosen.messages)
-        # Per template in this chunk: count, the first and the last line (all at C speed).
-        groups = {t: group_key(t) for t in set(masked)}
-        keys = [(lv, groups[t]) for lv, t in zip(chosen.levels, masked, strict=True)]
-        counts = Counter(keys)
-        lasts = dict(zip(keys, chosen.lines, strict=True))
-        firsts = dict(zip(reversed(keys), reversed(chosen.lines), strict=True))
-        shown = dict(zip(reversed(keys), reversed(masked), strict=True))
+        keys, known = self.cache.keyed(chosen.joined)
+        # Per key in this chunk: count, first and last line, at C speed; then per template group.
+        per_key = Counter(keys)
+        lasts_k = dict(zip(keys, chosen.lines, strict=True))
+        firsts_k = dict(zip(reversed(keys), reversed(chosen.lines), strict=True))
+        counts: Counter[tuple[str, str]] = Counter()
+        firsts: dict[tuple[str, str], int] = {}
+        lasts: dict[tuple[str, str], int] = {}
+        shown: dict[tuple[str, str], str] = {}
+        for k, c in per_key.items():
+            tmpl = known[k]
+            key = (self.level_of[k[:1]], group_key(tmpl))
+            counts[key] += c
+            if key not in firsts or firsts_k[k] < firsts[key]:
+                firsts[key] = firsts_k[k]
+                shown[key] = tmpl
+            lasts[key] = max(lasts.get(key, -1), lasts_k[k])
         table = self.acc.templates
         for key, count in counts.items():
             stats = table.get(key)
@@ -426,8 +483,8 @@ class _FileScan:
                     continue
                 # The whole record: its first line and any continuation lines (a traceback).
                 after = is_rec[first_i + 1 : first_i + 1 + _MAX_CONTINUATION]
-                k = int(np.argmax(after)) if len(after) else 0
-                nxt = first_i + 1 + (k if len(after) and after[k] else len(after))
+                j = int(np.argmax(after)) if len(after) else 0
+                nxt = first_i + 1 + (j if len(after) and after[j] else len(after))
                 s = int(starts[first_i])
                 e = int(ends[max(first_i, nxt - 1)])
                 text = bytes(buf[s : min(e, s + 4 * _EXAMPLE_CHARS)]).decode("utf-8", "replace")
@@ -524,10 +581,12 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
             if scan is None:
                 fmt = sniff(bytes(buf[: min(end, 1 << 18)]), opts.now)
                 if isinstance(fmt, str):
-                    acc.skipped.append(Skip(name, fmt))
+                    acc.skipped.append(note_skip(Skip(name, fmt)))
                     return
                 if opts.since is not None and not fmt.has_timestamps:
-                    acc.skipped.append(Skip(name, "no timestamps found, so 'since' cannot apply"))
+                    acc.skipped.append(
+                        note_skip(Skip(name, "no timestamps found, so 'since' cannot apply"))
+                    )
                     return
                 scan = _FileScan(name, fmt, opts, acc)
                 acc.files.append(name)
@@ -551,7 +610,7 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
             carry = rest
     except OSError as err:
         acc.skipped.append(
-            Skip(name, f"read error: {err.strerror or err}", partial=scan is not None)
+            note_skip(Skip(name, f"read error: {err.strerror or err}", partial=scan is not None))
         )
         return
     finally:
@@ -559,8 +618,7 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
     if scan is None and not damaged:
         acc.files.append(name)  # an empty file: analysed, nothing in it
     if long_lines:
-        acc.skipped.append(
-            Skip(name, f"{long_lines} line(s) longer than {chunk >> 10} KiB skipped", partial=True)
-        )
+        reason = f"{long_lines} line(s) longer than {chunk >> 10} KiB skipped"
+        acc.skipped.append(note_skip(Skip(name, reason, partial=True)))
     if damaged:
-        acc.skipped.append(Skip(name, damaged, partial=scan is not None))
+        acc.skipped.append(note_skip(Skip(name, damaged, partial=scan is not None)))

@@ -12,8 +12,8 @@ Masking the usual variable tokens gives stable, order-independent templates at a
 
 Even so, regular expressions cost tens of nanoseconds per character, so ``TemplateCache`` first
 reduces each message to a *key* with a few vectorised numpy operations over the whole batch: every
-digit becomes ``0`` and every run of six or more hex digits and dashes (hex ids, uuids, long
-numbers) becomes ``h``s. Messages that differ only in numbers and ids share a key, and only
+run of digits becomes one ``0`` and every run of six or more hex digits, dashes and colons (hex
+ids, uuids, IPv6 addresses, long numbers) one ``h``. Messages that differ only in numbers and ids share a key, and only
 a key not seen before is masked. The first message of a key names its template. (So words of six
 or more letters a-f alone, like "facade" and "decade", in the same place of otherwise equal
 messages would share a row: a rare and harmless confusion.)
@@ -25,6 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 __all__ = ["TemplateCache", "TemplateStats", "group_key", "mask", "mask_many"]
 
@@ -110,19 +111,42 @@ def group_key(template: str) -> str:
 
 
 _LEAD = b" \t-:|]>)"
-_HEXISH = b"0123456789abcdefABCDEF-"
+_HEXISH = b"0123456789abcdefABCDEF-:"
+_DIGIT = b"0123456789"
+
+
+_LUTS: list[Any] = []
+
+
+def _luts() -> tuple[Any, Any]:
+    if _LUTS:
+        return _LUTS[0], _LUTS[1]
+    import numpy as np
+
+    hexish = np.zeros(256, dtype=np.int8)
+    hexish[list(_HEXISH)] = 1
+    digit = np.zeros(256, dtype=bool)
+    digit[list(_DIGIT)] = True
+    _LUTS[:] = [hexish, digit]
+    return hexish, digit
 
 
 def _keys(joined: bytes) -> list[bytes]:
-    """Keys of newline-joined messages: digits -> '0', runs of 6+ hex digits/dashes -> 'h's."""
+    """
+    Keys of newline-joined messages, in a few numpy passes over the batch.
+
+    A run of digits becomes one ``0`` and a run of six or more hex digits, dashes and colons (hex
+    ids, uuids, IPv6 addresses, long numbers) one ``h``, whatever their lengths.
+    """
     import numpy as np
 
+    hexish, digit = _luts()
     arr = np.frombuffer(joined, dtype=np.uint8)
-    hexish = np.zeros(256, dtype=np.int8)
-    hexish[list(_HEXISH)] = 1
-    shape = np.arange(256, dtype=np.uint8)
-    shape[list(b"0123456789")] = ord("0")
-    key = shape[arr]
+    key = arr.copy()
+    is_digit = digit[arr]
+    key[is_digit] = ord("0")
+    drop = np.zeros(len(arr), dtype=bool)
+    drop[1:] = is_digit[1:] & is_digit[:-1]
     edges = np.flatnonzero(np.diff(hexish[arr], prepend=0, append=0))
     starts, ends = edges[0::2], edges[1::2]
     long = (ends - starts) >= 6
@@ -130,8 +154,10 @@ def _keys(joined: bytes) -> list[bytes]:
         delta = np.zeros(len(arr) + 1, dtype=np.int32)
         delta[starts[long]] += 1
         delta[ends[long]] -= 1
-        key[np.cumsum(delta[:-1]) > 0] = ord("h")
-    return key.tobytes().split(b"\n")
+        in_run = np.cumsum(delta[:-1]) > 0
+        key[in_run] = ord("h")
+        drop[1:] |= in_run[1:] & in_run[:-1]
+    return key[~drop].tobytes().split(b"\n")
 
 
 class TemplateCache:
@@ -153,20 +179,35 @@ class TemplateCache:
         """
         if not messages:
             return []
-        keys = _keys(b"\n".join(messages))
-        known = self._known
-        new: dict[bytes, int] = {}
-        for i, key in enumerate(keys):
-            if key not in known and key not in new:
-                new[key] = i
-        if new:
-            if len(known) + len(new) > self.max_keys:
-                known.clear()
-            masked = mask_many(
-                [bytes(messages[i]).lstrip(_LEAD).decode("utf-8", "replace") for i in new.values()]
-            )
-            known.update(zip(new, masked, strict=True))
+        keys, known = self.keyed(b"\n".join(b"\x01" + bytes(m) for m in messages))
         return [known[k] for k in keys]
+
+    def keyed(self, joined: bytes) -> tuple[list[bytes], dict[bytes, str]]:
+        """
+        Key a batch and make sure every key in it has a template.
+
+        Args:
+            joined: Newline-joined records, each one tag byte (which the key keeps, so that
+                records of different levels never share a key) followed by the message.
+
+        Returns:
+            The key of each record, and the key -> template memory (holding every key returned).
+        """
+        keys = _keys(joined)
+        known = self._known
+        missing = set(keys).difference(known)
+        if missing:
+            if len(known) + len(missing) > self.max_keys:
+                known.clear()
+                missing = set(keys)
+            where = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
+            records = joined.split(b"\n")
+            order = list(missing)
+            masked = mask_many(
+                [records[where[k]][1:].lstrip(_LEAD).decode("utf-8", "replace") for k in order]
+            )
+            known.update(zip(order, masked, strict=True))
+        return keys, known
 
 
 @dataclass

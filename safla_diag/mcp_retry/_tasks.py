@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from .._redact import redact
+from ._backends import postgres_store_for
 from ._guide import GuideImport, guide_task_id, parse_guide_file
 from ._store import (
     ClaimedTask,
@@ -214,6 +215,7 @@ class MCPTaskRecovery:
         self._clock = clock
         self._rng = rng or random.Random()
         self._guide_file: Path | None = None
+        store = store if store is not None else postgres_store_for(persistence_file)
         if store is None:
             if "://" in os.fspath(persistence_file):
                 # A database URL selects another backend (PostgreSQL comes with its own issue).
@@ -276,9 +278,11 @@ class MCPTaskRecovery:
         return [None] * len(leases)
 
     async def aclose(self) -> None:
-        """Finish pending saves and acks, and close the store."""
+        """Finish pending saves, acks and verdicts, and close the store."""
         await self._saves.aclose()
         await self._acks.aclose()
+        if self._verdicts:
+            await asyncio.gather(*self._verdicts, return_exceptions=True)
         await self.store.close()
         self._opened = False
 
@@ -662,6 +666,11 @@ class MCPTaskRecovery:
                 finally:
                     woken.cancel()
                 if change in done:
+                    if not change.cancelled() and change.exception() is not None:
+                        logger.warning(
+                            "MCP task queue notifications failed: %s",
+                            describe_error(change.exception()),  # type: ignore[arg-type]
+                        )
                     change = None
                 for fut in [f for f in running if f.done()]:
                     del running[fut]
@@ -679,4 +688,4 @@ class MCPTaskRecovery:
                 fut.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
-                await self._release([c for f, c in running.items() if f.cancelled()])
+            await self._release([c for f, c in running.items() if f.cancelled()])

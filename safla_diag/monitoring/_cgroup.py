@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CgroupMemory", "read_cgroup_memory"]
+__all__ = ["CgroupMemory", "read_cgroup_memory", "refresh_usage"]
 
 # v1 reports "no limit" as a huge page-aligned number (2**63 rounded down to the page size).
 _UNLIMITED = 1 << 60
@@ -132,3 +132,28 @@ def read_cgroup_memory(root: Path | str = "/") -> CgroupMemory | None:
                 usage = max(0, usage - _stat(d / "memory.stat", "total_inactive_file"))
             best = CgroupMemory(1, _rel(d, mount), limit, usage)
     return best
+
+
+def refresh_usage(cg: CgroupMemory, root: Path | str = "/") -> CgroupMemory:
+    """
+    The same cgroup with its usage read again (the limit is kept): two small file reads.
+
+    Args:
+        cg: A result of :func:`read_cgroup_memory`.
+        root: The same file-system root.
+
+    Returns:
+        A new CgroupMemory with the current working set.
+    """
+    root = Path(root)
+    if cg.version == 2:
+        d = root / "sys/fs/cgroup" / cg.path.strip("/")
+        usage = _read_int(d / "memory.current")
+        inactive = "inactive_file"
+    else:
+        d = root / "sys/fs/cgroup/memory" / cg.path.strip("/")
+        usage = _read_int(d / "memory.usage_in_bytes")
+        inactive = "total_inactive_file"
+    if usage is not None:
+        usage = max(0, usage - _stat(d / "memory.stat", inactive))
+    return CgroupMemory(cg.version, cg.path, cg.limit_bytes, usage)

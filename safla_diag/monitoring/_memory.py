@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import MemoryPressureError
-from ._cgroup import CgroupMemory, read_cgroup_memory
+from ._cgroup import CgroupMemory, read_cgroup_memory, refresh_usage
 
 if TYPE_CHECKING:
     import psutil
@@ -126,7 +126,7 @@ class MemoryMonitor:
         if self._cgroup_limit is None:
             return None
         # The limit is cached; the usage changes all the time.
-        return read_cgroup_memory(self._cgroup_root)
+        return refresh_usage(self._cgroup_limit, self._cgroup_root)
 
     def memory_percent(self) -> float:
         """The percent that the thresholds apply to (see the class docstring)."""

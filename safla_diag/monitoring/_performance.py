@@ -131,7 +131,6 @@ class PerformanceMonitor:
         self._sum = 0.0
         self._error_count = 0
         self._above = 0  # samples in the window above max_p95_s
-        self._writes_since_resum = 0
         self._total = 0
         self._total_errors = 0
         self._stats: dict[str, Any] | None = None
@@ -165,40 +164,46 @@ class PerformanceMonitor:
         if not (0.0 <= value < math.inf):  # also False for NaN
             raise ValueError(f"response_time must be a finite time >= 0, got {value!r}")
         failed = 0 if success else 1
+        size = self.window_size
+        limit = self.max_p95_s
         with self._lock:
             pos = self._pos
             n = self._count
-            if n == self.window_size:
+            full = n == size
+            if full:
                 old = self._times[pos]
                 self._sum -= old
-                self._error_count -= self._errors[pos]
-                if old > self.max_p95_s:
+                if self._errors[pos]:
+                    self._error_count -= 1
+                if old > limit:
                     self._above -= 1
             else:
                 n += 1
                 self._count = n
             self._times[pos] = value
-            self._errors[pos] = failed
             self._sum += value
-            self._error_count += failed
-            if value > self.max_p95_s:
+            self._errors[pos] = failed
+            if failed:
+                self._error_count += 1
+                self._total_errors += 1
+            if value > limit:
                 self._above += 1
-            pos += 1
-            self._pos = pos if pos < self.window_size else 0
             self._total += 1
-            self._total_errors += failed
             self._stats = None
-            self._writes_since_resum += 1
-            if self._writes_since_resum >= self.window_size:
-                # Running sums drift by rounding over weeks; an exact re-sum every window_size
-                # writes keeps them honest at O(1) amortised.
+            pos += 1
+            if pos < size:
+                self._pos = pos
+            else:
+                self._pos = 0
+                # Running sums drift by rounding over weeks; an exact re-sum once per lap of
+                # the ring keeps them honest at O(1) amortised.
                 self._resum()
             if n < self.min_samples:
                 return
             # The p95 breach without sorting: p95 lies between the order statistics lo and
             # lo + 1, so it is above the threshold when at least n - lo samples are, and not
             # when fewer than n - lo - 1 are; only the border case reads the window.
-            if n == self.window_size:
+            if full:
                 cut, gamma = self._full_cut
             else:
                 lo, gamma = _p95_index(n)
@@ -233,9 +238,7 @@ class PerformanceMonitor:
             raise fail
 
     def _resum(self) -> None:
-        n = self._count
-        self._sum = math.fsum(self._times[:n])
-        self._writes_since_resum = 0
+        self._sum = math.fsum(self._times[: self._count])
 
     def _breach_error(self, kind: str) -> PerformanceError:
         stats = self._compute_locked()
@@ -348,6 +351,24 @@ class PerformanceMonitor:
     def breached(self) -> frozenset[str]:
         """The thresholds breached as of the last request: ``avg``, ``p95``, ``error_rate``."""
         return self._breached
+
+    @property
+    def response_times(self) -> list[float]:
+        """The window's response times, oldest first (a copy; the guide exposed a deque)."""
+        with self._lock:
+            n, pos = self._count, self._pos
+            if n < self.window_size:
+                return self._times[:n].tolist()
+            return (self._times[pos:] + self._times[:pos]).tolist()
+
+    @property
+    def error_counts(self) -> list[int]:
+        """1 per failed request of the window, 0 per success, oldest first (a copy)."""
+        with self._lock:
+            n, pos = self._count, self._pos
+            if n < self.window_size:
+                return list(self._errors[:n])
+            return list(self._errors[pos:] + self._errors[:pos])
 
     @property
     def total_requests(self) -> int:

@@ -1,7 +1,7 @@
 """
 The leak test: robust trends of the post-GC memory floor at several time scales.
 
-Pure Python on purpose: numpy is never imported by the monitors, and the work per sample is a
+Pure Python on purpose: the leak detector never imports numpy, and the work per sample is a
 few comparisons (the samples of one bucket are folded into its minimum as they arrive); the
 trend statistics run once per bucket on a few dozen points.
 
@@ -16,16 +16,20 @@ The idea, step by step:
 3. On those points it computes the Theil–Sen slope (median of pairwise slopes, robust to a
    minority of outliers) and the Mann–Kendall statistic (is the series monotonic?).
 4. A scale fires when the trend is significant (Mann–Kendall z), large enough to matter (the
-   growth the slope projects over ``max(window, 1 h)`` reaches ``leak_threshold`` MB) and large
-   against the floor's own noise, *and* the growth is spread over the window as a ramp is,
-   rather than concentrated in one jump as a cache warming up is: both halves of the window must
-   climb at a fair share of the overall slope, and no single step between points may carry most
-   of the growth.
+   growth the slope projects over ``max(window, 1 h)`` reaches ``leak_threshold`` MB), large
+   against the floor's own noise (and, at the shortest scale, against the GC sawtooth), larger
+   than the floor's usual swings over a window of that length in the history before the window
+   (until there is enough history, sub-hour scales ask for twice the growth instead), *and* the
+   growth is spread over the window as a ramp is, rather than concentrated in one jump as a
+   cache warming up is: both halves of the window must climb at a fair share of the overall
+   slope, no single step between points may carry most of the growth, and a line must fit the
+   points better than the best single step. The shortest scale must find it twice in a row.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import math
 from collections import deque
@@ -54,6 +58,7 @@ class Scale:
     z_min: float = 3.0  # Mann-Kendall z needed
     noise_k: float = 4.0  # growth needed, in robust noise sds of the residuals
     amp_k: float = 0.0  # growth needed, in GC sawtooth amplitudes (median bucket range)
+    confirm: int = 1  # evaluations in a row that must find the trend
 
 
 DEFAULT_WINDOWS: tuple[float, ...] = (600.0, 1800.0, 3600.0, 7200.0, 14400.0)
@@ -83,7 +88,9 @@ def make_scales(
     for i, w in enumerate(sorted(windows)):
         nb = max(1, round(w / bucket_s))
         if i == 0:
-            out.append(Scale(_name(w), w, span=1, step=1, z_min=2.5, noise_k=4.0, amp_k=1.5))
+            out.append(
+                Scale(_name(w), w, span=1, step=1, z_min=2.5, noise_k=4.0, amp_k=1.5, confirm=2)
+            )
         else:
             # At most about max_points points per scale keeps the O(n²) Theil–Sen cheap; a step
             # longer than the GC period widens the rolling minimum to match.
@@ -177,6 +184,9 @@ class TrendEngine:
         ramp_share: float = 0.3,
         max_jump_share: float = 0.5,
         step_margin: float = 1.0,
+        swing_k: float = 4.0,
+        min_swings: int = 8,
+        startup_factor: float = 2.0,
     ) -> None:
         if bucket_s <= 0:
             raise ValueError("bucket_s must be positive")
@@ -186,6 +196,9 @@ class TrendEngine:
         self.ramp_share = ramp_share
         self.max_jump_share = max_jump_share
         self.step_margin = step_margin
+        self.swing_k = swing_k
+        self.min_swings = min_swings
+        self.startup_factor = startup_factor
         longest = max((sc.window_s / bucket_s + sc.span for sc in scales), default=1.0)
         self._buckets: deque[tuple[int, float]] = deque(maxlen=int(longest) + 2)
         # Enough buckets for a dozen GC cycles: the sawtooth amplitude is their median range.
@@ -202,7 +215,14 @@ class TrendEngine:
         # and its window in buckets.
         self._pts: list[deque[tuple[int, float]]] = [deque() for _ in scales]
         self._next_grid: list[int | None] = [None for _ in scales]
+        self._streak = [0 for _ in scales]
         self._nwin = [max(1, round(sc.window_s / bucket_s)) for sc in scales]
+        # History kept before each window (in buckets) to learn the floor's usual swings; the
+        # sawtooth-checked shortest scale needs none.
+        self._hist = [
+            0 if sc.amp_k else max(3 * nw, round(6 * _HOUR / bucket_s))
+            for sc, nw in zip(scales, self._nwin, strict=True)
+        ]
         self.samples = 0
         self.last_t: float | None = None
         self.last_mb: float | None = None
@@ -289,22 +309,42 @@ class TrendEngine:
                     added = True
                 g += sc.step
             self._next_grid[k] = g
-            first = last - self._nwin[k] + 1
-            while pts and pts[0][0] < first:
+            keep_from = last - self._nwin[k] - self._hist[k] + 1
+            while pts and pts[0][0] < keep_from:
                 pts.popleft()
             if added or sc.name not in self.results:
-                self.results[sc.name] = self._evaluate_scale(sc, k)
+                r = self._evaluate_scale(sc, k, last - self._nwin[k] + 1)
+                streak = self._streak[k] = self._streak[k] + 1 if r.fired else 0
+                if r.fired and streak < sc.confirm:
+                    r = dataclasses.replace(r, fired=False, reason="steady growth, to be confirmed")
+                self.results[sc.name] = r
                 changed = True
         if changed:
             self._leaking = any(r.fired for r in self.results.values())
 
-    def _points(self, k: int) -> tuple[list[float], list[float]]:
+    def _points(self, k: int, first: int) -> tuple[list[float], list[float]]:
         b = self.bucket_s
-        pts = self._pts[k]
+        pts = [p for p in self._pts[k] if p[0] >= first] if self._hist[k] else self._pts[k]
         return [(g + 0.5) * b for g, _ in pts], [v for _, v in pts]
 
-    def _evaluate_scale(self, sc: Scale, k: int) -> ScaleResult:
-        xs, ys = self._points(k)
+    def _usual_swing(self, k: int, first: int) -> float | None:
+        """
+        Robust spread of the floor's change over one window, in the history before the window.
+
+        A floor that wanders (load, fragmentation) by tens of MB over half an hour makes a
+        half-hour rise of that size ordinary; None until there are enough past windows.
+        """
+        sc = self.scales[k]
+        lag = max(1, round(self._nwin[k] / sc.step)) * sc.step
+        past = {g: v for g, v in self._pts[k] if g < first}
+        diffs = [v - past[g - lag] for g, v in past.items() if g - lag in past]
+        if len(diffs) < self.min_swings:
+            return None
+        c = _median(diffs)
+        return 1.4826 * _median([abs(d - c) for d in diffs])
+
+    def _evaluate_scale(self, sc: Scale, k: int, first: int) -> ScaleResult:
+        xs, ys = self._points(k, first)
         n = len(xs)
         needed = self.leak_threshold_mb
 
@@ -354,4 +394,12 @@ class TrendEngine:
         sse_line = sum((r - c) ** 2 for r in resid)
         if _step_sse(ys) < self.step_margin * sse_line:
             return result(False, slope, z, growth, "a step fits better than a ramp")
+        if self._hist[k]:
+            swing = self._usual_swing(k, first)
+            if swing is None:
+                # Too little history to know how the floor usually moves: ask for more growth.
+                if sc.window_s < _HOUR and projected < self.startup_factor * needed:
+                    return result(False, slope, z, growth, "trend below the start-up threshold")
+            elif growth < self.swing_k * swing:
+                return result(False, slope, z, growth, "within the floor's usual swings")
         return result(True, slope, z, growth, "steady growth")

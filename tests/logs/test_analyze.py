@@ -18,7 +18,7 @@ from safla_diag import LogReport, analyze_logs
 
 from ._gen import START, TRACEBACK, make_log
 
-KINDS = ["logging", "named", "iso", "syslog", "json"]
+KINDS = ["logging", "named", "named_many", "iso", "syslog", "json", "structlog"]
 CHOSEN = ("ERROR", "CRITICAL")
 NOW = START + timedelta(hours=3)
 
@@ -135,6 +135,14 @@ def test_level_words_inside_messages_do_not_count(tmp_path: Path) -> None:
         "2026-11-28 10:00:01,000 - abc.def - ERROR - boom\n"
         "2026-11-28 10:00:02,000 - ab - INFO - the ERROR again\n"
     )
+    many = tmp_path / "many.log"
+    many.write_text(
+        "".join(
+            f"2026-11-28 10:00:00,000 - {'n' * i} - INFO - say ERROR - {i}\n" for i in range(12)
+        )
+        + "2026-11-28 10:00:01,000 - abc.def - ERROR - boom\n"
+    )
+    assert analyze_logs(many).counts == {"INFO": 12, "ERROR": 1}
     for path in (fast, named):
         report = analyze_logs(path)
         assert report.counts["ERROR"] == 1
@@ -368,3 +376,78 @@ def test_now_defaults_to_the_clock(tmp_path: Path) -> None:
     report = analyze_logs(path, since="1h")
     assert report.counts == {"ERROR": 1}
     assert report.templates[0].template == "recent"
+
+
+def test_crlf_lines(tmp_path: Path) -> None:
+    """Windows line endings change nothing: same counts, templates, clean examples."""
+    path = tmp_path / "x.log"
+    path.write_bytes(
+        b"2026-11-28 10:00:00,000 INFO a: x\r\n"
+        b"2026-11-28 10:00:01,000 ERROR a: failed 12\r\n"
+        b"Traceback (most recent call last):\r\n"
+        b"ValueError: x\r\n"
+        b"2026-11-28 10:00:02,000 ERROR a: failed 13\r\n"
+    )
+    report = analyze_logs(path)
+    assert report.counts == {"ERROR": 2, "INFO": 1}
+    [t] = report.templates
+    assert (t.template, t.count) == ("a: failed <NUM>", 2)
+    assert "\r" not in t.example
+    assert t.example.endswith("ValueError: x")
+
+
+def test_too_many_templates_is_flagged(tmp_path: Path) -> None:
+    """Distinct templates beyond the table's bound are flagged, not stored without limit."""
+    from safla_diag.logs import _scan
+
+    path = tmp_path / "x.log"
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma"]
+    path.write_text(
+        "".join(
+            f"2026-11-28 10:00:00,000 ERROR app: {a} {b} {c}\n"
+            for a in words
+            for b in words
+            for c in words
+        )
+    )
+    opts = _scan.ScanOptions(max_templates=50)
+    acc = _scan.Accumulator()
+    with path.open("rb") as f:
+        _scan.scan_stream("x", f, opts, acc)
+    assert len(acc.templates) == 50
+    assert acc.templates_truncated
+    assert analyze_logs(path, top=500).counts == {"ERROR": 216}
+    assert len(analyze_logs(path, top=500).templates) == 216
+    assert analyze_logs(path, levels="error").levels == ("ERROR",)
+
+
+_line = st.one_of(
+    st.binary(max_size=60),
+    st.builds(
+        lambda ts, lv, msg: f"2026-11-28 10:00:{ts:02d},000 {lv} {msg}".encode(),
+        st.integers(0, 59),
+        st.sampled_from(["INFO", "ERROR", "warn", "Critical", "BOGUS", ""]),
+        st.text(max_size=30),
+    ),
+    st.builds(
+        lambda lv, msg: json.dumps({"level": lv, "message": msg}).encode(),
+        st.sampled_from(["error", "INFO", 3]),
+        st.text(max_size=20),
+    ),
+)
+
+
+@given(st.lists(_line, max_size=40), st.sampled_from([1024, 4096, 1 << 20]), st.booleans())
+@settings(max_examples=60)
+def test_arbitrary_input_never_raises(lines: list[bytes], chunk_size: int, gz: bool) -> None:
+    """Whatever the bytes, the scan finishes with a report: counts, or a reason for skipping."""
+    blob = b"\n".join(lines)
+    stream = io.BytesIO(gzip.compress(blob) if gz else blob)
+    report = analyze_logs(stream, chunk_size=chunk_size, pattern="ERROR|x", since=None)
+    assert all(v > 0 for v in report.counts.values())
+    assert sum(t.count for t in report.templates) <= sum(report.counts.values())
+    assert report.matches is not None
+    assert report.matches.count <= blob.count(b"\n") + 1
+    assert report.files or report.skipped
+    report.to_json()
+    report.to_text()

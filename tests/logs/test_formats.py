@@ -159,7 +159,14 @@ def test_sniff_variable_offset_and_json() -> None:
     fmt = sniff(plain)
     assert not isinstance(fmt, str)
     assert fmt.level_offset is None
+    assert fmt.level_offsets == (28, 34)
     assert b" ERROR " in fmt.needles["ERROR"]
+    many = b"".join(
+        f"2026-11-28 10:00:00,1 - {'x' * i} - INFO - x\n".encode() for i in range(1, 12)
+    )
+    fmt = sniff(many)
+    assert not isinstance(fmt, str)
+    assert fmt.level_offsets == ()
     js = b'{"time": "2026-11-28T10:00:00Z", "level": "error", "msg": "x"}\n'
     jfmt = sniff(js * 3)
     assert not isinstance(jfmt, str)

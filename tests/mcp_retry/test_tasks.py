@@ -251,6 +251,39 @@ async def test_cancel_stops_promptly_and_releases_leases(tmp_path: Path) -> None
     await rec.aclose()
 
 
+async def test_running_task_keeps_its_lease_against_another_worker(tmp_path: Path) -> None:
+    """A task running longer than its lease is renewed: a second worker never runs it meanwhile."""
+    runs: list[str] = []
+    started = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def slow(task: dict[str, Any]) -> None:
+        runs.append(task["id"])
+        started.set()
+        await asyncio.sleep(1.0)  # three lease lengths
+        finished.set()
+
+    a = MCPTaskRecovery(tmp_path / "q.db", execute=slow, lease_s=0.3)
+    b = MCPTaskRecovery(tmp_path / "q.db", execute=slow, lease_s=0.3)
+    await a.save_failed_task({"id": "long"}, delay=0)
+    wa = asyncio.ensure_future(a.retry_failed_tasks())
+    async with asyncio.timeout(10):
+        await started.wait()
+    wb = asyncio.ensure_future(b.retry_failed_tasks())
+    try:
+        async with asyncio.timeout(10):
+            await finished.wait()
+    finally:
+        # The ack is under way; stopping the workers waits for recorded verdicts.
+        for w in (wa, wb):
+            w.cancel()
+        await asyncio.gather(wa, wb, return_exceptions=True)
+    assert runs == ["long"]
+    assert await a.load_failed_tasks() == 0
+    await a.aclose()
+    await b.aclose()
+
+
 async def test_worker_respects_concurrency_limit(tmp_path: Path) -> None:
     """No more than ``concurrency`` tasks run at once."""
     running = 0
@@ -304,7 +337,7 @@ def test_url_refused_with_redacted_message(tmp_path: Path, monkeypatch: pytest.M
     """A database URL is not taken for a file name (no 'postgresql:' folder appears)."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError) as err:
-        MCPTaskRecovery("postgresql://u:hunter2@db/q", execute=Recorder())
+        MCPTaskRecovery("mysql://u:hunter2@db/q", execute=Recorder())
     assert "hunter2" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import subprocess
 import sys
 import time
 import tracemalloc
+import types
 from collections.abc import Iterator
 
 import psutil
@@ -305,6 +307,52 @@ async def test_tracing_only_when_asked_and_stopped_after() -> None:
     assert not tracemalloc.is_tracing()
 
 
+class RampProcess:
+    """Stands in for psutil.Process: this process's pid, an RSS that grows 20 MB per read."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.reads = 0
+
+    def memory_info(self) -> object:
+        self.reads += 1
+        return types.SimpleNamespace(rss=(300 + 20 * self.reads) * 1024 * 1024)
+
+
+async def test_leak_found_by_run_reports_while_tracing() -> None:
+    """run() reports a leak to on_leak (the tracemalloc snapshot taken off the loop)."""
+    now = [0.0]
+    found = asyncio.Event()
+    seen: list[LeakAnalysis] = []
+
+    def on_leak(a: LeakAnalysis) -> None:
+        seen.append(a)
+        found.set()
+
+    async def fake_sleep(delay: float) -> None:
+        now[0] += delay
+        await asyncio.sleep(0)
+
+    det = MemoryLeakDetector(
+        sample_interval=5,
+        process=RampProcess(),  # type: ignore[arg-type]
+        tracemalloc_frames=1,
+        on_leak=on_leak,
+        clock=lambda: now[0],
+        sleep=fake_sleep,
+    )
+    task = det.start_monitoring()
+    try:
+        await asyncio.wait_for(found.wait(), 20)
+    finally:
+        det.stop_monitoring()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert seen[0].leaking
+    assert seen[0].slope_mb_per_hour > 1000
+    assert not tracemalloc.is_tracing()
+
+
 # ---------------------------------------------------------------------- real processes
 CHILD = r"""
 import sys, time
@@ -384,6 +432,21 @@ async def test_real_leaking_child_is_found() -> None:
         child.close()
     assert seen[0].leaking
     assert seen[0].slope_mb_per_hour > 3600  # well over 1 MB/s
+
+
+async def test_run_ends_when_the_watched_process_dies(caplog: pytest.LogCaptureFixture) -> None:
+    """A watched child killed with SIGKILL ends run() with a warning, not a crash."""
+    child = Child("once")
+    ticks = Ticks()
+    det = _short(child.ps, ticks)
+    try:
+        task = det.start_monitoring()
+        await ticks.reach(3)
+    finally:
+        child.close()
+    await asyncio.wait_for(task, 10)
+    assert task.exception() is None
+    assert any("process is gone" in r.getMessage() for r in caplog.records)
 
 
 async def test_real_child_allocating_once_is_not_a_leak() -> None:

@@ -90,6 +90,23 @@ def test_v1_path_not_visible_in_container_uses_mount_root(tmp_path: Path) -> Non
     assert cg.limit_bytes == 512 * 1024**2
 
 
+def test_usage_is_reread_while_the_limit_is_cached(tmp_path: Path) -> None:
+    """Within cgroup_refresh_s the limit is cached but the usage is read afresh."""
+    root = fake_v2(tmp_path, current=100 * 1024**2)
+    now = [0.0]
+    mon = MemoryMonitor(cgroup_root=root, clock=lambda: now[0])
+    first = mon.cgroup()
+    assert first is not None and first.usage_bytes == 100 * 1024**2
+    (root / "sys/fs/cgroup/app/memory.current").write_text(f"{700 * 1024**2}\n")
+    (root / "sys/fs/cgroup/app/memory.max").write_text(f"{2 * GB}\n")
+    again = mon.cgroup()
+    assert again is not None
+    assert (again.limit_bytes, again.usage_bytes) == (GB, 700 * 1024**2)
+    now[0] += 61
+    later = mon.cgroup()
+    assert later is not None and later.limit_bytes == 2 * GB
+
+
 def test_no_cgroup_files(tmp_path: Path) -> None:
     """Nothing readable: no limit, no error."""
     assert read_cgroup_memory(tmp_path) is None

@@ -219,3 +219,13 @@ def test_running_sum_stays_exact_over_many_windows() -> None:
         mon.record_request(0.5)
     assert mon._sum == pytest.approx(5.0, abs=1e-9)
     assert mon.get_performance_stats()["avg_response_time"] == 0.5
+
+
+@given(window=st.integers(1, 30), samples=st.lists(times, min_size=0, max_size=80))
+def test_window_views_like_the_guides_deques(window: int, samples: list[float]) -> None:
+    """response_times and error_counts hold the window oldest first, as the guide's deques."""
+    mon = PerformanceMonitor(window, min_samples=10**9)
+    for i, s in enumerate(samples):
+        mon.record_request(s, success=i % 3 != 0)
+    assert mon.response_times == samples[-window:]
+    assert mon.error_counts == [0 if i % 3 else 1 for i in range(len(samples))][-window:]
