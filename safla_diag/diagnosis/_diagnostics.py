@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import html
 import json
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
+from .._aio import off_loop
 from .._redact import redact, redact_value
 from ..checks import acheck_external_services, check_dependencies
 from ..checks._sync import run_sync
@@ -59,13 +59,13 @@ class Finding:
         severity: ``info`` (a fact, healthy), ``warning`` (needs attention) or ``error``
             (something is broken).
         message: One line, redacted.
-        hint: The next step, when there is one.
+        hint: The next step, when there is one, redacted.
     """
 
     section: str
     severity: Severity
     message: str = attrs.field(converter=redact)
-    hint: str | None = None
+    hint: str | None = attrs.field(default=None, converter=attrs.converters.optional(redact))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -251,13 +251,6 @@ class _Context:
     started: float
 
 
-async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
-    # Blocking work (imports, psutil scans, file I/O, hashing) goes to the default executor.
-    loop = asyncio.get_running_loop()
-    ctx = contextvars.copy_context()
-    return await loop.run_in_executor(None, functools.partial(ctx.run, fn, *args))
-
-
 def _f(section: str, severity: Severity, message: str, hint: str | None = None) -> Finding:
     return Finding(section=section, severity=severity, message=message, hint=hint)
 
@@ -316,7 +309,7 @@ async def _configuration(ctx: _Context) -> Outcome:
         return {"source": None}, [
             _f("configuration", "info", "no configuration given: embedded defaults")
         ]
-    issues = await _off_loop(validate_configuration, ctx.config)
+    issues = await off_loop(validate_configuration, ctx.config)
     where = ctx.source or "the configuration"
     facts = {"source": ctx.source, "keys": sorted(ctx.config), "issues": len(issues)}
     if not issues:
@@ -327,7 +320,7 @@ async def _configuration(ctx: _Context) -> Outcome:
 
 
 async def _dependencies(ctx: _Context) -> Outcome:
-    report = await _off_loop(check_dependencies)
+    report = await off_loop(check_dependencies)
     facts = report.to_dict()
     if report.ok:
         versions = ", ".join(f"{p.name} {p.version}" for p in report)
@@ -369,7 +362,7 @@ def _memory_facts() -> dict[str, Any]:
 
 
 async def _memory(ctx: _Context) -> Outcome:
-    facts = await _off_loop(_memory_facts)
+    facts = await off_loop(_memory_facts)
     warn = _num(ctx.config, "memory_threshold_percent", 85.0)
     crit = _num(ctx.config, "memory_critical_percent", 95.0)
     pct = facts["system_percent"]
@@ -452,7 +445,7 @@ def _disk_facts(path: str) -> dict[str, Any]:
 async def _disk(ctx: _Context) -> Outcome:
     configured = _str(ctx.config, "data_dir")
     path = configured or "."
-    facts = await _off_loop(_disk_facts, path)
+    facts = await off_loop(_disk_facts, path)
     label = path if configured else "the current folder (no data_dir configured)"
     note = "" if facts["exists"] else " (not created yet)"
     free, pct = facts["free_mb"], facts["free_percent"]
@@ -542,7 +535,7 @@ def _vector_state(cfg: Mapping[str, Any], data_dir: str) -> _VectorState:
 async def _vector(ctx: _Context) -> Outcome:
     data_dir = _str(ctx.config, "data_dir")
     assert data_dir is not None
-    state = await _off_loop(_vector_state, ctx.config, data_dir)
+    state = await off_loop(_vector_state, ctx.config, data_dir)
     health, backups = state.health, state.backups
     usable = [b for b in backups if b.ok]
     facts = {
@@ -598,10 +591,7 @@ def _vector_flags(cfg: Mapping[str, Any], data_dir: str, backup_dir: str) -> str
 
 
 def _queue_location(ctx: _Context) -> str | None:
-    queue = _str(ctx.config, "mcp_task_queue")
-    if queue is None or "://" in queue:
-        return None
-    return queue
+    return _str(ctx.config, "mcp_task_queue")
 
 
 # A task due this long ago and still waiting means that no worker is retrying the queue.
@@ -609,36 +599,60 @@ _OVERDUE_S = 600.0
 
 
 async def _mcp_queue(ctx: _Context) -> Outcome:
-    from ..mcp_retry._store import QueueStoreError, SQLiteTaskStore
+    from .._errors import DependencyError
+    from ..mcp_retry._backends import is_postgres_url, store_for
+    from ..mcp_retry._store import QueueStoreError
 
     location = _queue_location(ctx)
     assert location is not None
-    if not await _off_loop(os.path.exists, location):
-        return {"location": location, "exists": False}, [
-            _f("mcp_queue", "info", f"no queue file at {location} yet: nothing has failed")
-        ]
-    store = SQLiteTaskStore(location, readonly=True)  # never creates nor converts anything
-    try:
-        now = time.time()
-        stats = await store.stats(now=now)
-    except QueueStoreError as err:
-        return {"location": location, "exists": True}, [
+    shared = is_postgres_url(location)
+    if "://" in location and not shared:
+        return {"location": redact(location)}, [
             _f(
                 "mcp_queue",
                 "error",
-                str(err),
-                "move the file aside and let the service create a new queue; "
-                f"inspect it with: safla-diag mcp queue {location}",
+                f"mcp_task_queue {location}: neither a queue file nor a postgresql:// URL",
+                "give a file path (mcp_tasks.db) or postgresql://user@host/db[?schema=NAME]",
             )
         ]
+    if not shared and not await off_loop(os.path.exists, location):
+        return {"location": location, "exists": False}, [
+            _f("mcp_queue", "info", f"no queue file at {location} yet: nothing has failed")
+        ]
+    try:
+        # Read-only: never creates, converts or migrates anything (a file, a schema).
+        store = store_for(location, readonly=True)
+    except ValueError as err:  # a schema name that is not a plain identifier
+        return {"location": redact(location)}, [
+            _f("mcp_queue", "error", f"mcp_task_queue: {err}", "fix the URL's schema parameter")
+        ]
+    shown = store.location
+    inspect_cmd = f"safla-diag mcp queue {shown} --show 10"
+    try:
+        now = time.time()
+        stats = await store.stats(now=now)
+    except DependencyError as err:  # psycopg, for a PostgreSQL queue
+        return {"location": shown}, [_f("mcp_queue", "warning", f"{shown}: {err}")]
+    except QueueStoreError as err:
+        if shared and "no MCP task queue" in str(err):
+            return {"location": shown, "exists": False}, [
+                _f("mcp_queue", "info", f"no queue in {shown} yet: nothing has failed")
+            ]
+        if shared:
+            hint = "check the database (see the services section) and the schema in the URL"
+        else:
+            hint = (
+                "move the file aside and let the service create a new queue; "
+                f"inspect it with: {inspect_cmd}"
+            )
+        return {"location": shown, "exists": True}, [_f("mcp_queue", "error", str(err), hint)]
     finally:
         await store.close()
     facts = stats.to_dict(now=now)
     waiting = stats.pending + stats.in_flight
     oldest = facts["oldest_age_s"]
     age = f", oldest saved {_duration(oldest)} ago" if oldest is not None else ""
-    summary = f"{location}: {stats.pending} pending, {stats.in_flight} in flight{age}"
-    inspect_cmd = f"safla-diag mcp queue {location} --show 10"
+    summary = f"{shown}: {stats.pending} pending, {stats.in_flight} in flight{age}"
     findings: list[Finding] = []
     if stats.dead:
         findings.append(
@@ -681,7 +695,7 @@ async def _logs(ctx: _Context) -> Outcome:
     # "-" is standard input for `logs scan`; the doctor must not sit waiting on it.
     stdin = [p for p in paths if p == "-"]
     paths = [p for p in paths if p != "-"]
-    report = await _off_loop(
+    report = await off_loop(
         functools.partial(analyze_logs, since=timedelta(seconds=_LOG_WINDOW_S), top=3), paths
     )
     bad = sum(n for level, n in report.counts.items() if level in ("ERROR", "CRITICAL"))
@@ -920,7 +934,7 @@ class _Monitors:
             while True:
                 try:
                     # Off the loop: at the critical level the check runs a full gc.collect().
-                    await _off_loop(memory.check_memory_usage)
+                    await off_loop(memory.check_memory_usage)
                     self.pressure = None
                 except MemoryPressureError as err:
                     self.pressure = str(err)

@@ -11,6 +11,7 @@ import pytest
 
 from ..checks._servers import closed_port, fake_http, mcp_routes, serve
 from ..diagnosis import _world as world
+from ..mcp_retry._pg import pg_queue_url_fixture, pg_schema_fixture  # noqa: F401
 
 
 def test_doctor_on_defaults(cli: Any) -> None:
@@ -166,3 +167,20 @@ async def test_doctor_unreachable_mcp_server(
     code, out, _ = await world.run_doctor("--config", str(path))
     assert code == 1
     assert "mcp:orchestrator" in out and "[refused]" in out and "next: start the service" in out
+
+
+@pytest.mark.anyio
+async def test_doctor_shared_postgres_queue(
+    deployment: dict[str, Any], tmp_path: Path, pg_queue_url: str
+) -> None:
+    """mcp_task_queue as a postgresql:// URL: probed as a service, read as a queue; exit 1."""
+    await world.dead_letter_queue(pg_queue_url)
+    cfg = {**deployment, "mcp_task_queue": pg_queue_url}
+    path = world.write_config(tmp_path / "safla.json", cfg)
+    code, out, err = await world.run_doctor("--config", str(path), "--json")
+    doc = json.loads(out)
+    assert code == 1 == doc["exit_code"], err
+    (problem,) = world.deployment_problems(doc)
+    assert problem["section"] == "mcp_queue" and "2 tasks dead-lettered" in problem["message"]
+    probes = {f["message"].split(": ")[0]: f for f in _section(doc, "services")["findings"]}
+    assert probes["mcp_task_queue"]["severity"] == "info"

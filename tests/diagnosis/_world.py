@@ -51,8 +51,11 @@ def corrupt(path: Path) -> None:
     path.write_bytes(bytes(raw))
 
 
-async def dead_letter_queue(path: Path) -> None:
-    """A real SQLite queue: two tasks dead-lettered after their retry failed, one still waiting."""
+async def dead_letter_queue(path: Path | str) -> None:
+    """
+    A real queue (a SQLite file or a PostgreSQL URL): two tasks dead-lettered after their retry
+    failed, one still waiting.
+    """
     from safla_diag import MCPTaskRecovery
 
     async def fail(task: dict[str, Any]) -> None:

@@ -14,7 +14,8 @@ import pytest
 from safla_diag import DiagnosisReport, Diagnostics, SaflaConfig
 from safla_diag.diagnosis._diagnostics import SECTION_NAMES
 
-from ..checks._servers import fake_http, mcp_routes, serve
+from ..checks._servers import closed_port, fake_http, mcp_routes, serve
+from ..mcp_retry._pg import pg_queue_url_fixture, pg_schema_fixture, sql  # noqa: F401
 from . import _world as world
 
 pytestmark = pytest.mark.anyio
@@ -285,3 +286,54 @@ async def test_a_monitor_that_cannot_start_is_a_finding_and_the_other_runs() -> 
     assert problem.severity == "warning" and "memory monitor" in problem.message
     assert "critical_percent" in problem.message
     assert "leak" in section.facts and "memory" not in section.facts
+
+
+# --- a shared queue in PostgreSQL -------------------------------------------------------------
+
+
+async def test_postgres_queue_with_dead_letters(pg_queue_url: str, postgres_url: str) -> None:
+    """A PostgreSQL queue (its own schema) is read like a file: dead letters are a warning."""
+    url = pg_queue_url.replace("postgres@", f"postgres:{SECRET}@")
+    await world.dead_letter_queue(url)
+    cfg = {"mcp_task_queue": url}
+    report = await Diagnostics(cfg, sections=["mcp_queue", "services"]).adoctor()
+    (finding,) = report.section("mcp_queue").findings
+    assert finding.severity == "warning" and "2 tasks dead-lettered" in finding.message
+    assert finding.hint is not None and "safla-diag mcp queue postgresql://" in finding.hint
+    facts = report.section("mcp_queue").facts
+    assert (facts["pending"], facts["in_flight"], facts["dead"]) == (1, 0, 2)
+    (probe,) = report.section("services").findings
+    assert probe.severity == "info" and probe.message.startswith("mcp_task_queue:")
+    assert SECRET not in report.to_json() and SECRET not in report.to_text()
+
+
+async def test_postgres_queue_not_created_yet_is_left_alone(
+    pg_queue_url: str, pg_schema: str, postgres_url: str
+) -> None:
+    """No queue in the schema yet: nothing has failed, and the doctor creates no schema."""
+    report = await Diagnostics({"mcp_task_queue": pg_queue_url}, sections=["mcp_queue"]).adoctor()
+    (finding,) = report.findings
+    assert finding.severity == "info" and "nothing has failed" in finding.message
+    rows = sql(
+        postgres_url,
+        "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+        (pg_schema,),
+    )
+    assert rows == []
+
+
+async def test_postgres_queue_unreachable_is_an_error() -> None:
+    """A queue URL nothing answers at: an error naming the connection failure."""
+    url = f"postgresql://postgres:{SECRET}@127.0.0.1:{closed_port()}/test?schema=q"
+    report = await Diagnostics({"mcp_task_queue": url}, sections=["mcp_queue"]).adoctor()
+    (finding,) = report.findings
+    assert finding.severity == "error" and "cannot connect" in finding.message
+    assert SECRET not in report.to_json()
+
+
+async def test_queue_url_of_another_kind_is_an_error() -> None:
+    """A URL that is neither a file nor postgresql:// is reported, not opened as a file."""
+    url = "postgresql+psycopg://postgres@127.0.0.1/test"
+    report = await Diagnostics({"mcp_task_queue": url}, sections=["mcp_queue"]).adoctor()
+    (finding,) = report.findings
+    assert finding.severity == "error" and "postgresql:// URL" in finding.message
