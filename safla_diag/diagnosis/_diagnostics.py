@@ -341,12 +341,12 @@ async def _dependencies(ctx: _Context) -> Outcome:
 
 
 def _memory_facts() -> dict[str, Any]:
+    import psutil
+
     from ..monitoring import MemoryMonitor
 
     # The monitor knows container (cgroup) limits: "system" is then the container.
     info = MemoryMonitor().get_memory_info()
-    import psutil
-
     return {
         "process_rss_mb": info["process_rss"],
         "process_vms_mb": info["process_vms"],
