@@ -337,3 +337,22 @@ async def test_queue_url_of_another_kind_is_an_error() -> None:
     report = await Diagnostics({"mcp_task_queue": url}, sections=["mcp_queue"]).adoctor()
     (finding,) = report.findings
     assert finding.severity == "error" and "postgresql:// URL" in finding.message
+
+
+async def test_an_index_written_without_the_library_is_loaded_in_a_child(tmp_path: Path) -> None:
+    """No manifest (the guide's faiss.write_index): checked in an isolated child, noted as such."""
+    faiss = pytest.importorskip("faiss")
+    import numpy as np
+
+    data = tmp_path / "data"
+    data.mkdir()
+    index = faiss.IndexFlatL2(world.DIMENSION)
+    index.add(np.random.default_rng(1).random((10, world.DIMENSION), dtype=np.float32))
+    faiss.write_index(index, str(data / "vector_index.faiss"))
+    cfg = {"data_dir": str(data), "vector_dimension": world.DIMENSION}
+    report = await Diagnostics(cfg, sections=["vector"]).adoctor()
+    assert report.ok, problems(report)
+    first, *notes = report.findings
+    assert "10 vectors" in first.message and "no manifest" in first.message
+    assert any("checksum could not be verified" in n.message for n in notes)
+    assert report.section("vector").facts["deep"] is True
