@@ -1060,9 +1060,14 @@ class Diagnostics:
             critical=_num(cfg, "memory_critical_percent", 95.0),
         )
         self._monitors.start()
-        # One tick: the detector's task takes its first sample, so the monitors are running
-        # (``leak_detector.monitoring``) when the block's body starts.
-        await asyncio.sleep(0)
+        try:
+            # One tick: the detector's task takes its first sample, so the monitors are running
+            # (``leak_detector.monitoring``) when the block's body starts.
+            await asyncio.sleep(0)
+        except BaseException:  # cancelled while entering: __aexit__ will not run
+            self._state = "closed"
+            await self._monitors.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

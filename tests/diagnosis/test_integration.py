@@ -356,3 +356,22 @@ async def test_an_index_written_without_the_library_is_loaded_in_a_child(tmp_pat
     assert "10 vectors" in first.message and "no manifest" in first.message
     assert any("checksum could not be verified" in n.message for n in notes)
     assert report.section("vector").facts["deep"] is True
+
+
+async def test_cancelled_while_entering_leaves_nothing_running() -> None:
+    """A host cancelled in the middle of `async with`'s enter: the monitors it started stop."""
+    before = set(asyncio.all_tasks())
+    diag = Diagnostics(sections=["monitors"])
+    entered = asyncio.Event()
+
+    async def host() -> None:
+        async with diag:
+            entered.set()
+
+    task = asyncio.create_task(host())
+    await asyncio.sleep(0)  # the task runs up to the enter's first tick
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not entered.is_set() and "state=closed" in repr(diag)
+    assert set(asyncio.all_tasks()) - before == set()
