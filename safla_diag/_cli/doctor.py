@@ -7,8 +7,6 @@ import math
 import sys
 from typing import Any
 
-from . import UsageError
-
 __all__ = ["positive_seconds", "register", "run"]
 
 
@@ -30,7 +28,7 @@ def register(sub: Any) -> None:
         help="diagnose this machine and the configured services",
         description=(
             "Check Python and platform, dependencies, memory, CPU, disk, the configuration "
-            "(with --config), and every configured service, vector index and MCP queue. "
+            "(with --config), and every configured service, vector index, MCP queue and log. "
             "Exit 0 when healthy, 1 when something needs attention, 2 for usage or "
             "configuration errors."
         ),
@@ -51,10 +49,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the diagnosis and print it."""
     from ..diagnosis import Diagnostics
 
-    try:
-        diag = Diagnostics(args.config, timeout=args.timeout)
-    except NotImplementedError:
-        raise UsageError("reading configuration files is not available in this version") from None
-    report = diag.doctor()
+    report = Diagnostics(args.config, timeout=args.timeout).doctor()
     sys.stdout.write((report.to_json() if args.json else report.to_text()) + "\n")
     return report.exit_code

@@ -3,18 +3,17 @@ Diagnostics and DiagnosisReport: the facade behind ``safla-diag doctor``.
 
 A diagnosis is a set of independent sections (platform, configuration, dependencies, memory, cpu,
 disk, services, vector index, MCP queue, logs, monitors). Each is a small coroutine that returns
-facts and findings; they run concurrently, each under a time budget, and a section whose layer
-raises (a missing optional package, a layer not built yet, a bug) becomes a finding of its own
+facts and findings; they run concurrently, each under a time budget, and a section whose check
+raises (a missing optional package, an unreadable file, a bug) becomes a finding of its own
 instead of breaking the report.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import contextlib
 import functools
 import html
-import inspect
 import json
 import logging
 import math
@@ -25,15 +24,20 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
+from .._aio import off_loop
 from .._redact import redact, redact_value
 from ..checks import acheck_external_services, check_dependencies
 from ..checks._sync import run_sync
 from ..checks._targets import parse_targets
-from ..config import load_configuration, validate_configuration
+from ..config import SaflaConfig, load_configuration, validate_configuration
+
+if TYPE_CHECKING:
+    from ..monitoring import LeakAnalysis, MemoryLeakDetector, MemoryMonitor
+    from ..vector import BackupInfo, IndexHealth
 
 __all__ = ["DiagnosisReport", "Diagnostics", "Finding", "SectionResult"]
 
@@ -55,13 +59,13 @@ class Finding:
         severity: ``info`` (a fact, healthy), ``warning`` (needs attention) or ``error``
             (something is broken).
         message: One line, redacted.
-        hint: The next step, when there is one.
+        hint: The next step, when there is one, redacted.
     """
 
     section: str
     severity: Severity
     message: str = attrs.field(converter=redact)
-    hint: str | None = None
+    hint: str | None = attrs.field(default=None, converter=attrs.converters.optional(redact))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -247,19 +251,6 @@ class _Context:
     started: float
 
 
-async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
-    # Blocking work (imports, psutil scans, file I/O) goes to the default executor.
-    loop = asyncio.get_running_loop()
-    ctx = contextvars.copy_context()
-    return await loop.run_in_executor(None, functools.partial(ctx.run, fn, *args))
-
-
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
 def _f(section: str, severity: Severity, message: str, hint: str | None = None) -> Finding:
     return Finding(section=section, severity=severity, message=message, hint=hint)
 
@@ -269,6 +260,25 @@ def _num(cfg: Mapping[str, Any], key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return default
     return float(value)
+
+
+def _str(cfg: Mapping[str, Any], key: str) -> str | None:
+    """A configured path or URL as a str (a PathLike becomes one); None when absent or odd."""
+    value = cfg.get(key)
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
 
 
 Outcome = tuple[dict[str, Any], list[Finding]]
@@ -299,7 +309,7 @@ async def _configuration(ctx: _Context) -> Outcome:
         return {"source": None}, [
             _f("configuration", "info", "no configuration given: embedded defaults")
         ]
-    issues = await _off_loop(validate_configuration, ctx.config)
+    issues = await off_loop(validate_configuration, ctx.config)
     where = ctx.source or "the configuration"
     facts = {"source": ctx.source, "keys": sorted(ctx.config), "issues": len(issues)}
     if not issues:
@@ -310,67 +320,49 @@ async def _configuration(ctx: _Context) -> Outcome:
 
 
 async def _dependencies(ctx: _Context) -> Outcome:
-    report = await _off_loop(check_dependencies)
-    to_dict = getattr(report, "to_dict", None)
-    facts: dict[str, Any] = to_dict() if callable(to_dict) else {}
-    packages = [p for p in facts.get("packages") or [] if isinstance(p, Mapping)]
-    hint = getattr(report, "install_hint", None)
-    missing = list(getattr(report, "missing", []) or [])
-    if report and not missing:
-        versions = ", ".join(f"{p.get('name')} {p.get('version')}" for p in packages)
+    report = await off_loop(check_dependencies)
+    facts = report.to_dict()
+    if report.ok:
+        versions = ", ".join(f"{p.name} {p.version}" for p in report)
         return facts, [
             _f("dependencies", "info", versions or "all runtime dependencies importable")
         ]
-    bad = [p for p in packages if not p.get("ok", True)]
-    if not bad:
-        names = ", ".join(str(m) for m in missing) or "some packages"
-        return facts, [_f("dependencies", "error", f"missing or broken: {names}", hint)]
+    hint = report.install_hint or None
     return facts, [
         _f(
             "dependencies",
             "error",
-            f"{p.get('name')}: {p.get('status')}"
-            + (f" ({p.get('detail')})" if p.get("detail") else ""),
+            f"{p.name}: {p.status}" + (f" ({p.detail})" if p.detail else ""),
             hint,
         )
-        for p in bad
+        for p in report
+        if not p.ok
     ]
 
 
 def _memory_facts() -> dict[str, Any]:
-    import psutil  # type: ignore[import-untyped,unused-ignore]
+    import psutil
 
-    vm = psutil.virtual_memory()
-    proc = psutil.Process()
-    with proc.oneshot():
-        mem = proc.memory_info()
-    facts: dict[str, Any] = {
-        "process_rss_mb": mem.rss / _MB,
-        "process_vms_mb": mem.vms / _MB,
-        "system_percent": float(vm.percent),
-        "system_total_mb": vm.total / _MB,
-        "system_available_mb": vm.available / _MB,
+    from ..monitoring import MemoryMonitor
+
+    # The monitor knows container (cgroup) limits: "system" is then the container.
+    info = MemoryMonitor().get_memory_info()
+    return {
+        "process_rss_mb": info["process_rss"],
+        "process_vms_mb": info["process_vms"],
+        "system_percent": info["system_percent"],
+        "system_total_mb": info["system_total"],
+        "system_available_mb": info["system_available"],
+        "host_total_mb": info["host_total"],
+        "host_percent": info["host_percent"],
         "swap_percent": float(psutil.swap_memory().percent),
-        "cgroup_limit_mb": None,
+        "cgroup_limit_mb": info["cgroup_limit"],
+        "cgroup_version": info["cgroup_version"],
     }
-    try:  # the monitor knows about container (cgroup) limits: "system" is then the container
-        from ..monitoring import MemoryMonitor
-
-        monitor: Any = MemoryMonitor()
-        info = monitor.get_memory_info()
-        facts.update(
-            system_percent=float(info["system_percent"]),
-            system_total_mb=float(info["system_total"]),
-            system_available_mb=float(info["system_available"]),
-            cgroup_limit_mb=info.get("cgroup_limit"),
-        )
-    except Exception as err:  # not built in this version: the host figures stand
-        log.debug("memory monitor unavailable: %s", err)
-    return facts
 
 
 async def _memory(ctx: _Context) -> Outcome:
-    facts = await _off_loop(_memory_facts)
+    facts = await off_loop(_memory_facts)
     warn = _num(ctx.config, "memory_threshold_percent", 85.0)
     crit = _num(ctx.config, "memory_critical_percent", 95.0)
     pct = facts["system_percent"]
@@ -394,14 +386,15 @@ async def _memory(ctx: _Context) -> Outcome:
                 "memory",
                 "warning",
                 f"{msg}: above the {warn:g}% threshold",
-                "watch for a leak (safla-diag doctor under `async with Diagnostics`), trim caches",
+                "watch for a leak (a report made inside `async with Diagnostics(...)`), "
+                "trim caches",
             )
         ]
     return facts, [_f("memory", "info", msg)]
 
 
 async def _cpu(ctx: _Context) -> Outcome:
-    import psutil  # type: ignore[import-untyped,unused-ignore]
+    import psutil
 
     # cpu_percent(None) never blocks: it measures since the previous call, made when the
     # diagnosis started; a short wait makes the window meaningful when everything else is fast.
@@ -416,7 +409,7 @@ async def _cpu(ctx: _Context) -> Outcome:
         load = (math.nan, math.nan, math.nan)
     facts = {"cores": cores, "percent": busy, "load_average": list(load)}
     msg = (
-        f"{cores} core{'s' * (cores != 1)}; {busy:.0f}% busy; "
+        f"{_plural(cores, 'core')}; {busy:.0f}% busy; "
         f"load {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
     )
     if not math.isnan(load[1]) and load[1] / cores >= 2.0:
@@ -450,9 +443,9 @@ def _disk_facts(path: str) -> dict[str, Any]:
 
 
 async def _disk(ctx: _Context) -> Outcome:
-    configured = ctx.config.get("data_dir")
-    path = str(configured) if isinstance(configured, str | os.PathLike) else "."
-    facts = await _off_loop(_disk_facts, path)
+    configured = _str(ctx.config, "data_dir")
+    path = configured or "."
+    facts = await off_loop(_disk_facts, path)
     label = path if configured else "the current folder (no data_dir configured)"
     note = "" if facts["exists"] else " (not created yet)"
     free, pct = facts["free_mb"], facts["free_percent"]
@@ -480,18 +473,25 @@ async def _disk(ctx: _Context) -> Outcome:
     return facts, findings
 
 
+# The keys service targets come from. Only these go to the probes: a configuration of other keys
+# alone ({"data_dir": ...}) is not a {name: url} mapping of services.
+_TARGET_KEYS = ("database_url", "redis_url", "mcp_servers", "services", "mcp_task_queue")
+
+
+def _targets(ctx: _Context) -> dict[str, Any]:
+    return {k: ctx.config[k] for k in _TARGET_KEYS if ctx.config.get(k) is not None}
+
+
 def _has_targets(ctx: _Context) -> bool:
-    try:
-        return bool(parse_targets(ctx.config))
-    except TypeError:
-        return False
+    targets = _targets(ctx)
+    return bool(targets) and bool(parse_targets(targets))
 
 
 async def _services(ctx: _Context) -> Outcome:
     timeout = _num(ctx.config, "service_timeout", ctx.timeout)
     if timeout <= 0:
         timeout = ctx.timeout
-    report = await acheck_external_services(ctx.config, timeout=timeout)
+    report = await acheck_external_services(_targets(ctx), timeout=timeout)
     facts = report.to_dict()
     findings = [
         _f(
@@ -507,179 +507,327 @@ async def _services(ctx: _Context) -> Outcome:
     return facts, findings
 
 
-async def _vector(ctx: _Context) -> Outcome:
+@attrs.frozen
+class _VectorState:
+    health: IndexHealth
+    backups: list[BackupInfo]
+    backup_dir: str
+
+
+def _vector_state(cfg: Mapping[str, Any], data_dir: str) -> _VectorState:
     from ..vector import VectorIndexRecovery
 
-    data_dir = str(ctx.config["data_dir"])
-    backup_dir = ctx.config.get("backup_dir") or os.path.join(data_dir, "backups")
-    kwargs: dict[str, Any] = {}
-    if isinstance(ctx.config.get("index_file"), str):
-        kwargs["index_file"] = ctx.config["index_file"]
-    dim = ctx.config.get("vector_dimension")
-    if isinstance(dim, int) and not isinstance(dim, bool):
-        kwargs["dimension"] = dim
+    backup_dir = _str(cfg, "backup_dir") or os.path.join(data_dir, "backups")
+    dim = cfg.get("vector_dimension")
+    recovery = VectorIndexRecovery(
+        data_dir,
+        backup_dir,
+        index_file=_str(cfg, "index_file") or "vector_index.faiss",
+        dimension=dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None,
+    )
+    # The cheap check: size and checksum against the manifest; a file without a manifest is
+    # loaded in an isolated child, never in this process.
+    health = recovery.diagnose()
+    backups = recovery.list_backups(verify=False) if os.path.isdir(backup_dir) else []
+    return _VectorState(health=health, backups=backups, backup_dir=backup_dir)
 
-    def diagnose() -> Any:
-        recovery: Any = VectorIndexRecovery(data_dir, str(backup_dir), **kwargs)  # type: ignore[call-arg,unused-ignore]
-        return recovery.diagnose()
 
-    health = await _off_loop(diagnose)
-    to_dict = getattr(health, "to_dict", None)
-    facts = to_dict() if callable(to_dict) else {"ok": bool(getattr(health, "ok", False))}
-    if getattr(health, "ok", False):
-        ntotal = getattr(health, "ntotal", None)
-        extra = f" ({ntotal} vectors)" if ntotal is not None else ""
-        return facts, [_f("vector", "info", f"index in {data_dir} is healthy{extra}")]
-    problem = getattr(health, "problem", None) or "unhealthy"
-    advice = getattr(health, "advice", None)
-    commands = f"safla-diag vector restore {data_dir} (or rebuild-index {data_dir} --from FILE.npy)"
-    return facts, [
-        _f(
-            "vector",
-            "error",
-            f"index in {data_dir}: {problem}",
-            str(advice) if advice else commands,
+async def _vector(ctx: _Context) -> Outcome:
+    data_dir = _str(ctx.config, "data_dir")
+    assert data_dir is not None
+    state = await off_loop(_vector_state, ctx.config, data_dir)
+    health, backups = state.health, state.backups
+    usable = [b for b in backups if b.ok]
+    facts = {
+        **health.to_dict(),
+        "backup_dir": state.backup_dir,
+        "backups": len(backups),
+        "newest_backup": usable[0].name if usable else None,
+    }
+    where = f"index in {data_dir}"
+    if health.ok:
+        shape = ", ".join(
+            part
+            for part in (
+                f"{health.ntotal} vectors" if health.ntotal is not None else "",
+                f"dimension {health.dimension}" if health.dimension is not None else "",
+                health.index_class or "",
+                f"generation {health.generation}" if health.generation is not None else "",
+            )
+            if part
         )
-    ]
+        checksum = {True: "checksum verified", False: "checksum differs", None: "no manifest"}
+        findings = [
+            _f(
+                "vector",
+                "info",
+                f"{where} is healthy ({shape}; {checksum[health.checksum_ok]}; "
+                f"{_plural(len(usable), 'usable backup')})",
+            )
+        ]
+        findings += [_f("vector", "info", note) for note in health.notes]
+        return facts, findings
+    flag = _vector_flags(ctx.config, data_dir, state.backup_dir)
+    # The layer's advice names the commands with a DIR placeholder: make them runnable here.
+    advice = (health.advice or "restore it from a backup, or rebuild it").replace(
+        " DIR", f" {data_dir}{flag}"
+    )
+    if usable:
+        advice += f"; newest usable backup: {usable[0].name}"
+    elif "restore" in advice:
+        advice += f"; there is no usable backup in {state.backup_dir}, so rebuild"
+    return facts, [_f("vector", "error", f"{where}: {health.problem}", advice)]
 
 
-def _queue_path(ctx: _Context) -> str | None:
-    queue = ctx.config.get("mcp_task_queue")
-    if not isinstance(queue, str) or "://" in queue:
-        return None
-    return queue
+def _vector_flags(cfg: Mapping[str, Any], data_dir: str, backup_dir: str) -> str:
+    # What the CLI needs beyond DIR: its defaults are DIR/backups and vector_index.faiss.
+    flags = ""
+    if os.path.normpath(backup_dir) != os.path.normpath(os.path.join(data_dir, "backups")):
+        flags += f" --backup-dir {backup_dir}"
+    index_file = _str(cfg, "index_file")
+    if index_file is not None and index_file != "vector_index.faiss":
+        flags += f" --index-file {index_file}"
+    return flags
+
+
+def _queue_location(ctx: _Context) -> str | None:
+    return _str(ctx.config, "mcp_task_queue")
+
+
+# A task due this long ago and still waiting means that no worker is retrying the queue.
+_OVERDUE_S = 600.0
 
 
 async def _mcp_queue(ctx: _Context) -> Outcome:
-    path = _queue_path(ctx)
-    assert path is not None
-    if not await _off_loop(os.path.exists, path):
-        return {"path": path, "exists": False}, [
-            _f("mcp_queue", "info", f"no queue file at {path} yet: nothing has failed")
+    from .._errors import DependencyError
+    from ..mcp_retry._backends import is_postgres_url, store_for
+    from ..mcp_retry._store import QueueStoreError
+
+    location = _queue_location(ctx)
+    assert location is not None
+    shared = is_postgres_url(location)
+    if "://" in location and not shared:
+        return {"location": redact(location)}, [
+            _f(
+                "mcp_queue",
+                "error",
+                f"mcp_task_queue {location}: neither a queue file nor a postgresql:// URL",
+                "give a file path (mcp_tasks.db) or postgresql://user@host/db[?schema=NAME]",
+            )
         ]
-    from ..mcp_retry import MCPTaskRecovery
-
-    async def refuse(task: Any) -> None:
-        raise RuntimeError("doctor only reads the queue")
-
-    queue: Any = MCPTaskRecovery(path, execute=refuse)  # type: ignore[call-arg,unused-ignore]
+    if not shared and not await off_loop(os.path.exists, location):
+        return {"location": location, "exists": False}, [
+            _f("mcp_queue", "info", f"no queue file at {location} yet: nothing has failed")
+        ]
     try:
-        stats_fn = getattr(queue, "stats", None)
-        if callable(stats_fn):  # one read of the counts, nothing loaded into memory
-            stats = await stats_fn()
-            pending = int(stats.pending) + int(getattr(stats, "in_flight", 0))
-            dead = int(stats.dead)
+        # Read-only: never creates, converts or migrates anything (a file, a schema).
+        store = store_for(location, readonly=True)
+    except ValueError as err:  # a schema name that is not a plain identifier
+        return {"location": redact(location)}, [
+            _f("mcp_queue", "error", f"mcp_task_queue: {err}", "fix the URL's schema parameter")
+        ]
+    shown = store.location
+    inspect_cmd = f"safla-diag mcp queue {shown} --show 10"
+    try:
+        now = time.time()
+        stats = await store.stats(now=now)
+    except DependencyError as err:  # psycopg, for a PostgreSQL queue
+        return {"location": shown}, [_f("mcp_queue", "warning", f"{shown}: {err}")]
+    except QueueStoreError as err:
+        if shared and "no MCP task queue" in str(err):
+            return {"location": shown, "exists": False}, [
+                _f("mcp_queue", "info", f"no queue in {shown} yet: nothing has failed")
+            ]
+        if shared:
+            hint = "check the database (see the services section) and the schema in the URL"
         else:
-            await _maybe_await(queue.load_failed_tasks())
-            pending = len(list(queue.failed_tasks))
-            dead = len(list(await _maybe_await(queue.dead_letters())))
+            hint = (
+                "move the file aside and let the service create a new queue; "
+                f"inspect it with: {inspect_cmd}"
+            )
+        return {"location": shown, "exists": True}, [_f("mcp_queue", "error", str(err), hint)]
     finally:
-        close = getattr(queue, "aclose", None) or getattr(queue, "close", None)
-        if callable(close):
-            await _maybe_await(close())
-    facts = {"path": path, "pending": pending, "dead_letters": dead}
-    findings = [_f("mcp_queue", "info", f"{path}: {pending} pending, {dead} dead-lettered")]
-    if dead:
-        findings = [
+        await store.close()
+    facts = stats.to_dict(now=now)
+    waiting = stats.pending + stats.in_flight
+    oldest = facts["oldest_age_s"]
+    age = f", oldest saved {_duration(oldest)} ago" if oldest is not None else ""
+    summary = f"{shown}: {stats.pending} pending, {stats.in_flight} in flight{age}"
+    findings: list[Finding] = []
+    if stats.dead:
+        findings.append(
             _f(
                 "mcp_queue",
                 "warning",
-                f"{path}: {dead} task{'s' * (dead != 1)} dead-lettered ({pending} pending)",
-                f"inspect them with: safla-diag mcp queue {path}",
+                f"{_plural(stats.dead, 'task')} dead-lettered after their retries failed; {summary}",
+                f"read their last errors: {inspect_cmd}",
             )
-        ]
+        )
+    overdue = None if stats.next_due_at is None else now - stats.next_due_at
+    if stats.pending and overdue is not None and overdue > _OVERDUE_S:
+        findings.append(
+            _f(
+                "mcp_queue",
+                "warning",
+                f"a pending task has been due for {_duration(overdue)}: "
+                "no worker seems to be retrying this queue",
+                "check that the service runs retry_failed_tasks() (and that its MCP servers "
+                f"are up); {inspect_cmd}",
+            )
+        )
+    if not findings:
+        findings.append(_f("mcp_queue", "info", f"{summary}, {stats.dead} dead-lettered"))
+    facts["waiting"] = waiting
     return facts, findings
 
 
+_LOG_WINDOW_S = 3600.0
+
+
 async def _logs(ctx: _Context) -> Outcome:
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from ..logs import analyze_logs
 
     raw = ctx.config.get("log_paths")
-    paths = [raw] if isinstance(raw, str) else [str(p) for p in raw or []]
-    since = datetime.now(UTC) - timedelta(hours=1)
-
-    def scan() -> Any:
-        try:
-            return analyze_logs(paths, since=since)
-        except TypeError:  # a `since` of another type: scan everything
-            return analyze_logs(paths)
-
-    report: Any = await _off_loop(scan)
-    counts = dict(getattr(report, "counts", {}) or {})
-    bad = sum(int(v) for k, v in counts.items() if k in ("ERROR", "CRITICAL"))
-    facts = {"paths": paths, "counts": counts}
-    skipped = [
+    listed = [raw] if isinstance(raw, str | os.PathLike) else list(raw or [])
+    paths = [os.fspath(p) for p in listed if isinstance(p, str | os.PathLike)]
+    # "-" is standard input for `logs scan`; the doctor must not sit waiting on it.
+    stdin = [p for p in paths if p == "-"]
+    paths = [p for p in paths if p != "-"]
+    report = await off_loop(
+        functools.partial(analyze_logs, since=timedelta(seconds=_LOG_WINDOW_S), top=3), paths
+    )
+    bad = sum(n for level, n in report.counts.items() if level in ("ERROR", "CRITICAL"))
+    facts = {
+        "paths": paths,
+        "files": list(report.files),
+        "counts": dict(report.counts),
+        "templates": [t.to_dict() for t in report.templates],
+        "skipped": [s.to_dict() for s in report.skipped],
+        "since": report.since.isoformat() if report.since else None,
+    }
+    notes = [
         _f(
             "logs",
-            "warning",
-            f"cannot read {getattr(sk, 'path', sk)}: {getattr(sk, 'reason', '')}".rstrip(": "),
-            "fix log_paths, or the file's permissions",
+            "info" if sk.partial else "warning",
+            f"{'read only in part' if sk.partial else 'cannot read'} {sk.path}: {sk.reason}",
+            None if sk.partial else "fix log_paths, or the file's permissions",
         )
-        for sk in getattr(report, "skipped", ()) or ()
-    ]
+        for sk in report.skipped
+    ] + [_f("logs", "warning", "log_paths lists '-' (standard input): not scanned") for _ in stdin]
+    scan = "safla-diag logs scan " + " ".join(paths) + " --since 1h"
     if not bad:
         return facts, [
-            _f("logs", "info", "no ERROR or CRITICAL records in the last hour"),
-            *skipped,
+            _f(
+                "logs",
+                "info",
+                f"no ERROR or CRITICAL records in the last hour "
+                f"({_plural(len(report.files), 'file')}, {_plural(report.lines, 'line')})",
+            ),
+            *notes,
         ]
-    templates = list(getattr(report, "templates", []) or [])
     top = ""
-    if templates:
-        first = templates[0]
-        text = (
-            first.get("template") if isinstance(first, Mapping) else getattr(first, "template", "")
-        )
-        top = f"; most frequent: {str(text)[:120]!r}"
+    if report.templates:
+        t = report.templates[0]
+        last = f", last at {t.last_seen:%H:%M:%S}" if t.last_seen is not None else ""
+        top = f"; most frequent ({t.count}x {t.level}{last}): {t.template[:120]!r}"
     return facts, [
         _f(
             "logs",
             "warning",
             f"{bad} ERROR/CRITICAL record{'s' * (bad != 1)} in the last hour{top}",
-            "safla-diag logs scan " + " ".join(paths),
+            scan,
         ),
-        *skipped,
+        *notes,
     ]
 
 
 async def _monitors(ctx: _Context) -> Outcome:
     mon = ctx.monitors
     assert mon is not None
+    if mon.memory is not None and not mon.checked.is_set():
+        # The first check runs as the block starts; a report made right away waits for it.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(1.0, ctx.timeout)):
+                await mon.checked.wait()
     facts: dict[str, Any] = {"running": mon.running, "errors": list(mon.errors)}
-    findings: list[Finding] = [
-        _f("monitors", "warning", f"monitor unavailable: {e}") for e in mon.errors
-    ]
-    if mon.pressure:
-        findings.append(
-            _f(
-                "monitors",
-                "error",
-                f"memory pressure: {mon.pressure}",
-                "memory stayed critical after garbage collection: add memory or shed load",
+    findings = [_f("monitors", "warning", f"monitor unavailable: {e}") for e in mon.errors]
+    memory = mon.memory
+    if memory is not None:
+        pct = memory.last_percent
+        facts["memory"] = {
+            "level": memory.level,
+            "percent": pct,
+            "threshold_percent": memory.threshold_percent,
+            "critical_percent": memory.critical_percent,
+            "gc_runs": memory.gc_runs,
+            "checks": mon.checks,
+        }
+        shown = "not measured yet" if pct is None else f"{pct:.1f}%"
+        if mon.pressure is not None:
+            findings.append(
+                _f(
+                    "monitors",
+                    "error",
+                    f"memory pressure: {mon.pressure} (after {_plural(memory.gc_runs, 'garbage collection')})",
+                    "memory stayed critical after garbage collection: add memory or shed load",
+                )
             )
-        )
-    if mon.leaks is not None:
-        analysis = await _off_loop(mon.leaks.analyze)
-        leaking = bool(getattr(analysis, "leaking", False))
-        slope = getattr(analysis, "slope_mb_per_hour", None)
-        samples = getattr(analysis, "samples", None)
-        facts["leak"] = {"leaking": leaking, "slope_mb_per_hour": slope, "samples": samples}
-        rate = f"{slope:+.1f} MB/h" if isinstance(slope, int | float) else "growth"
-        if leaking:
+        elif memory.level == "warning":
             findings.append(
                 _f(
                     "monitors",
                     "warning",
-                    f"memory is leaking: {rate} over {samples} samples",
-                    "profile allocations (MemoryProfiler) and look at the top consumers",
+                    f"this process uses {shown} of the memory it can use, above the "
+                    f"{memory.threshold_percent:g}% threshold",
+                    "look for what grows: MemoryProfiler snapshots, caches without a bound",
                 )
             )
         else:
-            findings.append(_f("monitors", "info", f"no leak trend ({rate}, {samples} samples)"))
+            findings.append(
+                _f(
+                    "monitors",
+                    "info",
+                    f"memory monitor: this process uses {shown} of the memory it can use "
+                    f"(warning above {memory.threshold_percent:g}%, "
+                    f"critical above {memory.critical_percent:g}%)",
+                )
+            )
+    leaks = mon.leaks
+    if leaks is not None:
+        analysis = leaks.analyze()  # on the loop: run() feeds the same detector here
+        facts["leak"] = analysis.to_dict()
+        findings.append(_leak_finding(analysis))
     if not findings:
         findings.append(_f("monitors", "info", "monitors running"))
     return facts, findings
+
+
+def _leak_finding(a: LeakAnalysis) -> Finding:
+    if not a.leaking:
+        trend = f"{a.slope_mb_per_hour:+.1f} MB/h over {a.scale}, " if a.scale else ""
+        return _f(
+            "monitors",
+            "info",
+            f"no leak trend: {a.reason} ({trend}{_plural(a.samples, 'sample')})",
+        )
+    msg = (
+        f"memory is leaking: {a.slope_mb_per_hour:+.1f} MB/h over {a.scale} "
+        f"(confidence {a.confidence:.3f}, {_plural(a.samples, 'sample')})"
+    )
+    ttl = a.time_to_limit_s
+    if ttl is not None and a.memory_limit_mb is not None:
+        msg += f"; {_duration(ttl)} to the {a.memory_limit_mb:.0f} MB limit at this rate"
+    hint = "find what grows: MemoryProfiler snapshots (or tracemalloc) compared over time"
+    if a.top_consumers:
+        top = a.top_consumers[0]
+        hint = (
+            f"the allocation site that grew most: {top['file']} (+{top['size_diff'] / _MB:.1f} MB)"
+        )
+    # Within the hour, the limit is an outage, not a trend to watch.
+    severity: Severity = "error" if ttl is not None and ttl < 3600.0 else "warning"
+    return _f("monitors", severity, msg, hint)
 
 
 @attrs.frozen
@@ -697,8 +845,8 @@ SECTIONS: tuple[_Section, ...] = (
     _Section("cpu", _cpu),
     _Section("disk", _disk),
     _Section("services", _services, _has_targets),
-    _Section("vector", _vector, lambda ctx: isinstance(ctx.config.get("data_dir"), str)),
-    _Section("mcp_queue", _mcp_queue, lambda ctx: _queue_path(ctx) is not None),
+    _Section("vector", _vector, lambda ctx: _str(ctx.config, "data_dir") is not None),
+    _Section("mcp_queue", _mcp_queue, lambda ctx: _queue_location(ctx) is not None),
     _Section("logs", _logs, lambda ctx: bool(ctx.config.get("log_paths"))),
     _Section("monitors", _monitors, lambda ctx: ctx.monitors is not None),
 )
@@ -717,12 +865,7 @@ async def _run_section(section: _Section, ctx: _Context, budget: float) -> Secti
             {},
             [_f(section.name, "warning", f"check did not finish within {budget:g} s")],
         )
-    except NotImplementedError:
-        facts, findings = (
-            {},
-            [_f(section.name, "info", "check not available in this version of safla-diag")],
-        )
-    except Exception as err:  # one broken layer must not break the report
+    except Exception as err:  # one broken check must not break the report
         log.debug("section %s failed", section.name, exc_info=True)
         facts, findings = (
             {},
@@ -752,62 +895,65 @@ class _Monitors:
     interval: float
     threshold: float
     critical: float
-    leaks: Any = None
-    memory: Any = None
-    tasks: list[asyncio.Task[Any]] = attrs.field(factory=list)
+    leaks: MemoryLeakDetector | None = None
+    memory: MemoryMonitor | None = None
+    tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
     errors: list[str] = attrs.field(factory=list)
     pressure: str | None = None
     running: bool = False
+    checks: int = 0
+    checked: asyncio.Event = attrs.field(factory=asyncio.Event)
 
     def start(self) -> None:
         from ..monitoring import MemoryLeakDetector, MemoryMonitor
 
         try:
-            self.leaks = MemoryLeakDetector(check_interval=self.interval)  # type: ignore[call-arg,unused-ignore]
-            task = self.leaks.start_monitoring()
-            if isinstance(task, asyncio.Task):
-                self.tasks.append(task)
-        except Exception as err:  # a layer not built yet, or a bad setting
+            # check_interval: while a leak lasts, how often the detector warns again.
+            self.leaks = MemoryLeakDetector(check_interval=self.interval)
+            self.tasks.append(self.leaks.start_monitoring())
+        except ValueError as err:  # a setting the configuration section reports too
             self.leaks = None
-            self.errors.append(f"leak detector: {err.__class__.__name__}: {redact(str(err))[:120]}")
+            self.errors.append(f"leak detector: {redact(str(err))[:160]}")
         try:
             self.memory = MemoryMonitor(
                 threshold_percent=self.threshold, critical_percent=self.critical
-            )  # type: ignore[call-arg,unused-ignore]
-            self.tasks.append(asyncio.get_running_loop().create_task(self._watch_memory()))
-        except Exception as err:
-            self.memory = None
-            self.errors.append(
-                f"memory monitor: {err.__class__.__name__}: {redact(str(err))[:120]}"
             )
+        except ValueError as err:
+            self.errors.append(f"memory monitor: {redact(str(err))[:160]}")
+        else:
+            task = asyncio.get_running_loop().create_task(
+                self._watch_memory(self.memory), name="safla_diag.Diagnostics.memory"
+            )
+            self.tasks.append(task)
         self.running = True
 
-    async def _watch_memory(self) -> None:
+    async def _watch_memory(self, memory: MemoryMonitor) -> None:
         from .._errors import MemoryPressureError
 
-        while True:
-            try:
-                await _off_loop(self.memory.check_memory_usage)
-                self.pressure = None
-            except MemoryPressureError as err:
-                self.pressure = str(err)
-            except Exception as err:
-                self.errors.append(
-                    f"memory monitor: {err.__class__.__name__}: {redact(str(err))[:120]}"
-                )
-                return
-            # a cheap check: more often than the leak detector's interval, but not busily
-            await asyncio.sleep(max(1.0, min(self.interval, 30.0)))
+        try:
+            while True:
+                try:
+                    # Off the loop: at the critical level the check runs a full gc.collect().
+                    await off_loop(memory.check_memory_usage)
+                    self.pressure = None
+                except MemoryPressureError as err:
+                    self.pressure = str(err)
+                except Exception as err:  # psutil trouble: report it, do not take the host down
+                    self.errors.append(
+                        f"memory monitor: {err.__class__.__name__}: {redact(str(err))[:120]}"
+                    )
+                    return
+                self.checks += 1
+                self.checked.set()
+                # Cheap: more often than the leak detector reports, never busily.
+                await asyncio.sleep(max(1.0, min(self.interval, 30.0)))
+        finally:
+            self.checked.set()
 
     async def stop(self) -> None:
         self.running = False
         if self.leaks is not None:
-            stop = getattr(self.leaks, "stop_monitoring", None)
-            if callable(stop):
-                try:
-                    await _maybe_await(stop())
-                except Exception as err:
-                    log.debug("stopping the leak detector: %s", err)
+            self.leaks.stop_monitoring()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -822,23 +968,13 @@ def _load(config: object) -> tuple[dict[str, Any], bool, str | None]:
         # SAFLA_* variables override the defaults; SAFLA_CONFIG names a file, which is then
         # a configuration like one given explicitly, and is validated.
         named = os.environ.get("SAFLA_CONFIG") or None
-        try:
-            loaded = load_configuration(None)
-        except NotImplementedError:  # the configuration layer is not built in this version
-            loaded = {}
-        return dict(loaded), named is not None, redact(named) if named else None
+        return dict(load_configuration(None)), named is not None, redact(named) if named else None
     if isinstance(config, str | os.PathLike):
         return dict(load_configuration(config)), True, redact(os.fspath(config))
+    if isinstance(config, SaflaConfig):
+        return config.to_dict(redact=False), True, "SaflaConfig"
     if isinstance(config, Mapping):
         return dict(config), True, "mapping"
-    to_dict = getattr(config, "to_dict", None)
-    if callable(to_dict):
-        try:
-            out = to_dict(redact=False)
-        except TypeError:
-            out = to_dict()
-        if isinstance(out, Mapping):
-            return dict(out), True, type(config).__name__
     raise TypeError(
         f"config must be None, a path, a mapping or a SaflaConfig, not {type(config).__name__}"
     )
@@ -852,10 +988,12 @@ class Diagnostics:
     configuration (validated when one is given), dependencies, memory, CPU, disk where the data
     folder lives, external services (when configured), vector index health (when ``data_dir`` is
     set), MCP queue state (when ``mcp_task_queue`` is a file), recent log errors (when
-    ``log_paths`` is set), and, inside ``async with``, the memory and leak monitors.
+    ``log_paths`` is set), and, inside ``async with``, the memory monitor and the leak detector.
 
-    ``async with Diagnostics(cfg) as diag:`` starts the monitors as tasks in the host's running
-    loop and stops them on exit; it can be entered only once.
+    ``async with Diagnostics(cfg) as diag:`` starts a MemoryMonitor (checked every few seconds,
+    off the loop) and a MemoryLeakDetector (``start_monitoring()``) as tasks in the host's
+    running loop, and stops them on exit, also when the block is cancelled. It can be entered
+    only once.
 
     Args:
         config: None (embedded defaults and ``SAFLA_*`` variables), a ``.toml``/``.json`` path,
@@ -871,7 +1009,7 @@ class Diagnostics:
 
     def __init__(
         self,
-        config: object = None,
+        config: str | os.PathLike[str] | Mapping[str, Any] | SaflaConfig | None = None,
         *,
         timeout: float = 5.0,
         sections: Iterable[str] | None = None,
@@ -887,7 +1025,7 @@ class Diagnostics:
                 raise ValueError(f"unknown sections {unknown}; choose from {list(SECTION_NAMES)}")
         self._sections = wanted
         self._monitors: _Monitors | None = None
-        self._state = "new"
+        self._state: Literal["new", "running", "closed"] = "new"
 
     def __repr__(self) -> str:
         return f"<Diagnostics source={self._source!r} state={self._state}>"
@@ -898,6 +1036,18 @@ class Diagnostics:
         out = redact_value(self._config)
         assert isinstance(out, dict)
         return out
+
+    @property
+    def memory_monitor(self) -> MemoryMonitor | None:
+        """The MemoryMonitor running inside ``async with``; None outside it."""
+        mon = self._monitors
+        return mon.memory if mon is not None and self._state == "running" else None
+
+    @property
+    def leak_detector(self) -> MemoryLeakDetector | None:
+        """The MemoryLeakDetector running inside ``async with``; None outside it."""
+        mon = self._monitors
+        return mon.leaks if mon is not None and self._state == "running" else None
 
     async def __aenter__(self) -> Diagnostics:
         if self._state != "new":
@@ -910,6 +1060,14 @@ class Diagnostics:
             critical=_num(cfg, "memory_critical_percent", 95.0),
         )
         self._monitors.start()
+        try:
+            # One tick: the detector's task takes its first sample, so the monitors are running
+            # (``leak_detector.monitoring``) when the block's body starts.
+            await asyncio.sleep(0)
+        except BaseException:  # cancelled while entering: __aexit__ will not run
+            self._state = "closed"
+            await self._monitors.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -924,7 +1082,7 @@ class Diagnostics:
         Returns:
             The report; sections that fail become findings, nothing is raised for them.
         """
-        import psutil  # type: ignore[import-untyped,unused-ignore]
+        import psutil
 
         start = time.perf_counter()
         psutil.cpu_percent(interval=None)  # the CPU section measures from here

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from safla_diag import load_configuration
-
-from ..checks._servers import closed_port
-
-
-@pytest.fixture
-def config_loader() -> None:
-    """Skip while the configuration layer is not built (load_configuration is a stub)."""
-    try:
-        load_configuration({})
-    except NotImplementedError:
-        pytest.skip("load_configuration is not built in this version yet")
+from ..checks._servers import closed_port, fake_http, mcp_routes, serve
+from ..diagnosis import _world as world
+from ..mcp_retry._pg import pg_queue_url_fixture, pg_schema_fixture  # noqa: F401
 
 
 def test_doctor_on_defaults(cli: Any) -> None:
@@ -56,7 +48,6 @@ def test_doctor_usage_errors(cli: Any, args: tuple[str, ...]) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
-@pytest.mark.usefixtures("config_loader")
 def test_doctor_config_with_a_service_down(
     cli: Any, tmp_path: Path, redis_url: str, postgres_url: str
 ) -> None:
@@ -80,7 +71,6 @@ def test_doctor_config_with_a_service_down(
     assert len(errors) == 1 and "mcp:main" in errors[0]["message"]
 
 
-@pytest.mark.usefixtures("config_loader")
 def test_doctor_invalid_configuration_exits_2(cli: Any, tmp_path: Path) -> None:
     """A configuration with problems: every issue reported, exit 2."""
     path = tmp_path / "bad.json"
@@ -88,3 +78,109 @@ def test_doctor_invalid_configuration_exits_2(cli: Any, tmp_path: Path) -> None:
     proc = cli("doctor", "--config", str(path))
     assert proc.returncode == 2
     assert "configuration" in proc.stdout + proc.stderr
+
+
+# --- end to end: a real deployment on this machine ------------------------------------------
+
+
+@pytest.fixture
+async def deployment(
+    tmp_path: Path, redis_url: str, postgres_url: str
+) -> AsyncIterator[dict[str, Any]]:
+    """A configuration against the real services, an MCP server on loopback and a saved index."""
+    pytest.importorskip("faiss")
+    async with serve(fake_http(mcp_routes())) as port:
+        yield world.base_config(
+            tmp_path,
+            redis_url=redis_url,
+            postgres_url=postgres_url,
+            mcp_url=f"http://127.0.0.1:{port}/mcp",
+        )
+
+
+def _section(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in doc["sections"] if s["name"] == name)
+
+
+@pytest.mark.anyio
+async def test_doctor_healthy_then_corrupted_index(
+    deployment: dict[str, Any], tmp_path: Path
+) -> None:
+    """A healthy deployment exits 0 with a vector info finding; flipped bytes make it an error, 1."""
+    path = world.write_config(tmp_path / "safla.json", deployment)
+    code, out, err = await world.run_doctor("--config", str(path), "--json")
+    doc = json.loads(out)
+    assert world.deployment_problems(doc) == [], err
+    assert code == (0 if world.machine_ok(doc) else 1) == doc["exit_code"]
+    vector = _section(doc, "vector")
+    assert vector["severity"] == "info"
+    assert "is healthy" in vector["findings"][0]["message"]
+    assert {f["message"].split(": ")[0] for f in _section(doc, "services")["findings"]} == {
+        "database",
+        "redis",
+        "mcp:main",
+    }
+
+    world.corrupt(Path(deployment["data_dir"]) / "vector_index.faiss")
+    code, out, err = await world.run_doctor("--config", str(path))
+    assert code == 1, out + err
+    line = next(ln for ln in out.splitlines() if ln.startswith("vector"))
+    assert "ERROR" in line and "checksum" in line and "damaged" in line
+    assert f"safla-diag vector rebuild-index {deployment['data_dir']}" in out
+
+
+@pytest.mark.anyio
+async def test_doctor_dead_letters_and_log_errors(
+    deployment: dict[str, Any], tmp_path: Path
+) -> None:
+    """A queue with dead letters and a log with recent errors: two warnings, exit 1."""
+    queue, log = tmp_path / "mcp_tasks.db", tmp_path / "safla.log"
+    await world.dead_letter_queue(queue)
+    world.write_log(log)
+    cfg = {**deployment, "mcp_task_queue": str(queue), "log_paths": [str(log)]}
+    path = world.write_config(tmp_path / "safla.json", cfg)
+    code, out, err = await world.run_doctor("--config", str(path), "--json")
+    doc = json.loads(out)
+    assert code == 1 == doc["exit_code"], err
+    found = {f["section"]: f for f in world.deployment_problems(doc)}
+    assert sorted(found) == ["logs", "mcp_queue"]
+    assert found["mcp_queue"]["severity"] == "warning"
+    assert "2 tasks dead-lettered" in found["mcp_queue"]["message"]
+    assert found["logs"]["severity"] == "warning"
+    assert world.TOP_TEMPLATE in found["logs"]["message"]
+    assert found["logs"]["hint"].startswith("safla-diag logs scan")
+
+
+@pytest.mark.anyio
+async def test_doctor_unreachable_mcp_server(
+    tmp_path: Path, redis_url: str, postgres_url: str
+) -> None:
+    """An MCP server that is not running: an error naming it, with the next step; exit 1."""
+    cfg = {
+        "database_url": postgres_url,
+        "redis_url": redis_url,
+        "vector_dimension": 8,
+        "mcp_servers": [{"name": "orchestrator", "url": f"http://127.0.0.1:{closed_port()}/mcp"}],
+        "service_timeout": 2,
+    }
+    path = world.write_config(tmp_path / "safla.json", cfg)
+    code, out, _ = await world.run_doctor("--config", str(path))
+    assert code == 1
+    assert "mcp:orchestrator" in out and "[refused]" in out and "next: start the service" in out
+
+
+@pytest.mark.anyio
+async def test_doctor_shared_postgres_queue(
+    deployment: dict[str, Any], tmp_path: Path, pg_queue_url: str
+) -> None:
+    """mcp_task_queue as a postgresql:// URL: probed as a service, read as a queue; exit 1."""
+    await world.dead_letter_queue(pg_queue_url)
+    cfg = {**deployment, "mcp_task_queue": pg_queue_url}
+    path = world.write_config(tmp_path / "safla.json", cfg)
+    code, out, err = await world.run_doctor("--config", str(path), "--json")
+    doc = json.loads(out)
+    assert code == 1 == doc["exit_code"], err
+    (problem,) = world.deployment_problems(doc)
+    assert problem["section"] == "mcp_queue" and "2 tasks dead-lettered" in problem["message"]
+    probes = {f["message"].split(": ")[0]: f for f in _section(doc, "services")["findings"]}
+    assert probes["mcp_task_queue"]["severity"] == "info"

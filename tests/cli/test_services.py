@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from safla_diag import load_configuration
-
 from ..checks._servers import closed_port
 
 SECRET = "s3cr3t-Pa55"
@@ -66,10 +64,6 @@ def test_services_usage_errors(cli: Any, args: tuple[str, ...]) -> None:
 
 def test_services_from_a_configuration_file(cli: Any, tmp_path: Path, redis_url: str) -> None:
     """--config probes the configuration's services, with its service_timeout."""
-    try:
-        load_configuration({})
-    except NotImplementedError:
-        pytest.skip("load_configuration is not built in this version yet")
     path = tmp_path / "safla.json"
     path.write_text(
         json.dumps(

@@ -100,7 +100,7 @@ async def test_queue_file_absent_is_fine(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("exc", "severity", "word"),
     [
-        (NotImplementedError(), "info", "not available"),
+        (NotImplementedError(), "warning", "NotImplementedError"),
         (RuntimeError("boom"), "warning", "RuntimeError: boom"),
         (OSError("redis://:s3cr3t-Pa55@h"), "warning", "OSError"),
     ],
@@ -230,7 +230,7 @@ async def test_mcp_queue_section_counts_dead_letters(tmp_path: Path) -> None:
         await queue.save_failed_task({"id": "waiting", "tool": "search"}, delay=3600)
     report = await Diagnostics({"mcp_task_queue": str(path)}, sections=["mcp_queue"]).adoctor()
     section = report.section("mcp_queue")
-    assert (section.facts["pending"], section.facts["dead_letters"]) == (1, 1)
+    assert (section.facts["pending"], section.facts["dead"]) == (1, 1)
     assert section.severity == "warning" and "mcp queue" in (report.problems[0].hint or "")
 
 
@@ -250,3 +250,11 @@ async def test_logs_section_counts_recent_errors(tmp_path: Path) -> None:
     messages = [f.message for f in report.problems]
     assert any("2 ERROR/CRITICAL records" in m and "failed" in m for m in messages)
     assert any("missing.log" in m for m in messages)
+
+
+async def test_a_configuration_without_services_probes_nothing(tmp_path: Path) -> None:
+    """Keys that name no service (data_dir, thresholds) are not taken for service URLs."""
+    cfg = {"data_dir": str(tmp_path), "memory_threshold_percent": 85, "log_paths": []}
+    report = await Diagnostics(cfg).adoctor()
+    assert "services" not in names(report)
+    assert all("not a URL" not in f.message for f in report.findings)
