@@ -20,11 +20,8 @@ place when complete and verified.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import errno
-import functools
 import logging
 import os
 import re
@@ -34,8 +31,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from .._aio import off_loop
 from .._errors import IndexCorruptionError, RecoveryError
 from .._redact import redact
 from ._health import BackupInfo, Check, IndexHealth
@@ -65,7 +63,6 @@ __all__ = ["BackupInfo", "IndexHealth", "VectorIndexRecovery"]
 
 logger = logging.getLogger("safla_diag.vector")
 
-T = TypeVar("T")
 Progress = Callable[[int, int], object]
 
 _BACKUP_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-g\d{6,}(?:-\d+)?$")
@@ -1074,43 +1071,37 @@ class VectorIndexRecovery:
 
     # ---------------------------------------------------------------------------- async twins
 
-    async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        call = functools.partial(ctx.run, functools.partial(fn, *args, **kwargs))
-        return await loop.run_in_executor(None, call)
-
     async def adiagnose(self, *, deep: bool = False) -> IndexHealth:
         """:meth:`diagnose`, run in the loop's default executor."""
-        return await self._off_loop(self.diagnose, deep=deep)
+        return await off_loop(self.diagnose, deep=deep)
 
     async def adetect_corruption(self) -> bool:
         """:meth:`detect_corruption`, run in the loop's default executor."""
-        return await self._off_loop(self.detect_corruption)
+        return await off_loop(self.detect_corruption)
 
     async def asave_index(self, index: Any, **kwargs: Any) -> str:
         """:meth:`save_index`, run in the loop's default executor."""
-        return await self._off_loop(self.save_index, index, **kwargs)
+        return await off_loop(self.save_index, index, **kwargs)
 
     async def aload_index(self, *, deep: bool = False) -> Any:
         """:meth:`load_index`, run in the loop's default executor."""
-        return await self._off_loop(self.load_index, deep=deep)
+        return await off_loop(self.load_index, deep=deep)
 
     async def abackup_index(self) -> str:
         """:meth:`backup_index`, run in the loop's default executor."""
-        return await self._off_loop(self.backup_index)
+        return await off_loop(self.backup_index)
 
     async def arestore_from_backup(self, backup_path: str | os.PathLike[str] | None = None) -> bool:
         """:meth:`restore_from_backup`, run in the loop's default executor."""
-        return await self._off_loop(self.restore_from_backup, backup_path)
+        return await off_loop(self.restore_from_backup, backup_path)
 
     async def arebuild_index(self, vectors_source: Any = None, **kwargs: Any) -> bool:
         """:meth:`rebuild_index`, run in the loop's default executor."""
-        return await self._off_loop(self.rebuild_index, vectors_source, **kwargs)
+        return await off_loop(self.rebuild_index, vectors_source, **kwargs)
 
     async def alist_backups(self, *, verify: bool = False) -> list[BackupInfo]:
         """:meth:`list_backups`, run in the loop's default executor."""
-        return await self._off_loop(self.list_backups, verify=verify)
+        return await off_loop(self.list_backups, verify=verify)
 
 
 def _with(info: BackupInfo, **changes: Any) -> BackupInfo:

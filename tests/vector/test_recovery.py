@@ -556,6 +556,29 @@ async def test_async_twins_run_off_the_loop(tmp_path: Path) -> None:
     assert (await rec.aload_index()).ntotal == 300
 
 
+@pytest.mark.anyio
+async def test_async_twins_run_in_the_executor_with_the_callers_contextvars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blocking work runs on another thread than the loop's, and sees the caller's contextvars."""
+    import contextvars
+    import threading
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+    seen: list[tuple[str, int]] = []
+    rec = _rec(tmp_path)
+    real = rec.diagnose
+
+    def spy(*, deep: bool = False) -> IndexHealth:
+        seen.append((var.get(), threading.get_ident()))
+        return real(deep=deep)
+
+    monkeypatch.setattr(rec, "diagnose", spy)
+    var.set("req-42")
+    assert not (await rec.adiagnose()).ok
+    assert seen == [("req-42", seen[0][1])] and seen[0][1] != threading.get_ident()
+
+
 @pytest.mark.parametrize("with_ids", [False, True])
 def test_large_flat_index_canaries_run_over_a_subset(tmp_path: Path, with_ids: bool) -> None:
     """Past 50 000 vectors a flat index's canaries search an evenly spaced subset; they still pass,
