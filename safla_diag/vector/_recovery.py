@@ -902,7 +902,9 @@ class VectorIndexRecovery:
         path = path.resolve()
         if path.is_file():
             path = path.parent
-        if path.parent != root:
+        # Only a finished backup generation: not a temp folder still being written, nor one
+        # that retention is deleting, nor anything else someone put in the backup folder.
+        if path.parent != root or not _BACKUP_NAME.match(path.name):
             raise RecoveryError(
                 f"refusing to restore from {backup_path}: it is not a backup in {self.backup_dir}"
             )

@@ -440,6 +440,21 @@ def test_restore_a_chosen_backup_and_refuse_paths_outside(tmp_path: Path) -> Non
             rec.restore_from_backup(bad)
 
 
+def test_restore_refuses_folders_in_the_backup_folder_that_are_not_backups(tmp_path: Path) -> None:
+    """Only a backup generation can be restored: an unfinished backup (temp folder), a backup
+    being deleted by retention, or any other folder in the backup folder is refused."""
+    import shutil
+
+    rec = _rec(tmp_path)
+    good = Path(_three_generations(rec)[-1])
+    for name in (f".backup.tmp-{os.getpid()}-0123abcd", f".{good.name}.tmp-1-89abcdef", "mine"):
+        shutil.copytree(good, good.parent / name)
+        with pytest.raises(RecoveryError, match="refusing"):
+            rec.restore_from_backup(good.parent / name)
+        shutil.rmtree(good.parent / name)
+    assert rec.restore_from_backup(good.name)  # a bare name is looked up in the backup folder
+
+
 def test_restore_bumps_the_generation_and_records_where_from(tmp_path: Path) -> None:
     """The restored manifest is a new generation that says which backup it came from."""
     rec = _rec(tmp_path)
