@@ -32,6 +32,7 @@ __all__ = [
     "folder_lock",
     "fsync_dir",
     "hash_file",
+    "make_dirs",
     "new_hasher",
     "open_exclusive",
     "remove_orphans",
@@ -173,6 +174,30 @@ def fsync_dir(folder: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def make_dirs(folder: Path) -> None:
+    """
+    Create ``folder`` and any missing parents durably: each new folder's parent is fsynced.
+
+    Without that, a power cut soon after the first save can lose the new folder's entry in its
+    parent, and with it the index and the manifest that were fsynced inside it.
+    """
+    missing: list[Path] = []
+    walk = folder
+    while not walk.is_dir():
+        missing.append(walk)
+        if walk.parent == walk:  # pragma: no cover - the root always exists
+            break
+        walk = walk.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:
+            if not new.is_dir():
+                raise
+            continue  # another writer created it (and fsyncs its parent)
+        fsync_dir(new.parent)
 
 
 def write_all(fd: int, data: bytes | memoryview) -> int:

@@ -47,6 +47,7 @@ from ._manifest import (
     folder_lock,
     fsync_dir,
     hash_file,
+    make_dirs,
     new_hasher,
     open_exclusive,
     remove_orphans,
@@ -183,7 +184,7 @@ class VectorIndexRecovery:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.data_dir)
         with self._thread_lock, folder_lock(self.data_dir, self.index_file):
             yield
 
@@ -678,7 +679,7 @@ class VectorIndexRecovery:
             IndexCorruptionError: When the live index is missing or damaged.
             RecoveryError: When the copy does not read back as written.
         """
-        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.backup_dir)
         with self._locked():
             current, pending, _ = self._manifests()
             try:

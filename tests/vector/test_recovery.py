@@ -110,6 +110,29 @@ def test_save_refuses_wrong_dimension_and_non_index(tmp_path: Path) -> None:
     assert not rec.index_path.exists()
 
 
+def test_folders_created_by_save_and_backup_are_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data or backup folder the library creates has its parent fsynced (else a power cut can
+    lose the folder, with the fsynced index inside it)."""
+    from safla_diag.vector import _manifest
+
+    synced: list[Path] = []
+    real = _manifest.fsync_dir
+
+    def recording(folder: Path) -> None:
+        synced.append(Path(folder))
+        real(folder)
+
+    monkeypatch.setattr(_manifest, "fsync_dir", recording)
+    rec = VectorIndexRecovery(tmp_path / "a" / "data", tmp_path / "b" / "backups")
+    rec.save_index(make_index("Flat"))
+    assert {tmp_path, tmp_path / "a"} <= set(synced)
+    rec.backup_index()
+    assert {tmp_path / "b"} <= set(synced)
+    assert rec.diagnose().ok and len(rec.list_backups()) == 1
+
+
 def test_orphaned_temp_files_are_removed_on_start(tmp_path: Path) -> None:
     """Temp files of a dead writer go at start; a live process's temp files are left alone."""
     rec = _rec(tmp_path)
