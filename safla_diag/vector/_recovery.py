@@ -769,9 +769,25 @@ class VectorIndexRecovery:
             entries = [e for e in os.scandir(self.backup_dir) if _BACKUP_NAME.match(e.name)]
         except FileNotFoundError:
             return []
+        folders = (Path(e.path) for e in entries if e.is_dir())
         return sorted(
-            (Path(e.path) for e in entries if e.is_dir()), key=lambda p: p.name, reverse=True
+            (f for f in folders if self._backup_is_ours(f)), key=lambda p: p.name, reverse=True
         )
+
+    def _backup_is_ours(self, folder: Path) -> bool:
+        """
+        Whether a backup folder holds a backup of this index (indexes may share a backup folder).
+
+        A backup whose manifest cannot be read counts as ours: it is then listed as damaged, and
+        retention may remove it, rather than it lingering unseen.
+        """
+        try:
+            manifest = Manifest.read(folder / _BACKUP_MANIFEST)
+        except (ManifestError, OSError):
+            return True
+        if manifest is None:
+            return True
+        return bool(manifest.body.get("index_file", self.index_file) == self.index_file)
 
     def _apply_retention(self, *, keep: Path) -> None:
         folders = self._backup_folders()

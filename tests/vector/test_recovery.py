@@ -478,6 +478,24 @@ def test_restore_refuses_folders_in_the_backup_folder_that_are_not_backups(tmp_p
     assert rec.restore_from_backup(good.name)  # a bare name is looked up in the backup folder
 
 
+def test_indexes_sharing_a_backup_folder_never_get_each_others_backups(tmp_path: Path) -> None:
+    """Two indexes in one folder share the default backup folder: each restores, lists and
+    prunes only its own backups (restoring the other's would hand out another index's memory)."""
+    backups = tmp_path / "data" / "backups"
+    a = VectorIndexRecovery(tmp_path / "data", backups, index_file="a.faiss", keep_backups=1)
+    b = VectorIndexRecovery(tmp_path / "data", backups, index_file="b.faiss", keep_backups=1)
+    a.save_index(make_index("Flat", n=100))
+    b.save_index(make_index("Flat", n=200))
+    a_backup = a.backup_index()
+    b_backup = b.backup_index()  # newer, and keep_backups=1: must not prune a's
+    assert [i.path for i in a.list_backups()] == [a_backup]
+    assert [i.path for i in b.list_backups()] == [b_backup]
+    _flip(a.index_path)
+    assert a.restore_from_backup()
+    assert a.last_restored is not None and a.last_restored.path == a_backup
+    assert a.diagnose(deep=True).ntotal == 100 and b.diagnose().ntotal == 200
+
+
 def test_restore_bumps_the_generation_and_records_where_from(tmp_path: Path) -> None:
     """The restored manifest is a new generation that says which backup it came from."""
     rec = _rec(tmp_path)
