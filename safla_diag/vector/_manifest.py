@@ -243,9 +243,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_orphans(folder: Path) -> list[Path]:
+def remove_orphans(folder: Path, *, base: str | None = None) -> list[Path]:
     """
     Remove temporary files and folders left by writers that died (their pid is gone).
+
+    Args:
+        folder: Where to look.
+        base: Only the temporary files of ``base`` and of its companions (``base.*``): another
+            index in the same folder has its own lock, and its writer may be alive in a process
+            whose pid we cannot see (another container).
 
     Returns:
         What was removed.
@@ -258,6 +264,8 @@ def remove_orphans(folder: Path) -> list[Path]:
     for entry in entries:
         m = _TEMP.match(entry.name)
         if m is None or _pid_alive(int(m["pid"])):
+            continue
+        if base is not None and m["base"] != base and not m["base"].startswith(base + "."):
             continue
         path = Path(entry.path)
         try:

@@ -201,7 +201,7 @@ class VectorIndexRecovery:
                     # A writer is at work right now (perhaps in another container, whose pids we
                     # cannot see): its temp files are not orphans. The next start cleans up.
                     return
-                for path in remove_orphans(self.data_dir):
+                for path in remove_orphans(self.data_dir, base=self.index_file):
                     logger.info("removed an orphaned temp file %s", redact(str(path)))
                 for path in remove_orphans(self.backup_dir):
                     logger.info("removed an unfinished backup %s", redact(str(path)))

@@ -144,9 +144,14 @@ def test_orphaned_temp_files_are_removed_on_start(tmp_path: Path) -> None:
     (backup_orphan / "vector_index.faiss").write_bytes(b"partial")
     dead.write_bytes(b"half an index")
     mine.write_bytes(b"in flight")
+    dead_manifest = rec.data_dir / f".vector_index.faiss.manifest.json.tmp-{_dead_pid()}-0123abcd"
+    dead_manifest.write_bytes(b"{")
+    # Another index in the same folder has its own lock: its temp files are its own business.
+    other = rec.data_dir / f".other.faiss.tmp-{_dead_pid()}-0123abcd"
+    other.write_bytes(b"another index's save, maybe alive in another container")
     _rec(tmp_path)
-    assert not dead.exists() and not backup_orphan.exists()
-    assert mine.exists()
+    assert not dead.exists() and not backup_orphan.exists() and not dead_manifest.exists()
+    assert mine.exists() and other.exists()
     mine.unlink()
 
 
