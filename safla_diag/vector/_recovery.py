@@ -895,13 +895,15 @@ class VectorIndexRecovery:
                 info, manifest = self._inspect_backup(folder, verify=False)
                 if manifest is None or info.problem is not None:
                     skipped.append(info)
-                    logger.warning("skipping backup %s: %s", folder.name, info.problem)
+                    logger.warning(
+                        "skipping backup %s: %s", folder.name, redact(info.problem or "")
+                    )
                     continue
                 problem = self._install_backup(folder, manifest)
                 if problem is not None:
                     info = _with(info, problem=problem, verified=False)
                     skipped.append(info)
-                    logger.warning("skipping backup %s: %s", folder.name, problem)
+                    logger.warning("skipping backup %s: %s", folder.name, redact(problem))
                     continue
                 self.last_restored = _with(info, verified=True)
                 logger.warning("restored the vector index from backup %s", folder.name)
@@ -1067,7 +1069,7 @@ class VectorIndexRecovery:
             size = min(n, train_size or max(10_000, 64 * nl))
             rows = np.sort(np.random.default_rng(0).choice(n, size=size, replace=False))
             sample = _batch(x, rows, cosine, start=0)
-            logger.info("training %s on %d sampled vectors", factory, size)
+            logger.info("training %s on %d sampled vectors", redact(factory), size)
             index.train(sample)
         _faiss.reserve(index, n)
         step_log = max(1, n // 10)
@@ -1084,7 +1086,9 @@ class VectorIndexRecovery:
             elif stop >= next_log or stop == n:
                 logger.info("rebuild: %d / %d vectors added", stop, n)
                 next_log = stop + step_log
-        logger.info("rebuilt %s with %d vectors in %.3f s", factory, n, time.perf_counter() - t0)
+        logger.info(
+            "rebuilt %s with %d vectors in %.3f s", redact(factory), n, time.perf_counter() - t0
+        )
         self.save_index(index, source=source_path, ids_source=ids_path)
         return True
 

@@ -259,10 +259,11 @@ def test_save_to_unwritable_path_is_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A file that cannot be written is a warning, not an exception in the host's code."""
-    wrapped = profile(save_to=tmp_path / "missing" / "out.prof")(leaf)
+    wrapped = profile(save_to=tmp_path / "token=hunter2" / "out.prof")(leaf)
     with caplog.at_level(logging.WARNING, logger="safla_diag.profiling"):
         assert wrapped(3) == leaf(3)
     assert any("could not save" in r.getMessage() for r in caplog.records)
+    assert "hunter2" not in caplog.text  # the error names the path: redacted
 
 
 def test_accumulate_merges_every_span() -> None:
