@@ -284,6 +284,14 @@ def test_repr_is_short() -> None:
     assert f"functions={len(report)} calls={report.total_calls}>" in repr(report)
 
 
+def test_a_secret_in_the_label_never_shows() -> None:
+    """A label carrying a secret (a block labelled with a URL) is redacted in every output."""
+    report = ProfileReport(_report().stats, label="sync postgresql://app:hunter2@db/app")
+    outputs = (repr(report), report.to_text(), report.to_json(), report._repr_html_(), str(report))
+    assert all("hunter2" not in out for out in outputs)
+    assert "postgresql://app:" in report.to_text()
+
+
 def test_constructor_validates_options() -> None:
     """A report refuses an unknown sort key or a bad top."""
     with pytest.raises(ValueError):
