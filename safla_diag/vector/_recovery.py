@@ -361,7 +361,17 @@ class VectorIndexRecovery:
             digests: dict[str, str] = {}
             for m in candidates:
                 if m.algorithm not in digests:
-                    digests[m.algorithm] = hash_file(self.index_path, m.algorithm)[1]
+                    try:
+                        digests[m.algorithm] = hash_file(self.index_path, m.algorithm)[1]
+                    except OSError as err:  # a bad sector is a finding, not an exception
+                        v.add(
+                            "checksum",
+                            False,
+                            f"the index file cannot be read to the end: {err.strerror or err}",
+                        )
+                        self._fill_from(facts, candidates[0])
+                        facts["checksum_ok"] = False
+                        return done()
                 entry = m.files.get(self.index_file, {})
                 if entry.get("size") == st.st_size and digests[m.algorithm] == entry.get(
                     "checksum"

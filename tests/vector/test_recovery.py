@@ -238,6 +238,28 @@ def test_truncated_file_names_the_size_check(tmp_path: Path) -> None:
     assert "2 bytes of garbage appended" in (rec.diagnose().problem or "")
 
 
+def test_a_read_error_while_hashing_is_reported_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad sector (EIO) under the index is a finding of the health check, not an exception."""
+    import errno
+
+    from safla_diag.vector import _recovery
+
+    rec = _rec(tmp_path)
+    rec.save_index(make_index("Flat"))
+
+    def failing(path: object, algorithm: str = "xxh3_128") -> tuple[int, str]:
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(_recovery, "hash_file", failing)
+    health = rec.diagnose()
+    assert not health.ok and health.checksum_ok is False
+    assert health.failed_check is not None and health.failed_check.name == "checksum"
+    assert "Input/output error" in (health.problem or "")
+    assert rec.detect_corruption()
+
+
 def test_damaged_manifest_is_reported(tmp_path: Path) -> None:
     """An edited or damaged manifest fails its own checksum: the index cannot be verified."""
     rec = _rec(tmp_path)
