@@ -660,13 +660,25 @@ class VectorIndexRecovery:
 
     def _commit(self, tmp: Path, manifest: Manifest, *, aside: Path | None = None) -> None:
         """Make ``tmp`` the live index under ``manifest``: next manifest, replace, commit."""
-        manifest.write(self.next_manifest_path)  # durable before the data file changes
         if aside is not None and self.index_path.exists():
+            # Kept before anything changes: if it cannot be kept, nothing has happened.
             try:
                 os.link(self.index_path, aside)  # the live name never disappears
             except OSError:
-                shutil.copy2(self.index_path, aside)
-        os.replace(tmp, self.index_path)
+                try:
+                    shutil.copy2(self.index_path, aside)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        aside.unlink()
+                    raise
+        try:
+            manifest.write(self.next_manifest_path)  # durable before the data file changes
+            os.replace(tmp, self.index_path)
+        except BaseException:
+            if aside is not None:  # the live index was not replaced: the spare name goes
+                with contextlib.suppress(OSError):
+                    aside.unlink()
+            raise
         fsync_dir(self.data_dir)
         os.replace(self.next_manifest_path, self.manifest_path)
         fsync_dir(self.data_dir)
@@ -892,7 +904,8 @@ class VectorIndexRecovery:
             True when a backup was restored, False when none could be.
 
         Raises:
-            RecoveryError: When ``backup_path`` is outside the backup folder.
+            RecoveryError: When ``backup_path`` is not a backup in the backup folder.
+            OSError: When the disk refuses (full, read-only); the live index is left as it was.
         """
         if backup_path is not None:
             folders = [self._resolve_backup(backup_path)]

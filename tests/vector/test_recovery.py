@@ -464,6 +464,48 @@ def test_restore_with_no_good_backup_leaves_the_index_alone(tmp_path: Path) -> N
     assert [p for p in rec.data_dir.iterdir() if ".tmp-" in p.name] == []
 
 
+def test_restore_that_cannot_keep_the_old_index_aside_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No hard links and the disk fills while copying the broken index aside: the restore fails
+    with the OSError, the live index is untouched, and no partial copy or pending manifest stays."""
+    import errno
+    import shutil
+
+    rec = _rec(tmp_path)
+    _three_generations(rec)
+    _flip(rec.index_path)
+    before = sorted(os.listdir(rec.data_dir))
+    live = rec.index_path.read_bytes()
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def disk_full(src: object, dst: object) -> None:
+        Path(str(dst)).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(shutil, "copy2", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        rec.restore_from_backup()
+    assert sorted(os.listdir(rec.data_dir)) == before
+    assert rec.index_path.read_bytes() == live
+    monkeypatch.undo()
+
+    # Kept aside (a hard link) but the disk is full for the manifest: the spare name goes too.
+    from safla_diag.vector import _manifest
+
+    def manifest_disk_full(final: Path, data: bytes, *, sync_dir: bool = True) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_manifest, "atomic_write_bytes", manifest_disk_full)
+    with pytest.raises(OSError, match="No space"):
+        rec.restore_from_backup()
+    assert sorted(os.listdir(rec.data_dir)) == before
+    assert rec.index_path.read_bytes() == live
+
+
 def test_restore_into_an_empty_folder(tmp_path: Path) -> None:
     """The live index is gone entirely: restore brings it back."""
     rec = _rec(tmp_path)
