@@ -749,6 +749,35 @@ async def test_cancelled_profiled_task_reports_and_cleans_up() -> None:
     assert _cpu._thread.active is None
 
 
+def test_hook_released_after_keyboard_interrupt_and_an_abandoned_coroutine() -> None:
+    """A KeyboardInterrupt out of a profiled call, and a profiled coroutine closed half-way (never
+    resumed), both end their session: no profiler hook stays, and each still gives its report."""
+    reports, prof = _collect()
+
+    @prof.profile_function
+    def interrupted() -> None:
+        work_a()
+        raise KeyboardInterrupt
+
+    @prof.profile_function
+    async def abandoned() -> None:
+        work_b()
+        await asyncio.sleep(0)  # yields without needing a loop
+        work_a()  # never reached
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert sys.getprofile() is None and _cpu._thread.active is None
+    coro = abandoned()
+    coro.send(None)
+    assert sys.getprofile() is None  # paused while it waits
+    coro.close()
+    assert sys.getprofile() is None and _cpu._thread.active is None
+    assert len(reports) == 2
+    assert reports[0]["work_a"].ncalls == 1
+    assert "work_a" not in reports[1] and reports[1]["work_b"].ncalls == 1
+
+
 async def test_async_value_sent_and_exception_thrown_through() -> None:
     """Values and exceptions from awaited futures reach the coroutine unchanged."""
     prof = CPUProfiler()
