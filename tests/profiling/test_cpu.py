@@ -17,6 +17,7 @@ from safla_diag import CPUProfiler, ProfileReport, profile
 from safla_diag.profiling import _cpu
 from safla_diag.profiling._cpu import ProfileSession
 
+from ._threads import run_in_threads
 from .workload import Boom, async_leaf, branch, leaf, recurse, work_a, work_b
 
 pytestmark = pytest.mark.anyio
@@ -356,14 +357,7 @@ def test_threads_get_separate_sessions_without_mixing() -> None:
     """Concurrent calls on two threads: two reports, each with only its own thread's work."""
     if sys.version_info >= (3, 12):
         pytest.skip("from 3.12 one cProfile session is active per process (documented)")
-    reports: list[ProfileReport] = []
-    lock = threading.Lock()
-
-    def keep(report: ProfileReport) -> None:
-        with lock:
-            reports.append(report)
-
-    prof = CPUProfiler(on_report=keep)
+    reports, prof = _collect()  # list.append is atomic: threads may share it
     both_inside = threading.Barrier(2, timeout=10)
 
     @prof.profile_function
@@ -371,21 +365,11 @@ def test_threads_get_separate_sessions_without_mixing() -> None:
         both_inside.wait()  # both sessions are enabled at the same time
         return work_a() if which == "a" else work_b()
 
-    errors: list[BaseException] = []
-
     def run(which: str) -> None:
-        try:
-            job(which)
-            assert sys.getprofile() is None
-        except BaseException as err:
-            errors.append(err)
+        job(which)
+        assert sys.getprofile() is None
 
-    threads = [threading.Thread(target=run, args=(w,)) for w in "ab"]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert not errors
+    assert run_in_threads(run, [("a",), ("b",)]) == []
     assert len(reports) == 2
     by_work = {("work_a" in r): r for r in reports}
     assert set(by_work) == {True, False}
@@ -396,14 +380,7 @@ def test_threads_get_separate_sessions_without_mixing() -> None:
 
 def test_call_while_another_threads_session_runs() -> None:
     """A profiled call while another thread is being profiled never raises, on any version."""
-    reports: list[ProfileReport] = []
-    lock = threading.Lock()
-
-    def keep(report: ProfileReport) -> None:
-        with lock:
-            reports.append(report)
-
-    prof = CPUProfiler(on_report=keep)
+    reports, prof = _collect()  # list.append is atomic: threads may share it
     inside, release = threading.Event(), threading.Event()
 
     @prof.profile_function
@@ -431,29 +408,14 @@ def test_call_while_another_threads_session_runs() -> None:
 
 def test_many_threads_hammering_one_profiler() -> None:
     """Many threads, many calls: no exception, every report well-formed."""
-    reports: list[ProfileReport] = []
-    lock = threading.Lock()
-
-    def keep(report: ProfileReport) -> None:
-        with lock:
-            reports.append(report)
-
-    wrapped = CPUProfiler(on_report=keep).profile_function(branch)
-    errors: list[BaseException] = []
+    reports, prof = _collect()
+    wrapped = prof.profile_function(branch)
 
     def run() -> None:
-        try:
-            for _ in range(50):
-                wrapped(3, 2)
-        except BaseException as err:
-            errors.append(err)
+        for _ in range(50):
+            wrapped(3, 2)
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not errors
+    assert run_in_threads(run, [()] * 4) == []
     assert reports  # on 3.12+ some calls run unprofiled while another thread's session runs
     for r in reports:
         if sys.version_info < (3, 12):

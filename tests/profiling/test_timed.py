@@ -13,6 +13,7 @@ import pytest
 from safla_diag import timed
 from safla_diag._types import RequestRecorder
 
+from ._threads import run_in_threads
 from .workload import Boom, async_leaf, leaf
 
 pytestmark = pytest.mark.anyio
@@ -263,9 +264,5 @@ def test_threads_record_every_call() -> None:
         for _ in range(200):
             wrapped(2)
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    assert run_in_threads(run, [()] * 4) == []
     assert len(rec.calls) == 800
