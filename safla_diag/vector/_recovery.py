@@ -203,7 +203,7 @@ class VectorIndexRecovery:
                     return
                 for path in remove_orphans(self.data_dir, base=self.index_file):
                     logger.info("removed an orphaned temp file %s", redact(str(path)))
-                for path in remove_orphans(self.backup_dir):
+                for path in remove_orphans(self.backup_dir, base=self.index_file):
                     logger.info("removed an unfinished backup %s", redact(str(path)))
                 self._settle_next_manifest()
         except OSError as err:  # a read-only mount: checking still works
@@ -736,7 +736,10 @@ class VectorIndexRecovery:
 
     def _copy_to_backup(self, fd_in: int, candidates: list[Manifest]) -> Path:
         algorithm = candidates[0].algorithm
-        work = self.backup_dir / f".backup.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        # Named after the index: indexes may share the backup folder, each cleans up its own.
+        work = (
+            self.backup_dir / f".{self.index_file}.backup.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        )
         os.mkdir(work)
         try:
             dest = work / self.index_file
@@ -817,7 +820,10 @@ class VectorIndexRecovery:
             if old == keep:
                 continue
             # Rename first, so that a half-deleted backup never looks like a damaged one.
-            doomed = self.backup_dir / f".{old.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+            doomed = (
+                self.backup_dir
+                / f".{self.index_file}.{old.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+            )
             try:
                 os.rename(old, doomed)
             except OSError:

@@ -139,7 +139,10 @@ def test_orphaned_temp_files_are_removed_on_start(tmp_path: Path) -> None:
     rec.save_index(make_index("Flat"))
     dead = rec.data_dir / f".vector_index.faiss.tmp-{_dead_pid()}-0123abcd"
     mine = rec.data_dir / f".vector_index.faiss.tmp-{os.getpid()}-0123abcd"
-    backup_orphan = tmp_path / "backups" / f".backup.tmp-{_dead_pid()}-89abcdef"
+    backup_orphan = tmp_path / "backups" / f".vector_index.faiss.backup.tmp-{_dead_pid()}-89abcdef"
+    # Another index's unfinished backup in a shared backup folder is its own business too.
+    other_backup = tmp_path / "backups" / f".other.faiss.backup.tmp-{_dead_pid()}-89abcdef"
+    other_backup.mkdir(parents=True)
     backup_orphan.mkdir(parents=True)
     (backup_orphan / "vector_index.faiss").write_bytes(b"partial")
     dead.write_bytes(b"half an index")
@@ -151,7 +154,7 @@ def test_orphaned_temp_files_are_removed_on_start(tmp_path: Path) -> None:
     other.write_bytes(b"another index's save, maybe alive in another container")
     _rec(tmp_path)
     assert not dead.exists() and not backup_orphan.exists() and not dead_manifest.exists()
-    assert mine.exists() and other.exists()
+    assert mine.exists() and other.exists() and other_backup.exists()
     mine.unlink()
 
 
@@ -539,7 +542,11 @@ def test_restore_refuses_folders_in_the_backup_folder_that_are_not_backups(tmp_p
 
     rec = _rec(tmp_path)
     good = Path(_three_generations(rec)[-1])
-    for name in (f".backup.tmp-{os.getpid()}-0123abcd", f".{good.name}.tmp-1-89abcdef", "mine"):
+    for name in (
+        f".vector_index.faiss.backup.tmp-{os.getpid()}-0123abcd",
+        f".vector_index.faiss.{good.name}.tmp-1-89abcdef",
+        "mine",
+    ):
         shutil.copytree(good, good.parent / name)
         with pytest.raises(RecoveryError, match="refusing"):
             rec.restore_from_backup(good.parent / name)
