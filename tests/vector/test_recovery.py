@@ -313,6 +313,21 @@ def test_canary_failure_is_reported_when_the_data_changed_under_a_valid_manifest
     assert health.failed_check.name == "canaries"
 
 
+def test_backup_info_outputs_are_redacted() -> None:
+    """A BackupInfo's text, dict, JSON and HTML never show a secret found in its path or problem."""
+    info = BackupInfo(
+        path="/mnt/token=hunter2/b",
+        name="20260101T000000.000000Z-g000001",
+        problem="api_key=hunter2",
+    )
+    outputs = (info.to_text(), info.to_json(), info._repr_html_(), repr(info))
+    assert all("hunter2" not in out for out in outputs)
+    assert "UNUSABLE" in info.to_text() and info.to_dict()["ok"] is False
+    health = IndexHealth(ok=False, problem="manifest: token=hunter2", path="/data/x")
+    outputs = (health.to_text(), health.to_json(), health._repr_html_(), repr(health))
+    assert all("hunter2" not in out for out in outputs)
+
+
 def test_health_report_formats(tmp_path: Path) -> None:
     """to_text, to_dict, to_json, _repr_html_ and a short repr."""
     rec = _rec(tmp_path)
