@@ -543,7 +543,13 @@ class VectorIndexRecovery:
             return data
 
         os.lseek(fd, 0, os.SEEK_SET)
-        index = _faiss.read_index_stream(read, byte_limit=expected[0] + 1024 * 1024)
+        try:
+            index = _faiss.read_index_stream(read, byte_limit=expected[0] + 1024 * 1024)
+        except (RuntimeError, MemoryError) as err:
+            raise IndexCorruptionError(
+                f"faiss cannot read the index although its checksum verifies (written by another "
+                f"faiss version, or the manifest was rewritten over damage): {_first_line(str(err))}"
+            ) from err
         while chunk := os.read(fd, CHUNK):
             h.update(chunk)
             total += len(chunk)

@@ -366,6 +366,27 @@ def test_load_index_refuses_a_damaged_file(tmp_path: Path) -> None:
         rec.load_index()
 
 
+def test_load_index_of_a_verified_file_faiss_cannot_read_is_index_corruption(
+    tmp_path: Path,
+) -> None:
+    """Bytes that match their manifest but that this faiss cannot read (another faiss wrote them,
+    or the manifest was rewritten over damage) raise IndexCorruptionError, chained to faiss's."""
+    rec = _rec(tmp_path)
+    rec.save_index(make_index("Flat"))
+    garbage = b"IxF2" + bytes(range(256)) * 40
+    rec.index_path.write_bytes(garbage)
+    m = Manifest.read(rec.manifest_path)
+    assert m is not None
+    size, digest = hash_file(rec.index_path)
+    m.evolve(files={"vector_index.faiss": {"size": size, "checksum": digest}}).write(
+        rec.manifest_path
+    )
+    assert rec.diagnose().ok  # the cheap check only vouches for the bytes
+    with pytest.raises(IndexCorruptionError, match="faiss cannot read") as info:
+        rec.load_index()
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
 def test_load_index_without_manifest_checks_in_a_child_first(tmp_path: Path) -> None:
     """No manifest: the isolated load vouches for the file before it is loaded here."""
     rec = _rec(tmp_path)
