@@ -1180,7 +1180,7 @@ def _load_npy(path: Path) -> npt.NDArray[Any]:
     except (ValueError, OSError) as err:
         raise ValueError(
             f"{path.name} is not a readable .npy file: {_first_line(str(err))}"
-        ) from None
+        ) from err
     return arr
 
 

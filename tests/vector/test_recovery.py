@@ -684,8 +684,13 @@ def test_rebuild_rejects_bad_input(tmp_path: Path) -> None:
         rec.rebuild_index(x, ids=np.zeros(50, dtype=np.int64))
     with pytest.raises(ValueError, match="metric"):
         rec.rebuild_index(x, metric="hamming")
-    with pytest.raises(ValueError, match="faiss cannot build"):
+    with pytest.raises(ValueError, match="faiss cannot build") as built:
         rec.rebuild_index(x, factory="NoSuchThing")
+    assert isinstance(built.value.__cause__, RuntimeError)  # faiss's own words stay reachable
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(ValueError, match=r"not a readable \.npy") as loaded:
+        rec.rebuild_index(tmp_path / "bad.npy")
+    assert loaded.value.__cause__ is not None
     with pytest.raises(RecoveryError, match="no source"):
         rec.rebuild_index()
     with pytest.raises(ValueError, match="shape"):
