@@ -277,7 +277,9 @@ class CPUProfiler:
                     report.save(self.save_to)
                 except OSError as err:
                     logger.warning(
-                        "could not save the profile of %s: %s", redact(report.label), err
+                        "could not save the profile of %s: %s",
+                        redact(report.label),
+                        redact(str(err)),
                     )
             if self.on_report is not None:
                 try:

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
+from .._redact import redact
+
 if TYPE_CHECKING:
     import cProfile
     import pstats
@@ -280,7 +282,7 @@ class ProfileReport:
         Args:
             stats: ``{(file, line, function): (primitive calls, calls, tottime, cumtime,
                 callers)}``, as ``pstats.Stats.stats`` holds them.
-            label: What was profiled.
+            label: What was profiled (stored redacted).
             wall_time: Elapsed wall-clock seconds, if known.
             sort: Default sort key (see ``SORT_KEYS``).
             top: Default number of rows for ``to_text()``.
@@ -290,7 +292,8 @@ class ProfileReport:
             ValueError: For an unknown sort key or a top that is not positive.
         """
         self._stats: StatsDict = _normalise(stats)
-        self.label = str(label)
+        # Redacted once, here: the label reaches reprs, text, JSON, HTML and log records.
+        self.label = redact(str(label))
         self.wall_time = None if wall_time is None else float(wall_time)
         self.sort = check_sort(sort)
         self.top_n = check_top(top)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -52,7 +53,14 @@ def rewrap(wrapper: Any, rewrap_with: Callable[[Any], Any] | None) -> Any:
 
 
 def is_async(fn: Any) -> bool:
-    """True for coroutine functions, partials of them and objects with an ``async def __call__``."""
+    """
+    True for coroutine functions, objects with an ``async def __call__``, and partials of either.
+
+    The same test as ``_aio.is_async_callable``, kept here because ``_aio`` imports asyncio, which
+    would double the import time of this layer (whose decorators go on sync code too).
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
     if inspect.iscoroutinefunction(fn):
         return True
     if inspect.isfunction(fn) or inspect.ismethod(fn):

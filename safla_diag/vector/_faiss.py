@@ -363,7 +363,7 @@ def build_index(dimension: int, factory: str, metric: str, *, with_ids: bool) ->
     try:
         index = f.index_factory(int(dimension), factory, metric_type(metric))
     except RuntimeError as err:
-        raise ValueError(f"faiss cannot build {factory!r}: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"faiss cannot build {factory!r}: {str(err).splitlines()[0]}") from err
     # index_factory returns the concrete class; downcast_index would return a non-owning wrapper.
     if with_ids and not isinstance(index, f.IndexIDMap):
         index = f.IndexIDMap2(index)

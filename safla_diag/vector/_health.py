@@ -88,7 +88,7 @@ class IndexHealth:
     def __repr__(self) -> str:
         # Short: the failed check's name; the full sentence is in .problem and to_text().
         failed = self.failed_check
-        problem = failed.name if failed else (self.problem[:40] if self.problem else None)
+        problem = failed.name if failed else (redact(self.problem)[:40] if self.problem else None)
         return f"<IndexHealth ok={self.ok} problem={problem!r} ntotal={self.ntotal}>"
 
     @property
@@ -123,7 +123,7 @@ class IndexHealth:
 
     def to_text(self) -> str:
         """Return a few lines for an operator's terminal."""
-        head = "healthy" if self.ok else f"UNHEALTHY: {self.problem}"
+        head = "healthy" if self.ok else f"UNHEALTHY: {redact(self.problem or '')}"
         lines = [f"vector index {redact(self.path)}: {head}"]
         facts = [
             f"{k}={v}"
@@ -209,6 +209,7 @@ class BackupInfo:
         """Return the backup's description as plain data."""
         d = attrs.asdict(self)
         d["path"] = redact(self.path)
+        d["problem"] = redact(self.problem) if self.problem else None
         d["ok"] = self.ok
         return d
 
@@ -220,7 +221,7 @@ class BackupInfo:
         """Return one line describing the backup."""
         state = {True: "verified", False: "DAMAGED", None: "not verified"}[self.verified]
         if self.problem:
-            state = f"UNUSABLE: {self.problem}"
+            state = f"UNUSABLE: {redact(self.problem)}"
         return f"{self.name}  ntotal={self.ntotal} dimension={self.dimension} size={self.size}  {state}"
 
     def _repr_html_(self) -> str:

@@ -32,6 +32,7 @@ __all__ = [
     "folder_lock",
     "fsync_dir",
     "hash_file",
+    "make_dirs",
     "new_hasher",
     "open_exclusive",
     "remove_orphans",
@@ -175,6 +176,30 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def make_dirs(folder: Path) -> None:
+    """
+    Create ``folder`` and any missing parents durably: each new folder's parent is fsynced.
+
+    Without that, a power cut soon after the first save can lose the new folder's entry in its
+    parent, and with it the index and the manifest that were fsynced inside it.
+    """
+    missing: list[Path] = []
+    walk = folder
+    while not walk.is_dir():
+        missing.append(walk)
+        if walk.parent == walk:  # pragma: no cover - the root always exists
+            break
+        walk = walk.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:
+            if not new.is_dir():
+                raise
+            continue  # another writer created it (and fsyncs its parent)
+        fsync_dir(new.parent)
+
+
 def write_all(fd: int, data: bytes | memoryview) -> int:
     """Write all of ``data`` to ``fd`` (os.write may write less than asked)."""
     view = memoryview(data)
@@ -218,9 +243,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_orphans(folder: Path) -> list[Path]:
+def remove_orphans(folder: Path, *, base: str | None = None) -> list[Path]:
     """
     Remove temporary files and folders left by writers that died (their pid is gone).
+
+    Args:
+        folder: Where to look.
+        base: Only the temporary files of ``base`` and of its companions (``base.*``): another
+            index in the same folder has its own lock, and its writer may be alive in a process
+            whose pid we cannot see (another container).
 
     Returns:
         What was removed.
@@ -233,6 +264,8 @@ def remove_orphans(folder: Path) -> list[Path]:
     for entry in entries:
         m = _TEMP.match(entry.name)
         if m is None or _pid_alive(int(m["pid"])):
+            continue
+        if base is not None and m["base"] != base and not m["base"].startswith(base + "."):
             continue
         path = Path(entry.path)
         try:

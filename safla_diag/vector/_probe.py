@@ -105,7 +105,9 @@ class _Child:
             close_fds=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        payload = json.dumps({"jobs": jobs, "memory_factor": memory_factor, "slack": slack})
+        payload = json.dumps(
+            {"jobs": jobs, "memory_factor": memory_factor, "slack": slack, "parent": os.getpid()}
+        )
         payload_bytes = payload.encode()
         try:
             self.proc.stdin.write(payload_bytes)
@@ -390,10 +392,29 @@ def _check_one(job: dict[str, Any], memory_factor: float, slack: int) -> dict[st
     return {**out, "status": "loaded", "problems": problems}
 
 
+def _die_with_parent(parent: int | None) -> None:
+    """
+    Ask the kernel to kill this child when the host dies (Linux), and exit if it already has.
+
+    The child runs in its own session, so that a signal to the host's process group does not
+    reach it; without this, a host killed while the child is stuck on a file would leave it
+    behind for good.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)  # the host died before the request took effect
+
+
 def _main() -> int:
     with contextlib.suppress(IndexError, ValueError):
         sys.path.remove("")
     doc = json.loads(sys.stdin.buffer.read())
+    _die_with_parent(doc.get("parent"))
     factor = float(doc.get("memory_factor", 4.0))
     slack = int(doc.get("slack", _SLACK))
     from . import _faiss

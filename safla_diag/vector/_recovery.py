@@ -20,11 +20,8 @@ place when complete and verified.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import errno
-import functools
 import logging
 import os
 import re
@@ -34,8 +31,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from .._aio import off_loop
 from .._errors import IndexCorruptionError, RecoveryError
 from .._redact import redact
 from ._health import BackupInfo, Check, IndexHealth
@@ -49,6 +47,7 @@ from ._manifest import (
     folder_lock,
     fsync_dir,
     hash_file,
+    make_dirs,
     new_hasher,
     open_exclusive,
     remove_orphans,
@@ -65,7 +64,6 @@ __all__ = ["BackupInfo", "IndexHealth", "VectorIndexRecovery"]
 
 logger = logging.getLogger("safla_diag.vector")
 
-T = TypeVar("T")
 Progress = Callable[[int, int], object]
 
 _BACKUP_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-g\d{6,}(?:-\d+)?$")
@@ -186,7 +184,7 @@ class VectorIndexRecovery:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.data_dir)
         with self._thread_lock, folder_lock(self.data_dir, self.index_file):
             yield
 
@@ -203,9 +201,9 @@ class VectorIndexRecovery:
                     # A writer is at work right now (perhaps in another container, whose pids we
                     # cannot see): its temp files are not orphans. The next start cleans up.
                     return
-                for path in remove_orphans(self.data_dir):
+                for path in remove_orphans(self.data_dir, base=self.index_file):
                     logger.info("removed an orphaned temp file %s", redact(str(path)))
-                for path in remove_orphans(self.backup_dir):
+                for path in remove_orphans(self.backup_dir, base=self.index_file):
                     logger.info("removed an unfinished backup %s", redact(str(path)))
                 self._settle_next_manifest()
         except OSError as err:  # a read-only mount: checking still works
@@ -363,7 +361,17 @@ class VectorIndexRecovery:
             digests: dict[str, str] = {}
             for m in candidates:
                 if m.algorithm not in digests:
-                    digests[m.algorithm] = hash_file(self.index_path, m.algorithm)[1]
+                    try:
+                        digests[m.algorithm] = hash_file(self.index_path, m.algorithm)[1]
+                    except OSError as err:  # a bad sector is a finding, not an exception
+                        v.add(
+                            "checksum",
+                            False,
+                            f"the index file cannot be read to the end: {err.strerror or err}",
+                        )
+                        self._fill_from(facts, candidates[0])
+                        facts["checksum_ok"] = False
+                        return done()
                 entry = m.files.get(self.index_file, {})
                 if entry.get("size") == st.st_size and digests[m.algorithm] == entry.get(
                     "checksum"
@@ -535,7 +543,13 @@ class VectorIndexRecovery:
             return data
 
         os.lseek(fd, 0, os.SEEK_SET)
-        index = _faiss.read_index_stream(read, byte_limit=expected[0] + 1024 * 1024)
+        try:
+            index = _faiss.read_index_stream(read, byte_limit=expected[0] + 1024 * 1024)
+        except (RuntimeError, MemoryError) as err:
+            raise IndexCorruptionError(
+                f"faiss cannot read the index although its checksum verifies (written by another "
+                f"faiss version, or the manifest was rewritten over damage): {_first_line(str(err))}"
+            ) from err
         while chunk := os.read(fd, CHUNK):
             h.update(chunk)
             total += len(chunk)
@@ -652,13 +666,25 @@ class VectorIndexRecovery:
 
     def _commit(self, tmp: Path, manifest: Manifest, *, aside: Path | None = None) -> None:
         """Make ``tmp`` the live index under ``manifest``: next manifest, replace, commit."""
-        manifest.write(self.next_manifest_path)  # durable before the data file changes
         if aside is not None and self.index_path.exists():
+            # Kept before anything changes: if it cannot be kept, nothing has happened.
             try:
                 os.link(self.index_path, aside)  # the live name never disappears
             except OSError:
-                shutil.copy2(self.index_path, aside)
-        os.replace(tmp, self.index_path)
+                try:
+                    shutil.copy2(self.index_path, aside)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        aside.unlink()
+                    raise
+        try:
+            manifest.write(self.next_manifest_path)  # durable before the data file changes
+            os.replace(tmp, self.index_path)
+        except BaseException:
+            if aside is not None:  # the live index was not replaced: the spare name goes
+                with contextlib.suppress(OSError):
+                    aside.unlink()
+            raise
         fsync_dir(self.data_dir)
         os.replace(self.next_manifest_path, self.manifest_path)
         fsync_dir(self.data_dir)
@@ -681,7 +707,7 @@ class VectorIndexRecovery:
             IndexCorruptionError: When the live index is missing or damaged.
             RecoveryError: When the copy does not read back as written.
         """
-        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.backup_dir)
         with self._locked():
             current, pending, _ = self._manifests()
             try:
@@ -716,7 +742,10 @@ class VectorIndexRecovery:
 
     def _copy_to_backup(self, fd_in: int, candidates: list[Manifest]) -> Path:
         algorithm = candidates[0].algorithm
-        work = self.backup_dir / f".backup.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        # Named after the index: indexes may share the backup folder, each cleans up its own.
+        work = (
+            self.backup_dir / f".{self.index_file}.backup.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        )
         os.mkdir(work)
         try:
             dest = work / self.index_file
@@ -771,9 +800,25 @@ class VectorIndexRecovery:
             entries = [e for e in os.scandir(self.backup_dir) if _BACKUP_NAME.match(e.name)]
         except FileNotFoundError:
             return []
+        folders = (Path(e.path) for e in entries if e.is_dir())
         return sorted(
-            (Path(e.path) for e in entries if e.is_dir()), key=lambda p: p.name, reverse=True
+            (f for f in folders if self._backup_is_ours(f)), key=lambda p: p.name, reverse=True
         )
+
+    def _backup_is_ours(self, folder: Path) -> bool:
+        """
+        Whether a backup folder holds a backup of this index (indexes may share a backup folder).
+
+        A backup whose manifest cannot be read counts as ours: it is then listed as damaged, and
+        retention may remove it, rather than it lingering unseen.
+        """
+        try:
+            manifest = Manifest.read(folder / _BACKUP_MANIFEST)
+        except (ManifestError, OSError):
+            return True
+        if manifest is None:
+            return True
+        return bool(manifest.body.get("index_file", self.index_file) == self.index_file)
 
     def _apply_retention(self, *, keep: Path) -> None:
         folders = self._backup_folders()
@@ -781,7 +826,10 @@ class VectorIndexRecovery:
             if old == keep:
                 continue
             # Rename first, so that a half-deleted backup never looks like a damaged one.
-            doomed = self.backup_dir / f".{old.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+            doomed = (
+                self.backup_dir
+                / f".{self.index_file}.{old.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+            )
             try:
                 os.rename(old, doomed)
             except OSError:
@@ -868,7 +916,8 @@ class VectorIndexRecovery:
             True when a backup was restored, False when none could be.
 
         Raises:
-            RecoveryError: When ``backup_path`` is outside the backup folder.
+            RecoveryError: When ``backup_path`` is not a backup in the backup folder.
+            OSError: When the disk refuses (full, read-only); the live index is left as it was.
         """
         if backup_path is not None:
             folders = [self._resolve_backup(backup_path)]
@@ -881,13 +930,15 @@ class VectorIndexRecovery:
                 info, manifest = self._inspect_backup(folder, verify=False)
                 if manifest is None or info.problem is not None:
                     skipped.append(info)
-                    logger.warning("skipping backup %s: %s", folder.name, info.problem)
+                    logger.warning(
+                        "skipping backup %s: %s", folder.name, redact(info.problem or "")
+                    )
                     continue
                 problem = self._install_backup(folder, manifest)
                 if problem is not None:
                     info = _with(info, problem=problem, verified=False)
                     skipped.append(info)
-                    logger.warning("skipping backup %s: %s", folder.name, problem)
+                    logger.warning("skipping backup %s: %s", folder.name, redact(problem))
                     continue
                 self.last_restored = _with(info, verified=True)
                 logger.warning("restored the vector index from backup %s", folder.name)
@@ -905,7 +956,9 @@ class VectorIndexRecovery:
         path = path.resolve()
         if path.is_file():
             path = path.parent
-        if path.parent != root:
+        # Only a finished backup generation: not a temp folder still being written, nor one
+        # that retention is deleting, nor anything else someone put in the backup folder.
+        if path.parent != root or not _BACKUP_NAME.match(path.name):
             raise RecoveryError(
                 f"refusing to restore from {backup_path}: it is not a backup in {self.backup_dir}"
             )
@@ -1051,7 +1104,7 @@ class VectorIndexRecovery:
             size = min(n, train_size or max(10_000, 64 * nl))
             rows = np.sort(np.random.default_rng(0).choice(n, size=size, replace=False))
             sample = _batch(x, rows, cosine, start=0)
-            logger.info("training %s on %d sampled vectors", factory, size)
+            logger.info("training %s on %d sampled vectors", redact(factory), size)
             index.train(sample)
         _faiss.reserve(index, n)
         step_log = max(1, n // 10)
@@ -1068,49 +1121,45 @@ class VectorIndexRecovery:
             elif stop >= next_log or stop == n:
                 logger.info("rebuild: %d / %d vectors added", stop, n)
                 next_log = stop + step_log
-        logger.info("rebuilt %s with %d vectors in %.3f s", factory, n, time.perf_counter() - t0)
+        logger.info(
+            "rebuilt %s with %d vectors in %.3f s", redact(factory), n, time.perf_counter() - t0
+        )
         self.save_index(index, source=source_path, ids_source=ids_path)
         return True
 
     # ---------------------------------------------------------------------------- async twins
 
-    async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        call = functools.partial(ctx.run, functools.partial(fn, *args, **kwargs))
-        return await loop.run_in_executor(None, call)
-
     async def adiagnose(self, *, deep: bool = False) -> IndexHealth:
         """:meth:`diagnose`, run in the loop's default executor."""
-        return await self._off_loop(self.diagnose, deep=deep)
+        return await off_loop(self.diagnose, deep=deep)
 
     async def adetect_corruption(self) -> bool:
         """:meth:`detect_corruption`, run in the loop's default executor."""
-        return await self._off_loop(self.detect_corruption)
+        return await off_loop(self.detect_corruption)
 
     async def asave_index(self, index: Any, **kwargs: Any) -> str:
         """:meth:`save_index`, run in the loop's default executor."""
-        return await self._off_loop(self.save_index, index, **kwargs)
+        return await off_loop(self.save_index, index, **kwargs)
 
     async def aload_index(self, *, deep: bool = False) -> Any:
         """:meth:`load_index`, run in the loop's default executor."""
-        return await self._off_loop(self.load_index, deep=deep)
+        return await off_loop(self.load_index, deep=deep)
 
     async def abackup_index(self) -> str:
         """:meth:`backup_index`, run in the loop's default executor."""
-        return await self._off_loop(self.backup_index)
+        return await off_loop(self.backup_index)
 
     async def arestore_from_backup(self, backup_path: str | os.PathLike[str] | None = None) -> bool:
         """:meth:`restore_from_backup`, run in the loop's default executor."""
-        return await self._off_loop(self.restore_from_backup, backup_path)
+        return await off_loop(self.restore_from_backup, backup_path)
 
     async def arebuild_index(self, vectors_source: Any = None, **kwargs: Any) -> bool:
         """:meth:`rebuild_index`, run in the loop's default executor."""
-        return await self._off_loop(self.rebuild_index, vectors_source, **kwargs)
+        return await off_loop(self.rebuild_index, vectors_source, **kwargs)
 
     async def alist_backups(self, *, verify: bool = False) -> list[BackupInfo]:
         """:meth:`list_backups`, run in the loop's default executor."""
-        return await self._off_loop(self.list_backups, verify=verify)
+        return await off_loop(self.list_backups, verify=verify)
 
 
 def _with(info: BackupInfo, **changes: Any) -> BackupInfo:
@@ -1131,7 +1180,7 @@ def _load_npy(path: Path) -> npt.NDArray[Any]:
     except (ValueError, OSError) as err:
         raise ValueError(
             f"{path.name} is not a readable .npy file: {_first_line(str(err))}"
-        ) from None
+        ) from err
     return arr
 
 

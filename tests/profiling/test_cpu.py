@@ -17,6 +17,7 @@ from safla_diag import CPUProfiler, ProfileReport, profile
 from safla_diag.profiling import _cpu
 from safla_diag.profiling._cpu import ProfileSession
 
+from ._threads import run_in_threads
 from .workload import Boom, async_leaf, branch, leaf, recurse, work_a, work_b
 
 pytestmark = pytest.mark.anyio
@@ -259,10 +260,11 @@ def test_save_to_unwritable_path_is_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A file that cannot be written is a warning, not an exception in the host's code."""
-    wrapped = profile(save_to=tmp_path / "missing" / "out.prof")(leaf)
+    wrapped = profile(save_to=tmp_path / "token=hunter2" / "out.prof")(leaf)
     with caplog.at_level(logging.WARNING, logger="safla_diag.profiling"):
         assert wrapped(3) == leaf(3)
     assert any("could not save" in r.getMessage() for r in caplog.records)
+    assert "hunter2" not in caplog.text  # the error names the path: redacted
 
 
 def test_accumulate_merges_every_span() -> None:
@@ -355,14 +357,7 @@ def test_threads_get_separate_sessions_without_mixing() -> None:
     """Concurrent calls on two threads: two reports, each with only its own thread's work."""
     if sys.version_info >= (3, 12):
         pytest.skip("from 3.12 one cProfile session is active per process (documented)")
-    reports: list[ProfileReport] = []
-    lock = threading.Lock()
-
-    def keep(report: ProfileReport) -> None:
-        with lock:
-            reports.append(report)
-
-    prof = CPUProfiler(on_report=keep)
+    reports, prof = _collect()  # list.append is atomic: threads may share it
     both_inside = threading.Barrier(2, timeout=10)
 
     @prof.profile_function
@@ -370,21 +365,11 @@ def test_threads_get_separate_sessions_without_mixing() -> None:
         both_inside.wait()  # both sessions are enabled at the same time
         return work_a() if which == "a" else work_b()
 
-    errors: list[BaseException] = []
-
     def run(which: str) -> None:
-        try:
-            job(which)
-            assert sys.getprofile() is None
-        except BaseException as err:
-            errors.append(err)
+        job(which)
+        assert sys.getprofile() is None
 
-    threads = [threading.Thread(target=run, args=(w,)) for w in "ab"]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert not errors
+    assert run_in_threads(run, [("a",), ("b",)]) == []
     assert len(reports) == 2
     by_work = {("work_a" in r): r for r in reports}
     assert set(by_work) == {True, False}
@@ -395,14 +380,7 @@ def test_threads_get_separate_sessions_without_mixing() -> None:
 
 def test_call_while_another_threads_session_runs() -> None:
     """A profiled call while another thread is being profiled never raises, on any version."""
-    reports: list[ProfileReport] = []
-    lock = threading.Lock()
-
-    def keep(report: ProfileReport) -> None:
-        with lock:
-            reports.append(report)
-
-    prof = CPUProfiler(on_report=keep)
+    reports, prof = _collect()  # list.append is atomic: threads may share it
     inside, release = threading.Event(), threading.Event()
 
     @prof.profile_function
@@ -430,29 +408,14 @@ def test_call_while_another_threads_session_runs() -> None:
 
 def test_many_threads_hammering_one_profiler() -> None:
     """Many threads, many calls: no exception, every report well-formed."""
-    reports: list[ProfileReport] = []
-    lock = threading.Lock()
-
-    def keep(report: ProfileReport) -> None:
-        with lock:
-            reports.append(report)
-
-    wrapped = CPUProfiler(on_report=keep).profile_function(branch)
-    errors: list[BaseException] = []
+    reports, prof = _collect()
+    wrapped = prof.profile_function(branch)
 
     def run() -> None:
-        try:
-            for _ in range(50):
-                wrapped(3, 2)
-        except BaseException as err:
-            errors.append(err)
+        for _ in range(50):
+            wrapped(3, 2)
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not errors
+    assert run_in_threads(run, [()] * 4) == []
     assert reports  # on 3.12+ some calls run unprofiled while another thread's session runs
     for r in reports:
         if sys.version_info < (3, 12):
@@ -746,6 +709,35 @@ async def test_cancelled_profiled_task_reports_and_cleans_up() -> None:
     assert len(reports) == 1
     assert reports[0]["work_a"].ncalls == 1 and reports[0]["work_b"].ncalls == 1
     assert _cpu._thread.active is None
+
+
+def test_hook_released_after_keyboard_interrupt_and_an_abandoned_coroutine() -> None:
+    """A KeyboardInterrupt out of a profiled call, and a profiled coroutine closed half-way (never
+    resumed), both end their session: no profiler hook stays, and each still gives its report."""
+    reports, prof = _collect()
+
+    @prof.profile_function
+    def interrupted() -> None:
+        work_a()
+        raise KeyboardInterrupt
+
+    @prof.profile_function
+    async def abandoned() -> None:
+        work_b()
+        await asyncio.sleep(0)  # yields without needing a loop
+        work_a()  # never reached
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert sys.getprofile() is None and _cpu._thread.active is None
+    coro = abandoned()
+    coro.send(None)
+    assert sys.getprofile() is None  # paused while it waits
+    coro.close()
+    assert sys.getprofile() is None and _cpu._thread.active is None
+    assert len(reports) == 2
+    assert reports[0]["work_a"].ncalls == 1
+    assert "work_a" not in reports[1] and reports[1]["work_b"].ncalls == 1
 
 
 async def test_async_value_sent_and_exception_thrown_through() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +9,8 @@ from typing import Any
 import pytest
 
 from safla_diag import MemoryProfiler
+
+from ._threads import run_in_threads
 
 _kept: list[Any] = []
 
@@ -190,22 +191,14 @@ def test_bad_analysis_arguments() -> None:
 def test_snapshots_from_threads() -> None:
     """Concurrent snapshots from several threads are all kept, none lost or corrupted."""
     mp = MemoryProfiler(keep=100)
-    errors: list[BaseException] = []
 
     def run(i: int) -> None:
-        try:
-            for j in range(3):
-                mp.take_snapshot(f"t{i}-{j}")
-        except BaseException as err:
-            errors.append(err)
+        for j in range(3):
+            mp.take_snapshot(f"t{i}-{j}")
 
     with mp:
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-    assert not errors
+        errors = run_in_threads(run, [(i,) for i in range(3)])
+    assert errors == []
     assert len(mp.snapshots) == 3 * 3 + 1
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from safla_diag import CPUProfiler, ProfileReport
 from safla_diag.profiling._report import SORT_KEYS, check_sort, check_top
 
+from ._threads import run_in_threads
 from .workload import branch, leaf, recurse, work_a
 
 
@@ -132,25 +133,14 @@ def test_save_writes_a_file_pstats_opens(tmp_path: Path) -> None:
 
 def test_concurrent_saves_to_one_path(tmp_path: Path) -> None:
     """Threads saving reports to the same path leave one whole pstats file, no temporaries."""
-    import threading
-
     report = _report()
     path = tmp_path / "shared.prof"
-    errors: list[BaseException] = []
 
     def run() -> None:
-        try:
-            for _ in range(20):
-                report.save(path)
-        except BaseException as err:
-            errors.append(err)
+        for _ in range(20):
+            report.save(path)
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not errors
+    assert run_in_threads(run, [()] * 4) == []
     assert ProfileReport.load(path).stats == report.stats
     assert [p.name for p in tmp_path.iterdir()] == ["shared.prof"]
 
@@ -282,6 +272,14 @@ def test_repr_is_short() -> None:
     report = _report()
     assert repr(report).startswith("<ProfileReport label='branch' wall_time=")
     assert f"functions={len(report)} calls={report.total_calls}>" in repr(report)
+
+
+def test_a_secret_in_the_label_never_shows() -> None:
+    """A label carrying a secret (a block labelled with a URL) is redacted in every output."""
+    report = ProfileReport(_report().stats, label="sync postgresql://app:hunter2@db/app")
+    outputs = (repr(report), report.to_text(), report.to_json(), report._repr_html_(), str(report))
+    assert all("hunter2" not in out for out in outputs)
+    assert "postgresql://app:" in report.to_text()
 
 
 def test_constructor_validates_options() -> None:

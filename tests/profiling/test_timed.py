@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import threading
@@ -10,9 +11,10 @@ import time
 
 import pytest
 
-from safla_diag import timed
+from safla_diag import profile, timed
 from safla_diag._types import RequestRecorder
 
+from ._threads import run_in_threads
 from .workload import Boom, async_leaf, leaf
 
 pytestmark = pytest.mark.anyio
@@ -139,6 +141,29 @@ async def test_async_time_covers_the_whole_await() -> None:
     assert rec.calls[0][0] >= inner[0] > 0.005
 
 
+async def test_partials_of_async_callables_are_timed_over_their_await() -> None:
+    """A functools.partial of an object with an async __call__ (or of a partial of one) is a
+    coroutine function: the wrapper awaits it, so the time covers the await, not its creation."""
+    rec = Recorder()
+    inner: list[float] = []
+
+    class Handler:
+        async def __call__(self, x: int) -> int:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            await asyncio.sleep(0.01)
+            inner.append(loop.time() - t0)
+            return x
+
+    for fn in (functools.partial(Handler(), 1), functools.partial(functools.partial(Handler()), 1)):
+        wrapped = timed(rec)(fn)
+        assert inspect.iscoroutinefunction(wrapped)
+        assert await wrapped() == 1
+        assert rec.calls[-1][0] >= inner[-1] > 0.005
+    profiled = profile(log_level=None)(functools.partial(Handler(), 2))
+    assert inspect.iscoroutinefunction(profiled) and await profiled() == 2
+
+
 async def test_async_exception_recorded_as_failure() -> None:
     """An async failure after an await is recorded as such and re-raised unchanged."""
     rec = Recorder()
@@ -263,9 +288,5 @@ def test_threads_record_every_call() -> None:
         for _ in range(200):
             wrapped(2)
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    assert run_in_threads(run, [()] * 4) == []
     assert len(rec.calls) == 800

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -88,3 +90,41 @@ def test_a_missing_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
     """A file that vanished before the child got to it is reported as an error of the check."""
     [result] = probe_files([ProbeJob(path=str(tmp_path / "gone.faiss"))], timeout=30)
     assert result.status == "error" and "gone.faiss" in result.detail
+
+
+def test_the_loader_dies_with_its_host(tmp_path: Path) -> None:
+    """A host killed with SIGKILL while its loader is stuck on a file leaves no loader behind
+    (the loader runs in its own session, so nothing else would ever stop it)."""
+    fifo = tmp_path / "stuck.faiss"
+    os.mkfifo(fifo)
+    code = (
+        "import sys\n"
+        "from safla_diag.vector._probe import ProbeJob, probe_files\n"
+        "probe_files([ProbeJob(path=sys.argv[1])], timeout=600)\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    host = subprocess.Popen([sys.executable, "-c", code, str(fifo)], cwd=root)
+    loader = None
+    try:
+        deadline = time.monotonic() + 60
+        while loader is None and time.monotonic() < deadline:
+            children = psutil.Process(host.pid).children()
+            loader = next((c for c in children if "_probe" in " ".join(c.cmdline())), None)
+            time.sleep(0.05)
+        assert loader is not None, "the loader never started"
+        # Let it reach the FIFO (opening it blocks), then kill the host.
+        deadline = time.monotonic() + 30
+        while not any(f.path == str(fifo) for f in loader.open_files()):
+            if time.monotonic() > deadline or loader.status() == psutil.STATUS_SLEEPING:
+                break
+            time.sleep(0.05)
+        host.kill()
+        host.wait(10)
+        loader.wait(10)  # raises psutil.TimeoutExpired while it lingers
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait(10)
+        if loader is not None and loader.is_running():
+            loader.kill()
+            loader.wait(10)

@@ -110,20 +110,51 @@ def test_save_refuses_wrong_dimension_and_non_index(tmp_path: Path) -> None:
     assert not rec.index_path.exists()
 
 
+def test_folders_created_by_save_and_backup_are_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data or backup folder the library creates has its parent fsynced (else a power cut can
+    lose the folder, with the fsynced index inside it)."""
+    from safla_diag.vector import _manifest
+
+    synced: list[Path] = []
+    real = _manifest.fsync_dir
+
+    def recording(folder: Path) -> None:
+        synced.append(Path(folder))
+        real(folder)
+
+    monkeypatch.setattr(_manifest, "fsync_dir", recording)
+    rec = VectorIndexRecovery(tmp_path / "a" / "data", tmp_path / "b" / "backups")
+    rec.save_index(make_index("Flat"))
+    assert {tmp_path, tmp_path / "a"} <= set(synced)
+    rec.backup_index()
+    assert {tmp_path / "b"} <= set(synced)
+    assert rec.diagnose().ok and len(rec.list_backups()) == 1
+
+
 def test_orphaned_temp_files_are_removed_on_start(tmp_path: Path) -> None:
     """Temp files of a dead writer go at start; a live process's temp files are left alone."""
     rec = _rec(tmp_path)
     rec.save_index(make_index("Flat"))
     dead = rec.data_dir / f".vector_index.faiss.tmp-{_dead_pid()}-0123abcd"
     mine = rec.data_dir / f".vector_index.faiss.tmp-{os.getpid()}-0123abcd"
-    backup_orphan = tmp_path / "backups" / f".backup.tmp-{_dead_pid()}-89abcdef"
+    backup_orphan = tmp_path / "backups" / f".vector_index.faiss.backup.tmp-{_dead_pid()}-89abcdef"
+    # Another index's unfinished backup in a shared backup folder is its own business too.
+    other_backup = tmp_path / "backups" / f".other.faiss.backup.tmp-{_dead_pid()}-89abcdef"
+    other_backup.mkdir(parents=True)
     backup_orphan.mkdir(parents=True)
     (backup_orphan / "vector_index.faiss").write_bytes(b"partial")
     dead.write_bytes(b"half an index")
     mine.write_bytes(b"in flight")
+    dead_manifest = rec.data_dir / f".vector_index.faiss.manifest.json.tmp-{_dead_pid()}-0123abcd"
+    dead_manifest.write_bytes(b"{")
+    # Another index in the same folder has its own lock: its temp files are its own business.
+    other = rec.data_dir / f".other.faiss.tmp-{_dead_pid()}-0123abcd"
+    other.write_bytes(b"another index's save, maybe alive in another container")
     _rec(tmp_path)
-    assert not dead.exists() and not backup_orphan.exists()
-    assert mine.exists()
+    assert not dead.exists() and not backup_orphan.exists() and not dead_manifest.exists()
+    assert mine.exists() and other.exists() and other_backup.exists()
     mine.unlink()
 
 
@@ -210,6 +241,28 @@ def test_truncated_file_names_the_size_check(tmp_path: Path) -> None:
     assert "2 bytes of garbage appended" in (rec.diagnose().problem or "")
 
 
+def test_a_read_error_while_hashing_is_reported_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad sector (EIO) under the index is a finding of the health check, not an exception."""
+    import errno
+
+    from safla_diag.vector import _recovery
+
+    rec = _rec(tmp_path)
+    rec.save_index(make_index("Flat"))
+
+    def failing(path: object, algorithm: str = "xxh3_128") -> tuple[int, str]:
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(_recovery, "hash_file", failing)
+    health = rec.diagnose()
+    assert not health.ok and health.checksum_ok is False
+    assert health.failed_check is not None and health.failed_check.name == "checksum"
+    assert "Input/output error" in (health.problem or "")
+    assert rec.detect_corruption()
+
+
 def test_damaged_manifest_is_reported(tmp_path: Path) -> None:
     """An edited or damaged manifest fails its own checksum: the index cannot be verified."""
     rec = _rec(tmp_path)
@@ -260,6 +313,21 @@ def test_canary_failure_is_reported_when_the_data_changed_under_a_valid_manifest
     assert health.failed_check.name == "canaries"
 
 
+def test_backup_info_outputs_are_redacted() -> None:
+    """A BackupInfo's text, dict, JSON and HTML never show a secret found in its path or problem."""
+    info = BackupInfo(
+        path="/mnt/token=hunter2/b",
+        name="20260101T000000.000000Z-g000001",
+        problem="api_key=hunter2",
+    )
+    outputs = (info.to_text(), info.to_json(), info._repr_html_(), repr(info))
+    assert all("hunter2" not in out for out in outputs)
+    assert "UNUSABLE" in info.to_text() and info.to_dict()["ok"] is False
+    health = IndexHealth(ok=False, problem="manifest: token=hunter2", path="/data/x")
+    outputs = (health.to_text(), health.to_json(), health._repr_html_(), repr(health))
+    assert all("hunter2" not in out for out in outputs)
+
+
 def test_health_report_formats(tmp_path: Path) -> None:
     """to_text, to_dict, to_json, _repr_html_ and a short repr."""
     rec = _rec(tmp_path)
@@ -296,6 +364,27 @@ def test_load_index_refuses_a_damaged_file(tmp_path: Path) -> None:
     _flip(rec.index_path, 40)
     with pytest.raises(IndexCorruptionError, match="checksum"):
         rec.load_index()
+
+
+def test_load_index_of_a_verified_file_faiss_cannot_read_is_index_corruption(
+    tmp_path: Path,
+) -> None:
+    """Bytes that match their manifest but that this faiss cannot read (another faiss wrote them,
+    or the manifest was rewritten over damage) raise IndexCorruptionError, chained to faiss's."""
+    rec = _rec(tmp_path)
+    rec.save_index(make_index("Flat"))
+    garbage = b"IxF2" + bytes(range(256)) * 40
+    rec.index_path.write_bytes(garbage)
+    m = Manifest.read(rec.manifest_path)
+    assert m is not None
+    size, digest = hash_file(rec.index_path)
+    m.evolve(files={"vector_index.faiss": {"size": size, "checksum": digest}}).write(
+        rec.manifest_path
+    )
+    assert rec.diagnose().ok  # the cheap check only vouches for the bytes
+    with pytest.raises(IndexCorruptionError, match="faiss cannot read") as info:
+        rec.load_index()
+    assert isinstance(info.value.__cause__, RuntimeError)
 
 
 def test_load_index_without_manifest_checks_in_a_child_first(tmp_path: Path) -> None:
@@ -414,6 +503,48 @@ def test_restore_with_no_good_backup_leaves_the_index_alone(tmp_path: Path) -> N
     assert [p for p in rec.data_dir.iterdir() if ".tmp-" in p.name] == []
 
 
+def test_restore_that_cannot_keep_the_old_index_aside_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No hard links and the disk fills while copying the broken index aside: the restore fails
+    with the OSError, the live index is untouched, and no partial copy or pending manifest stays."""
+    import errno
+    import shutil
+
+    rec = _rec(tmp_path)
+    _three_generations(rec)
+    _flip(rec.index_path)
+    before = sorted(os.listdir(rec.data_dir))
+    live = rec.index_path.read_bytes()
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def disk_full(src: object, dst: object) -> None:
+        Path(str(dst)).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(shutil, "copy2", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        rec.restore_from_backup()
+    assert sorted(os.listdir(rec.data_dir)) == before
+    assert rec.index_path.read_bytes() == live
+    monkeypatch.undo()
+
+    # Kept aside (a hard link) but the disk is full for the manifest: the spare name goes too.
+    from safla_diag.vector import _manifest
+
+    def manifest_disk_full(final: Path, data: bytes, *, sync_dir: bool = True) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_manifest, "atomic_write_bytes", manifest_disk_full)
+    with pytest.raises(OSError, match="No space"):
+        rec.restore_from_backup()
+    assert sorted(os.listdir(rec.data_dir)) == before
+    assert rec.index_path.read_bytes() == live
+
+
 def test_restore_into_an_empty_folder(tmp_path: Path) -> None:
     """The live index is gone entirely: restore brings it back."""
     rec = _rec(tmp_path)
@@ -438,6 +569,43 @@ def test_restore_a_chosen_backup_and_refuse_paths_outside(tmp_path: Path) -> Non
     for bad in (outside, tmp_path / "backups" / ".." / "elsewhere", "/", rec.data_dir):
         with pytest.raises(RecoveryError, match="refusing"):
             rec.restore_from_backup(bad)
+
+
+def test_restore_refuses_folders_in_the_backup_folder_that_are_not_backups(tmp_path: Path) -> None:
+    """Only a backup generation can be restored: an unfinished backup (temp folder), a backup
+    being deleted by retention, or any other folder in the backup folder is refused."""
+    import shutil
+
+    rec = _rec(tmp_path)
+    good = Path(_three_generations(rec)[-1])
+    for name in (
+        f".vector_index.faiss.backup.tmp-{os.getpid()}-0123abcd",
+        f".vector_index.faiss.{good.name}.tmp-1-89abcdef",
+        "mine",
+    ):
+        shutil.copytree(good, good.parent / name)
+        with pytest.raises(RecoveryError, match="refusing"):
+            rec.restore_from_backup(good.parent / name)
+        shutil.rmtree(good.parent / name)
+    assert rec.restore_from_backup(good.name)  # a bare name is looked up in the backup folder
+
+
+def test_indexes_sharing_a_backup_folder_never_get_each_others_backups(tmp_path: Path) -> None:
+    """Two indexes in one folder share the default backup folder: each restores, lists and
+    prunes only its own backups (restoring the other's would hand out another index's memory)."""
+    backups = tmp_path / "data" / "backups"
+    a = VectorIndexRecovery(tmp_path / "data", backups, index_file="a.faiss", keep_backups=1)
+    b = VectorIndexRecovery(tmp_path / "data", backups, index_file="b.faiss", keep_backups=1)
+    a.save_index(make_index("Flat", n=100))
+    b.save_index(make_index("Flat", n=200))
+    a_backup = a.backup_index()
+    b_backup = b.backup_index()  # newer, and keep_backups=1: must not prune a's
+    assert [i.path for i in a.list_backups()] == [a_backup]
+    assert [i.path for i in b.list_backups()] == [b_backup]
+    _flip(a.index_path)
+    assert a.restore_from_backup()
+    assert a.last_restored is not None and a.last_restored.path == a_backup
+    assert a.diagnose(deep=True).ntotal == 100 and b.diagnose().ntotal == 200
 
 
 def test_restore_bumps_the_generation_and_records_where_from(tmp_path: Path) -> None:
@@ -516,8 +684,13 @@ def test_rebuild_rejects_bad_input(tmp_path: Path) -> None:
         rec.rebuild_index(x, ids=np.zeros(50, dtype=np.int64))
     with pytest.raises(ValueError, match="metric"):
         rec.rebuild_index(x, metric="hamming")
-    with pytest.raises(ValueError, match="faiss cannot build"):
+    with pytest.raises(ValueError, match="faiss cannot build") as built:
         rec.rebuild_index(x, factory="NoSuchThing")
+    assert isinstance(built.value.__cause__, RuntimeError)  # faiss's own words stay reachable
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(ValueError, match=r"not a readable \.npy") as loaded:
+        rec.rebuild_index(tmp_path / "bad.npy")
+    assert loaded.value.__cause__ is not None
     with pytest.raises(RecoveryError, match="no source"):
         rec.rebuild_index()
     with pytest.raises(ValueError, match="shape"):
@@ -554,6 +727,29 @@ async def test_async_twins_run_off_the_loop(tmp_path: Path) -> None:
     _flip(rec.index_path)
     assert await rec.arestore_from_backup()
     assert (await rec.aload_index()).ntotal == 300
+
+
+@pytest.mark.anyio
+async def test_async_twins_run_in_the_executor_with_the_callers_contextvars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blocking work runs on another thread than the loop's, and sees the caller's contextvars."""
+    import contextvars
+    import threading
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+    seen: list[tuple[str, int]] = []
+    rec = _rec(tmp_path)
+    real = rec.diagnose
+
+    def spy(*, deep: bool = False) -> IndexHealth:
+        seen.append((var.get(), threading.get_ident()))
+        return real(deep=deep)
+
+    monkeypatch.setattr(rec, "diagnose", spy)
+    var.set("req-42")
+    assert not (await rec.adiagnose()).ok
+    assert seen == [("req-42", seen[0][1])] and seen[0][1] != threading.get_ident()
 
 
 @pytest.mark.parametrize("with_ids", [False, True])
