@@ -279,6 +279,9 @@ _CLAIM = (
     "RETURNING id, payload, attempts"
 )
 
+_CACHE_KIB = -16384  # negative: KiB (16 MiB at most, allocated as pages are used)
+_CHECKPOINT_PAGES = 4000
+
 _LEASE_EXPIRED = (
     "the last attempt never reported back: its lease expired or was released "
     "(worker died, stalled or stopped)"
@@ -384,6 +387,11 @@ class SQLiteTaskStore:
                 if str(mode).lower() != "wal":
                     raise self._error(f"cannot switch to WAL mode (journal_mode={mode})")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                # A 10 000-task backlog (rows and both indexes) stays in the page cache, and the WAL
+                # is checkpointed (fsync of WAL and file) every 4 000 pages rather than 1 000: a few
+                # times fewer fsyncs per task; what a commit guarantees is unchanged.
+                conn.execute(f"PRAGMA cache_size = {_CACHE_KIB}")
+                conn.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
                 self._create_schema(conn)
         except sqlite3.DatabaseError as err:
             conn.close()
