@@ -50,6 +50,8 @@ from ._store import (
     QueueStats,
     QueueStoreError,
     StoredTask,
+    dead_letter,
+    stored_task,
 )
 
 if TYPE_CHECKING:
@@ -118,29 +120,6 @@ _SQL_STATS = """SELECT
         min(due_at) FILTER (WHERE dead_at IS NULL AND (lease IS NULL OR due_at <= %(now)s)),
         min(due_at) FILTER (WHERE dead_at IS NULL))
     FROM {s}.mcp_tasks"""
-
-
-def _stored(r: Sequence[Any]) -> StoredTask:
-    return StoredTask(
-        id=str(r[0]),
-        payload=str(r[1]),
-        attempts=int(r[2]),
-        created_at=float(r[3]),
-        due_at=float(r[4]),
-        leased=r[5] is not None,
-        last_error=r[6],
-    )
-
-
-def _dead(r: Sequence[Any]) -> DeadLetter:
-    return DeadLetter(
-        id=str(r[0]),
-        payload=str(r[1]),
-        attempts=int(r[2]),
-        created_at=float(r[3]),
-        dead_at=float(r[4]),
-        last_error=r[5],
-    )
 
 
 def _stats(r: Sequence[Any] | None, location: str) -> QueueStats:
@@ -703,7 +682,7 @@ class PostgresTaskStore:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[StoredTask]:
             cur = await conn.execute(_SQL_PENDING.format(s=s), (limit,))
-            return [_stored(r) for r in await cur.fetchall()]
+            return [stored_task(r) for r in await cur.fetchall()]
 
         return await self._run("listing tasks", work, safe_to_repeat=True)
 
@@ -713,7 +692,7 @@ class PostgresTaskStore:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[DeadLetter]:
             cur = await conn.execute(_SQL_DEAD.format(s=s), (limit,))
-            return [_dead(r) for r in await cur.fetchall()]
+            return [dead_letter(r) for r in await cur.fetchall()]
 
         return await self._run("listing dead letters", work, safe_to_repeat=True)
 
@@ -857,11 +836,11 @@ class PostgresQueueView:
 
     def pending_sync(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        return [_stored(r) for r in self._query(_SQL_PENDING, (limit,))]
+        return [stored_task(r) for r in self._query(_SQL_PENDING, (limit,))]
 
     def dead_letters_sync(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
-        return [_dead(r) for r in self._query(_SQL_DEAD, (limit,))]
+        return [dead_letter(r) for r in self._query(_SQL_DEAD, (limit,))]
 
     def close_sync(self) -> None:
         """Close the connection; idempotent."""

@@ -26,8 +26,6 @@ with :class:`QueueStoreError` naming the file, and left untouched.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import os
 import sqlite3
 import threading
@@ -37,6 +35,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
+from .._aio import off_loop
 from .._errors import RecoveryError
 from .._redact import redact
 
@@ -50,6 +49,8 @@ __all__ = [
     "SQLiteTaskStore",
     "StoredTask",
     "TaskStore",
+    "dead_letter",
+    "stored_task",
 ]
 
 SCHEMA_VERSION = 1
@@ -151,6 +152,32 @@ class QueueStats:
                 None if self.next_due_at is None else max(0.0, self.next_due_at - now)
             )
         return d
+
+
+def stored_task(r: Sequence[Any]) -> StoredTask:
+    """A :class:`StoredTask` from a row ``(id, payload, attempts, created_at, due_at, lease,
+    last_error)``, as every backend selects it."""
+    return StoredTask(
+        id=str(r[0]),
+        payload=str(r[1]),
+        attempts=int(r[2]),
+        created_at=float(r[3]),
+        due_at=float(r[4]),
+        leased=r[5] is not None,
+        last_error=r[6],
+    )
+
+
+def dead_letter(r: Sequence[Any]) -> DeadLetter:
+    """A :class:`DeadLetter` from a row ``(id, payload, attempts, created_at, dead_at, last_error)``."""
+    return DeadLetter(
+        id=str(r[0]),
+        payload=str(r[1]),
+        attempts=int(r[2]),
+        created_at=float(r[3]),
+        dead_at=float(r[4]),
+        last_error=r[5],
+    )
 
 
 Outcome = Literal["retry", "dead", "lost"]
@@ -670,18 +697,7 @@ class SQLiteTaskStore:
             ).fetchall(),
             write=False,
         )
-        return [
-            StoredTask(
-                id=r[0],
-                payload=r[1],
-                attempts=r[2],
-                created_at=r[3],
-                due_at=r[4],
-                leased=r[5] is not None,
-                last_error=r[6],
-            )
-            for r in rows
-        ]
+        return [stored_task(r) for r in rows]
 
     def dead_letters_sync(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
@@ -693,17 +709,7 @@ class SQLiteTaskStore:
             ).fetchall(),
             write=False,
         )
-        return [
-            DeadLetter(
-                id=r[0],
-                payload=r[1],
-                attempts=r[2],
-                created_at=r[3],
-                dead_at=r[4],
-                last_error=r[5],
-            )
-            for r in rows
-        ]
+        return [dead_letter(r) for r in rows]
 
     def stats_sync(self, *, now: float) -> QueueStats:
         """Counts and times for a status display."""
@@ -738,47 +744,41 @@ class SQLiteTaskStore:
 
     # -- the protocol, async ----------------------------------------------------------------------
 
-    async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        call = functools.partial(ctx.run, fn, *args, **kwargs)
-        return await loop.run_in_executor(None, call)
-
     async def open(self) -> None:
         """Open the file off the loop (see :meth:`open_sync`)."""
-        await self._off_loop(self.open_sync)
+        await off_loop(self.open_sync)
 
     async def close(self) -> None:
         """Close the connection off the loop."""
-        await self._off_loop(self.close_sync)
+        await off_loop(self.close_sync)
 
     async def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
         """See :meth:`put_many_sync`."""
-        return await self._off_loop(self.put_many_sync, tasks, now=now)
+        return await off_loop(self.put_many_sync, tasks, now=now)
 
     async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
         """See :meth:`put_dead_sync`."""
-        return await self._off_loop(self.put_dead_sync, task, error=error, now=now)
+        return await off_loop(self.put_dead_sync, task, error=error, now=now)
 
     async def claim(
         self, *, now: float, limit: int, lease_s: float, max_attempts: int
     ) -> list[ClaimedTask]:
         """See :meth:`claim_sync`."""
-        return await self._off_loop(
+        return await off_loop(
             self.claim_sync, now=now, limit=limit, lease_s=lease_s, max_attempts=max_attempts
         )
 
     async def extend(self, leases: Sequence[tuple[str, str]], *, until: float) -> None:
         """See :meth:`extend_sync`."""
-        await self._off_loop(self.extend_sync, leases, until=until)
+        await off_loop(self.extend_sync, leases, until=until)
 
     async def ack(self, task_id: str, lease: str) -> bool:
         """See :meth:`ack_sync`."""
-        return await self._off_loop(self.ack_sync, task_id, lease)
+        return await off_loop(self.ack_sync, task_id, lease)
 
     async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
         """See :meth:`ack_many_sync`."""
-        return await self._off_loop(self.ack_many_sync, leases)
+        return await off_loop(self.ack_many_sync, leases)
 
     async def fail(
         self,
@@ -791,7 +791,7 @@ class SQLiteTaskStore:
         max_attempts: int,
     ) -> Outcome:
         """See :meth:`fail_sync`."""
-        return await self._off_loop(
+        return await off_loop(
             self.fail_sync,
             task_id,
             lease,
@@ -803,23 +803,23 @@ class SQLiteTaskStore:
 
     async def release(self, leases: Sequence[tuple[str, str]], *, now: float) -> None:
         """See :meth:`release_sync`."""
-        await self._off_loop(self.release_sync, leases, now=now)
+        await off_loop(self.release_sync, leases, now=now)
 
     async def next_due(self) -> float | None:
         """See :meth:`next_due_sync`."""
-        return await self._off_loop(self.next_due_sync)
+        return await off_loop(self.next_due_sync)
 
     async def pending(self, limit: int | None = None) -> list[StoredTask]:
         """See :meth:`pending_sync`."""
-        return await self._off_loop(self.pending_sync, limit)
+        return await off_loop(self.pending_sync, limit)
 
     async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """See :meth:`dead_letters_sync`."""
-        return await self._off_loop(self.dead_letters_sync, limit)
+        return await off_loop(self.dead_letters_sync, limit)
 
     async def stats(self, *, now: float) -> QueueStats:
         """See :meth:`stats_sync`."""
-        return await self._off_loop(self.stats_sync, now=now)
+        return await off_loop(self.stats_sync, now=now)
 
     async def wait_for_change(self) -> None:
         """SQLite has no cross-process notifications: wait until cancelled."""

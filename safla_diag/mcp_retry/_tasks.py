@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+from .._aio import off_loop
 from .._redact import redact
 from ._backends import postgres_store_for
 from ._guide import GuideImport, guide_task_id, parse_guide_file
@@ -261,9 +262,7 @@ class MCPTaskRecovery:
             await self.store.open()
             self._opened = True
             if self._guide_file is not None and isinstance(self.store, SQLiteTaskStore):
-                exists = await asyncio.get_running_loop().run_in_executor(
-                    None, self._guide_file.is_file
-                )
+                exists = await off_loop(self._guide_file.is_file)
                 if exists:
                     self.last_import = await self.import_guide_file(self._guide_file)
 
@@ -452,8 +451,7 @@ class MCPTaskRecovery:
         """
         store = self._sync_store()
         await self._ensure_open()
-        loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(None, self._import_sync, store, Path(path))
+        report = await off_loop(self._import_sync, store, Path(path))
         if report.truncated or report.problem:
             logger.warning(
                 "guide task file %s: %s; imported %d of %d recovered tasks",
