@@ -50,6 +50,7 @@ from ._store import (
     QueueStats,
     QueueStoreError,
     StoredTask,
+    check_meta,
     dead_letter,
     stored_task,
 )
@@ -347,18 +348,13 @@ class PostgresTaskStore:
         return False
 
     def _check_meta(self, meta: dict[str, str]) -> int:
-        if meta.get("kind") != KIND:
-            raise self._error("schema has a safla_meta table of something else")
-        try:
-            version = int(meta.get("schema_version", ""))
-        except ValueError:
-            raise self._error("has an unreadable queue schema version") from None
-        if version > PG_SCHEMA_VERSION:
-            raise self._error(
-                f"has queue schema version {version}, newer than this library's "
-                f"({PG_SCHEMA_VERSION}); upgrade safla-diag on this replica"
-            )
-        return version
+        return check_meta(
+            meta,
+            newest=PG_SCHEMA_VERSION,
+            error=self._error,
+            foreign="schema has a safla_meta table of something else",
+            hint=" on this replica",
+        )
 
     async def _check_or_create_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
         meta = await self._read_meta(conn)

@@ -29,7 +29,7 @@ import asyncio
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -49,6 +49,7 @@ __all__ = [
     "SQLiteTaskStore",
     "StoredTask",
     "TaskStore",
+    "check_meta",
     "dead_letter",
     "stored_task",
 ]
@@ -180,6 +181,34 @@ def dead_letter(r: Sequence[Any]) -> DeadLetter:
     )
 
 
+def check_meta(
+    meta: Mapping[str, str],
+    *,
+    newest: int,
+    error: Callable[[str], QueueStoreError],
+    foreign: str,
+    hint: str = "",
+) -> int:
+    """
+    Check a queue's ``safla_meta`` (kind and schema version) and return its schema version.
+
+    Raises (through ``error``) for another kind of store (``foreign``), an unreadable version, or
+    a version newer than ``newest``, the one this library writes.
+    """
+    if meta.get("kind") != KIND:
+        raise error(foreign)
+    try:
+        version = int(meta.get("schema_version", ""))
+    except ValueError:
+        raise error("has an unreadable queue schema version") from None
+    if version > newest:
+        raise error(
+            f"has queue schema version {version}, newer than this library's ({newest}); "
+            f"upgrade safla-diag{hint}"
+        )
+    return version
+
+
 Outcome = Literal["retry", "dead", "lost"]
 
 
@@ -304,6 +333,15 @@ _CLAIM = (
     "UPDATE tasks SET attempts = attempts + 1, lease = ?, due_at = ? WHERE id IN "
     "(SELECT id FROM tasks WHERE due_at <= ? ORDER BY due_at LIMIT ?) "
     "RETURNING id, payload, attempts"
+)
+
+_SQL_PENDING = (
+    "SELECT id, payload, attempts, created_at, due_at, lease, last_error FROM tasks "
+    "ORDER BY due_at LIMIT ?"
+)
+_SQL_DEAD = (
+    "SELECT id, payload, attempts, created_at, dead_at, last_error FROM dead_letters "
+    "ORDER BY dead_at LIMIT ?"
 )
 
 _CACHE_KIB = -16384  # negative: KiB (16 MiB at most, allocated as pages are used)
@@ -438,18 +476,12 @@ class SQLiteTaskStore:
         if "safla_meta" not in names:
             shown = ", ".join(sorted(names)[:5])
             raise self._error(f"is a SQLite database of something else (tables: {shown})")
-        meta = dict(conn.execute("SELECT key, value FROM safla_meta").fetchall())
-        if meta.get("kind") != KIND:
-            raise self._error("is a SQLite database of something else (unknown safla_meta kind)")
-        try:
-            version = int(meta.get("schema_version", "0"))
-        except ValueError:
-            raise self._error("has an unreadable schema version") from None
-        if version > SCHEMA_VERSION:
-            raise self._error(
-                f"has queue schema version {version}, newer than this library's "
-                f"({SCHEMA_VERSION}); upgrade safla-diag"
-            )
+        check_meta(
+            dict(conn.execute("SELECT key, value FROM safla_meta").fetchall()),
+            newest=SCHEMA_VERSION,
+            error=self._error,
+            foreign="is a SQLite database of something else (unknown safla_meta kind)",
+        )
         if not {"tasks", "dead_letters"} <= names:
             raise self._error("is an incomplete MCP task queue (tables missing)")
 
@@ -689,27 +721,16 @@ class SQLiteTaskStore:
 
     def pending_sync(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        rows = self._run(
-            lambda c: c.execute(
-                "SELECT id, payload, attempts, created_at, due_at, lease, last_error FROM tasks "
-                "ORDER BY due_at LIMIT ?",
-                (-1 if limit is None else limit,),
-            ).fetchall(),
-            write=False,
-        )
-        return [stored_task(r) for r in rows]
+        return [stored_task(r) for r in self._select(_SQL_PENDING, limit)]
 
     def dead_letters_sync(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
-        rows = self._run(
-            lambda c: c.execute(
-                "SELECT id, payload, attempts, created_at, dead_at, last_error FROM dead_letters "
-                "ORDER BY dead_at LIMIT ?",
-                (-1 if limit is None else limit,),
-            ).fetchall(),
-            write=False,
+        return [dead_letter(r) for r in self._select(_SQL_DEAD, limit)]
+
+    def _select(self, sql: str, limit: int | None) -> list[Any]:
+        return self._run(
+            lambda c: c.execute(sql, (-1 if limit is None else limit,)).fetchall(), write=False
         )
-        return [dead_letter(r) for r in rows]
 
     def stats_sync(self, *, now: float) -> QueueStats:
         """Counts and times for a status display."""
