@@ -506,8 +506,13 @@ class MCPTaskRecovery:
 
     # -- running ----------------------------------------------------------------------------------
 
-    async def _run_claimed(self, c: ClaimedTask) -> bool:
-        """Run one claimed task and record the verdict; True on success."""
+    async def _run_claimed(self, c: ClaimedTask, not_before: float | None = None) -> bool:
+        """
+        Run one claimed task and record the verdict; True on success.
+
+        A failed task is next due after ``not_before`` (retry_once's start: not run again by the
+        same call, even when the delay is 0 and the clock has not moved).
+        """
         task: dict[str, Any] = json.loads(c.payload)
         try:
             if self.task_timeout is None:
@@ -518,13 +523,16 @@ class MCPTaskRecovery:
         except Exception as err:
             error = describe_error(err)
             now = self._clock()
+            due = now + self._delay(c.attempts)
+            if not_before is not None and due <= not_before:
+                due = math.nextafter(not_before, math.inf)
             outcome = await self._verdict(
                 self.store.fail(
                     c.id,
                     c.lease,
                     error=error,
                     now=now,
-                    next_attempt_at=now + self._delay(c.attempts),
+                    next_attempt_at=due,
                     max_attempts=self.max_retries,
                 )
             )
@@ -570,11 +578,11 @@ class MCPTaskRecovery:
             )
             if not claimed:
                 return ran
-            await self._run_batch(claimed)
+            await self._run_batch(claimed, start)
             ran += len(claimed)
 
-    async def _run_batch(self, claimed: Sequence[ClaimedTask]) -> None:
-        tasks = [asyncio.ensure_future(self._run_claimed(c)) for c in claimed]
+    async def _run_batch(self, claimed: Sequence[ClaimedTask], start: float) -> None:
+        tasks = [asyncio.ensure_future(self._run_claimed(c, start)) for c in claimed]
         try:
             await asyncio.gather(*tasks)
         except BaseException:

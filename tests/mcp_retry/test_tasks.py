@@ -99,6 +99,29 @@ async def test_always_failing_task_runs_max_retries_then_dead_letter(tmp_path: P
     await rec.aclose()
 
 
+async def test_retry_once_never_reruns_a_task_it_rescheduled(tmp_path: Path) -> None:
+    """A task that fails in retry_once is not run again in the same call, even with no delay and
+    a clock that has not moved (a coarse clock)."""
+    calls = 0
+
+    def execute(task: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("down")
+
+    q = MCPTaskRecovery(
+        tmp_path / "q.db", execute=execute, retry_delay=0, max_delay=0, clock=lambda: now
+    )
+    now = 1000.0
+    await q.save_failed_task({"id": "t"}, delay=0)
+    assert await q.retry_once() == 1
+    assert calls == 1
+    now += 1
+    assert await q.retry_once() == 1  # due again in the next call
+    assert calls == 2
+    await q.aclose()
+
+
 async def test_sync_execute_runs_off_the_loop(tmp_path: Path) -> None:
     """A plain callable runs in the executor, not on the loop's thread."""
     seen: list[int | None] = []
