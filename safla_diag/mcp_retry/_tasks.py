@@ -570,16 +570,27 @@ class MCPTaskRecovery:
         start = self._clock()
         ran = 0
         while True:
-            claimed = await self.store.claim(
-                now=start,
-                limit=self.concurrency,
-                lease_s=self.lease_s,
-                max_attempts=self.max_retries,
-            )
+            claimed = await self._claim(now=start, limit=self.concurrency)
             if not claimed:
                 return ran
             await self._run_batch(claimed, start)
             ran += len(claimed)
+
+    async def _claim(self, *, now: float, limit: int) -> list[ClaimedTask]:
+        """Claim due tasks; when cancelled meanwhile, give back what the claim took anyway."""
+        op = asyncio.ensure_future(
+            self.store.claim(
+                now=now, limit=limit, lease_s=self.lease_s, max_attempts=self.max_retries
+            )
+        )
+        try:
+            return await asyncio.shield(op)
+        except asyncio.CancelledError:
+            # The claim runs off the loop (or on the server) and may commit after all: its leases
+            # would then be held for lease_s by a worker that has stopped.
+            with contextlib.suppress(Exception):
+                await self._release(await asyncio.shield(op))
+            raise
 
     async def _run_batch(self, claimed: Sequence[ClaimedTask], start: float) -> None:
         tasks = [asyncio.ensure_future(self._run_claimed(c, start)) for c in claimed]
@@ -636,12 +647,7 @@ class MCPTaskRecovery:
                 nxt: float | None = None
                 try:
                     if free > 0:
-                        claimed = await self.store.claim(
-                            now=self._clock(),
-                            limit=free,
-                            lease_s=self.lease_s,
-                            max_attempts=self.max_retries,
-                        )
+                        claimed = await self._claim(now=self._clock(), limit=free)
                         for c in claimed:
                             running[asyncio.ensure_future(self._run_claimed(c))] = c
                         if len(claimed) == free:

@@ -248,6 +248,44 @@ async def test_worker_schedules_instead_of_polling(tmp_path: Path) -> None:
     await rec.aclose()
 
 
+@pytest.mark.parametrize("entry", ["worker", "retry_once"])
+async def test_cancel_during_a_claim_gives_its_leases_back(tmp_path: Path, entry: str) -> None:
+    """Cancelled while a claim runs off the loop: the claim commits anyway, and its leases are
+    given back before the cancellation propagates (the task is due at once, not after lease_s)."""
+    ran: list[str] = []
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=lambda t: ran.append(t["id"]), lease_s=600)
+    await rec.save_failed_task({"id": "t"}, delay=0)
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore)
+    loop = asyncio.get_running_loop()
+    in_claim = asyncio.Event()
+    gate = threading.Event()
+    real = store.claim_sync
+
+    def slow_claim(**kw: Any) -> Any:
+        loop.call_soon_threadsafe(in_claim.set)
+        gate.wait(10)
+        return real(**kw)
+
+    store.claim_sync = slow_claim  # type: ignore[method-assign]
+    run = rec.retry_failed_tasks() if entry == "worker" else rec.retry_once()
+    job = asyncio.ensure_future(run)
+    try:
+        async with asyncio.timeout(10):
+            await in_claim.wait()
+        job.cancel()
+        await asyncio.sleep(0)
+    finally:
+        gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    store.claim_sync = real  # type: ignore[method-assign]
+    stats = await rec.stats()
+    assert (stats.pending, stats.in_flight) == (1, 0)
+    assert ran == []
+    await rec.aclose()
+
+
 async def test_cancel_stops_promptly_and_releases_leases(tmp_path: Path) -> None:
     """Cancelling the worker mid-task stops the task and gives its lease back: due again at once."""
     started = asyncio.Event()
