@@ -250,8 +250,13 @@ class MCPConnectionRecovery:
                 raise
             flight.waiters -= 1
             if flight.waiters == 0:
-                # Nobody waits for it any more: stop reconnecting on nobody's behalf.
+                # Nobody waits for it any more: stop reconnecting on nobody's behalf, and detach it
+                # now, so a caller arriving while it winds down starts afresh instead of sharing
+                # its cancellation.
                 flight.task.cancel()
+                if st.flight is flight:
+                    st.flight = None
+                    st.breaker.abandon_probe()
             raise
         finally:
             if flight.task.done():
@@ -260,9 +265,9 @@ class MCPConnectionRecovery:
     def _landed(self, st: _Server, flight: _Flight, task: asyncio.Task[Any]) -> None:
         if st.flight is flight:
             st.flight = None
-        if task.cancelled():
-            st.breaker.abandon_probe()
-        else:
+            if task.cancelled():
+                st.breaker.abandon_probe()
+        if not task.cancelled():
             task.exception()  # retrieved: every waiter may have gone
 
     async def _attempt(self, server_config: Any) -> Any:

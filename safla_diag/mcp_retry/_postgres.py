@@ -50,6 +50,9 @@ from ._store import (
     QueueStats,
     QueueStoreError,
     StoredTask,
+    check_meta,
+    dead_letter,
+    stored_task,
 )
 
 if TYPE_CHECKING:
@@ -118,29 +121,6 @@ _SQL_STATS = """SELECT
         min(due_at) FILTER (WHERE dead_at IS NULL AND (lease IS NULL OR due_at <= %(now)s)),
         min(due_at) FILTER (WHERE dead_at IS NULL))
     FROM {s}.mcp_tasks"""
-
-
-def _stored(r: Sequence[Any]) -> StoredTask:
-    return StoredTask(
-        id=str(r[0]),
-        payload=str(r[1]),
-        attempts=int(r[2]),
-        created_at=float(r[3]),
-        due_at=float(r[4]),
-        leased=r[5] is not None,
-        last_error=r[6],
-    )
-
-
-def _dead(r: Sequence[Any]) -> DeadLetter:
-    return DeadLetter(
-        id=str(r[0]),
-        payload=str(r[1]),
-        attempts=int(r[2]),
-        created_at=float(r[3]),
-        dead_at=float(r[4]),
-        last_error=r[5],
-    )
 
 
 def _stats(r: Sequence[Any] | None, location: str) -> QueueStats:
@@ -368,18 +348,13 @@ class PostgresTaskStore:
         return False
 
     def _check_meta(self, meta: dict[str, str]) -> int:
-        if meta.get("kind") != KIND:
-            raise self._error("schema has a safla_meta table of something else")
-        try:
-            version = int(meta.get("schema_version", ""))
-        except ValueError:
-            raise self._error("has an unreadable queue schema version") from None
-        if version > PG_SCHEMA_VERSION:
-            raise self._error(
-                f"has queue schema version {version}, newer than this library's "
-                f"({PG_SCHEMA_VERSION}); upgrade safla-diag on this replica"
-            )
-        return version
+        return check_meta(
+            meta,
+            newest=PG_SCHEMA_VERSION,
+            error=self._error,
+            foreign="schema has a safla_meta table of something else",
+            hint=" on this replica",
+        )
 
     async def _check_or_create_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
         meta = await self._read_meta(conn)
@@ -703,7 +678,7 @@ class PostgresTaskStore:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[StoredTask]:
             cur = await conn.execute(_SQL_PENDING.format(s=s), (limit,))
-            return [_stored(r) for r in await cur.fetchall()]
+            return [stored_task(r) for r in await cur.fetchall()]
 
         return await self._run("listing tasks", work, safe_to_repeat=True)
 
@@ -713,7 +688,7 @@ class PostgresTaskStore:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[DeadLetter]:
             cur = await conn.execute(_SQL_DEAD.format(s=s), (limit,))
-            return [_dead(r) for r in await cur.fetchall()]
+            return [dead_letter(r) for r in await cur.fetchall()]
 
         return await self._run("listing dead letters", work, safe_to_repeat=True)
 
@@ -857,11 +832,11 @@ class PostgresQueueView:
 
     def pending_sync(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        return [_stored(r) for r in self._query(_SQL_PENDING, (limit,))]
+        return [stored_task(r) for r in self._query(_SQL_PENDING, (limit,))]
 
     def dead_letters_sync(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
-        return [_dead(r) for r in self._query(_SQL_DEAD, (limit,))]
+        return [dead_letter(r) for r in self._query(_SQL_DEAD, (limit,))]
 
     def close_sync(self) -> None:
         """Close the connection; idempotent."""

@@ -26,17 +26,16 @@ with :class:`QueueStoreError` naming the file, and left untouched.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
+from .._aio import off_loop
 from .._errors import RecoveryError
 from .._redact import redact
 
@@ -50,6 +49,9 @@ __all__ = [
     "SQLiteTaskStore",
     "StoredTask",
     "TaskStore",
+    "check_meta",
+    "dead_letter",
+    "stored_task",
 ]
 
 SCHEMA_VERSION = 1
@@ -151,6 +153,60 @@ class QueueStats:
                 None if self.next_due_at is None else max(0.0, self.next_due_at - now)
             )
         return d
+
+
+def stored_task(r: Sequence[Any]) -> StoredTask:
+    """A :class:`StoredTask` from a row ``(id, payload, attempts, created_at, due_at, lease,
+    last_error)``, as every backend selects it."""
+    return StoredTask(
+        id=str(r[0]),
+        payload=str(r[1]),
+        attempts=int(r[2]),
+        created_at=float(r[3]),
+        due_at=float(r[4]),
+        leased=r[5] is not None,
+        last_error=r[6],
+    )
+
+
+def dead_letter(r: Sequence[Any]) -> DeadLetter:
+    """A :class:`DeadLetter` from a row ``(id, payload, attempts, created_at, dead_at, last_error)``."""
+    return DeadLetter(
+        id=str(r[0]),
+        payload=str(r[1]),
+        attempts=int(r[2]),
+        created_at=float(r[3]),
+        dead_at=float(r[4]),
+        last_error=r[5],
+    )
+
+
+def check_meta(
+    meta: Mapping[str, str],
+    *,
+    newest: int,
+    error: Callable[[str], QueueStoreError],
+    foreign: str,
+    hint: str = "",
+) -> int:
+    """
+    Check a queue's ``safla_meta`` (kind and schema version) and return its schema version.
+
+    Raises (through ``error``) for another kind of store (``foreign``), an unreadable version, or
+    a version newer than ``newest``, the one this library writes.
+    """
+    if meta.get("kind") != KIND:
+        raise error(foreign)
+    try:
+        version = int(meta.get("schema_version", ""))
+    except ValueError:
+        raise error("has an unreadable queue schema version") from None
+    if version > newest:
+        raise error(
+            f"has queue schema version {version}, newer than this library's ({newest}); "
+            f"upgrade safla-diag{hint}"
+        )
+    return version
 
 
 Outcome = Literal["retry", "dead", "lost"]
@@ -279,6 +335,18 @@ _CLAIM = (
     "RETURNING id, payload, attempts"
 )
 
+_SQL_PENDING = (
+    "SELECT id, payload, attempts, created_at, due_at, lease, last_error FROM tasks "
+    "ORDER BY due_at LIMIT ?"
+)
+_SQL_DEAD = (
+    "SELECT id, payload, attempts, created_at, dead_at, last_error FROM dead_letters "
+    "ORDER BY dead_at LIMIT ?"
+)
+
+_CACHE_KIB = -16384  # negative: KiB (16 MiB at most, allocated as pages are used)
+_CHECKPOINT_PAGES = 4000
+
 _LEASE_EXPIRED = (
     "the last attempt never reported back: its lease expired or was released "
     "(worker died, stalled or stopped)"
@@ -384,6 +452,11 @@ class SQLiteTaskStore:
                 if str(mode).lower() != "wal":
                     raise self._error(f"cannot switch to WAL mode (journal_mode={mode})")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                # A 10 000-task backlog (rows and both indexes) stays in the page cache, and the WAL
+                # is checkpointed (fsync of WAL and file) every 4 000 pages rather than 1 000: a few
+                # times fewer fsyncs per task; what a commit guarantees is unchanged.
+                conn.execute(f"PRAGMA cache_size = {_CACHE_KIB}")
+                conn.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
                 self._create_schema(conn)
         except sqlite3.DatabaseError as err:
             conn.close()
@@ -403,18 +476,12 @@ class SQLiteTaskStore:
         if "safla_meta" not in names:
             shown = ", ".join(sorted(names)[:5])
             raise self._error(f"is a SQLite database of something else (tables: {shown})")
-        meta = dict(conn.execute("SELECT key, value FROM safla_meta").fetchall())
-        if meta.get("kind") != KIND:
-            raise self._error("is a SQLite database of something else (unknown safla_meta kind)")
-        try:
-            version = int(meta.get("schema_version", "0"))
-        except ValueError:
-            raise self._error("has an unreadable schema version") from None
-        if version > SCHEMA_VERSION:
-            raise self._error(
-                f"has queue schema version {version}, newer than this library's "
-                f"({SCHEMA_VERSION}); upgrade safla-diag"
-            )
+        check_meta(
+            dict(conn.execute("SELECT key, value FROM safla_meta").fetchall()),
+            newest=SCHEMA_VERSION,
+            error=self._error,
+            foreign="is a SQLite database of something else (unknown safla_meta kind)",
+        )
         if not {"tasks", "dead_letters"} <= names:
             raise self._error("is an incomplete MCP task queue (tables missing)")
 
@@ -654,48 +721,16 @@ class SQLiteTaskStore:
 
     def pending_sync(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        rows = self._run(
-            lambda c: c.execute(
-                "SELECT id, payload, attempts, created_at, due_at, lease, last_error FROM tasks "
-                "ORDER BY due_at LIMIT ?",
-                (-1 if limit is None else limit,),
-            ).fetchall(),
-            write=False,
-        )
-        return [
-            StoredTask(
-                id=r[0],
-                payload=r[1],
-                attempts=r[2],
-                created_at=r[3],
-                due_at=r[4],
-                leased=r[5] is not None,
-                last_error=r[6],
-            )
-            for r in rows
-        ]
+        return [stored_task(r) for r in self._select(_SQL_PENDING, limit)]
 
     def dead_letters_sync(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
-        rows = self._run(
-            lambda c: c.execute(
-                "SELECT id, payload, attempts, created_at, dead_at, last_error FROM dead_letters "
-                "ORDER BY dead_at LIMIT ?",
-                (-1 if limit is None else limit,),
-            ).fetchall(),
-            write=False,
+        return [dead_letter(r) for r in self._select(_SQL_DEAD, limit)]
+
+    def _select(self, sql: str, limit: int | None) -> list[Any]:
+        return self._run(
+            lambda c: c.execute(sql, (-1 if limit is None else limit,)).fetchall(), write=False
         )
-        return [
-            DeadLetter(
-                id=r[0],
-                payload=r[1],
-                attempts=r[2],
-                created_at=r[3],
-                dead_at=r[4],
-                last_error=r[5],
-            )
-            for r in rows
-        ]
 
     def stats_sync(self, *, now: float) -> QueueStats:
         """Counts and times for a status display."""
@@ -730,47 +765,41 @@ class SQLiteTaskStore:
 
     # -- the protocol, async ----------------------------------------------------------------------
 
-    async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        call = functools.partial(ctx.run, fn, *args, **kwargs)
-        return await loop.run_in_executor(None, call)
-
     async def open(self) -> None:
         """Open the file off the loop (see :meth:`open_sync`)."""
-        await self._off_loop(self.open_sync)
+        await off_loop(self.open_sync)
 
     async def close(self) -> None:
         """Close the connection off the loop."""
-        await self._off_loop(self.close_sync)
+        await off_loop(self.close_sync)
 
     async def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
         """See :meth:`put_many_sync`."""
-        return await self._off_loop(self.put_many_sync, tasks, now=now)
+        return await off_loop(self.put_many_sync, tasks, now=now)
 
     async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
         """See :meth:`put_dead_sync`."""
-        return await self._off_loop(self.put_dead_sync, task, error=error, now=now)
+        return await off_loop(self.put_dead_sync, task, error=error, now=now)
 
     async def claim(
         self, *, now: float, limit: int, lease_s: float, max_attempts: int
     ) -> list[ClaimedTask]:
         """See :meth:`claim_sync`."""
-        return await self._off_loop(
+        return await off_loop(
             self.claim_sync, now=now, limit=limit, lease_s=lease_s, max_attempts=max_attempts
         )
 
     async def extend(self, leases: Sequence[tuple[str, str]], *, until: float) -> None:
         """See :meth:`extend_sync`."""
-        await self._off_loop(self.extend_sync, leases, until=until)
+        await off_loop(self.extend_sync, leases, until=until)
 
     async def ack(self, task_id: str, lease: str) -> bool:
         """See :meth:`ack_sync`."""
-        return await self._off_loop(self.ack_sync, task_id, lease)
+        return await off_loop(self.ack_sync, task_id, lease)
 
     async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
         """See :meth:`ack_many_sync`."""
-        return await self._off_loop(self.ack_many_sync, leases)
+        return await off_loop(self.ack_many_sync, leases)
 
     async def fail(
         self,
@@ -783,7 +812,7 @@ class SQLiteTaskStore:
         max_attempts: int,
     ) -> Outcome:
         """See :meth:`fail_sync`."""
-        return await self._off_loop(
+        return await off_loop(
             self.fail_sync,
             task_id,
             lease,
@@ -795,23 +824,23 @@ class SQLiteTaskStore:
 
     async def release(self, leases: Sequence[tuple[str, str]], *, now: float) -> None:
         """See :meth:`release_sync`."""
-        await self._off_loop(self.release_sync, leases, now=now)
+        await off_loop(self.release_sync, leases, now=now)
 
     async def next_due(self) -> float | None:
         """See :meth:`next_due_sync`."""
-        return await self._off_loop(self.next_due_sync)
+        return await off_loop(self.next_due_sync)
 
     async def pending(self, limit: int | None = None) -> list[StoredTask]:
         """See :meth:`pending_sync`."""
-        return await self._off_loop(self.pending_sync, limit)
+        return await off_loop(self.pending_sync, limit)
 
     async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """See :meth:`dead_letters_sync`."""
-        return await self._off_loop(self.dead_letters_sync, limit)
+        return await off_loop(self.dead_letters_sync, limit)
 
     async def stats(self, *, now: float) -> QueueStats:
         """See :meth:`stats_sync`."""
-        return await self._off_loop(self.stats_sync, now=now)
+        return await off_loop(self.stats_sync, now=now)
 
     async def wait_for_change(self) -> None:
         """SQLite has no cross-process notifications: wait until cancelled."""

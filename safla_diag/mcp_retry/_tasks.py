@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+from .._aio import off_loop
 from .._redact import redact
 from ._backends import postgres_store_for
 from ._guide import GuideImport, guide_task_id, parse_guide_file
@@ -261,9 +262,7 @@ class MCPTaskRecovery:
             await self.store.open()
             self._opened = True
             if self._guide_file is not None and isinstance(self.store, SQLiteTaskStore):
-                exists = await asyncio.get_running_loop().run_in_executor(
-                    None, self._guide_file.is_file
-                )
+                exists = await off_loop(self._guide_file.is_file)
                 if exists:
                     self.last_import = await self.import_guide_file(self._guide_file)
 
@@ -452,8 +451,7 @@ class MCPTaskRecovery:
         """
         store = self._sync_store()
         await self._ensure_open()
-        loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(None, self._import_sync, store, Path(path))
+        report = await off_loop(self._import_sync, store, Path(path))
         if report.truncated or report.problem:
             logger.warning(
                 "guide task file %s: %s; imported %d of %d recovered tasks",
@@ -508,8 +506,13 @@ class MCPTaskRecovery:
 
     # -- running ----------------------------------------------------------------------------------
 
-    async def _run_claimed(self, c: ClaimedTask) -> bool:
-        """Run one claimed task and record the verdict; True on success."""
+    async def _run_claimed(self, c: ClaimedTask, not_before: float | None = None) -> bool:
+        """
+        Run one claimed task and record the verdict; True on success.
+
+        A failed task is next due after ``not_before`` (retry_once's start: not run again by the
+        same call, even when the delay is 0 and the clock has not moved).
+        """
         task: dict[str, Any] = json.loads(c.payload)
         try:
             if self.task_timeout is None:
@@ -520,13 +523,16 @@ class MCPTaskRecovery:
         except Exception as err:
             error = describe_error(err)
             now = self._clock()
+            due = now + self._delay(c.attempts)
+            if not_before is not None and due <= not_before:
+                due = math.nextafter(not_before, math.inf)
             outcome = await self._verdict(
                 self.store.fail(
                     c.id,
                     c.lease,
                     error=error,
                     now=now,
-                    next_attempt_at=now + self._delay(c.attempts),
+                    next_attempt_at=due,
                     max_attempts=self.max_retries,
                 )
             )
@@ -564,19 +570,30 @@ class MCPTaskRecovery:
         start = self._clock()
         ran = 0
         while True:
-            claimed = await self.store.claim(
-                now=start,
-                limit=self.concurrency,
-                lease_s=self.lease_s,
-                max_attempts=self.max_retries,
-            )
+            claimed = await self._claim(now=start, limit=self.concurrency)
             if not claimed:
                 return ran
-            await self._run_batch(claimed)
+            await self._run_batch(claimed, start)
             ran += len(claimed)
 
-    async def _run_batch(self, claimed: Sequence[ClaimedTask]) -> None:
-        tasks = [asyncio.ensure_future(self._run_claimed(c)) for c in claimed]
+    async def _claim(self, *, now: float, limit: int) -> list[ClaimedTask]:
+        """Claim due tasks; when cancelled meanwhile, give back what the claim took anyway."""
+        op = asyncio.ensure_future(
+            self.store.claim(
+                now=now, limit=limit, lease_s=self.lease_s, max_attempts=self.max_retries
+            )
+        )
+        try:
+            return await asyncio.shield(op)
+        except asyncio.CancelledError:
+            # The claim runs off the loop (or on the server) and may commit after all: its leases
+            # would then be held for lease_s by a worker that has stopped.
+            with contextlib.suppress(Exception):
+                await self._release(await asyncio.shield(op))
+            raise
+
+    async def _run_batch(self, claimed: Sequence[ClaimedTask], start: float) -> None:
+        tasks = [asyncio.ensure_future(self._run_claimed(c, start)) for c in claimed]
         try:
             await asyncio.gather(*tasks)
         except BaseException:
@@ -630,12 +647,7 @@ class MCPTaskRecovery:
                 nxt: float | None = None
                 try:
                     if free > 0:
-                        claimed = await self.store.claim(
-                            now=self._clock(),
-                            limit=free,
-                            lease_s=self.lease_s,
-                            max_attempts=self.max_retries,
-                        )
+                        claimed = await self._claim(now=self._clock(), limit=free)
                         for c in claimed:
                             running[asyncio.ensure_future(self._run_claimed(c))] = c
                         if len(claimed) == free:

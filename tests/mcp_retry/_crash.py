@@ -1,15 +1,17 @@
 """
-Crash trials for the SQLite queue: a worker enqueues, claims, fails and acks in a loop, writing a
+Crash trials for the queue: a worker enqueues, claims, fails and acks in a loop, writing a
 ledger of every call that returned; it is killed with SIGKILL at a random moment; the queue is then
 reopened and checked against the ledger.
 
 Run as ``python _crash.py DB LEDGER TRIALS SEED``: a small single-threaded supervisor forks one
 worker per trial (fork is cheap and safe here: no threads), kills it, checks the file and prints one
 JSON line per trial. The tests import ``check`` to verify the final state themselves.
+:func:`exercise` is the worker's loop for any backend (``_pg_crash.py`` runs it on PostgreSQL).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -23,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[2]))
 
-from safla_diag.mcp_retry._store import NewTask, SQLiteTaskStore  # noqa: E402
+from safla_diag.mcp_retry._store import NewTask, SQLiteTaskStore, TaskStore  # noqa: E402
 
 MAX_ATTEMPTS = 4
 PAYLOAD = "x" * 260
@@ -33,46 +35,62 @@ def _line(fd: int, kind: str, task_id: str) -> None:
     os.write(fd, f"{kind} {task_id}\n".encode())
 
 
-def worker(db: str, ledger: str, seed: int) -> None:
-    """Loop forever: save (alone or in a batch), claim, ack or fail; log what returned."""
+async def exercise(
+    store: TaskStore, ledger: str, seed: int, *, lease_s: float, max_attempts: int
+) -> None:
+    """
+    Loop forever over any opened backend: save (alone or in a batch), claim, ack or fail; log what returned.
+
+    Ledger lines: ``I id`` before a save, ``S id`` once it returned, ``C id`` claimed, ``A id``
+    acked, ``F id`` failed (retry), ``D id`` dead-lettered.
+    """
     rng = random.Random(seed)
-    store = SQLiteTaskStore(db)
-    store.open_sync()
     fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     while True:
         r = rng.random()
         now = time.time()
-        if r < 0.45:
-            tid = uuid.uuid4().hex
-            _line(fd, "I", tid)
-            payload = json.dumps({"id": tid, "tool": "search", "args": PAYLOAD})
-            store.put_many_sync([NewTask(id=tid, payload=payload, due_at=now)], now=now)
-            _line(fd, "S", tid)
-        elif r < 0.55:
-            ids = [uuid.uuid4().hex for _ in range(rng.randint(2, 6))]
+        if r < 0.55:
+            ids = [uuid.uuid4().hex for _ in range(1 if r < 0.45 else rng.randint(2, 6))]
             for tid in ids:
                 _line(fd, "I", tid)
-            store.put_many_sync(
-                [NewTask(id=t, payload=json.dumps({"id": t}), due_at=now) for t in ids], now=now
+            await store.put_many(
+                [NewTask(id=t, payload=_payload(t), due_at=now) for t in ids], now=now
             )
             for tid in ids:
                 _line(fd, "S", tid)
         else:
-            for c in store.claim_sync(now=now, limit=3, lease_s=0.02, max_attempts=MAX_ATTEMPTS):
+            for c in await store.claim(
+                now=now, limit=3, lease_s=lease_s, max_attempts=max_attempts
+            ):
                 _line(fd, "C", c.id)
                 if rng.random() < 0.6:
-                    store.ack_sync(c.id, c.lease)
+                    await store.ack(c.id, c.lease)
                     _line(fd, "A", c.id)
                 else:
-                    out = store.fail_sync(
+                    out = await store.fail(
                         c.id,
                         c.lease,
                         error="boom",
                         now=now,
                         next_attempt_at=now,
-                        max_attempts=MAX_ATTEMPTS,
+                        max_attempts=max_attempts,
                     )
                     _line(fd, "D" if out == "dead" else "F", c.id)
+
+
+def _payload(task_id: str) -> str:
+    return json.dumps({"id": task_id, "tool": "search", "args": PAYLOAD})
+
+
+def worker(db: str, ledger: str, seed: int) -> None:
+    """The SQLite worker: :func:`exercise` on the queue file until killed."""
+
+    async def main() -> None:
+        store = SQLiteTaskStore(db)
+        await store.open()
+        await exercise(store, ledger, seed, lease_s=0.02, max_attempts=MAX_ATTEMPTS)
+
+    asyncio.run(main())
 
 
 def read_ledger(ledger: str) -> dict[str, set[str]]:

@@ -494,7 +494,7 @@ def test_exact_attempts_across_interleavings(
             QueueMachine.location = str(tmp_path / f"q{counter[0]}.db")
 
         QueueMachine.location = str(tmp_path / "q0.db")
-        examples = settings.default.max_examples // 3
+        examples, steps = 60, 30
     else:
         url = request.getfixturevalue("pg_queue_url")
         base = url.partition("?")[0]
@@ -512,9 +512,9 @@ def test_exact_attempts_across_interleavings(
             if rows:
                 sql(base, f'TRUNCATE "{schema}".mcp_tasks')
 
-        examples = settings.default.max_examples // 4
+        examples, steps = settings.default.max_examples // 4, 25
     QueueMachine.reset = staticmethod(reset)  # type: ignore[assignment]
     run_state_machine_as_test(
         QueueMachine,
-        settings=settings(settings.default, max_examples=examples, stateful_step_count=25),
+        settings=settings(settings.default, max_examples=examples, stateful_step_count=steps),
     )

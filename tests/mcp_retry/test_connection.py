@@ -298,6 +298,31 @@ async def test_cancelling_one_caller_keeps_the_recovery_for_others() -> None:
     assert rec2.status()["s"]["recovering"] is False
 
 
+async def test_caller_arriving_as_an_abandoned_recovery_winds_down_is_not_cancelled() -> None:
+    """A caller that joins just after the last waiter left gets a fresh recovery, not its CancelledError."""
+    started = asyncio.Event()
+    calls = 0
+
+    async def connect(cfg: object) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            started.set()
+            await asyncio.Event().wait()  # hangs until cancelled
+        return f"conn{calls}"
+
+    rec = MCPConnectionRecovery(connect=connect, sleep=Sleeps())
+    first = asyncio.ensure_future(rec.recover_connection("s", {}))
+    await started.wait()
+    first.cancel()  # the only waiter: its recovery is abandoned...
+    second = asyncio.ensure_future(rec.recover_connection("s", {}))  # ...as this caller arrives
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    async with asyncio.timeout(5):
+        assert await second == "conn2"
+    assert rec.status()["s"]["state"] == "closed"
+
+
 async def test_keyboard_interrupt_and_cancellation_never_retried() -> None:
     """KeyboardInterrupt or CancelledError from connect ends the recovery at once, unretried."""
     calls = 0

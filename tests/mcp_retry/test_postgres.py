@@ -294,7 +294,8 @@ async def test_connection_loss_worker_backs_off_and_resumes(
     # The caller does not know whether that save committed: saving again later is the remedy.
 
     async def noticed() -> bool:  # the worker notices the outage and backs off
-        return "notification connection" in caplog.text
+        # Through its claims, or its notification connection (lost, or not yet listening when cut).
+        return "MCP task queue error" in caplog.text or "notification connection" in caplog.text
 
     await poll(noticed)
     proxy.restore()

@@ -23,9 +23,9 @@ import pytest
 from safla_diag.mcp_retry._postgres import PostgresTaskStore
 from safla_diag.mcp_retry._store import NewTask
 
+from ._crash import read_ledger
 from ._fleet import EXEC_TABLE, exec_table_ddl
 from ._pg import pg_queue_url_fixture, pg_schema_fixture, sql  # noqa: F401
-from ._pg_crash import read_ledger
 
 HELPER = Path(__file__).with_name("_fleet.py")
 CRASH_HELPER = Path(__file__).with_name("_pg_crash.py")

@@ -99,6 +99,29 @@ async def test_always_failing_task_runs_max_retries_then_dead_letter(tmp_path: P
     await rec.aclose()
 
 
+async def test_retry_once_never_reruns_a_task_it_rescheduled(tmp_path: Path) -> None:
+    """A task that fails in retry_once is not run again in the same call, even with no delay and
+    a clock that has not moved (a coarse clock)."""
+    calls = 0
+
+    def execute(task: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("down")
+
+    q = MCPTaskRecovery(
+        tmp_path / "q.db", execute=execute, retry_delay=0, max_delay=0, clock=lambda: now
+    )
+    now = 1000.0
+    await q.save_failed_task({"id": "t"}, delay=0)
+    assert await q.retry_once() == 1
+    assert calls == 1
+    now += 1
+    assert await q.retry_once() == 1  # due again in the next call
+    assert calls == 2
+    await q.aclose()
+
+
 async def test_sync_execute_runs_off_the_loop(tmp_path: Path) -> None:
     """A plain callable runs in the executor, not on the loop's thread."""
     seen: list[int | None] = []
@@ -222,6 +245,44 @@ async def test_worker_schedules_instead_of_polling(tmp_path: Path) -> None:
         await asyncio.gather(worker, return_exceptions=True)
     assert ex.done == ["later"]
     assert claims <= 4
+    await rec.aclose()
+
+
+@pytest.mark.parametrize("entry", ["worker", "retry_once"])
+async def test_cancel_during_a_claim_gives_its_leases_back(tmp_path: Path, entry: str) -> None:
+    """Cancelled while a claim runs off the loop: the claim commits anyway, and its leases are
+    given back before the cancellation propagates (the task is due at once, not after lease_s)."""
+    ran: list[str] = []
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=lambda t: ran.append(t["id"]), lease_s=600)
+    await rec.save_failed_task({"id": "t"}, delay=0)
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore)
+    loop = asyncio.get_running_loop()
+    in_claim = asyncio.Event()
+    gate = threading.Event()
+    real = store.claim_sync
+
+    def slow_claim(**kw: Any) -> Any:
+        loop.call_soon_threadsafe(in_claim.set)
+        gate.wait(10)
+        return real(**kw)
+
+    store.claim_sync = slow_claim  # type: ignore[method-assign]
+    run = rec.retry_failed_tasks() if entry == "worker" else rec.retry_once()
+    job = asyncio.ensure_future(run)
+    try:
+        async with asyncio.timeout(10):
+            await in_claim.wait()
+        job.cancel()
+        await asyncio.sleep(0)
+    finally:
+        gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    store.claim_sync = real  # type: ignore[method-assign]
+    stats = await rec.stats()
+    assert (stats.pending, stats.in_flight) == (1, 0)
+    assert ran == []
     await rec.aclose()
 
 
