@@ -40,9 +40,13 @@ _KEY_NORMALISE = re.compile(r"[^a-z0-9]+")
 # scheme://user:password@host  -> scheme://user:***@host
 # The patterns start only at a token boundary (lookbehind) and use possessive quantifiers, so a
 # long run of word characters costs linear time, not quadratic (a 20 kB value took seconds).
+# URL parsers split the userinfo at the LAST '@' of the authority and the user from the password
+# at the first ':', so a raw '@' may sit in the user name or the password ("u:p@ss@host" sends
+# the password "p@ss"): the password runs greedily to the last '@' before the path. It stops at
+# '/', so the backtracking stays within one authority.
 _URL_USERINFO = re.compile(
     r"(?<![a-zA-Z0-9+.\-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*+://)"
-    r"(?P<user>[^:/?#@\s]*+):(?P<pw>[^@/?#\s]*+)@"
+    r"(?P<user>[^:/?#\s]*+):(?P<pw>[^/?#\s]*)@"
 )
 # ?token=abc&x=1 -> ?token=***&x=1 (and any secret-looking parameter name)
 _QUERY_SECRET = re.compile(
