@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MASK", "is_secret_key", "redact", "redact_value"]
+__all__ = ["MASK", "describe_error", "is_secret_key", "redact", "redact_value"]
 
 MASK = "***"
 
@@ -170,3 +170,27 @@ def redact_value(value: Any, key: object = None) -> Any:
     if isinstance(value, str):
         return redact(value)
     return value
+
+
+_MAX_ERROR_CHARS = 2000
+
+
+def describe_error(err: BaseException) -> str:
+    """
+    Describe an exception on one short, redacted line: ``"TypeName: message"``.
+
+    For logging a host callback's failure: a traceback would carry the host's unredacted
+    message (and its locals' reprs, with some formatters), so we log this line instead.
+
+    Args:
+        err: The exception.
+
+    Returns:
+        The type name and the message, whitespace collapsed, secrets masked, at most 2000 chars.
+    """
+    text = str(err).strip()
+    out = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    out = redact(" ".join(out.split()))
+    if len(out) > _MAX_ERROR_CHARS:
+        out = out[: _MAX_ERROR_CHARS - 3] + "..."
+    return out

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import PerformanceError
+from .._redact import describe_error
 
 __all__ = [
     "PerformanceMonitor",
@@ -258,8 +259,8 @@ class PerformanceMonitor:
         if self.on_breach is not None:
             try:
                 self.on_breach(err)
-            except Exception:
-                logger.exception("on_breach callback failed")
+            except Exception as err2:
+                logger.warning("on_breach callback failed: %s", describe_error(err2))
 
     # ------------------------------------------------------------------ reading
     def _compute(self) -> dict[str, Any]:

@@ -97,15 +97,20 @@ def test_breach_is_reported_again_after_it_cleared() -> None:
     assert len(seen) == 2
 
 
-def test_failing_callback_does_not_break_the_request() -> None:
-    """An exception in on_breach is logged, not propagated."""
+def test_failing_callback_does_not_break_the_request(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception in on_breach is logged on one redacted line (no traceback), not propagated."""
 
     def boom(err: PerformanceError) -> None:
-        raise RuntimeError("callback bug")
+        raise RuntimeError("alert to https://hooks:hunter2@alerts.example failed")
 
     mon = PerformanceMonitor(10, max_avg_s=0.1, min_samples=1, on_breach=boom)
-    mon.record_request(5.0)
+    with caplog.at_level(logging.WARNING, logger="safla_diag.monitoring"):
+        mon.record_request(5.0)
     assert mon.get_performance_stats()["total_requests"] == 1
+    [failed] = [r for r in caplog.records if "on_breach" in r.getMessage()]
+    assert "RuntimeError: alert to https://hooks:***@alerts.example" in failed.getMessage()
+    assert failed.exc_info is None
+    assert "hunter2" not in caplog.text
 
 
 def test_strict_raises_like_the_guide() -> None:
