@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import threading
 import time
 from array import array
@@ -52,8 +53,9 @@ def _p95_index(n: int) -> tuple[int, float]:
 
 def _check_sample(response_time: object) -> float:
     """The response time as a float, or ValueError for anything that is not a finite time."""
-    if isinstance(response_time, bool) or not isinstance(response_time, int | float):
-        # bool is an int, but True seconds is a bug in the caller, not a time.
+    if isinstance(response_time, bool) or not isinstance(response_time, numbers.Real):
+        # bool is an int, but True seconds is a bug in the caller, not a time. numbers.Real
+        # takes numpy's float32 and int64 and Fraction as well as int and float.
         raise ValueError(
             f"response_time must be a number of seconds, got {type(response_time).__name__}"
         )

@@ -223,6 +223,15 @@ def test_ok_level(tmp_path: Path) -> None:
     assert mon.level == "ok"
 
 
+def test_repr_is_short(tmp_path: Path) -> None:
+    """The repr shows the last percent rounded, not a float's seventeen digits."""
+    mon = MemoryMonitor(cgroup_root=tmp_path)
+    assert "last=None" in repr(mon)
+    pct = mon.check_memory_usage()
+    assert f"last={pct:.1f}% level=ok>" in repr(mon)
+    assert len(repr(mon)) < 80
+
+
 @pytest.mark.parametrize(("warn", "crit"), [(0, 95), (90, 80), (85, 101), (-1, 50)])
 def test_bad_thresholds(warn: float, crit: float) -> None:
     """Thresholds must satisfy 0 < threshold <= critical <= 100."""

@@ -46,6 +46,23 @@ def test_error_rate_is_over_the_window_and_totals_since_start(
     assert stats["total_errors"] == sum(not f for f in flags)
 
 
+def test_numeric_types_beyond_float_are_times() -> None:
+    """numpy scalars (float32, int64) and Fractions are numbers of seconds like float and int."""
+    from fractions import Fraction
+
+    mon = PerformanceMonitor(10)
+    for t in (np.float32(0.5), np.int64(1), Fraction(1, 4), np.float64(0.25)):
+        mon.record_request(t)  # type: ignore[arg-type]
+    stats = mon.get_performance_stats()
+    assert stats["total_requests"] == 4
+    assert stats["max_response_time"] == 1.0
+    assert stats["min_response_time"] == 0.25
+    with pytest.raises(ValueError):
+        mon.record_request(np.float32("nan"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        mon.record_request(np.bool_(True))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "bad", [-0.001, math.nan, math.inf, -math.inf, "1.0", None, True, [1.0], complex(1, 0)]
 )
