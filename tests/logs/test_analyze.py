@@ -362,6 +362,37 @@ def test_secrets_are_redacted_in_examples(tmp_path: Path) -> None:
     assert report.templates[0].template == "db: cannot connect <URL>"
 
 
+@pytest.mark.parametrize("kind", ["plain", "json"])
+def test_secrets_never_reach_templates(tmp_path: Path, kind: str) -> None:
+    """
+    Secrets outside URLs (password=..., Bearer ...) are masked in templates too, and records
+    that differ only in the secret share one row.
+    """
+    messages = [
+        "users: login failed password=letmein user=bob",
+        "users: login failed password=opensesame user=bob",
+        "api: rejected header Bearer abcdefXYZ",
+        "api: rejected header Bearer ghijklUVW",
+    ]
+    path = tmp_path / "x.log"
+    if kind == "plain":
+        lines = [f"2026-11-28 10:00:0{i},000 ERROR {m}" for i, m in enumerate(messages)]
+    else:
+        lines = [
+            json.dumps({"time": f"2026-11-28T10:00:0{i}", "level": "error", "message": m})
+            for i, m in enumerate(messages)
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    report = analyze_logs(path)
+    text = report.to_json() + report.to_text() + report._repr_html_() + repr(report)
+    for secret in ("letmein", "opensesame", "abcdefXYZ", "ghijklUVW"):
+        assert secret not in text
+    assert sorted((t.template, t.count) for t in report.templates) == [
+        ("api: rejected header Bearer ***", 2),
+        ("users: login failed password=*** user=bob", 2),
+    ]
+
+
 def test_report_outputs(tmp_path: Path) -> None:
     """to_dict has counts and templates; JSON, text, HTML and repr agree with it."""
     path = tmp_path / "x.log"
