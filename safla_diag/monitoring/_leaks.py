@@ -210,6 +210,7 @@ class MemoryLeakDetector:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
+        self._ended: asyncio.Event | None = None  # set when the current run() has finished
         self._baseline: tracemalloc.Snapshot | None = None
         self._started_tracing = False
         self.monitoring = False
@@ -363,12 +364,18 @@ class MemoryLeakDetector:
         """
         import asyncio  # lazily: asyncio is slow to import, and only run() needs it
 
+        if self._running and self._stop is not None and self._stop.is_set():
+            # A restart right after stop_monitoring(): the stopped run is still unwinding
+            # (its cancellation not yet delivered). Let it finish first.
+            assert self._ended is not None
+            await self._ended.wait()
         if self._running:
             raise RuntimeError("this MemoryLeakDetector is already running")
         self._running = True
         self.monitoring = True
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        self._ended = ended = asyncio.Event()
         if self.tracemalloc_frames > 0 and not tracemalloc.is_tracing():
             tracemalloc.start(self.tracemalloc_frames)
             self._started_tracing = True
@@ -401,6 +408,7 @@ class MemoryLeakDetector:
         finally:
             self._running = False
             self.monitoring = False
+            ended.set()
             if self._started_tracing:
                 tracemalloc.stop()
                 self._started_tracing = False

@@ -230,6 +230,25 @@ async def test_stop_before_the_task_ran() -> None:
     assert det.samples == 0
 
 
+async def test_restart_right_after_stop() -> None:
+    """start_monitoring() right after stop_monitoring() starts a fresh run once the old one ends."""
+    ticks = Ticks()
+    det = MemoryLeakDetector(sample_interval=3600, clock=ticks)
+    first = det.start_monitoring()
+    await ticks.reach(1)
+    det.stop_monitoring()
+    second = det.start_monitoring()
+    assert second is not first
+    await ticks.reach(2)  # the new run samples: it did not die with "already running"
+    assert det.monitoring
+    assert first.cancelled()
+    assert not second.done()
+    det.stop_monitoring()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(second, 5)
+    assert not det.monitoring
+
+
 @settings(max_examples=20)
 @given(
     seed=st.integers(0, 10**6),
