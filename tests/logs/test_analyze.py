@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from safla_diag import LogReport, analyze_logs
 
+from .._caps import run_without_file_privileges
 from ._gen import START, TRACEBACK, make_log
 
 KINDS = ["logging", "named", "named_many", "iso", "syslog", "json", "structlog"]
@@ -254,23 +255,6 @@ def test_bad_files_are_skipped_with_reasons(tmp_path: Path) -> None:
     assert reasons["child.log"] == "cannot open: Not a directory"
 
 
-# Drops CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2) from this process's effective set, so
-# that even root is subject to file permissions (capset(2), version 3 headers).
-_DROP_DAC = """
-import ctypes
-libc = ctypes.CDLL(None, use_errno=True)
-class Header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-class Data(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-header, data = Header(0x20080522, 0), (Data * 2)()
-assert libc.capget(ctypes.byref(header), data) == 0, ctypes.get_errno()
-data[0].effective &= ~((1 << 1) | (1 << 2))
-assert libc.capset(ctypes.byref(header), data) == 0, ctypes.get_errno()
-"""
-
-
 def test_unreadable_file(tmp_path: Path) -> None:
     """
     A file without read permission is skipped with the reason, and the rest is analysed.
@@ -278,30 +262,18 @@ def test_unreadable_file(tmp_path: Path) -> None:
     Root reads every file, so the scan runs in a child process that first gives up the
     capabilities that bypass file permissions; the check is the kernel's, not a mock.
     """
-    import subprocess
-    import sys
-
     secret = tmp_path / "secret.log"
     secret.write_text("2026-11-28 10:00:00,000 ERROR x\n")
     secret.chmod(0)
     good = tmp_path / "good.log"
     good.write_text("2026-11-28 10:00:00,000 ERROR y\n")
     code = (
-        (_DROP_DAC if os.geteuid() == 0 else "")
-        + "import json, sys\n"
-        + "from safla_diag import analyze_logs\n"
-        + "r = analyze_logs(sys.argv[1:])\n"
-        + "print(json.dumps([r.counts, [s.reason for s in r.skipped]]))\n"
+        "import json, sys\n"
+        "from safla_diag import analyze_logs\n"
+        "r = analyze_logs(sys.argv[1:])\n"
+        "print(json.dumps([r.counts, [s.reason for s in r.skipped]]))\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(secret), str(good)],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=60,
-        check=False,
-    )
+    proc = run_without_file_privileges(code, str(secret), str(good))
     assert proc.returncode == 0, proc.stderr
     counts, reasons = json.loads(proc.stdout)
     assert counts == {"ERROR": 1}
