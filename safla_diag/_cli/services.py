@@ -87,13 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     config: dict[str, Any] = {}
     if args.config is not None or not (args.urls or args.port):
-        try:
-            config = dict(load_configuration(args.config))
-        except NotImplementedError:
-            if args.config is not None:
-                raise UsageError(
-                    "reading configuration files is not available in this version"
-                ) from None
+        config = dict(load_configuration(args.config))
     targets: dict[str, Any] = {t.name: t.url for t in parse_targets(config)}
     for t in parse_targets(list(args.urls)):
         name, i = t.name, 2
