@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MASK", "is_secret_key", "redact", "redact_value"]
+__all__ = ["MASK", "describe_error", "is_secret_key", "redact", "redact_value"]
 
 MASK = "***"
 
@@ -40,9 +40,13 @@ _KEY_NORMALISE = re.compile(r"[^a-z0-9]+")
 # scheme://user:password@host  -> scheme://user:***@host
 # The patterns start only at a token boundary (lookbehind) and use possessive quantifiers, so a
 # long run of word characters costs linear time, not quadratic (a 20 kB value took seconds).
+# URL parsers split the userinfo at the LAST '@' of the authority and the user from the password
+# at the first ':', so a raw '@' may sit in the user name or the password ("u:p@ss@host" sends
+# the password "p@ss"): the password runs greedily to the last '@' before the path. It stops at
+# '/', so the backtracking stays within one authority.
 _URL_USERINFO = re.compile(
     r"(?<![a-zA-Z0-9+.\-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*+://)"
-    r"(?P<user>[^:/?#@\s]*+):(?P<pw>[^@/?#\s]*+)@"
+    r"(?P<user>[^:/?#\s]*+):(?P<pw>[^/?#\s]*)@"
 )
 # ?token=abc&x=1 -> ?token=***&x=1 (and any secret-looking parameter name)
 _QUERY_SECRET = re.compile(
@@ -166,3 +170,27 @@ def redact_value(value: Any, key: object = None) -> Any:
     if isinstance(value, str):
         return redact(value)
     return value
+
+
+_MAX_ERROR_CHARS = 2000
+
+
+def describe_error(err: BaseException) -> str:
+    """
+    Describe an exception on one short, redacted line: ``"TypeName: message"``.
+
+    For logging a host callback's failure: a traceback would carry the host's unredacted
+    message (and its locals' reprs, with some formatters), so we log this line instead.
+
+    Args:
+        err: The exception.
+
+    Returns:
+        The type name and the message, whitespace collapsed, secrets masked, at most 2000 chars.
+    """
+    text = str(err).strip()
+    out = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    out = redact(" ".join(out.split()))
+    if len(out) > _MAX_ERROR_CHARS:
+        out = out[: _MAX_ERROR_CHARS - 3] + "..."
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -82,6 +84,37 @@ def test_the_secret_never_survives(
     out = redact(text)
     assert secret not in out
     assert MASK in out
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:p@ss@db/x",
+        "redis://:a@b@c@cache:6379/0",
+        "postgresql://me@corp:hunter2@db/x",
+        "mysql://u:pa:ss@h/x",
+    ],
+)
+def test_userinfo_with_at_signs(url: str) -> None:
+    """A raw '@' in a password or user name hides the whole password (urlsplit splits at the last)."""
+    password = urlsplit(url).password
+    assert password
+    out = redact(url)
+    assert password not in out
+    assert out.split(MASK, 1)[1] == url[url.rindex("@") :]
+
+
+@given(
+    user=st.text(alphabet="abc@.-_", max_size=10),
+    password=st.text(alphabet="xyz@:!$%~", min_size=1, max_size=20),
+    scheme=st.sampled_from(["redis", "postgresql", "https", "mysql"]),
+)
+def test_no_part_of_a_parsed_password_survives(user: str, password: str, scheme: str) -> None:
+    """What a URL parser would send as the password never appears in the redacted URL."""
+    url = f"{scheme}://{user}:{password}@db.example:5432/x"
+    parsed = urlsplit(url).password
+    assume(parsed is not None and len(parsed) >= 3 and "***" not in parsed)
+    assert parsed not in redact(url)
 
 
 @given(st.text(max_size=300))

@@ -198,15 +198,11 @@ async def probe_postgres(target: Target, phase: Phase, *, use_driver: bool = Tru
         writer.write(_startup(user, db))
         await writer.drain()
         phase.name = "waiting for the startup answer"
-        while True:
-            kind, payload = await _message(reader, phase)
-            if kind == b"E":
-                f = _fields(payload)
-                return classify_sqlstate(f.get("C", ""), f.get("M", ""), user, db)
-            if kind == b"R":
-                (code,) = struct.unpack("!i", payload[:4])
-                break
-            # NoticeResponse or NegotiateProtocolVersion: keep reading
+        # NoticeResponse or NegotiateProtocolVersion may come first: skipped.
+        kind, payload = await _until(reader, phase, b"R")
+        if kind == b"E":
+            return _classify(payload, user, db)
+        (code,) = struct.unpack("!i", payload[:4])
         if code == 0:
             return await _after_trust(reader, writer, phase, user, db)
         method = _AUTH_NAMES.get(code, f"method {code}")
@@ -228,6 +224,20 @@ async def probe_postgres(target: Target, phase: Phase, *, use_driver: bool = Tru
     return Outcome(True, "ok", f"accepting connections ({method} authentication; {note})")
 
 
+async def _until(reader: asyncio.StreamReader, phase: Phase, wanted: bytes) -> tuple[bytes, bytes]:
+    """Read messages until one of kind ``wanted`` or an ErrorResponse (``E``); skip the rest."""
+    while True:
+        kind, payload = await _message(reader, phase)
+        if kind in (wanted, b"E"):
+            return kind, payload
+
+
+def _classify(error_payload: bytes, user: str, db: str) -> Outcome:
+    """The finding for an ErrorResponse, by its SQLSTATE."""
+    f = _fields(error_payload)
+    return classify_sqlstate(f.get("C", ""), f.get("M", ""), user, db)
+
+
 async def _after_trust(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -236,24 +246,17 @@ async def _after_trust(
     db: str,
 ) -> Outcome:
     phase.name = "waiting for the server to be ready"
-    while True:
-        kind, payload = await _message(reader, phase)
-        if kind == b"E":
-            f = _fields(payload)
-            return classify_sqlstate(f.get("C", ""), f.get("M", ""), user, db)
-        if kind == b"Z":
-            break
+    kind, payload = await _until(reader, phase, b"Z")
+    if kind == b"E":
+        return _classify(payload, user, db)
     phase.name = "running SELECT 1"
     t0 = time.perf_counter()
     writer.write(b"Q" + struct.pack("!i", 4 + 9) + b"SELECT 1\0")
     await writer.drain()
-    while True:
-        kind, payload = await _message(reader, phase)
-        if kind == b"E":
-            f = _fields(payload)
-            return Outcome(False, "error", f"SELECT 1 failed: {redact(f.get('M', ''))}", None)
-        if kind == b"Z":
-            break
+    kind, payload = await _until(reader, phase, b"Z")
+    if kind == b"E":
+        message = _fields(payload).get("M", "")
+        return Outcome(False, "error", f"SELECT 1 failed: {redact(message)}", None)
     took = time.perf_counter() - t0
     writer.write(b"X" + struct.pack("!i", 4))
     return Outcome(True, "ok", f"accepting connections; SELECT 1 in {took * 1000:.1f} ms")

@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from .._aio import off_loop
 from .._redact import redact
 from ._http import probe_http, probe_mcp
 from ._net import Outcome, Phase, classify_error, connect, hostport, is_local, resolve
@@ -276,10 +277,9 @@ async def _with_holder(outcome: Outcome, port: int, budget: float) -> Outcome:
     # The wrong protocol on a local port: name the process that holds it, if we may see it.
     if budget <= 0.05:
         return outcome
-    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(budget):
-            who = await loop.run_in_executor(None, describe_holders, port)
+            who = await off_loop(describe_holders, port)
     except Exception:  # best effort: the probe's own finding stands
         return outcome
     if not who:

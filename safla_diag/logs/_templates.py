@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .._redact import redact
+
 __all__ = ["TemplateCache", "TemplateStats", "group_key", "mask", "mask_many"]
 
 # Order matters: quoted strings and URLs first (they contain everything else), numbers last.
@@ -61,7 +63,7 @@ def mask(message: str) -> str:
     """
     The template of one message: variable parts replaced by placeholders.
 
-    Quoted strings become ``<STR>``, URLs ``<URL>``, uuids ``<UUID>``, IPv4 and IPv6 addresses
+    Secrets are masked as :func:`redact` does (``password=***``). Quoted strings become ``<STR>``, URLs ``<URL>``, uuids ``<UUID>``, IPv4 and IPv6 addresses
     (with a port) ``<IP>``, paths ``<PATH>``, hex ids ``<HEX>`` and numbers ``<NUM>``; runs of
     blanks collapse to one space.
 
@@ -86,7 +88,10 @@ def mask_many(messages: list[str]) -> list[str]:
     """
     if not messages:
         return []
-    text = "\n".join(m.replace("\n", " ").replace("\r", " ") for m in messages)
+    # Secrets first (password=..., Bearer ..., token=...): a template is shown and grouped by,
+    # so it must never hold one, and records differing only in a secret share a row. The scanner
+    # masks each distinct key once, so this costs a few microseconds per new key, not per line.
+    text = "\n".join(redact(m.replace("\n", " ").replace("\r", " ")) for m in messages)
     for pattern, repl in _RULES:
         text = pattern.sub(repl, text)
     text = _SPACES.sub(" ", text)

@@ -91,6 +91,48 @@ def _rel(d: Path, mount: Path) -> str:
     return "/" if rel == "." else "/" + rel
 
 
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where one cgroup version keeps its memory files."""
+
+    mount: str
+    limit: str
+    usage: str
+    inactive: str  # the memory.stat key of reclaimable page cache
+
+
+_LAYOUTS = {
+    2: _Layout("sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
+    1: _Layout(
+        "sys/fs/cgroup/memory",
+        "memory.limit_in_bytes",
+        "memory.usage_in_bytes",
+        "total_inactive_file",
+    ),
+}
+
+
+def _working_set(d: Path, layout: _Layout) -> int | None:
+    """Usage minus reclaimable page cache, as the kernel's OOM killer and kubelet count it."""
+    usage = _read_int(d / layout.usage)
+    if usage is None:
+        return None
+    return max(0, usage - _stat(d / "memory.stat", layout.inactive))
+
+
+def _tightest(root: Path, version: int, own: str) -> CgroupMemory | None:
+    """The smallest limit set on ``own`` or an ancestor, in one cgroup hierarchy."""
+    layout = _LAYOUTS[version]
+    mount = root / layout.mount
+    best: CgroupMemory | None = None
+    for d in _candidates(mount, own):
+        limit = _read_int(d / layout.limit)
+        if limit is None or (best is not None and limit >= best.limit_bytes):
+            continue
+        best = CgroupMemory(version, _rel(d, mount), limit, _working_set(d, layout))
+    return best
+
+
 def read_cgroup_memory(root: Path | str = "/") -> CgroupMemory | None:
     """
     The tightest cgroup memory limit that applies to this process, with its usage.
@@ -108,30 +150,10 @@ def read_cgroup_memory(root: Path | str = "/") -> CgroupMemory | None:
     """
     root = Path(root)
     v2_path, v1_path = _own_cgroups(root)
-    best: CgroupMemory | None = None
-    if v2_path is not None:
-        mount = root / "sys/fs/cgroup"
-        for d in _candidates(mount, v2_path):
-            limit = _read_int(d / "memory.max")
-            if limit is None or (best is not None and limit >= best.limit_bytes):
-                continue
-            usage = _read_int(d / "memory.current")
-            if usage is not None:
-                usage = max(0, usage - _stat(d / "memory.stat", "inactive_file"))
-            best = CgroupMemory(2, _rel(d, mount), limit, usage)
-        if best is not None:
-            return best
-    if v1_path is not None:
-        mount = root / "sys/fs/cgroup/memory"
-        for d in _candidates(mount, v1_path):
-            limit = _read_int(d / "memory.limit_in_bytes")
-            if limit is None or (best is not None and limit >= best.limit_bytes):
-                continue
-            usage = _read_int(d / "memory.usage_in_bytes")
-            if usage is not None:
-                usage = max(0, usage - _stat(d / "memory.stat", "total_inactive_file"))
-            best = CgroupMemory(1, _rel(d, mount), limit, usage)
-    return best
+    for version, own in ((2, v2_path), (1, v1_path)):
+        if own is not None and (found := _tightest(root, version, own)) is not None:
+            return found
+    return None
 
 
 def refresh_usage(cg: CgroupMemory, root: Path | str = "/") -> CgroupMemory:
@@ -145,15 +167,6 @@ def refresh_usage(cg: CgroupMemory, root: Path | str = "/") -> CgroupMemory:
     Returns:
         A new CgroupMemory with the current working set.
     """
-    root = Path(root)
-    if cg.version == 2:
-        d = root / "sys/fs/cgroup" / cg.path.strip("/")
-        usage = _read_int(d / "memory.current")
-        inactive = "inactive_file"
-    else:
-        d = root / "sys/fs/cgroup/memory" / cg.path.strip("/")
-        usage = _read_int(d / "memory.usage_in_bytes")
-        inactive = "total_inactive_file"
-    if usage is not None:
-        usage = max(0, usage - _stat(d / "memory.stat", inactive))
-    return CgroupMemory(cg.version, cg.path, cg.limit_bytes, usage)
+    layout = _LAYOUTS[cg.version]
+    d = Path(root) / layout.mount / cg.path.strip("/")
+    return CgroupMemory(cg.version, cg.path, cg.limit_bytes, _working_set(d, layout))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import html
 import json
 import logging
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._redact import describe_error
 from ._trend import DEFAULT_WINDOWS, ScaleResult, TrendEngine, make_scales
 
 if TYPE_CHECKING:
@@ -210,6 +210,7 @@ class MemoryLeakDetector:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
+        self._ended: asyncio.Event | None = None  # set when the current run() has finished
         self._baseline: tracemalloc.Snapshot | None = None
         self._started_tracing = False
         self.monitoring = False
@@ -363,12 +364,18 @@ class MemoryLeakDetector:
         """
         import asyncio  # lazily: asyncio is slow to import, and only run() needs it
 
+        if self._running and self._stop is not None and self._stop.is_set():
+            # A restart right after stop_monitoring(): the stopped run is still unwinding
+            # (its cancellation not yet delivered). Let it finish first.
+            assert self._ended is not None
+            await self._ended.wait()
         if self._running:
             raise RuntimeError("this MemoryLeakDetector is already running")
         self._running = True
         self.monitoring = True
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        self._ended = ended = asyncio.Event()
         if self.tracemalloc_frames > 0 and not tracemalloc.is_tracing():
             tracemalloc.start(self.tracemalloc_frames)
             self._started_tracing = True
@@ -401,29 +408,28 @@ class MemoryLeakDetector:
         finally:
             self._running = False
             self.monitoring = False
+            ended.set()
             if self._started_tracing:
                 tracemalloc.stop()
                 self._started_tracing = False
                 self._baseline = None
 
     async def _report(self) -> None:
-        import asyncio  # lazily: asyncio is slow to import, and only run() needs it
+        from .._aio import maybe_await, off_loop  # lazily: they import asyncio
 
         if tracemalloc.is_tracing():
             # A snapshot of a big heap takes a while: off the loop, so it keeps serving.
-            ctx = contextvars.copy_context()
-            loop = asyncio.get_running_loop()
-            analysis = await loop.run_in_executor(None, ctx.run, self.analyze)
+            analysis = await off_loop(self.analyze)
         else:
             analysis = self.analyze()
         logger.warning("memory leak suspected: %s", analysis.to_text())
         if self.on_leak is not None:
+            # Called on the loop (a sync callback may touch the host's asyncio objects); what it
+            # returns is awaited when awaitable (a coroutine, a Future, any __await__ object).
             try:
-                result = self.on_leak(analysis)
-                if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                    await result
-            except Exception:
-                logger.exception("on_leak callback failed")
+                await maybe_await(self.on_leak(analysis))
+            except Exception as err:
+                logger.warning("on_leak callback failed: %s", describe_error(err))
 
     async def _wait(self, delay: float) -> None:
         import asyncio  # lazily: asyncio is slow to import, and only run() needs it

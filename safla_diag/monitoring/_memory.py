@@ -49,6 +49,10 @@ def effective_memory(
     return host_total, host_available, 100.0 * used / host_total if host_total else 0.0
 
 
+def _pct(value: float | None) -> str:
+    return "None" if value is None else f"{value:.1f}%"
+
+
 class MemoryMonitor:
     """
     Memory of this process against the memory it can use: the host's, or its cgroup's limit.
@@ -112,7 +116,7 @@ class MemoryMonitor:
     def __repr__(self) -> str:
         return (
             f"<MemoryMonitor threshold={self.threshold_percent:g}% "
-            f"critical={self.critical_percent:g}% last={self.last_percent} level={self.level}>"
+            f"critical={self.critical_percent:g}% last={_pct(self.last_percent)} level={self.level}>"
         )
 
     # ------------------------------------------------------------------ reading

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._redact import describe_error
 from ._cgroup import read_cgroup_memory
 from ._memory import MB, effective_memory
 
@@ -145,8 +146,8 @@ class VectorMemoryOptimizer:
             try:
                 _clear_method(obj)()
                 cleared += 1
-            except Exception:
-                logger.exception("clearing a registered cache failed")
+            except Exception as err:
+                logger.warning("clearing a registered cache failed: %s", describe_error(err))
         return cleared
 
     # ------------------------------------------------------------------ memory

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import threading
 import time
 from array import array
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import PerformanceError
+from .._redact import describe_error
 
 __all__ = [
     "PerformanceMonitor",
@@ -51,8 +53,9 @@ def _p95_index(n: int) -> tuple[int, float]:
 
 def _check_sample(response_time: object) -> float:
     """The response time as a float, or ValueError for anything that is not a finite time."""
-    if isinstance(response_time, bool) or not isinstance(response_time, int | float):
-        # bool is an int, but True seconds is a bug in the caller, not a time.
+    if isinstance(response_time, bool) or not isinstance(response_time, numbers.Real):
+        # bool is an int, but True seconds is a bug in the caller, not a time. numbers.Real
+        # takes numpy's float32 and int64 and Fraction as well as int and float.
         raise ValueError(
             f"response_time must be a number of seconds, got {type(response_time).__name__}"
         )
@@ -258,8 +261,8 @@ class PerformanceMonitor:
         if self.on_breach is not None:
             try:
                 self.on_breach(err)
-            except Exception:
-                logger.exception("on_breach callback failed")
+            except Exception as err2:
+                logger.warning("on_breach callback failed: %s", describe_error(err2))
 
     # ------------------------------------------------------------------ reading
     def _compute(self) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from safla_diag import ConfigurationError, load_configuration, validate_configuration
 
+from .._caps import run_without_file_privileges
+
 TOML = """\
 database_url = "postgresql://safla@db:5432/safla"
 redis_url = "redis://localhost:6379/0"
@@ -134,6 +136,32 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot read the file: No such file") as info:
         load_configuration(path, environ={})
     assert info.value.source == str(path)
+
+
+def test_file_without_read_permission(tmp_path: Path) -> None:
+    """
+    A file the process may not read is a ConfigurationError naming the file, and the CLI says
+    so on one line with exit 2 (checked in a child that file permissions apply to, even as root).
+    """
+    path = tmp_path / "safla.toml"
+    path.write_text('database_url = "postgresql://app:hunter2@db/x"\n')
+    path.chmod(0)
+    code = (
+        "import sys\n"
+        "from safla_diag import ConfigurationError, load_configuration\n"
+        "try:\n"
+        "    load_configuration(sys.argv[1], environ={})\n"
+        "except ConfigurationError as err:\n"
+        "    print(err.source, '|', '; '.join(err.issues))\n"
+        "from safla_diag._cli import main\n"
+        "sys.exit(main(['config', 'validate', sys.argv[1]]))\n"
+    )
+    proc = run_without_file_privileges(code, str(path))
+    assert proc.stdout == f"{path} | cannot read the file: Permission denied\n"
+    assert proc.returncode == 2
+    [line] = proc.stderr.splitlines()
+    assert str(path) in line and "Permission denied" in line
+    assert "hunter2" not in proc.stdout + proc.stderr
 
 
 def test_directory_is_unreadable(tmp_path: Path) -> None:

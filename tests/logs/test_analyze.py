@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from safla_diag import LogReport, analyze_logs
 
+from .._caps import run_without_file_privileges
 from ._gen import START, TRACEBACK, make_log
 
 KINDS = ["logging", "named", "named_many", "iso", "syslog", "json", "structlog"]
@@ -254,13 +255,41 @@ def test_bad_files_are_skipped_with_reasons(tmp_path: Path) -> None:
     assert reasons["child.log"] == "cannot open: Not a directory"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
 def test_unreadable_file(tmp_path: Path) -> None:
-    """A file without read permission is skipped with the reason."""
-    path = tmp_path / "secret.log"
-    path.write_text("2026-11-28 10:00:00,000 ERROR x\n")
-    path.chmod(0)
-    assert analyze_logs(path).skipped[0].reason == "permission denied"
+    """
+    A file without read permission is skipped with the reason, and the rest is analysed.
+
+    Root reads every file, so the scan runs in a child process that first gives up the
+    capabilities that bypass file permissions; the check is the kernel's, not a mock.
+    """
+    secret = tmp_path / "secret.log"
+    secret.write_text("2026-11-28 10:00:00,000 ERROR x\n")
+    secret.chmod(0)
+    good = tmp_path / "good.log"
+    good.write_text("2026-11-28 10:00:00,000 ERROR y\n")
+    code = (
+        "import json, sys\n"
+        "from safla_diag import analyze_logs\n"
+        "r = analyze_logs(sys.argv[1:])\n"
+        "print(json.dumps([r.counts, [s.reason for s in r.skipped]]))\n"
+    )
+    proc = run_without_file_privileges(code, str(secret), str(good))
+    assert proc.returncode == 0, proc.stderr
+    counts, reasons = json.loads(proc.stdout)
+    assert counts == {"ERROR": 1}
+    assert reasons == ["permission denied"]
+
+
+def test_socket_file_is_skipped(tmp_path: Path) -> None:
+    """A path that open() refuses for another reason (a Unix socket) is skipped, never hangs."""
+    import socket
+
+    path = tmp_path / "app.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+        report = analyze_logs(path)
+    assert report.counts == {}
+    assert report.skipped[0].reason.startswith("cannot open")
 
 
 def test_invalid_utf8_and_long_lines(tmp_path: Path) -> None:
@@ -303,6 +332,37 @@ def test_secrets_are_redacted_in_examples(tmp_path: Path) -> None:
     text = report.to_json() + report.to_text() + report._repr_html_() + repr(report)
     assert "hunter2" not in text
     assert report.templates[0].template == "db: cannot connect <URL>"
+
+
+@pytest.mark.parametrize("kind", ["plain", "json"])
+def test_secrets_never_reach_templates(tmp_path: Path, kind: str) -> None:
+    """
+    Secrets outside URLs (password=..., Bearer ...) are masked in templates too, and records
+    that differ only in the secret share one row.
+    """
+    messages = [
+        "users: login failed password=letmein user=bob",
+        "users: login failed password=opensesame user=bob",
+        "api: rejected header Bearer abcdefXYZ",
+        "api: rejected header Bearer ghijklUVW",
+    ]
+    path = tmp_path / "x.log"
+    if kind == "plain":
+        lines = [f"2026-11-28 10:00:0{i},000 ERROR {m}" for i, m in enumerate(messages)]
+    else:
+        lines = [
+            json.dumps({"time": f"2026-11-28T10:00:0{i}", "level": "error", "message": m})
+            for i, m in enumerate(messages)
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    report = analyze_logs(path)
+    text = report.to_json() + report.to_text() + report._repr_html_() + repr(report)
+    for secret in ("letmein", "opensesame", "abcdefXYZ", "ghijklUVW"):
+        assert secret not in text
+    assert sorted((t.template, t.count) for t in report.templates) == [
+        ("api: rejected header Bearer ***", 2),
+        ("users: login failed password=*** user=bob", 2),
+    ]
 
 
 def test_report_outputs(tmp_path: Path) -> None:

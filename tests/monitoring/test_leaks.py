@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import subprocess
@@ -229,6 +230,25 @@ async def test_stop_before_the_task_ran() -> None:
     assert det.samples == 0
 
 
+async def test_restart_right_after_stop() -> None:
+    """start_monitoring() right after stop_monitoring() starts a fresh run once the old one ends."""
+    ticks = Ticks()
+    det = MemoryLeakDetector(sample_interval=3600, clock=ticks)
+    first = det.start_monitoring()
+    await ticks.reach(1)
+    det.stop_monitoring()
+    second = det.start_monitoring()
+    assert second is not first
+    await ticks.reach(2)  # the new run samples: it did not die with "already running"
+    assert det.monitoring
+    assert first.cancelled()
+    assert not second.done()
+    det.stop_monitoring()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(second, 5)
+    assert not det.monitoring
+
+
 @settings(max_examples=20)
 @given(
     seed=st.integers(0, 10**6),
@@ -351,6 +371,67 @@ async def test_leak_found_by_run_reports_while_tracing() -> None:
     assert seen[0].leaking
     assert seen[0].slope_mb_per_hour > 1000
     assert not tracemalloc.is_tracing()
+
+
+class _Awaitable:
+    """An awaitable that is neither a coroutine nor a Future (its own __await__)."""
+
+    def __init__(self, done: list[str]) -> None:
+        self.done = done
+
+    def __await__(self) -> Iterator[None]:
+        yield from asyncio.sleep(0).__await__()
+        self.done.append("awaited")
+
+
+async def test_on_leak_results_are_awaited_and_failures_redacted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """
+    Whatever awaitable on_leak returns is awaited; a failing on_leak is logged on one redacted
+    line without a traceback, and monitoring goes on.
+    """
+    now = [0.0]
+    done: list[str] = []
+    calls = [0]
+    reported = asyncio.Event()
+
+    def on_leak(a: LeakAnalysis) -> _Awaitable:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("pager https://ops:hunter2@pager.example is down")
+        reported.set()
+        return _Awaitable(done)
+
+    async def fake_sleep(delay: float) -> None:
+        now[0] += delay
+        await asyncio.sleep(0)
+
+    det = MemoryLeakDetector(
+        check_interval=5,
+        sample_interval=5,
+        process=RampProcess(),  # type: ignore[arg-type]
+        on_leak=on_leak,
+        clock=lambda: now[0],
+        sleep=fake_sleep,
+    )
+    with caplog.at_level(logging.WARNING, logger="safla_diag.monitoring"):
+        task = det.start_monitoring()
+        try:
+            await asyncio.wait_for(reported.wait(), 20)
+            for _ in range(100):
+                if done:
+                    break
+                await asyncio.sleep(0)
+        finally:
+            det.stop_monitoring()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert done == ["awaited"]
+    [failed] = [r for r in caplog.records if "on_leak" in r.getMessage()]
+    assert "RuntimeError: pager https://ops:***@pager.example is down" in failed.getMessage()
+    assert failed.exc_info is None
+    assert "hunter2" not in caplog.text
 
 
 # ---------------------------------------------------------------------- real processes

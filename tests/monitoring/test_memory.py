@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from safla_diag import MemoryMonitor, MemoryPressureError
-from safla_diag.monitoring._cgroup import read_cgroup_memory
+from safla_diag.monitoring._cgroup import read_cgroup_memory, refresh_usage
 from safla_diag.monitoring._memory import effective_memory
 
 GB = 1024**3
@@ -105,6 +105,29 @@ def test_usage_is_reread_while_the_limit_is_cached(tmp_path: Path) -> None:
     now[0] += 61
     later = mon.cgroup()
     assert later is not None and later.limit_bytes == 2 * GB
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_refresh_usage_rereads_the_working_set(tmp_path: Path, version: int) -> None:
+    """refresh_usage() rereads usage minus inactive file cache, keeping version, path and limit."""
+    MB = 1024**2
+    if version == 2:
+        root = fake_v2(tmp_path, current=100 * MB)
+        usage, stat = root / "sys/fs/cgroup/app/memory.current", "inactive_file"
+        folder = root / "sys/fs/cgroup/app"
+    else:
+        root = fake_v1(tmp_path, usage=100 * MB)
+        folder = root / "sys/fs/cgroup/memory/docker/abc"
+        usage, stat = folder / "memory.usage_in_bytes", "total_inactive_file"
+    cg = read_cgroup_memory(root)
+    assert cg is not None and cg.usage_bytes == 100 * MB
+    usage.write_text(f"{400 * MB}\n")
+    (folder / "memory.stat").write_text(f"{stat} {150 * MB}\n")
+    fresh = refresh_usage(cg, root)
+    assert (fresh.version, fresh.path, fresh.limit_bytes) == (cg.version, cg.path, cg.limit_bytes)
+    assert fresh.usage_bytes == 250 * MB
+    usage.unlink()
+    assert refresh_usage(cg, root).usage_bytes is None
 
 
 def test_no_cgroup_files(tmp_path: Path) -> None:
@@ -221,6 +244,15 @@ def test_ok_level(tmp_path: Path) -> None:
     mon = MemoryMonitor(cgroup_root=tmp_path)
     assert mon.check_memory_usage() < 85
     assert mon.level == "ok"
+
+
+def test_repr_is_short(tmp_path: Path) -> None:
+    """The repr shows the last percent rounded, not a float's seventeen digits."""
+    mon = MemoryMonitor(cgroup_root=tmp_path)
+    assert "last=None" in repr(mon)
+    pct = mon.check_memory_usage()
+    assert f"last={pct:.1f}% level=ok>" in repr(mon)
+    assert len(repr(mon)) < 80
 
 
 @pytest.mark.parametrize(("warn", "crit"), [(0, 95), (90, 80), (85, 101), (-1, 50)])

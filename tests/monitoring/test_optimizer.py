@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 from pathlib import Path
 
 import pytest
@@ -91,19 +92,26 @@ def test_object_without_clear_is_refused(tmp_path: Path) -> None:
         VectorMemoryOptimizer(cgroup_root=tmp_path).register_cache(object())
 
 
-def test_failing_clear_is_logged_not_raised(tmp_path: Path) -> None:
-    """A cache whose clear() fails does not stop the others."""
+def test_failing_clear_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cache whose clear() fails does not stop the others; its error is logged redacted."""
 
     class Bad:
         def clear(self) -> None:
-            raise RuntimeError("nope")
+            raise RuntimeError("cannot reach redis://:hunter2@cache")
 
     bad, good = Bad(), Cache(a=b"1")
     opt = VectorMemoryOptimizer(cgroup_root=tmp_path)
     opt.register_cache(bad)
     opt.register_cache(good)
-    assert opt.clear_caches() == 1
+    with caplog.at_level(logging.WARNING, logger="safla_diag.monitoring"):
+        assert opt.clear_caches() == 1
     assert good == {}
+    [failed] = caplog.records
+    assert failed.getMessage().endswith("RuntimeError: cannot reach redis://:***@cache")
+    assert failed.exc_info is None
+    assert "hunter2" not in caplog.text
 
 
 @pytest.mark.parametrize("pct", [0, -5, 101])

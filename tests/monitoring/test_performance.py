@@ -46,6 +46,23 @@ def test_error_rate_is_over_the_window_and_totals_since_start(
     assert stats["total_errors"] == sum(not f for f in flags)
 
 
+def test_numeric_types_beyond_float_are_times() -> None:
+    """numpy scalars (float32, int64) and Fractions are numbers of seconds like float and int."""
+    from fractions import Fraction
+
+    mon = PerformanceMonitor(10)
+    for t in (np.float32(0.5), np.int64(1), Fraction(1, 4), np.float64(0.25)):
+        mon.record_request(t)  # type: ignore[arg-type]
+    stats = mon.get_performance_stats()
+    assert stats["total_requests"] == 4
+    assert stats["max_response_time"] == 1.0
+    assert stats["min_response_time"] == 0.25
+    with pytest.raises(ValueError):
+        mon.record_request(np.float32("nan"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        mon.record_request(np.bool_(True))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "bad", [-0.001, math.nan, math.inf, -math.inf, "1.0", None, True, [1.0], complex(1, 0)]
 )
@@ -97,15 +114,20 @@ def test_breach_is_reported_again_after_it_cleared() -> None:
     assert len(seen) == 2
 
 
-def test_failing_callback_does_not_break_the_request() -> None:
-    """An exception in on_breach is logged, not propagated."""
+def test_failing_callback_does_not_break_the_request(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception in on_breach is logged on one redacted line (no traceback), not propagated."""
 
     def boom(err: PerformanceError) -> None:
-        raise RuntimeError("callback bug")
+        raise RuntimeError("alert to https://hooks:hunter2@alerts.example failed")
 
     mon = PerformanceMonitor(10, max_avg_s=0.1, min_samples=1, on_breach=boom)
-    mon.record_request(5.0)
+    with caplog.at_level(logging.WARNING, logger="safla_diag.monitoring"):
+        mon.record_request(5.0)
     assert mon.get_performance_stats()["total_requests"] == 1
+    [failed] = [r for r in caplog.records if "on_breach" in r.getMessage()]
+    assert "RuntimeError: alert to https://hooks:***@alerts.example" in failed.getMessage()
+    assert failed.exc_info is None
+    assert "hunter2" not in caplog.text
 
 
 def test_strict_raises_like_the_guide() -> None:
