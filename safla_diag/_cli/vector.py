@@ -148,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         _emit(args, doc, "\n".join(lines))
         return EXIT_OK if restored else EXIT_FINDINGS
     if action == "rebuild-index":
+        from .._errors import RecoveryError
+
         source = Path(args.source)
         if not source.is_file():
             raise UsageError(f"no such file: {source}")
@@ -161,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
             )
         except ValueError as err:
             raise UsageError(str(err)) from None
+        except RecoveryError as err:  # the data, not the command line: a failed rebuild
+            _emit(args, {"ok": False, "error": str(err)}, f"rebuild failed: {err}")
+            return EXIT_FINDINGS
         health = recovery.diagnose()
         _emit(
             args,

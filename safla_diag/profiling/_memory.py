@@ -239,8 +239,10 @@ class MemoryProfiler:
 
     def stop_tracing(self) -> None:
         """
-        Stop tracing; tracemalloc itself stops only if it was not running before we started it
-        (and no other MemoryProfiler still uses it). Snapshots stay available for analysis.
+        Stop tracing; snapshots stay available for analysis.
+
+        tracemalloc itself stops only if it was not running before we started it and no other
+        MemoryProfiler still uses it.
         """
         with self._lock:
             if not self._tracing:

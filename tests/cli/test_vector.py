@@ -64,6 +64,19 @@ def test_restore_refuses_a_backup_outside_the_backup_folder(tmp_path: Path) -> N
     assert "refusing" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_rebuild_from_vectors_with_nan_fails_with_exit_1(tmp_path: Path) -> None:
+    """Source vectors holding NaN are a failed rebuild (1), naming the vector, not a usage error."""
+    bad = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    bad[7, 2] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    r = run_cli(
+        "vector", "rebuild-index", str(tmp_path / "data"), "--from", str(tmp_path / "bad.npy")
+    )
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "vector 7" in r.stdout and "Traceback" not in r.stderr
+    assert not (tmp_path / "data" / "vector_index.faiss").exists()
+
+
 def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     """Missing --from, a missing file, a bad number, a bad factory: exit 2, one line."""
     data = str(tmp_path / "data")
