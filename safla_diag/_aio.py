@@ -8,7 +8,6 @@ awaited only when what they return is awaitable.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import inspect
@@ -26,6 +25,8 @@ async def off_loop(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 
     The caller's contextvars are copied into the call, as structlog's async log methods do.
     """
+    import asyncio  # lazily: layers that only need is_async_callable must not pay for asyncio
+
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
