@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import html
@@ -259,17 +260,26 @@ def _expand(paths: PathArg | Iterable[PathArg]) -> list[PathArg]:
     return list(paths)
 
 
-def _open(path: str) -> io.FileIO | gzip.GzipFile:
+def _open(path: str, stack: contextlib.ExitStack) -> Stream:
+    """
+    Open a log for reading, gunzipping when it starts with the gzip magic; ``stack`` closes it.
+
+    A pipe (a named FIFO, bash's ``<(command)``) cannot seek, so its magic is peeked through a
+    buffer rather than read and rewound. Like ``cat`` and ``grep``, opening a named FIFO waits
+    for a writer.
+    """
     raw = io.FileIO(path, "rb")
-    try:
-        magic = raw.read(2)
-        raw.seek(0)
-    except OSError:
-        raw.close()
-        raise
+    stack.enter_context(raw)
+    if not raw.seekable():
+        buffered = stack.enter_context(io.BufferedReader(raw))
+        stream = _wrap_stream(buffered)
+        if stream is not buffered:
+            stack.enter_context(cast(gzip.GzipFile, stream))
+        return stream
+    magic = raw.read(2)
+    raw.seek(0)
     if magic == b"\x1f\x8b":
-        raw.close()
-        return gzip.GzipFile(path, mode="rb")
+        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
     return raw
 
 
@@ -429,16 +439,16 @@ def _scan_path(path: str, opts: ScanOptions, acc: Accumulator) -> None:
     if os.path.isdir(path):
         acc.skipped.append(_skip(path, "is a directory"))
         return
-    try:
-        stream = _open(path)
-    except FileNotFoundError:
-        acc.skipped.append(_skip(path, "not found"))
-        return
-    except PermissionError:
-        acc.skipped.append(_skip(path, "permission denied"))
-        return
-    except OSError as err:
-        acc.skipped.append(_skip(path, f"cannot open: {err.strerror or err}"))
-        return
-    with stream:
+    with contextlib.ExitStack() as stack:
+        try:
+            stream = _open(path, stack)
+        except FileNotFoundError:
+            acc.skipped.append(_skip(path, "not found"))
+            return
+        except PermissionError:
+            acc.skipped.append(_skip(path, "permission denied"))
+            return
+        except OSError as err:
+            acc.skipped.append(_skip(path, f"cannot open: {err.strerror or err}"))
+            return
         scan_stream(redact(path), stream, opts, acc)

@@ -280,6 +280,39 @@ def test_unreadable_file(tmp_path: Path) -> None:
     assert reasons == ["permission denied"]
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("compressed", [False, True])
+def test_fifo_and_process_substitution(tmp_path: Path, compressed: bool) -> None:
+    """
+    A named pipe (and so bash's <(command), a /dev/fd pipe) is read like a file, gzip too:
+    a pipe cannot seek, so the gzip magic is peeked, not read and rewound.
+    """
+    import threading
+
+    data = b"".join(
+        f"2026-11-28 10:00:0{i},000 {lv} app: request {i} failed\n".encode()
+        for i, lv in enumerate(["ERROR", "INFO", "ERROR", "WARNING"])
+    )
+    if compressed:
+        data = gzip.compress(data)
+    fifo = tmp_path / "pipe.log"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        report = analyze_logs(fifo)
+    finally:
+        writer.join(10)
+    assert report.skipped == ()
+    assert report.counts == {"ERROR": 2, "INFO": 1, "WARNING": 1}
+    assert [(t.template, t.count) for t in report.templates] == [("app: request <NUM> failed", 2)]
+
+
 def test_socket_file_is_skipped(tmp_path: Path) -> None:
     """A path that open() refuses for another reason (a Unix socket) is skipped, never hangs."""
     import socket
