@@ -2,7 +2,8 @@
 The leak simulation: our detector (through ``leak_adapter.py``) against the acceptance targets.
 
 The simulation script is shared with the acceptance case and is not part of this repository;
-point at it with ``--sim PATH`` or the ``LEAK_SIM`` environment variable. Without it, this
+it is found in the shared tools folder beside the repository, or given with ``--sim PATH`` or the
+``LEAK_SIM`` environment variable. Without it, this
 benchmark says so and exits 0.
 
 Run: python benchmarks/bench_monitoring_leaks.py --sim path/to/leak_sim.py [--all]
@@ -53,7 +54,10 @@ def run(sim: str, *args: str) -> list[dict[str, object]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("--sim", default=os.environ.get("LEAK_SIM"))
+    # The shared tools folder sits beside the repository; LEAK_SIM or --sim point elsewhere.
+    beside = Path(__file__).resolve().parents[2] / "shared" / "tools" / "leak_sim.py"
+    default = os.environ.get("LEAK_SIM") or (str(beside) if beside.is_file() else None)
+    ap.add_argument("--sim", default=default)
     ap.add_argument("--all", action="store_true", help="also 15 s and 1 s sampling")
     a = ap.parse_args()
     if not a.sim or not Path(a.sim).is_file():

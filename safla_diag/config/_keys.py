@@ -449,7 +449,7 @@ _TABLE = (
         default=85.0, env=_env_number, convert=float),
     Key("memory_critical_percent", _percent, "memory use that is critical, 0-100, >= the threshold",
         default=95.0, env=_env_number, convert=float),
-    Key("leak_check_interval", _positive_number, "seconds between memory-leak samples",
+    Key("leak_check_interval", _positive_number, "seconds between leak checks; a continuing leak is re-reported this often",
         default=300.0, env=_env_number, convert=float),
     Key("log_level", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL", convert=_upper),
     Key("environment", _text, "free-form name of the deployment (production, staging, ...)"),

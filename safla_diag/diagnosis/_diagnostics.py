@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import attrs
 
 from .._aio import off_loop
-from .._redact import redact, redact_value
+from .._redact import describe_error, redact, redact_value
 from ..checks import acheck_external_services, check_dependencies
 from ..checks._sync import run_sync
 from ..checks._targets import parse_targets
@@ -866,7 +866,7 @@ async def _run_section(section: _Section, ctx: _Context, budget: float) -> Secti
             [_f(section.name, "warning", f"check did not finish within {budget:g} s")],
         )
     except Exception as err:  # one broken check must not break the report
-        log.debug("section %s failed", section.name, exc_info=True)
+        log.debug("section %s failed: %s", section.name, describe_error(err))
         facts, findings = (
             {},
             [

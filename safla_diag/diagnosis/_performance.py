@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import inspect
 import logging
 import math
@@ -13,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._aio import is_async_callable, off_loop
 from .._redact import redact
 
 __all__ = ["DEFAULT_THRESHOLDS", "RECOMMENDATIONS", "PerformanceDiagnostic"]
@@ -145,16 +144,12 @@ class PerformanceDiagnostic:
         return f"<PerformanceDiagnostic probes={sorted(self.probes)} repeat={self.repeat}>"
 
     async def _call(self, fn: Callable[[], Any]) -> tuple[float, Any]:
-        loop = asyncio.get_running_loop()
-        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "func", None)
-        ):
+        if is_async_callable(fn):
             t0 = time.perf_counter()
             result = await fn()
             return time.perf_counter() - t0, result
 
-        ctx = contextvars.copy_context()
-        took, result = await loop.run_in_executor(None, functools.partial(ctx.run, _timed_call, fn))
+        took, result = await off_loop(_timed_call, fn)
         if inspect.isawaitable(result):  # a callable object or partial that returns a coroutine
             t0 = time.perf_counter()
             result = await result

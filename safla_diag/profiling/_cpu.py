@@ -38,7 +38,7 @@ from cProfile import Profile
 from time import perf_counter
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from .._redact import redact
+from .._redact import describe_error, redact
 from . import _targets
 from ._report import FuncKey, ProfileReport, StatsDict, check_sort, check_top, merge_stats
 from ._report import stats_from_profile as _stats_from_profile
@@ -284,15 +284,17 @@ class CPUProfiler:
             if self.on_report is not None:
                 try:
                     self.on_report(report)
-                except Exception:
+                except Exception as err:
                     logger.warning(
-                        "on_report callback failed for the profile of %s",
+                        "on_report callback failed for the profile of %s: %s",
                         redact(report.label),
-                        exc_info=True,
+                        describe_error(err),
                     )
             return report
-        except Exception:  # a profiler must never break the code it measures
-            logger.warning("could not finish the profile of %s", redact(label), exc_info=True)
+        except Exception as err:  # a profiler must never break the code it measures
+            logger.warning(
+                "could not finish the profile of %s: %s", redact(label), describe_error(err)
+            )
             return None
 
     # -- manual spans -------------------------------------------------------------------------

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any, ParamSpec, TypeVar, cast
 
-from .._redact import redact
+from .._redact import describe_error, redact
 from .._types import RequestRecorder
 from . import _targets
 
@@ -59,16 +60,16 @@ def timed(monitor: RequestRecorder, /) -> Callable[[Callable[P, T]], Callable[P,
 
         def recorder_failed() -> None:
             failures[0] += 1
-            # The first failure is worth a warning with its traceback; a broken monitor must
-            # not flood the host's logs afterwards.
+            # The first failure is worth a warning; a broken monitor must not flood the host's
+            # logs afterwards. One redacted line, no traceback: it would carry the host's secrets.
             level = logging.WARNING if failures[0] == 1 else logging.DEBUG
             logger.log(
                 level,
-                "%s.record_request failed (%d times); the call to %s is not recorded",
+                "%s.record_request failed (%d times: %s); the call to %s is not recorded",
                 owner,
                 failures[0],
+                describe_error(sys.exc_info()[1] or Exception()),
                 redact(name),
-                exc_info=failures[0] == 1,
             )
 
         def call_failed(elapsed: float) -> None:
