@@ -119,7 +119,8 @@ def test_broken_recorder_never_breaks_the_call(caplog: pytest.LogCaptureFixture)
     # one warning per decorated function, then quieter
     assert len(warnings) == 2
     assert "BrokenRecorder.record_request failed" in warnings[0].getMessage()
-    assert warnings[0].exc_info is not None
+    assert warnings[0].exc_info is None  # one redacted line: no host traceback
+    assert "RuntimeError: monitor is broken" in warnings[0].getMessage()
     assert any(r.levelno == logging.DEBUG and "2 times" in r.getMessage() for r in caplog.records)
 
 
