@@ -17,9 +17,12 @@ from ._errors import (
     IndexCorruptionError,
     MCPRecoveryError,
     MemoryPressureError,
+    OutcomeUnknown,
     PerformanceError,
+    QueueStoreError,
     RecoveryError,
     SaflaDiagError,
+    ServerUnavailable,
 )
 from ._redact import redact
 
@@ -36,7 +39,7 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
     from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
     from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
     from .logs import LogReport, analyze_logs
-    from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, OutcomeUnknown, RecoveringSession
+    from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, RecoveringSession
     from .monitoring import (
         LeakAnalysis,
         MemoryLeakDetector,
@@ -75,10 +78,12 @@ __all__ = [
     "PerformanceError",
     "PerformanceMonitor",
     "ProfileReport",
+    "QueueStoreError",
     "RecoveringSession",
     "RecoveryError",
     "SaflaConfig",
     "SaflaDiagError",
+    "ServerUnavailable",
     "ServiceReport",
     "ServiceResult",
     "VectorIndexRecovery",
@@ -123,7 +128,6 @@ _LAZY: dict[str, str] = {
     "MemoryLeakDetector": "monitoring",
     "MemoryMonitor": "monitoring",
     "MemoryProfiler": "profiling",
-    "OutcomeUnknown": "mcp_retry",
     "PackageStatus": "checks",
     "PerformanceDiagnostic": "diagnosis",
     "PerformanceMonitor": "monitoring",

@@ -11,14 +11,18 @@ that ``except ValueError`` or ``except ConnectionError`` in a host keeps working
     ├── MemoryPressureError(SaflaDiagError)              never shadows the builtin MemoryError
     ├── IndexCorruptionError(SaflaDiagError)
     └── RecoveryError(SaflaDiagError)
+        ├── QueueStoreError(RecoveryError)               .location: the queue file or redacted URL
         └── MCPRecoveryError(RecoveryError, ConnectionError)
+            ├── ServerUnavailable(MCPRecoveryError)      .server_id, .attempts, .circuit_open, ...
+            └── OutcomeUnknown(MCPRecoveryError)         .task, .outcome, .saved
 
 Messages are passed through :func:`safla_diag.redact` so that no secret ends up in a traceback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ._redact import redact
 
@@ -28,9 +32,12 @@ __all__ = [
     "IndexCorruptionError",
     "MCPRecoveryError",
     "MemoryPressureError",
+    "OutcomeUnknown",
     "PerformanceError",
+    "QueueStoreError",
     "RecoveryError",
     "SaflaDiagError",
+    "ServerUnavailable",
 ]
 
 
@@ -76,7 +83,23 @@ class DependencyError(SaflaDiagError):
 
 
 class PerformanceError(SaflaDiagError):
-    """A performance threshold was breached (raised by explicit checks, or with ``strict=True``)."""
+    """
+    A performance threshold was breached (raised by explicit checks, or with ``strict=True``).
+
+    Attributes:
+        kind: Which threshold: ``"avg"``, ``"p95"`` or ``"error_rate"`` (``None`` when not known).
+        stats: The monitor's statistics at the breach (empty when not known).
+    """
+
+    kind: str | None
+    stats: dict[str, Any]
+
+    def __init__(
+        self, message: str, *, kind: str | None = None, stats: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.stats = dict(stats or {})
 
 
 class MemoryPressureError(SaflaDiagError):
@@ -93,3 +116,72 @@ class RecoveryError(SaflaDiagError):
 
 class MCPRecoveryError(RecoveryError, ConnectionError):
     """Every attempt to recover a connection to an MCP server failed."""
+
+
+class QueueStoreError(RecoveryError):
+    """
+    The queue file (or database) cannot be used: corrupt, foreign, newer than this library.
+
+    Attributes:
+        location: The file (or redacted URL) of the queue.
+    """
+
+    location: str
+
+    def __init__(self, message: str, *, location: str) -> None:
+        self.location = redact(location)
+        super().__init__(message)
+
+
+class ServerUnavailable(MCPRecoveryError):
+    """
+    An MCP server could not be recovered, or its circuit breaker is open.
+
+    Attributes:
+        server_id: The server.
+        attempts: Connect attempts made by this recovery (0 when the breaker refused at once).
+        circuit_open: True when the call failed fast because the server is known down.
+        retry_after: Seconds until the breaker allows a probe.
+        last_error: The last attempt's error, redacted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        server_id: str,
+        attempts: int,
+        circuit_open: bool,
+        retry_after: float,
+        last_error: str | None,
+    ) -> None:
+        super().__init__(message)
+        self.server_id = server_id
+        self.attempts = attempts
+        self.circuit_open = circuit_open
+        self.retry_after = retry_after
+        self.last_error = last_error
+
+
+class OutcomeUnknown(MCPRecoveryError):
+    """
+    A tool call may or may not have run (timeout or drop mid-call), and the tool is neither
+    read-only nor idempotent, so it was not retried automatically.
+
+    Attributes:
+        task: The call as a task mapping (``id``, ``server``, ``tool``, ``arguments``).
+        outcome: Why the outcome is unknown (a ``CallOutcome``).
+        saved: Whether it was handed to the queue as "needs decision" (a dead letter).
+    """
+
+    def __init__(self, message: str, *, task: dict[str, Any], outcome: Any, saved: bool) -> None:
+        super().__init__(message)
+        self.task = task
+        self.outcome = outcome
+        self.saved = saved
+
+
+# Exported names show where users import them from (``safla_diag.ServerUnavailable``), as httpx does.
+for _name in __all__:
+    globals()[_name].__module__ = "safla_diag"
+del _name

@@ -31,7 +31,9 @@ EXTRA: set[str] = {
     "MCPServer",
     "OutcomeUnknown",
     "PackageStatus",
+    "QueueStoreError",
     "RecoveringSession",
+    "ServerUnavailable",
     "register_opentelemetry",
     "register_prometheus",
 }
@@ -68,6 +70,24 @@ def test_error_tree() -> None:
     assert issubclass(e.MCPRecoveryError, ConnectionError)
     assert e.MemoryPressureError is not MemoryError
     assert not issubclass(e.MemoryPressureError, MemoryError)
+    assert issubclass(e.QueueStoreError, e.RecoveryError)
+    assert issubclass(e.ServerUnavailable, e.MCPRecoveryError)
+    assert issubclass(e.OutcomeUnknown, e.MCPRecoveryError)
+
+
+def test_errors_show_the_public_module() -> None:
+    """Every exported error reprs as safla_diag.X, where users import it from."""
+    for name in safla_diag.__all__:
+        obj = getattr(safla_diag, name)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            assert obj.__module__ == "safla_diag", name
+
+
+def test_performance_error_declares_its_data() -> None:
+    """kind and stats are constructor arguments, not attributes patched on afterwards."""
+    err = safla_diag.PerformanceError("slow", kind="p95", stats={"p95_response_time": 2.0})
+    assert (err.kind, err.stats) == ("p95", {"p95_response_time": 2.0})
+    assert safla_diag.PerformanceError("slow").kind is None
 
 
 def test_configuration_error_carries_every_issue() -> None:

@@ -16,42 +16,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .._errors import MCPRecoveryError
+from .._errors import ServerUnavailable
 from .._redact import redact
 from ._breaker import CircuitBreaker
 from ._util import call_host, describe_error, logger
 
 __all__ = ["MCPConnectionRecovery", "ServerUnavailable"]
-
-
-class ServerUnavailable(MCPRecoveryError):
-    """
-    An MCP server could not be recovered, or its circuit breaker is open.
-
-    Attributes:
-        server_id: The server.
-        attempts: Connect attempts made by this recovery (0 when the breaker refused at once).
-        circuit_open: True when the call failed fast because the server is known down.
-        retry_after: Seconds until the breaker allows a probe.
-        last_error: The last attempt's error, redacted.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        server_id: str,
-        attempts: int,
-        circuit_open: bool,
-        retry_after: float,
-        last_error: str | None,
-    ) -> None:
-        super().__init__(message)
-        self.server_id = server_id
-        self.attempts = attempts
-        self.circuit_open = circuit_open
-        self.retry_after = retry_after
-        self.last_error = last_error
 
 
 class _Flight:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from .._errors import MCPRecoveryError
+from .._errors import MCPRecoveryError, OutcomeUnknown
 from .._lazy import import_optional
 from .._redact import redact
 from ._connection import MCPConnectionRecovery
@@ -100,24 +100,6 @@ def classify_error(err: BaseException) -> CallOutcome:
         if CallOutcome.TRANSPORT_DEAD in outcomes:
             return CallOutcome.TRANSPORT_DEAD
     return CallOutcome.PROTOCOL_ERROR
-
-
-class OutcomeUnknown(MCPRecoveryError):
-    """
-    A tool call may or may not have run (timeout or drop mid-call), and the tool is neither
-    read-only nor idempotent, so it was not retried automatically.
-
-    Attributes:
-        task: The call as a task mapping (``id``, ``server``, ``tool``, ``arguments``).
-        outcome: Why the outcome is unknown.
-        saved: Whether it was handed to the queue as "needs decision" (a dead letter).
-    """
-
-    def __init__(self, message: str, *, task: dict[str, Any], outcome: CallOutcome, saved: bool):
-        super().__init__(message)
-        self.task = task
-        self.outcome = outcome
-        self.saved = saved
 
 
 class _Live:

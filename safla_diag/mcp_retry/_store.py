@@ -36,8 +36,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 import attrs
 
 from .._aio import off_loop
-from .._errors import RecoveryError
-from .._redact import redact
+from .._errors import QueueStoreError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -59,21 +58,6 @@ KIND = "safla_diag.mcp_task_queue"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 T = TypeVar("T")
-
-
-class QueueStoreError(RecoveryError):
-    """
-    The queue file (or database) cannot be used: corrupt, foreign, newer than this library.
-
-    Attributes:
-        location: The file (or redacted URL) of the queue.
-    """
-
-    location: str
-
-    def __init__(self, message: str, *, location: str) -> None:
-        self.location = redact(location)
-        super().__init__(message)
 
 
 @attrs.frozen(kw_only=True)

@@ -251,10 +251,7 @@ class PerformanceMonitor:
             msg = f"High P95 response time: {stats['p95_response_time']:.3f}s > {self.max_p95_s:g}s"
         else:
             msg = f"High error rate: {stats['error_rate']:.1%} > {self.max_error_rate:.1%}"
-        err = PerformanceError(msg)
-        err.kind = kind  # type: ignore[attr-defined]
-        err.stats = stats  # type: ignore[attr-defined]
-        return err
+        return PerformanceError(msg, kind=kind, stats=stats)
 
     def _report(self, err: PerformanceError) -> None:
         logger.warning("performance threshold breached: %s", err)
