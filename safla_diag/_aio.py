@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["call_host", "is_async_callable", "maybe_await", "off_loop"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["call_host", "is_async_callable", "maybe_await", "off_loop", "run_sync"]
 
 T = TypeVar("T")
 
@@ -41,12 +44,18 @@ async def maybe_await(value: Any) -> Any:
 
 
 def is_async_callable(fn: object) -> bool:
-    """Whether calling ``fn`` returns a coroutine (sees through partials and ``__call__``)."""
+    """
+    Whether calling ``fn`` returns a coroutine: coroutine functions, partials of them, and objects
+    whose type has an ``async def __call__`` (the one test the whole package uses).
+    """
     while isinstance(fn, functools.partial):
         fn = fn.func
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - a callable object's async __call__
-    )
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if inspect.isfunction(fn) or inspect.ismethod(fn):
+        return False
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - the type's, not the instance's
+    return call is not None and inspect.iscoroutinefunction(call)
 
 
 async def call_host(fn: Callable[..., Any], /, *args: Any) -> Any:
@@ -58,3 +67,62 @@ async def call_host(fn: Callable[..., Any], /, *args: Any) -> Any:
     """
     result = fn(*args) if is_async_callable(fn) else await off_loop(fn, *args)
     return await maybe_await(result)
+
+
+def run_sync(factory: Callable[[], Coroutine[Any, Any, T]], name: str, async_name: str) -> T:
+    """
+    Run a coroutine to completion for a caller that has no event loop.
+
+    This is the only place the library runs a loop, and only for the sync twins of the contract
+    (``check_external_services``, ``Diagnostics.doctor``). Inside a running loop (a service,
+    Jupyter) it refuses, because blocking that loop would stall the host: await the async twin.
+
+    Unlike ``asyncio.run``, it does not wait for executor threads on the way out: a name lookup
+    stuck in ``getaddrinfo`` (a dead DNS server) must not hold the answer past its timeout. Such a
+    thread finishes on its own, after the result has been returned.
+
+    Args:
+        factory: Makes the coroutine; called only once we know we may run it.
+        name: The sync function's name, for the error message.
+        async_name: The async twin to recommend.
+
+    Returns:
+        What the coroutine returned.
+
+    Raises:
+        RuntimeError: When called from inside a running event loop.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            f"{name}() cannot run inside a running event loop (it would block it); "
+            f"use `await {async_name}(...)` instead"
+        )
+    loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(thread_name_prefix="asyncio")
+    loop.set_default_executor(executor)
+    try:
+        return loop.run_until_complete(factory())
+    finally:
+        try:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+            loop.close()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    import asyncio
+
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

@@ -9,8 +9,7 @@ import time
 from typing import Any
 
 from .._redact import redact
-from ..mcp_retry._backends import inspect_store
-from ..mcp_retry._store import QueueStats
+from ..mcp_retry import QueueStats, inspect_store
 from . import EXIT_FINDINGS, EXIT_OK, UsageError
 
 __all__ = ["register", "run"]

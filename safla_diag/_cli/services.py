@@ -56,7 +56,7 @@ def register(sub: Any) -> None:
 
 
 def _holders(ports: list[int]) -> tuple[list[str], list[dict[str, Any]]]:
-    from ..checks._ports import port_holders
+    from ..checks import port_holders
 
     lines, rows = [], []
     for port in ports:
@@ -81,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
     """Probe and print; exit 1 when a service is not ok."""
     import json
 
-    from ..checks import check_external_services
-    from ..checks._targets import parse_targets
+    from ..checks import check_external_services, parse_targets
     from ..config import load_configuration
 
     config: dict[str, Any] = {}

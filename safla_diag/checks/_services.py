@@ -20,14 +20,13 @@ from typing import Any
 
 import attrs
 
-from .._aio import off_loop
+from .._aio import off_loop, run_sync
 from .._redact import redact
 from ._http import probe_http, probe_mcp
 from ._net import Outcome, Phase, classify_error, connect, hostport, is_local, resolve
 from ._ports import describe_holders
 from ._postgres import probe_postgres
 from ._redis import probe_redis
-from ._sync import run_sync
 from ._targets import Target, parse_targets
 
 __all__ = ["ServiceReport", "ServiceResult", "acheck_external_services", "check_external_services"]

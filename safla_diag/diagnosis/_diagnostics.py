@@ -28,11 +28,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
-from .._aio import off_loop
+from .._aio import off_loop, run_sync
 from .._redact import describe_error, redact, redact_value
-from ..checks import acheck_external_services, check_dependencies
-from ..checks._sync import run_sync
-from ..checks._targets import parse_targets
+from ..checks import acheck_external_services, check_dependencies, parse_targets
 from ..config import SaflaConfig, load_configuration, validate_configuration
 
 if TYPE_CHECKING:
@@ -599,9 +597,8 @@ _OVERDUE_S = 600.0
 
 
 async def _mcp_queue(ctx: _Context) -> Outcome:
-    from .._errors import DependencyError
-    from ..mcp_retry._backends import is_postgres_url, store_for
-    from ..mcp_retry._store import QueueStoreError
+    from .._errors import DependencyError, QueueStoreError
+    from ..mcp_retry import is_postgres_url, store_for
 
     location = _queue_location(ctx)
     assert location is not None

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from ._backends import inspect_store as inspect_store
+from ._backends import is_postgres_url as is_postgres_url
+from ._backends import store_for as store_for
 from ._connection import MCPConnectionRecovery
 from ._sdk import OutcomeUnknown, RecoveringSession
+from ._store import QueueStats as QueueStats
 from ._tasks import MCPTaskRecovery
 
+# The facade's names; the other names imported above are this layer's interface to the layers
+# above it (diagnosis, _cli): importable from ``safla_diag.mcp_retry``, not public.
 __all__ = ["MCPConnectionRecovery", "MCPTaskRecovery", "OutcomeUnknown", "RecoveringSession"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
+
+from .._aio import is_async_callable
 
 __all__ = ["is_async", "rewrap", "unwrap_target"]
 
@@ -52,18 +53,4 @@ def rewrap(wrapper: Any, rewrap_with: Callable[[Any], Any] | None) -> Any:
     return wrapper if rewrap_with is None else rewrap_with(wrapper)
 
 
-def is_async(fn: Any) -> bool:
-    """
-    True for coroutine functions, objects with an ``async def __call__``, and partials of either.
-
-    The same test as ``_aio.is_async_callable``, kept here because ``_aio`` imports asyncio, which
-    would double the import time of this layer (whose decorators go on sync code too).
-    """
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    if inspect.isfunction(fn) or inspect.ismethod(fn):
-        return False
-    call = getattr(type(fn), "__call__", None)  # noqa: B004 - the type's, not the instance's
-    return call is not None and inspect.iscoroutinefunction(call)
+is_async = is_async_callable  # one test for the whole package (see _aio)

@@ -468,7 +468,7 @@ async def test_real_mcp_server(real_mcp_url: str) -> None:
 
 def test_sync_twin_does_not_wait_for_stuck_executor_threads() -> None:
     """A blocking call stuck in an executor thread (a dead DNS server) does not hold the result."""
-    from safla_diag.checks._sync import run_sync
+    from safla_diag._aio import run_sync
 
     release = threading.Event()
 
