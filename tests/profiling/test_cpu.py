@@ -307,7 +307,13 @@ def test_start_stop_profiling() -> None:
 
 
 def test_stop_from_another_thread_does_not_touch_this_threads_session() -> None:
-    """Sessions belong to their thread: stop_profiling elsewhere returns None."""
+    """
+    Sessions belong to their thread: stop_profiling elsewhere returns None.
+
+    From 3.12 cProfile (sys.monitoring) also sees the other thread: its start, run and join are
+    ~45 functions of this span, and which 20 make the text's top rows depends on timing, so the
+    check is on the whole report, not on the top rows of its text.
+    """
     prof = CPUProfiler()
     prof.start_profiling()
     try:
@@ -320,7 +326,8 @@ def test_stop_from_another_thread_does_not_touch_this_threads_session() -> None:
         leaf(3)
     finally:
         text = prof.stop_profiling()
-    assert text is not None and "leaf" in text
+    assert text is not None
+    assert prof.last_report is not None and "leaf" in prof.last_report
 
 
 def test_manual_span_inside_a_profiled_call_is_attributed_outside() -> None:
