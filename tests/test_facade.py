@@ -29,6 +29,7 @@ CONTRACT = {
 }  # fmt: skip
 EXTRA: set[str] = {
     "MCPServer",
+    "MemoryGrowth",
     "OutcomeUnknown",
     "PackageStatus",
     "QueueStoreError",
