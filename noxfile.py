@@ -66,10 +66,12 @@ def soak(session: nox.Session) -> None:
 
 @nox.session(python=PY)
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
-    session.install("ruff>=0.6")
+    """ruff check, ruff format --check, codespell and validate-pyproject (as pre-commit does)."""
+    session.install("ruff>=0.6", "codespell>=2.3", "validate-pyproject[all]>=0.18")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("codespell")
+    session.run("validate-pyproject", "pyproject.toml")
 
 
 @nox.session(python=PY)
