@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
     from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, RecoveringSession
     from .monitoring import (
         LeakAnalysis,
+        LoopMonitor,
         MemoryLeakDetector,
         MemoryMonitor,
         PerformanceMonitor,
@@ -64,6 +65,7 @@ __all__ = [
     "IndexHealth",
     "LeakAnalysis",
     "LogReport",
+    "LoopMonitor",
     "MCPConnectionRecovery",
     "MCPRecoveryError",
     "MCPServer",
@@ -123,6 +125,7 @@ _LAZY: dict[str, str] = {
     "IndexHealth": "vector",
     "LeakAnalysis": "monitoring",
     "LogReport": "logs",
+    "LoopMonitor": "monitoring",
     "MCPConnectionRecovery": "mcp_retry",
     "MCPServer": "config",
     "MCPTaskRecovery": "mcp_retry",

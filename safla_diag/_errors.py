@@ -128,12 +128,16 @@ class QueueStoreError(RecoveryError):
 
     Attributes:
         location: The file (or redacted URL) of the queue.
+        missing: True when there is no queue there at all (a read-only open of a database schema
+            that no service has created a queue in yet): not broken, just not made yet.
     """
 
     location: str
+    missing: bool
 
-    def __init__(self, message: str, *, location: str) -> None:
+    def __init__(self, message: str, *, location: str, missing: bool = False) -> None:
         self.location = redact(location)
+        self.missing = missing
         super().__init__(message)
 
 

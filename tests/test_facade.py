@@ -28,6 +28,7 @@ CONTRACT = {
     "analyze_logs", "LogReport",
 }  # fmt: skip
 EXTRA: set[str] = {
+    "LoopMonitor",
     "MCPServer",
     "MemoryGrowth",
     "OutcomeUnknown",
