@@ -32,6 +32,7 @@ EXTRA: set[str] = {
     "LoopMonitor",
     "MCPServer",
     "MemoryGrowth",
+    "MemoryOptimization",
     "OutcomeUnknown",
     "PackageStatus",
     "QueueStoreError",
