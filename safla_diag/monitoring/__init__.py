@@ -6,7 +6,7 @@ from ._leaks import LeakAnalysis, MemoryLeakDetector
 from ._loop import LoopMonitor
 from ._memory import MemoryMonitor
 from ._metrics import register_opentelemetry, register_prometheus
-from ._optimizer import VectorMemoryOptimizer
+from ._optimizer import MemoryOptimization, VectorMemoryOptimizer
 from ._performance import PerformanceMonitor
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "LoopMonitor",
     "MemoryLeakDetector",
     "MemoryMonitor",
+    "MemoryOptimization",
     "PerformanceMonitor",
     "VectorMemoryOptimizer",
     "register_opentelemetry",
