@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
     )
     from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
     from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
+    from .live import register_opentelemetry, register_prometheus
     from .logs import LogReport, analyze_logs
     from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, RecoveringSession
     from .monitoring import (
@@ -47,8 +48,6 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
         MemoryMonitor,
         PerformanceMonitor,
         VectorMemoryOptimizer,
-        register_opentelemetry,
-        register_prometheus,
     )
     from .profiling import CPUProfiler, MemoryProfiler, ProfileReport, profile, timed
     from .vector import BackupInfo, IndexHealth, VectorIndexRecovery
@@ -147,8 +146,8 @@ _LAZY: dict[str, str] = {
     "check_external_services": "checks",
     "load_configuration": "config",
     "profile": "profiling",
-    "register_opentelemetry": "monitoring",
-    "register_prometheus": "monitoring",
+    "register_opentelemetry": "live",
+    "register_prometheus": "live",
     "timed": "profiling",
     "validate_configuration": "config",
 }
