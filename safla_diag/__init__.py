@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
         PerformanceMonitor,
         VectorMemoryOptimizer,
     )
-    from .profiling import CPUProfiler, MemoryProfiler, ProfileReport, profile, timed
+    from .profiling import CPUProfiler, MemoryGrowth, MemoryProfiler, ProfileReport, profile, timed
     from .vector import BackupInfo, IndexHealth, VectorIndexRecovery
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "MCPRecoveryError",
     "MCPServer",
     "MCPTaskRecovery",
+    "MemoryGrowth",
     "MemoryLeakDetector",
     "MemoryMonitor",
     "MemoryPressureError",
@@ -127,6 +128,7 @@ _LAZY: dict[str, str] = {
     "MCPConnectionRecovery": "mcp_retry",
     "MCPServer": "config",
     "MCPTaskRecovery": "mcp_retry",
+    "MemoryGrowth": "profiling",
     "MemoryLeakDetector": "monitoring",
     "MemoryMonitor": "monitoring",
     "MemoryProfiler": "profiling",

@@ -30,6 +30,7 @@ CONTRACT = {
 EXTRA: set[str] = {
     "LoopMonitor",
     "MCPServer",
+    "MemoryGrowth",
     "OutcomeUnknown",
     "PackageStatus",
     "QueueStoreError",
