@@ -36,8 +36,10 @@ EXTRA: set[str] = {
     "QueueStoreError",
     "RecoveringSession",
     "ServerUnavailable",
+    "asgi_app",
     "register_opentelemetry",
     "register_prometheus",
+    "serve",
 }
 
 
