@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
     )
     from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
     from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
+    from .live import asgi_app, register_opentelemetry, register_prometheus, serve
     from .logs import LogReport, analyze_logs
     from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, RecoveringSession
     from .monitoring import (
@@ -48,8 +49,6 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
         MemoryOptimization,
         PerformanceMonitor,
         VectorMemoryOptimizer,
-        register_opentelemetry,
-        register_prometheus,
     )
     from .profiling import CPUProfiler, MemoryGrowth, MemoryProfiler, ProfileReport, profile, timed
     from .vector import BackupInfo, IndexHealth, VectorIndexRecovery
@@ -95,6 +94,7 @@ __all__ = [
     "VectorMemoryOptimizer",
     "acheck_external_services",
     "analyze_logs",
+    "asgi_app",
     "check_dependencies",
     "check_external_services",
     "load_configuration",
@@ -102,6 +102,7 @@ __all__ = [
     "redact",
     "register_opentelemetry",
     "register_prometheus",
+    "serve",
     "timed",
     "validate_configuration",
 ]
@@ -148,12 +149,14 @@ _LAZY: dict[str, str] = {
     "VectorMemoryOptimizer": "monitoring",
     "acheck_external_services": "checks",
     "analyze_logs": "logs",
+    "asgi_app": "live",
     "check_dependencies": "checks",
     "check_external_services": "checks",
     "load_configuration": "config",
     "profile": "profiling",
-    "register_opentelemetry": "monitoring",
-    "register_prometheus": "monitoring",
+    "register_opentelemetry": "live",
+    "register_prometheus": "live",
+    "serve": "live",
     "timed": "profiling",
     "validate_configuration": "config",
 }
