@@ -202,6 +202,10 @@ def parse_targets(targets: object) -> list[Target]:
     """
     Build the probe targets from a configuration, a ``{name: url}`` mapping or a list of URLs.
 
+    The one target model of the library: the API, the doctor and the CLI all probe what this
+    returns, so an MCP server is probed as one everywhere. A list may also hold Targets already
+    parsed (kept as they are, renamed ``name#2`` when a name repeats).
+
     From a configuration: ``database_url`` (as ``database``), ``redis_url`` (as ``redis``), each
     of ``mcp_servers`` (as ``mcp:<name>``), ``mcp_task_queue`` when it is a PostgreSQL URL, and
     every entry of ``services``.
@@ -225,6 +229,9 @@ def parse_targets(targets: object) -> list[Target]:
                 f"URLs, not {type(targets).__name__}"
             )
         for url in targets:
+            if isinstance(url, Target):  # already parsed (the CLI merges config and URLs)
+                out.append(attrs.evolve(url, name=_unique(url.name, seen)))
+                continue
             scheme = url.partition(":")[0].lower() if isinstance(url, str) else "target"
             out.append(make_target(_unique(scheme or "target", seen), url))
         return out
