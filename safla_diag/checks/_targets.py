@@ -103,6 +103,8 @@ def make_target(name: str, url: object, *, kind: str | None = None) -> Target:
         parts: SplitResult = urlsplit(url)
     except ValueError as err:
         return _bad(name, url, f"malformed URL ({err})")
+    if _junk_after_bracket(parts.netloc):
+        return _bad(name, url, "malformed URL (text after the IPv6 address's ']')")
     scheme = _base_scheme(parts.scheme)
     probe = kind or _KINDS.get(scheme)
     if probe is None:
@@ -143,6 +145,12 @@ def make_target(name: str, url: object, *, kind: str | None = None) -> Target:
         path=parts.path,
         query=query,
     )
+
+
+def _junk_after_bracket(netloc: str) -> bool:
+    # urlsplit accepts "http://[::1]x/" and then connects to [::1]:80; after ']' only ":port" fits.
+    host = netloc.rpartition("@")[2]
+    return "]" in host and host.rpartition("]")[2][:1] not in ("", ":")
 
 
 def _bad(name: str, url: str, why: str, *, scheme: str = "") -> Target:
