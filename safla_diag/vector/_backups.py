@@ -29,6 +29,8 @@ __all__ = ["BACKUP_MANIFEST", "BackupFolder"]
 logger = logging.getLogger("safla_diag.vector")
 
 BACKUP_MANIFEST = "manifest.json"
+_CLOCK_SKEW = 300.0  # seconds a backup's name may lie ahead of this clock (another host's)
+_NAME_SLACK = 3600.0
 _BACKUP_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-g\d{6,}(?:-\d+)?$")
 
 
@@ -89,10 +91,11 @@ class BackupFolder:
                 )
             if on_disk != size or os.fstat(fd_in).st_size != size:
                 raise RecoveryError(f"the backup copy did not read back as written ({dest})")
-            name = f"{stamp()}-g{source.generation:06d}"
+            now = time.time()
+            name = f"{stamp(now)}-g{source.generation:06d}"
             manifest = source.evolve(
-                backup_of=str(self.index_path),
-                backed_up_at=time.time(),
+                backup_of=str(self.index_path.absolute()),
+                backed_up_at=now,
                 index_file=self.index_file,
             )
             manifest.write(work / BACKUP_MANIFEST)
@@ -139,7 +142,13 @@ class BackupFolder:
             entries = [e for e in os.scandir(self.root) if _BACKUP_NAME.match(e.name)]
         except FileNotFoundError:
             return []
-        folders = (Path(e.path) for e in entries if e.is_dir())
+        # Only real folders (a symlink named like a backup may point anywhere), and no name dated
+        # in the future: the library names backups after the time they were taken, so a future
+        # name was not written by it, and would otherwise always sort first.
+        latest = stamp(time.time() + _CLOCK_SKEW)
+        folders = (
+            Path(e.path) for e in entries if e.is_dir(follow_symlinks=False) and e.name <= latest
+        )
         return sorted((f for f in folders if self._is_ours(f)), key=lambda p: p.name, reverse=True)
 
     def _is_ours(self, folder: Path) -> bool:
@@ -168,19 +177,33 @@ class BackupFolder:
         path = Path(backup_path)
         if not path.is_absolute() and not path.exists():
             path = self.root / path
-        path = path.resolve()
-        if path.is_file():
+        if path.is_file() and not path.is_symlink():
             path = path.parent
+        path = path.parent.resolve() / path.name
         # Only a finished backup generation: not a temp folder still being written, nor one
-        # that retention is deleting, nor anything else someone put in the backup folder.
-        if path.parent != root or not _BACKUP_NAME.match(path.name):
+        # that retention is deleting, nor a symlink, nor anything else put in the backup folder.
+        if (
+            path.parent != root
+            or not _BACKUP_NAME.match(path.name)
+            or path.is_symlink()
+            or not path.is_dir()
+        ):
             raise RecoveryError(
                 f"refusing to restore from {backup_path}: it is not a backup in {self.root}"
             )
         return path
 
-    def inspect(self, folder: Path, *, verify: bool) -> tuple[BackupInfo, Manifest | None]:
-        """Describe one backup; with ``verify``, hash its index against its manifest."""
+    def inspect(
+        self, folder: Path, *, verify: bool, index_id: str | None = None
+    ) -> tuple[BackupInfo, Manifest | None]:
+        """
+        Describe one backup; with ``verify``, hash its index against its manifest.
+
+        Args:
+            folder: The backup's folder.
+            verify: Also hash its index file.
+            index_id: The live index's id, when known: a backup of another index is unusable.
+        """
         base: dict[str, Any] = {"path": str(folder), "name": folder.name}
         try:
             manifest = Manifest.read(folder / BACKUP_MANIFEST)
@@ -212,7 +235,15 @@ class BackupFolder:
             st = (folder / name).stat()
         except FileNotFoundError:
             st = None
-        if entry is None or st is None:
+        theirs = manifest.body.get("index_id")
+        if name != self.index_file or (index_id and theirs and theirs != index_id):
+            problem = (
+                f"it is a backup of another index ({manifest.body.get('backup_of', name)}), "
+                f"not of {self.index_path.name}"
+            )
+        elif not _name_fits(folder.name, manifest):
+            problem = "its name does not match its manifest (it was not made by safla-diag)"
+        elif entry is None or st is None:
             problem, verified = f"its index file {name} is missing", False
         elif st.st_size != entry["size"]:
             problem, verified = (
@@ -230,6 +261,18 @@ class BackupFolder:
     def list(self, *, verify: bool = False) -> list[BackupInfo]:
         """One BackupInfo per backup of this index, newest first."""
         return [self.inspect(f, verify=verify)[0] for f in self.folders()]
+
+
+def _name_fits(name: str, manifest: Manifest) -> bool:
+    """Whether a backup's name is the one the library gave it (its generation and its time)."""
+    generation = name.split("-g", 1)[1].split("-", 1)[0]
+    if int(generation) != manifest.generation:
+        return False
+    taken = manifest.body.get("backed_up_at")
+    if not isinstance(taken, (int, float)) or isinstance(taken, bool):
+        return True  # older backups: their time is only in their name
+    # Named a moment before its manifest was written (older versions: a few seconds at most).
+    return stamp(taken - _NAME_SLACK) <= name[: len(stamp(0))] <= stamp(taken)
 
 
 def _matching(candidates: list[Manifest], name: str, size: int, digest: str) -> Manifest | None:

@@ -11,25 +11,31 @@ and canary queries pass.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._redact import redact
-from ._fs import hash_file
+from ._fs import NotRegularFile, hash_file
 from ._health import Check, IndexHealth
 from ._live import LiveIndex, Manifests
 from ._manifest import Manifest
 from ._probe import ProbeResult
 
-__all__ = ["ADVICE_RESTORE", "Diagnosis", "diagnose_index", "judge_probe"]
+__all__ = ["ADVICE_PERMISSION", "ADVICE_RESTORE", "Diagnosis", "diagnose_index", "judge_probe"]
 
 logger = logging.getLogger("safla_diag.vector")
 
 ADVICE_RESTORE = (
     "restore the newest good backup (safla-diag vector restore DIR) or rebuild from the source "
     "vectors (safla-diag vector rebuild-index DIR --from FILE.npy)"
+)
+
+ADVICE_PERMISSION = (
+    "the file is not damaged as far as we know: give this process (uid {uid}) read access to it "
+    "and its folder (check the owner, mode and any read-only mount), then check again"
 )
 
 RunProbe = Callable[[Manifest | None], ProbeResult]
@@ -174,10 +180,22 @@ def _finish(
 def _check_present(live: LiveIndex, found: _Findings) -> int | None:
     """The file's size, or None (with a failed check) when it is missing or cannot be read."""
     try:
+        os.close(live.open())
         st = live.index_path.stat()
     except FileNotFoundError:
         where = "" if live.data_dir.is_dir() else " (its folder does not exist either)"
         found.add("file present", False, f"the index file {live.index_path.name} is missing{where}")
+        return None
+    except PermissionError as err:
+        found.add(
+            "file present",
+            False,
+            f"the index file cannot be read by this process: {err.strerror or err}",
+            ADVICE_PERMISSION.format(uid=os.geteuid()),
+        )
+        return None
+    except NotRegularFile as err:
+        found.add("file present", False, f"the index path is not a file: {err.strerror}")
         return None
     except OSError as err:
         found.add("file present", False, f"the index file cannot be read: {err.strerror or err}")
@@ -253,6 +271,14 @@ def _match_checksum(
         if m.algorithm not in digests:
             try:
                 digests[m.algorithm] = hash_file(live.index_path, m.algorithm)[1]
+            except PermissionError as err:
+                found.add(
+                    "checksum",
+                    False,
+                    f"the index file cannot be read by this process: {err.strerror or err}",
+                    ADVICE_PERMISSION.format(uid=os.geteuid()),
+                )
+                return None
             except OSError as err:  # a bad sector is a finding, not an exception
                 found.add(
                     "checksum",

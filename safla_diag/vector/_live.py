@@ -21,6 +21,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -39,6 +40,7 @@ from ._fs import (
     make_dirs,
     new_hasher,
     open_exclusive,
+    open_regular,
     remove_orphans,
     temp_path,
     write_all,
@@ -48,8 +50,6 @@ from ._manifest import Manifest, ManifestError
 __all__ = ["LiveIndex", "Manifests", "first_line", "stamp"]
 
 logger = logging.getLogger("safla_diag.vector")
-
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def stamp(now: float | None = None) -> str:
@@ -82,6 +82,13 @@ class Manifests(NamedTuple):
         """The highest generation on record (0 before the first save)."""
         return max((m.generation for m in self.candidates), default=0)
 
+    @property
+    def index_id(self) -> str | None:
+        """The id the index got at its first save (kept by saves and restores), if any."""
+        return next(
+            (str(m.body["index_id"]) for m in self.candidates if m.body.get("index_id")), None
+        )
+
 
 class LiveIndex:
     """
@@ -91,10 +98,14 @@ class LiveIndex:
         data_dir: The folder of the live index.
         backup_dir: The backup folder (only to clean up unfinished backups at start-up).
         index_file: The index's file name inside ``data_dir``.
+        keep_aside: How many ``.replaced-*`` (and, apart, ``.corrupt-*``) copies to keep.
     """
 
-    def __init__(self, data_dir: Path, backup_dir: Path, index_file: str) -> None:
+    def __init__(
+        self, data_dir: Path, backup_dir: Path, index_file: str, *, keep_aside: int = 5
+    ) -> None:
         self.data_dir = data_dir
+        self.keep_aside = keep_aside
         self.backup_dir = backup_dir
         self.index_file = index_file
         self.index_path = data_dir / index_file
@@ -105,10 +116,15 @@ class LiveIndex:
     # ------------------------------------------------------------------ locking and start-up
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold this process's and every other process's writer lock on the index."""
-        make_dirs(self.data_dir)
-        with self._thread_lock, folder_lock(self.data_dir, self.index_file):
+    def locked(self, *, reader: bool = False) -> Iterator[None]:
+        """
+        Hold this process's and every other process's writer lock on the index.
+
+        A ``reader`` (a backup) needs no write access to the data folder.
+        """
+        if not reader:
+            make_dirs(self.data_dir)
+        with self._thread_lock, folder_lock(self.data_dir, self.index_file, reader=reader):
             yield
 
     def recover_on_start(self) -> None:
@@ -186,8 +202,8 @@ class LiveIndex:
         )
 
     def open(self) -> int:
-        """Open the live index for reading (an fd); raises FileNotFoundError."""
-        return os.open(self.index_path, os.O_RDONLY | _O_CLOEXEC)
+        """Open the live index for reading (an fd); raises OSError (NotRegularFile for a FIFO...)."""
+        return open_regular(self.index_path)
 
     def same_file(self, fd: int) -> bool:
         """Whether the name still points at the inode ``fd`` holds (files are only replaced)."""
@@ -276,7 +292,9 @@ class LiveIndex:
                 raise
         return generation, size
 
-    def install(self, source: Path, manifest: Manifest, *, restored_from: str) -> str | None:
+    def install(
+        self, source: Path, manifest: Manifest, *, restored_from: str, index_id: str | None = None
+    ) -> str | None:
         """
         Copy a verified file (a backup's index) into place under a new generation.
 
@@ -289,7 +307,7 @@ class LiveIndex:
             healthy_now = self.cheap_ok()
             tmp = temp_path(self.index_path)
             try:
-                fd_in = os.open(source, os.O_RDONLY | _O_CLOEXEC)
+                fd_in = open_regular(source)
             except OSError as err:
                 return f"its index file cannot be read: {err.strerror or err}"
             try:
@@ -307,12 +325,11 @@ class LiveIndex:
                     generation=self.manifests().generation + 1,
                     files={self.index_file: dict(entry)},
                     index_file=self.index_file,
+                    index_id=index_id or manifest.body.get("index_id"),
                     restored_from=restored_from,
                     restored_at=time.time(),
                 )
-                suffix = "replaced" if healthy_now else "corrupt"
-                aside = self.data_dir / f"{self.index_file}.{suffix}-{stamp()}"
-                self.commit(tmp, new, aside=aside)
+                self.commit(tmp, new, aside=self.aside_path(healthy=healthy_now))
             except BaseException:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
@@ -320,6 +337,30 @@ class LiveIndex:
             finally:
                 os.close(fd_in)
         return None
+
+    def aside_path(self, *, healthy: bool) -> Path:
+        """Where the live index is kept when something replaces it: ``.replaced-`` or ``.corrupt-``."""
+        suffix = "replaced" if healthy else "corrupt"
+        return self.data_dir / f"{self.index_file}.{suffix}-{stamp()}"
+
+    def prune_asides(self) -> list[Path]:
+        """Keep the newest ``keep_aside`` copies of each kind; returns what was removed."""
+        removed: list[Path] = []
+        for suffix in ("replaced", "corrupt"):
+            pattern = re.compile(re.escape(f"{self.index_file}.{suffix}-") + r"\d{8}T[\d.]+Z$")
+            try:
+                names = sorted(
+                    (e.name for e in os.scandir(self.data_dir) if pattern.match(e.name)),
+                    reverse=True,
+                )
+            except OSError:
+                return removed
+            for name in names[self.keep_aside :]:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.data_dir / name).unlink()
+                    removed.append(self.data_dir / name)
+                    logger.info("removed an old copy %s", name)
+        return removed
 
     def commit(self, tmp: Path, manifest: Manifest, *, aside: Path | None = None) -> None:
         """Make ``tmp`` the live index under ``manifest``: next manifest, replace, commit."""
@@ -345,3 +386,5 @@ class LiveIndex:
         fsync_dir(self.data_dir)
         os.replace(self.next_manifest_path, self.manifest_path)
         fsync_dir(self.data_dir)
+        if aside is not None:
+            self.prune_asides()

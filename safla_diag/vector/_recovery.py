@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from .._errors import IndexCorruptionError, RecoveryError
 from .._redact import redact
 from ._backups import BackupFolder
 from ._diagnose import Diagnosis, diagnose_index
-from ._fs import ALGORITHMS, DEFAULT_ALGORITHM, hash_file, make_dirs
+from ._fs import ALGORITHMS, DEFAULT_ALGORITHM, NotRegularFile, hash_file, make_dirs
 from ._health import BackupInfo, IndexHealth
 from ._live import LiveIndex
 from ._manifest import Manifest
@@ -91,7 +92,7 @@ class VectorIndexRecovery:
         self.checksum = checksum
         self.probe_timeout = probe_timeout
         self.memory_factor = memory_factor
-        self._live = LiveIndex(self.data_dir, self.backup_dir, index_file)
+        self._live = LiveIndex(self.data_dir, self.backup_dir, index_file, keep_aside=keep_backups)
         self._backups = BackupFolder(
             self.backup_dir,
             index_file=index_file,
@@ -172,7 +173,7 @@ class VectorIndexRecovery:
         for _attempt in range(3):
             try:
                 fd = self._live.open()
-            except FileNotFoundError:
+            except OSError:  # missing, or not a file: the diagnosis says which
                 fd = -1
             try:
                 found = self._diagnosis(deep=deep)
@@ -260,9 +261,10 @@ class VectorIndexRecovery:
                 faiss_version=_faiss.version(),
                 canaries=canary_doc,
                 source=source_info,
-                extra={"index_file": self.index_file},
+                extra={"index_file": self.index_file, "index_id": index_id},
             )
 
+        index_id = self._live.manifests().index_id or secrets.token_hex(8)
         generation, size = self._live.write(
             lambda write: _faiss.write_index_stream(index, write), self.checksum, manifest
         )
@@ -312,7 +314,7 @@ class VectorIndexRecovery:
             RecoveryError: When the copy does not read back as written.
         """
         make_dirs(self.backup_dir)
-        with self._live.locked():
+        with self._live.locked(reader=True):
             candidates = self._live.manifests().candidates
             try:
                 fd_in = self._live.open()
@@ -320,6 +322,8 @@ class VectorIndexRecovery:
                 raise IndexCorruptionError(
                     f"there is no index to back up at {self.index_path}"
                 ) from None
+            except NotRegularFile as err:
+                raise IndexCorruptionError(f"not backing up: {err.strerror}") from None
             try:
                 if not candidates:
                     candidates = [self._adopted_manifest()]
@@ -341,7 +345,7 @@ class VectorIndexRecovery:
             files={},
             algorithm=self.checksum,
             faiss_version="unknown (written without a manifest)",
-            extra={"index_file": self.index_file},
+            extra={"index_file": self.index_file, "index_id": secrets.token_hex(8)},
         )
 
     def list_backups(self, *, verify: bool = False) -> list[BackupInfo]:
@@ -385,13 +389,18 @@ class VectorIndexRecovery:
             folders = self._backups.folders()
         skipped: list[BackupInfo] = []
         self.last_restored = None
+        index_id = self._live.manifests().index_id
         try:
             for folder in folders:
-                info, manifest = self._backups.inspect(folder, verify=False)
+                info, manifest = self._backups.inspect(folder, verify=False, index_id=index_id)
                 problem = info.problem
                 if manifest is not None and problem is None:
-                    name = str(manifest.body.get("index_file", self.index_file))
-                    problem = self._live.install(folder / name, manifest, restored_from=folder.name)
+                    problem = self._live.install(
+                        folder / self.index_file,
+                        manifest,
+                        restored_from=folder.name,
+                        index_id=index_id,
+                    )
                     if problem is None:
                         self.last_restored = _with(info, verified=True)
                         logger.warning("restored the vector index from backup %s", folder.name)
@@ -425,8 +434,10 @@ class VectorIndexRecovery:
             vectors_source: A ``.npy`` file (opened memory-mapped, so it may be larger than memory)
                 or an array of shape (n, d); None uses the source recorded in the manifest.
             dimension: The expected dimension (defaults to the configured one).
-            metric: ``cosine`` (vectors are normalised), ``l2`` or ``inner_product``.
-            factory: A faiss factory string: ``Flat``, ``IVF1024,Flat``, ``HNSW32``, ...
+            metric: ``cosine`` (vectors are normalised), ``l2``, ``inner_product``, or
+                ``hamming`` for a binary index over uint8 codes of shape (n, d / 8).
+            factory: A faiss factory string: ``Flat``, ``IVF1024,Flat``, ``HNSW32``, ... (for
+                ``hamming``, the binary factory: ``Flat``, ``IVF64``, ``HNSW32``, ``Hash2x8``).
             batch_size: Vectors added per batch.
             ids: Ids (a ``.npy`` file or an array of n int64), to wrap the index in an IndexIDMap2.
             progress: Called as ``progress(done, total)`` after each batch; otherwise progress
@@ -437,8 +448,11 @@ class VectorIndexRecovery:
             True once the new index is saved (then ``diagnose()`` passes).
 
         Raises:
-            ValueError: For a bad argument (metric, factory, shape, dimension, ids).
-            RecoveryError: When the source vectors contain NaN or infinity, or no source is known.
+            ValueError: For a bad argument (metric, a factory faiss cannot parse, shape, dimension,
+                ids).
+            RecoveryError: When the source vectors contain NaN or infinity, no source is known,
+                or the factory cannot be built over these vectors (``HNSW0``, more IVF lists than
+                vectors, ``IDMap`` without ids); faiss never sees a factory it would abort on.
         """
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
@@ -447,7 +461,7 @@ class VectorIndexRecovery:
         if vectors_source is None:
             vectors_source, ids = self._recorded_source(ids)
         want = dimension if dimension is not None else self.dimension
-        x, source_path = load_vectors(vectors_source, dimension=want)
+        x, source_path = load_vectors(vectors_source, dimension=want, binary=metric == "hamming")
         id_array, ids_path = load_ids(ids, int(x.shape[0])) if ids is not None else (None, None)
         index = build(
             x,

@@ -52,6 +52,7 @@ def test_save_writes_index_and_manifest_with_everything_the_issue_lists(tmp_path
     body = json.loads(rec.manifest_path.read_text())
     assert body["format_version"] == 1 and body["generation"] == 1
     assert body["index"] == {
+        "kind": "float",
         "class": "IndexFlatL2",
         "dimension": DIM,
         "ntotal": 300,
