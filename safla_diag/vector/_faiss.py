@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 METRICS = {0: "inner_product", 1: "l2"}
+#: Classes faiss serialises in no fixed order (hash tables): a re-serialisation differs.
+NONCANONICAL = frozenset({"IndexBinaryHash", "IndexBinaryMultiHash"})
 WRITE_BLOCK = 4 * 1024 * 1024
 
 

@@ -108,26 +108,34 @@ def hash_fd(
     return total, h.hexdigest()
 
 
-def copy_to_new_file(fd_in: int, dest: Path) -> int:
+def copy_to_new_file(
+    fd_in: int, dest: Path, *, progress: Callable[[int], object] | None = None
+) -> int:
     """
     Copy an open file (from its start) into a new file ``dest`` (O_EXCL) and fsync it.
 
     The copy runs in the kernel (sendfile) where it can; the caller verifies ``dest`` by hashing
     it afterwards, which checks both the source and the copy against the manifest.
 
+    Args:
+        fd_in: The source, open for reading.
+        dest: The new file.
+        progress: Called with the bytes copied so far, after each chunk.
+
     Returns:
         The size on disk after fsync.
     """
     fd_out = open_exclusive(dest)
     try:
-        size = os.fstat(fd_in).st_size
         offset = 0
         try:
             while True:
-                sent = os.sendfile(fd_out, fd_in, offset, max(size - offset, CHUNK))
+                sent = os.sendfile(fd_out, fd_in, offset, CHUNK)
                 if sent == 0:
                     break
                 offset += sent
+                if progress is not None:
+                    progress(offset)
         except (AttributeError, OSError) as err:
             if offset or (
                 isinstance(err, OSError) and err.errno not in (errno.EINVAL, errno.ENOSYS)

@@ -744,7 +744,7 @@ async def test_async_twins_run_in_the_executor_with_the_callers_contextvars(
     rec = _rec(tmp_path)
     real = rec.diagnose
 
-    def spy(*, deep: bool = False) -> IndexHealth:
+    def spy(*, deep: bool = False, progress: object = None) -> IndexHealth:
         seen.append((var.get(), threading.get_ident()))
         return real(deep=deep)
 
