@@ -166,9 +166,11 @@ class PgTarget:
     def __repr__(self) -> str:
         return f"<PgTarget {self.location!r}>"
 
-    def error(self, what: str) -> QueueStoreError:
-        """A QueueStoreError about this queue (redacted)."""
-        return QueueStoreError(redact(f"{self.location}: {what}"), location=self.location)
+    def error(self, what: str, *, missing: bool = False) -> QueueStoreError:
+        """A QueueStoreError about this queue (redacted); ``missing``: there is no queue at all."""
+        return QueueStoreError(
+            redact(f"{self.location}: {what}"), location=self.location, missing=missing
+        )
 
     def meta_present(self, names: Iterable[str]) -> bool:
         """Whether the schema's relations include ``safla_meta``; refuse our tables without it."""
@@ -208,7 +210,7 @@ class PgTarget:
             return
         if readonly:
             if meta is None:
-                raise self.error("no MCP task queue in this schema")
+                raise self.error("no MCP task queue in this schema", missing=True)
             raise self.error("queue schema needs a migration; open it read-write once")
         s = self.quoted
         # Replicas starting together: one creates or migrates, the others wait and then see it.
@@ -272,7 +274,7 @@ class PostgresQueueView:
         try:
             cur = conn.execute(_SQL_RELATIONS, (t.schema,))
             if not t.meta_present(str(r[0]) for r in cur.fetchall()):
-                raise t.error("no MCP task queue in this schema")
+                raise t.error("no MCP task queue in this schema", missing=True)
             t.check_meta({str(k): str(v) for k, v in conn.execute(t.sql["meta"]).fetchall()})
         except BaseException:
             conn.close()

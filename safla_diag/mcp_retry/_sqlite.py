@@ -189,8 +189,8 @@ class SQLiteQueue:
 
     # -- opening ----------------------------------------------------------------------------------
 
-    def _error(self, what: str) -> QueueStoreError:
-        return QueueStoreError(f"{self.path}: {what}", location=str(self.path))
+    def _error(self, what: str, *, missing: bool = False) -> QueueStoreError:
+        return QueueStoreError(f"{self.path}: {what}", location=str(self.path), missing=missing)
 
     def open(self) -> None:
         """Open the file (create or migrate the schema). Raises QueueStoreError for a bad file."""
@@ -228,7 +228,7 @@ class SQLiteQueue:
     def _connect(self, exists: bool) -> sqlite3.Connection:
         if self.readonly:
             if not exists:
-                raise self._error("no such MCP task queue file")
+                raise self._error("no such MCP task queue file", missing=True)
             uri = "file:" + _quote_path(self.path) + "?mode=ro"
             return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         self.path.parent.mkdir(parents=True, exist_ok=True)
