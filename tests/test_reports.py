@@ -157,7 +157,7 @@ CASES: list[Any] = [
     pytest.param(_dependency_report, None, id="DependencyReport"),
     pytest.param(_diagnosis_report, SECRET, id="DiagnosisReport"),
     pytest.param(_log_report, SECRET, id="LogReport", marks=_pending("logs")),
-    pytest.param(_queue_stats, None, id="QueueStats", marks=_pending("mcp_retry")),
+    pytest.param(_queue_stats, None, id="QueueStats"),
 ]
 
 
