@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
     )
     from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
     from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
-    from .logs import LogReport, analyze_logs
+    from .logs import LogReport, aanalyze_logs, analyze_logs, mine_templates
     from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, RecoveringSession
     from .monitoring import (
         LeakAnalysis,
@@ -88,11 +88,13 @@ __all__ = [
     "ServiceResult",
     "VectorIndexRecovery",
     "VectorMemoryOptimizer",
+    "aanalyze_logs",
     "acheck_external_services",
     "analyze_logs",
     "check_dependencies",
     "check_external_services",
     "load_configuration",
+    "mine_templates",
     "profile",
     "redact",
     "register_opentelemetry",
@@ -138,11 +140,13 @@ _LAZY: dict[str, str] = {
     "ServiceResult": "checks",
     "VectorIndexRecovery": "vector",
     "VectorMemoryOptimizer": "monitoring",
+    "aanalyze_logs": "logs",
     "acheck_external_services": "checks",
     "analyze_logs": "logs",
     "check_dependencies": "checks",
     "check_external_services": "checks",
     "load_configuration": "config",
+    "mine_templates": "logs",
     "profile": "profiling",
     "register_opentelemetry": "monitoring",
     "register_prometheus": "monitoring",

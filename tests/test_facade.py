@@ -34,6 +34,8 @@ EXTRA: set[str] = {
     "QueueStoreError",
     "RecoveringSession",
     "ServerUnavailable",
+    "aanalyze_logs",
+    "mine_templates",
     "register_opentelemetry",
     "register_prometheus",
 }
