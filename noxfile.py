@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,15 +10,43 @@ import nox
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
+# A Python the classifiers promise but the machine lacks is a failure, never a silent skip.
+nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
-# The current interpreter: CI and developers run one Python; the classifiers list the others.
+# Every Python the classifiers list ("Programming Language :: Python :: 3.11", ...): the tests run
+# on each of them, one after the other (``nox -s tests``; ``nox -s tests-3.12`` for one).
+SUPPORTED = nox.project.python_versions(nox.project.load_toml(ROOT / "pyproject.toml"))
+
+
+def _pyenv_interpreters(versions: list[str]) -> None:
+    """
+    Put pyenv's interpreters for ``versions`` on PATH (the newest patch release of each).
+
+    pyenv's shims answer only for the versions made global, so ``python3.12`` may be installed
+    yet not found; nox would then fail the session (as it should when one is really missing).
+    """
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = []
+    for version in versions:
+        dirs = sorted(
+            root.glob(f"{version}.*/bin"),
+            key=lambda p: [int(x) for x in p.parent.name.split(".") if x.isdigit()],
+        )
+        if dirs and (dirs[-1] / f"python{version}").exists():
+            found.append(str(dirs[-1]))
+    if found:
+        os.environ["PATH"] = os.pathsep.join([*found, os.environ.get("PATH", "")])
+
+
+_pyenv_interpreters(SUPPORTED)
+# The one-off sessions (lint, typecheck, docs, bench) run on the current interpreter.
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-@nox.session(python=PY)
+@nox.session(python=SUPPORTED)
 def tests(session: nox.Session) -> None:
-    """The default suite: unit, property and integration tests against real services."""
+    """The default suite on every supported Python: unit, property and integration tests."""
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "not slow", *session.posargs)
 
@@ -37,10 +66,12 @@ def soak(session: nox.Session) -> None:
 
 @nox.session(python=PY)
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
-    session.install("ruff>=0.6")
+    """ruff check, ruff format --check, codespell and validate-pyproject (as pre-commit does)."""
+    session.install("ruff>=0.6", "codespell>=2.3", "validate-pyproject[all]>=0.18")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("codespell")
+    session.run("validate-pyproject", "pyproject.toml")
 
 
 @nox.session(python=PY)

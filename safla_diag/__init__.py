@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
     from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, RecoveringSession
     from .monitoring import (
         LeakAnalysis,
+        LoopMonitor,
         MemoryLeakDetector,
         MemoryMonitor,
         PerformanceMonitor,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
         register_opentelemetry,
         register_prometheus,
     )
-    from .profiling import CPUProfiler, MemoryProfiler, ProfileReport, profile, timed
+    from .profiling import CPUProfiler, MemoryGrowth, MemoryProfiler, ProfileReport, profile, timed
     from .vector import BackupInfo, IndexHealth, VectorIndexRecovery
 
 __all__ = [
@@ -64,10 +65,12 @@ __all__ = [
     "IndexHealth",
     "LeakAnalysis",
     "LogReport",
+    "LoopMonitor",
     "MCPConnectionRecovery",
     "MCPRecoveryError",
     "MCPServer",
     "MCPTaskRecovery",
+    "MemoryGrowth",
     "MemoryLeakDetector",
     "MemoryMonitor",
     "MemoryPressureError",
@@ -124,9 +127,11 @@ _LAZY: dict[str, str] = {
     "IndexHealth": "vector",
     "LeakAnalysis": "monitoring",
     "LogReport": "logs",
+    "LoopMonitor": "monitoring",
     "MCPConnectionRecovery": "mcp_retry",
     "MCPServer": "config",
     "MCPTaskRecovery": "mcp_retry",
+    "MemoryGrowth": "profiling",
     "MemoryLeakDetector": "monitoring",
     "MemoryMonitor": "monitoring",
     "MemoryProfiler": "profiling",

@@ -7,9 +7,9 @@ that ``except ValueError`` or ``except ConnectionError`` in a host keeps working
     SaflaDiagError(Exception)
     ├── ConfigurationError(SaflaDiagError, ValueError)   .issues: every problem found
     ├── DependencyError(SaflaDiagError)
-    ├── PerformanceError(SaflaDiagError)
+    ├── PerformanceError(SaflaDiagError)                 .kind (avg, p95, error_rate), .stats
     ├── MemoryPressureError(SaflaDiagError)              never shadows the builtin MemoryError
-    ├── IndexCorruptionError(SaflaDiagError)
+    ├── IndexCorruptionError(SaflaDiagError)             a damaged or mismatched index file
     └── RecoveryError(SaflaDiagError)
         ├── QueueStoreError(RecoveryError)               .location: the queue file or redacted URL
         └── MCPRecoveryError(RecoveryError, ConnectionError)
@@ -17,6 +17,10 @@ that ``except ValueError`` or ``except ConnectionError`` in a host keeps working
             └── OutcomeUnknown(MCPRecoveryError)         .task, .outcome, .saved
 
 Messages are passed through :func:`safla_diag.redact` so that no secret ends up in a traceback.
+Every class here is exported as ``safla_diag.<Name>`` (its ``__module__`` says so). A new error
+goes under the closest existing class, with its data as attributes set in ``__init__``; a
+programmer's mistake (a bad argument) stays a plain ``TypeError`` or ``ValueError``. Public
+functions list what a caller would catch under ``Raises:`` in their docstrings.
 """
 
 from __future__ import annotations
@@ -124,12 +128,16 @@ class QueueStoreError(RecoveryError):
 
     Attributes:
         location: The file (or redacted URL) of the queue.
+        missing: True when there is no queue there at all (a read-only open of a database schema
+            that no service has created a queue in yet): not broken, just not made yet.
     """
 
     location: str
+    missing: bool
 
-    def __init__(self, message: str, *, location: str) -> None:
+    def __init__(self, message: str, *, location: str, missing: bool = False) -> None:
         self.location = redact(location)
+        self.missing = missing
         super().__init__(message)
 
 

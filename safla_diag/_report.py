@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["JsonMixin", "Report", "html_block", "html_table", "json_default", "to_json"]
+__all__ = ["JsonMixin", "Num", "Report", "html_block", "html_table", "json_default", "to_json"]
 
 
 @runtime_checkable
@@ -85,10 +85,28 @@ class JsonMixin:
         return to_json(self.to_dict(), indent=indent, **json_kwargs)
 
 
+class Num(str):
+    """
+    A number already formatted for display (``Num(f"{ms:.3f}")``, ``Num("5/4")``).
+
+    :func:`html_table` right-aligns it like an ``int`` or ``float`` cell.
+    """
+
+    __slots__ = ()
+
+
+def _numeric(value: object) -> bool:
+    return isinstance(value, Num) or (
+        isinstance(value, int | float) and not isinstance(value, bool)
+    )
+
+
+def _align(numeric: bool) -> str:
+    return ' style="text-align:right"' if numeric else ' style="text-align:left"'
+
+
 def _cell(value: object) -> str:
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    align = ' style="text-align:right"' if numeric else ' style="text-align:left"'
-    return f"<td{align}>{html.escape(str(value))}</td>"
+    return f"<td{_align(_numeric(value))}>{html.escape(str(value))}</td>"
 
 
 def html_table(
@@ -96,19 +114,31 @@ def html_table(
     rows: Iterable[Sequence[object]],
     *,
     caption: str | None = None,
+    table_id: str | None = None,
 ) -> str:
     """
     An escaped HTML table: text cells left-aligned, numeric cells right-aligned.
 
+    A header is aligned like its column's first cell, so a number column's title sits over its
+    numbers.
+
     Args:
         headers: Column titles.
-        rows: One sequence of cell values per row; ``str(value)`` is shown.
+        rows: One sequence of cell values per row; ``str(value)`` is shown. ``int``, ``float``
+            and :class:`Num` cells are numbers.
         caption: An optional caption above the table.
+        table_id: An ``id`` attribute for the table (a script that sorts it finds it by id).
     """
-    head = "".join(f'<th style="text-align:left">{html.escape(h)}</th>' for h in headers)
+    rows = [tuple(row) for row in rows]
+    first = rows[0] if rows else ()
+    head = "".join(
+        f"<th{_align(i < len(first) and _numeric(first[i]))}>{html.escape(h)}</th>"
+        for i, h in enumerate(headers)
+    )
     body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    ident = f' id="{html.escape(table_id)}"' if table_id else ""
+    return f"<table{ident}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def html_block(title: str, *parts: str, notes: Iterable[str] = (), ok: bool | None = None) -> str:

@@ -28,7 +28,9 @@ CONTRACT = {
     "analyze_logs", "LogReport",
 }  # fmt: skip
 EXTRA: set[str] = {
+    "LoopMonitor",
     "MCPServer",
+    "MemoryGrowth",
     "OutcomeUnknown",
     "PackageStatus",
     "QueueStoreError",

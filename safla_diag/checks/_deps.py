@@ -8,6 +8,7 @@ here shells out.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import re
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from .._redact import redact
+from .._report import JsonMixin, html_block, html_table
 
 if TYPE_CHECKING:
     from importlib.metadata import Distribution
@@ -35,6 +37,7 @@ FALLBACK_REQUIREMENTS = (
     "attrs>=23.1",
     "typing-extensions>=4.6",
     "xxhash>=3",
+    "sortedcontainers>=2.4",
 )
 
 Status = Literal["ok", "missing", "broken", "outdated", "invalid"]
@@ -90,7 +93,7 @@ class PackageStatus:
 
 
 @attrs.frozen(kw_only=True)
-class DependencyReport:
+class DependencyReport(JsonMixin):
     """
     What :func:`check_dependencies` found: one :class:`PackageStatus` per package.
 
@@ -164,12 +167,6 @@ class DependencyReport:
             "install_hint": self.install_hint,
         }
 
-    def to_json(self, **kwargs: Any) -> str:
-        """The report as JSON; keyword arguments go to :func:`json.dumps`."""
-        import json
-
-        return json.dumps(self.to_dict(), **kwargs)
-
     def to_text(self) -> str:
         """The report as aligned lines of text, with the pip command when something is wrong."""
         usable = sum(p.ok for p in self.packages)
@@ -189,32 +186,23 @@ class DependencyReport:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        import html
-
-        rows = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(v))}</td>"
-                for v in (
+        table = html_table(
+            ("package", "version", "status", "import", "detail"),
+            (
+                (
                     p.name,
                     p.version or "",
                     "ok" if p.ok else p.status,
                     ", ".join(p.import_names),
                     p.detail or "",
                 )
-            )
-            + "</tr>"
-            for p in self.packages
+                for p in self.packages
+            ),
         )
-        hint = (
-            f"<p>Fix with: <code>{html.escape(self.install_hint)}</code></p>"
-            if self.install_hint
-            else ""
-        )
-        return (
-            "<table><thead><tr><th>package</th><th>version</th><th>status</th><th>import</th>"
-            f"<th>detail</th></tr></thead><tbody>{rows}</tbody></table>{hint}"
-        )
+        usable = sum(p.ok for p in self.packages)
+        notes = [f"Fix with: {self.install_hint}"] if self.install_hint else []
+        title = f"Dependencies: {usable} of {len(self.packages)} usable"
+        return html_block(title, table, notes=notes, ok=self.ok)
 
 
 def check_dependencies(
@@ -290,26 +278,15 @@ def _check(requirement: str, *, verify: bool) -> PackageStatus:
         return _check_module_only(name, req_text, verify=verify)
     version = dist.version
     modules = _import_names(dist, name)
+    status = functools.partial(
+        PackageStatus, name=name, requirement=req_text, import_names=modules, version=version
+    )
     if spec and (conflict := _version_conflict(version, spec)):
-        return PackageStatus(
-            name=name,
-            requirement=req_text,
-            import_names=modules,
-            version=version,
-            status="outdated",
-            detail=conflict,
-        )
+        return status(status="outdated", detail=conflict)
     for module in modules:
         if error := _import_problem(module, verify=verify):
-            return PackageStatus(
-                name=name,
-                requirement=req_text,
-                import_names=modules,
-                version=version,
-                status="broken",
-                detail=error,
-            )
-    return PackageStatus(name=name, requirement=req_text, import_names=modules, version=version)
+            return status(status="broken", detail=error)
+    return status()
 
 
 def _check_module_only(name: str, req_text: str, *, verify: bool) -> PackageStatus:

@@ -10,8 +10,6 @@ status word, one line of detail and, when something is wrong, the next step.
 from __future__ import annotations
 
 import asyncio
-import html
-import json
 import logging
 import math
 import time
@@ -22,6 +20,7 @@ import attrs
 
 from .._aio import off_loop, run_sync
 from .._redact import redact
+from .._report import JsonMixin, html_block, html_table
 from ._http import probe_http, probe_mcp
 from ._net import Outcome, Phase, classify_error, connect, hostport, is_local, resolve
 from ._ports import describe_holders
@@ -93,7 +92,7 @@ class ServiceResult:
 
 
 @attrs.frozen(kw_only=True)
-class ServiceReport:
+class ServiceReport(JsonMixin):
     """
     The results of one ``check_external_services`` run; truthy when every service is ok.
 
@@ -135,11 +134,6 @@ class ServiceReport:
             "results": [r.to_dict() for r in self.results],
         }
 
-    def to_json(self, **kwargs: Any) -> str:
-        """The dict as JSON; keyword arguments go to ``json.dumps``."""
-        kwargs.setdefault("indent", 2)
-        return json.dumps(self.to_dict(), **kwargs)
-
     def to_text(self) -> str:
         """A small table, one line per service, with the next step under each failure."""
         n_ok = sum(r.ok for r in self.results)
@@ -159,23 +153,23 @@ class ServiceReport:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{:.1f} ms</td>"
-            "<td>{}</td><td>{}</td></tr>".format(
-                "&#x2705;" if r.ok else "&#x274C;",
-                html.escape(r.name),
-                html.escape(r.target),
-                r.latency_s * 1000,
-                html.escape(f"{r.detail} [{r.status}]"),
-                html.escape(r.hint or ""),
-            )
-            for r in self.results
+        n_ok = sum(r.ok for r in self.results)
+        table = html_table(
+            ("", "service", "target", "latency ms", "result", "next step"),
+            (
+                (
+                    "\u2705" if r.ok else "\u274c",
+                    r.name,
+                    r.target,
+                    round(r.latency_s * 1000, 1),
+                    f"{r.detail} [{r.status}]",
+                    r.hint or "",
+                )
+                for r in self.results
+            ),
         )
-        return (
-            f"<p>services: {sum(r.ok for r in self.results)} of {len(self.results)} ok "
-            f"in {self.elapsed_s:.2f} s</p><table><tr><th></th><th>service</th><th>target</th>"
-            f"<th>latency</th><th>result</th><th>next step</th></tr>{rows}</table>"
-        )
+        title = f"services: {n_ok} of {len(self.results)} ok in {self.elapsed_s:.2f} s"
+        return html_block(title, table, ok=self.ok)
 
     def __repr__(self) -> str:
         return (

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import TypeIs
 
-__all__ = ["KEYS", "LOG_LEVELS", "Key", "mcp_server_name", "show"]
+__all__ = ["KEYS", "LOG_LEVELS", "Key", "default", "mcp_server_name", "show"]
 
 # Issues reported per key at most; a list of a million bad entries gives 20 lines and a count.
 MAX_ISSUES_PER_KEY = 20
@@ -458,3 +458,19 @@ _TABLE = (
 
 KEYS: dict[str, Key] = {k.name: k for k in _TABLE}
 """Every known key, by name, in order."""
+
+
+def default(name: str) -> Any:
+    """
+    The default of key ``name``, from the table: the one place defaults are written.
+
+    Args:
+        name: A key of :data:`KEYS`.
+
+    Returns:
+        The default (None for a key without one).
+
+    Raises:
+        KeyError: When ``name`` is not a configuration key.
+    """
+    return KEYS[name].default

@@ -12,7 +12,7 @@ import attrs
 from .._errors import ConfigurationError
 from .._redact import redact as _redact
 from .._redact import redact_value
-from ._keys import KEYS
+from ._keys import KEYS, default
 from ._load import load_configuration
 from ._validate import validate_configuration
 
@@ -98,16 +98,16 @@ class SaflaConfig:
     mcp_servers: tuple[MCPServer, ...] = attrs.field(converter=_to_servers)
     data_dir: str | None = None
     backup_dir: str | None = None
-    index_file: str = "vector_index.faiss"
+    index_file: str = default("index_file")
     mcp_task_queue: str | None = attrs.field(default=None, repr=_redacted)
-    log_paths: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    log_paths: tuple[str, ...] = attrs.field(default=default("log_paths"), converter=tuple)
     services: Mapping[str, str] = attrs.field(
         factory=dict, converter=_frozen_mapping, repr=_redact_services, hash=False
     )
-    service_timeout: float = 5.0
-    memory_threshold_percent: float = 85.0
-    memory_critical_percent: float = 95.0
-    leak_check_interval: float = 300.0
+    service_timeout: float = default("service_timeout")
+    memory_threshold_percent: float = default("memory_threshold_percent")
+    memory_critical_percent: float = default("memory_critical_percent")
+    leak_check_interval: float = default("leak_check_interval")
     log_level: str | None = None
     environment: str | None = None
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._diagnostics import DiagnosisReport, Diagnostics
+from ._diagnostics import Diagnostics
 from ._performance import PerformanceDiagnostic
+from ._report import DiagnosisReport
 
 __all__ = ["DiagnosisReport", "Diagnostics", "PerformanceDiagnostic"]

@@ -229,8 +229,10 @@ class PostgresTaskStore:
 
     # -- connections ------------------------------------------------------------------------------
 
-    def _error(self, what: str) -> QueueStoreError:
-        return QueueStoreError(redact(f"{self.location}: {what}"), location=self.location)
+    def _error(self, what: str, *, missing: bool = False) -> QueueStoreError:
+        return QueueStoreError(
+            redact(f"{self.location}: {what}"), location=self.location, missing=missing
+        )
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         pg = import_optional("psycopg")
@@ -362,7 +364,7 @@ class PostgresTaskStore:
             return
         if self.readonly:
             if meta is None:
-                raise self._error("no MCP task queue in this schema")
+                raise self._error("no MCP task queue in this schema", missing=True)
             raise self._error("queue schema needs a migration; open it read-write once")
         # Replicas starting together: one creates or migrates, the others wait and then see it.
         async with conn.transaction():
@@ -813,7 +815,7 @@ class PostgresQueueView:
                 try:
                     cur = conn.execute(_SQL_RELATIONS, (st.schema,))
                     if not st._meta_present({str(r[0]) for r in cur.fetchall()}):
-                        raise st._error("no MCP task queue in this schema")
+                        raise st._error("no MCP task queue in this schema", missing=True)
                     meta = conn.execute(_SQL_META.format(s=st._s)).fetchall()
                     st._check_meta({str(k): str(v) for k, v in meta})
                 except BaseException:

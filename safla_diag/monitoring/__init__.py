@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._leaks import LeakAnalysis, MemoryLeakDetector
+from ._loop import LoopMonitor
 from ._memory import MemoryMonitor
 from ._metrics import register_opentelemetry, register_prometheus
 from ._optimizer import VectorMemoryOptimizer
@@ -10,6 +11,7 @@ from ._performance import PerformanceMonitor
 
 __all__ = [
     "LeakAnalysis",
+    "LoopMonitor",
     "MemoryLeakDetector",
     "MemoryMonitor",
     "PerformanceMonitor",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import json
 import logging
 import math
 import os
@@ -15,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._redact import describe_error
+from .._report import JsonMixin, Num, html_block, html_table
 from ._trend import DEFAULT_WINDOWS, ScaleResult, TrendEngine, make_scales
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ def _confidence(z: float) -> float:
 
 
 @attrs.frozen(kw_only=True)
-class LeakAnalysis:
+class LeakAnalysis(JsonMixin):
     """
     What the leak detector concluded from the RSS history.
 
@@ -89,10 +88,6 @@ class LeakAnalysis:
         d["scales"] = [dict(s) for s in self.scales]
         return d
 
-    def to_json(self, **kwargs: Any) -> str:
-        """``to_dict()`` as JSON."""
-        return json.dumps(self.to_dict(), **kwargs)
-
     def to_text(self) -> str:
         """A few lines for a log or a terminal."""
         head = "memory leak suspected" if self.leaking else "no memory leak found"
@@ -112,7 +107,58 @@ class LeakAnalysis:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        return "<pre>" + html.escape(self.to_text()) + "</pre>"
+        """The verdict, its figures and every scale's verdict, as tables for Jupyter."""
+        head = "memory leak suspected" if self.leaking else "no memory leak found"
+        figures = html_table(
+            ("", "value"),
+            [
+                ("slope MB/h", _num(self.slope_mb_per_hour)),
+                ("confidence", _num(self.confidence)),
+                ("samples", self.samples),
+                ("scale", "-" if self.scale is None else self.scale),
+                ("current MB", _num(self.current_mb)),
+                ("limit MB", _num(self.memory_limit_mb)),
+                ("hours to limit", _num(self.time_to_limit_s, 3600.0)),
+            ],
+        )
+        parts = [figures]
+        if self.scales:
+            parts.append(
+                html_table(
+                    ("scale", "fired", "slope MB/h", "z", "points", "reason"),
+                    [
+                        (
+                            s.get("scale", ""),
+                            "yes" if s.get("fired") else "no",
+                            _num(s.get("slope_mb_per_hour")),
+                            _num(s.get("z")),
+                            s.get("points", ""),
+                            s.get("reason", ""),
+                        )
+                        for s in self.scales
+                    ],
+                    caption="time scales",
+                )
+            )
+        if self.top_consumers:
+            parts.append(
+                html_table(
+                    ("KiB grown", "blocks", "allocated at"),
+                    [
+                        (round(c["size_diff"] / 1024, 1), c["count_diff"], c["file"])
+                        for c in self.top_consumers[:10]
+                    ],
+                    caption="top consumers",
+                )
+            )
+        return html_block(f"{head}: {self.reason}", *parts, ok=not self.leaking)
+
+
+def _num(value: Any, per: float = 1.0) -> object:
+    """A figure for a table: rounded, or ``-`` when unknown (None, NaN, inf)."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return Num(f"{value / per:.3f}")
 
 
 def _scale_dict(r: ScaleResult) -> dict[str, Any]:

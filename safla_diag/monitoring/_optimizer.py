@@ -65,6 +65,9 @@ class VectorMemoryOptimizer:
         process: The psutil.Process to measure (this process by default).
         cgroup_root: File-system root for the cgroup files (a test seam).
         trim: Call glibc's ``malloc_trim(0)`` after collecting.
+
+    Raises:
+        ValueError: When ``max_memory_percent`` is not in (0, 100].
     """
 
     def __init__(

@@ -2,26 +2,63 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import numbers
+import sys
 import threading
 import time
 from array import array
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._errors import PerformanceError
 from .._redact import describe_error
 
 __all__ = [
+    "DEFAULT_BUCKETS",
     "PerformanceMonitor",
+    "check_buckets",
     "percentile_linear",
 ]
 
 logger = logging.getLogger("safla_diag.monitoring")
 
 _Q95 = 95 / 100  # the float numpy.percentile(a, 95) works with
+# Times at or above this are kept out of the running sum: a million of them stay below the float
+# maximum, two of 1e308 would not (and math.fsum raises OverflowError on such a sum).
+_HUGE = 1e300
+
+#: Prometheus's default latency buckets (seconds), the classic ones every dashboard knows.
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+
+
+def check_buckets(buckets: Iterable[float]) -> tuple[float, ...]:
+    """
+    Histogram bucket upper bounds as a sorted tuple of floats.
+
+    Args:
+        buckets: Finite, strictly increasing upper bounds in seconds (``+Inf`` is implied).
+
+    Returns:
+        The bounds as floats.
+
+    Raises:
+        ValueError: When they are empty, not finite numbers, or not strictly increasing.
+    """
+    try:
+        out = tuple(float(b) for b in buckets if not (isinstance(b, float) and b == math.inf))
+    except (TypeError, ValueError):
+        raise ValueError("buckets must be numbers of seconds") from None
+    if not out or not all(math.isfinite(b) for b in out):
+        raise ValueError("buckets must be finite numbers of seconds, at least one")
+    if any(b >= c for b, c in itertools.pairwise(out)):
+        raise ValueError("buckets must be strictly increasing")
+    return out
 
 
 def percentile_linear(sorted_lo: float, sorted_hi: float, gamma: float) -> float:
@@ -43,6 +80,10 @@ def percentile_linear(sorted_lo: float, sorted_hi: float, gamma: float) -> float
     if gamma >= 0.5:
         return sorted_hi - diff * (1 - gamma)
     return sorted_lo + diff * gamma
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def _p95_index(n: int) -> tuple[int, float]:
@@ -107,6 +148,7 @@ class PerformanceMonitor:
         min_samples: int = 10,
         on_breach: Callable[[PerformanceError], object] | None = None,
         strict: bool = False,
+        buckets: Iterable[float] = DEFAULT_BUCKETS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:
@@ -119,27 +161,50 @@ class PerformanceMonitor:
             if not (v >= 0):
                 raise ValueError(f"{name} must be >= 0, got {v!r}")
         self.window_size = window_size
-        self.max_avg_s = float(max_avg_s)
+        self._max_avg_s = float(max_avg_s)
         self.max_p95_s = float(max_p95_s)
-        self.max_error_rate = float(max_error_rate)
-        self.min_samples = int(min_samples)
+        self._max_error_rate = float(max_error_rate)
+        self._min_samples = int(min_samples)
         self.on_breach = on_breach
         self.strict = strict
+        self.buckets: tuple[float, ...] = check_buckets(buckets)
         self._clock = clock
         self._lock = threading.Lock()
         self._times = array("d", bytes(8 * window_size))
         self._errors = bytearray(window_size)
-        self._pos = 0
-        self._count = 0
         self._sum = 0.0
+        self._huge = 0  # samples in the window >= _HUGE, kept out of the running sum
         self._error_count = 0
         self._above = 0  # samples in the window above max_p95_s
         self._total = 0
         self._total_errors = 0
+        # Cumulative since start, for the Prometheus histogram: one slot per bucket plus +Inf.
+        self._hist = [0] * (len(self.buckets) + 1)
+        self._hist_sum = 0.0
+        # Folding a lap into the histogram is vectorised for windows worth it; numpy loads
+        # here, when such a monitor is made, not in the request path.
+        self._np: Any = None
+        if window_size >= 32:
+            import numpy
+
+            self._np = numpy
         self._stats: dict[str, Any] | None = None
+        # The sorted mirror of the window, brought up to date when read (see _sync_mirror):
+        # writes stay O(1), a read after a write costs O(log W).
+        self._mirror: Any = None
+        self._known = array("d", bytes(8 * window_size))  # the ring as the mirror last saw it
+        self._synced_total = 0
+        self._synced_count = 0
+        self._incremental_max = max(8, window_size // 32)
         lo, gamma = _p95_index(window_size)
         self._full_cut = (window_size - lo, gamma)
+        self._above_limit = window_size - lo - 1
         self._breached: frozenset[str] = frozenset()
+        self._alert = False  # breached, or a huge sample in the window: the slow check runs
+        self._stats_at = -1
+        self._limits()
+        self._loop: Any = None  # the host's loop, for an async on_breach called from a thread
+        self._pending: set[Any] = set()  # on_breach tasks, held until they finish
         self._started = clock()
         self.start_time = time.time()
 
@@ -148,6 +213,50 @@ class PerformanceMonitor:
             f"<PerformanceMonitor window={self._count}/{self.window_size} "
             f"total={self._total} breached={sorted(self._breached)}>"
         )
+
+    @property
+    def _count(self) -> int:
+        return min(self._total, self.window_size)
+
+    @property
+    def _pos(self) -> int:
+        return self._total % self.window_size
+
+    def _limits(self) -> None:
+        # The full window's healthy test without divisions, a hair stricter than the exact one
+        # so that a borderline case always goes to _assess, which decides exactly as before.
+        size = self.window_size
+        self._sum_limit = self._max_avg_s * size * (1 - 1e-9)
+        self._error_limit = self._max_error_rate * size * (1 - 1e-9)
+
+    @property
+    def max_avg_s(self) -> float:
+        """Breach when the mean response time exceeds this."""
+        return self._max_avg_s
+
+    @max_avg_s.setter
+    def max_avg_s(self, value: float) -> None:
+        self._max_avg_s = float(value)
+        self._limits()
+
+    @property
+    def max_error_rate(self) -> float:
+        """Breach when the share of failed requests exceeds this (0-1)."""
+        return self._max_error_rate
+
+    @max_error_rate.setter
+    def max_error_rate(self, value: float) -> None:
+        self._max_error_rate = float(value)
+        self._limits()
+
+    @property
+    def min_samples(self) -> int:
+        """No breach is reported before the window holds this many requests."""
+        return self._min_samples
+
+    @min_samples.setter
+    def min_samples(self, value: int) -> None:
+        self._min_samples = int(value)
 
     # ------------------------------------------------------------------ writing
     def record_request(self, response_time: float, success: bool = True) -> None:
@@ -164,84 +273,186 @@ class PerformanceMonitor:
             PerformanceError: Only with ``strict=True``, while a threshold is breached.
         """
         value = response_time if type(response_time) is float else _check_sample(response_time)
-        if not (0.0 <= value < math.inf):  # also False for NaN
-            raise ValueError(f"response_time must be a finite time >= 0, got {value!r}")
-        failed = 0 if success else 1
-        size = self.window_size
-        limit = self.max_p95_s
-        with self._lock:
-            pos = self._pos
-            n = self._count
-            full = n == size
-            if full:
-                old = self._times[pos]
-                self._sum -= old
-                if self._errors[pos]:
-                    self._error_count -= 1
-                if old > limit:
-                    self._above -= 1
+        if not (0.0 <= value < 1e300):  # _HUGE, as a constant: this is the hottest line
+            if not (0.0 <= value < math.inf):  # also True for NaN
+                raise ValueError(f"response_time must be a finite time >= 0, got {value!r}")
+            self._record_huge(value, success)
+            return
+        self._record(value, 0 if success else 1)
+
+    def _record(self, value: float, failed: int) -> None:
+        """Record a checked time (finite, >= 0, < 1e300); ``timed`` calls this directly."""
+        # Each attribute access costs 15-30 ns here, so each is done once, and the slot being
+        # overwritten reads 0.0 / 0 while the ring fills (reset() zeroes it): one code path
+        # serves the filling and the full ring. The position is the count since reset modulo
+        # the window, so no separate position or length is kept.
+        lock = self._lock
+        lock.acquire()
+        try:
+            total = self._total
+            size = self.window_size
+            pos = total % size
+            times = self._times
+            old = times[pos]
+            times[pos] = value
+            if old < 1e300:
+                self._sum += value - old
             else:
-                n += 1
-                self._count = n
-            self._times[pos] = value
-            self._sum += value
-            self._errors[pos] = failed
+                self._sum += value
+                self._huge -= 1
             if failed:
-                self._error_count += 1
                 self._total_errors += 1
+            errors = self._errors
+            if errors[pos] != failed:
+                errors[pos] = failed
+                self._error_count += failed or -1
+            limit = self.max_p95_s
             if value > limit:
+                if not old > limit:
+                    self._above += 1
+            elif old > limit:
+                self._above -= 1
+            total += 1
+            self._total = total
+            if pos == size - 1:
+                self._lap()
+            if total >= size:
+                if (
+                    self._above < self._above_limit
+                    and self._sum <= self._sum_limit
+                    and self._error_count <= self._error_limit
+                    and not self._alert
+                ):
+                    return  # the common case: healthy, and it was healthy
+                report, fail = self._assess(size, self._above, *self._full_cut)
+            else:
+                if total < self._min_samples:
+                    return
+                lo, gamma = _p95_index(total)
+                report, fail = self._assess(total, self._above, total - lo, gamma)
+        finally:
+            lock.release()
+        if report is not None or fail is not None:
+            self._after(report, fail)
+
+    # timed() calls this with perf_counter differences: floats, finite and >= 0 by construction.
+    _record_elapsed = _record
+    _record_elapsed_for = record_request  # ... in place of this record_request, not an override
+
+    def _record_huge(self, value: float, success: bool) -> None:
+        """The rare path of a time >= 1e300 s: recorded like any other, kept out of the sum."""
+        failed = 0 if success else 1
+        with self._lock:
+            total = self._total
+            size = self.window_size
+            pos = total % size
+            old = self._times[pos]
+            self._times[pos] = value
+            if old < _HUGE:
+                self._sum -= old
+            else:
+                self._huge -= 1
+            self._huge += 1
+            if self._errors[pos] != failed:
+                self._errors[pos] = failed
+                self._error_count += failed or -1
+            self._total_errors += failed
+            if not old > self.max_p95_s:
                 self._above += 1
-            self._total += 1
-            self._stats = None
-            pos += 1
-            if pos < size:
-                self._pos = pos
-            else:
-                self._pos = 0
-                # Running sums drift by rounding over weeks; an exact re-sum once per lap of
-                # the ring keeps them honest at O(1) amortised.
-                self._resum()
-            if n < self.min_samples:
-                return
-            # The p95 breach without sorting: p95 lies between the order statistics lo and
-            # lo + 1, so it is above the threshold when at least n - lo samples are, and not
-            # when fewer than n - lo - 1 are; only the border case reads the window.
-            if full:
-                cut, gamma = self._full_cut
-            else:
-                lo, gamma = _p95_index(n)
-                cut = n - lo
-            above = self._above
-            if (
-                self._sum / n <= self.max_avg_s
-                and above < cut - 1
-                and self._error_count / n <= self.max_error_rate
-                and not self._breached
-            ):
-                return  # the common case: healthy, and it was healthy
-            found = []
-            if self._sum / n > self.max_avg_s:
-                found.append("avg")
-            if above >= cut or (
-                above == cut - 1
-                and gamma > 0
-                and self._compute()["p95_response_time"] > self.max_p95_s
-            ):
-                found.append("p95")
-            if self._error_count / n > self.max_error_rate:
-                found.append("error_rate")
-            breaches = frozenset(found)
-            new = breaches - self._breached
-            self._breached = breaches
-            report = self._breach_error(min(new)) if new else None
-            fail = self._breach_error(min(breaches)) if breaches and self.strict else None
+            self._total = total + 1
+            self._alert = True
+            if pos == size - 1:
+                self._lap()
+            n = min(total + 1, size)
+            lo, gamma = _p95_index(n)
+            report, fail = self._assess(n, self._above, n - lo, gamma)
+        self._after(report, fail)
+
+    def _assess(
+        self, n: int, above: int, cut: int, gamma: float
+    ) -> tuple[PerformanceError | None, PerformanceError | None]:
+        """Which thresholds are breached now; caller holds the lock."""
+        if n < self._min_samples:
+            self._alert = self._huge > 0
+            return None, None
+        found = []
+        if self._huge or self._sum / n > self.max_avg_s:
+            found.append("avg")
+        if above >= cut or (
+            above == cut - 1 and gamma > 0 and self._compute()["p95_response_time"] > self.max_p95_s
+        ):
+            found.append("p95")
+        if self._error_count / n > self.max_error_rate:
+            found.append("error_rate")
+        breaches = frozenset(found)
+        new = breaches - self._breached
+        self._breached = breaches
+        self._alert = bool(breaches) or self._huge > 0
+        report = self._breach_error(min(new)) if new else None
+        fail = self._breach_error(min(breaches)) if breaches and self.strict else None
+        return report, fail
+
+    def _after(self, report: PerformanceError | None, fail: PerformanceError | None) -> None:
         if report is not None:
             self._report(report)
         if fail is not None:
             raise fail
 
     def _resum(self) -> None:
-        self._sum = math.fsum(self._times[: self._count])
+        times = self._times[: self._count]
+        if self._huge:
+            times = array("d", (v for v in times if v < _HUGE))
+        self._sum = math.fsum(times)
+
+    def _lap(self) -> None:
+        """
+        The ring has just wrapped: it holds exactly the lap's samples. Caller holds the lock.
+
+        Running sums drift by rounding over weeks; an exact re-sum once per lap keeps them
+        honest at O(1) amortised. The lap's samples go into the histogram here, in one
+        vectorised pass, rather than one bisection per request.
+        """
+        self._resum()
+        counts, total = self._bucket_counts(self._times)
+        hist = self._hist
+        for i, c in enumerate(counts):
+            hist[i] += c
+        self._hist_sum += total
+
+    def _bucket_counts(self, values: array[float]) -> tuple[list[int], float]:
+        """Samples per bucket (the last is +Inf) and their sum, of ``values``."""
+        bounds = self.buckets
+        np = self._np
+        if np is None or len(values) < 32:
+            counts = [0] * (len(bounds) + 1)
+            for v in values:
+                counts[bisect_left(bounds, v)] += 1
+            return counts, sum(values)
+        arr = np.frombuffer(values, dtype=np.float64)
+        idx = np.searchsorted(np.asarray(bounds), arr, side="left")
+        # A sum of huge samples may overflow to inf, which a histogram's _sum may be.
+        with np.errstate(over="ignore"):
+            total = float(arr.sum())
+        return np.bincount(idx, minlength=len(bounds) + 1).tolist(), total
+
+    def histogram(self) -> dict[str, Any]:
+        """
+        Every request since start (or ``reset()``) as a Prometheus-style latency histogram.
+
+        Returns:
+            ``buckets``: ``[(upper bound, cumulative count), ...]`` ending with ``(inf, count)``;
+            ``count``; ``sum`` (seconds).
+        """
+        with self._lock:
+            partial, partial_sum = self._bucket_counts(self._times[: self._pos])
+            counts = [a + b for a, b in zip(self._hist, partial, strict=True)]
+            total = self._hist_sum + partial_sum
+        out = []
+        running = 0
+        for bound, c in zip((*self.buckets, math.inf), counts, strict=True):
+            running += c
+            out.append((bound, running))
+        return {"buckets": out, "count": running, "sum": total}
 
     def _breach_error(self, kind: str) -> PerformanceError:
         stats = self._compute_locked()
@@ -255,16 +466,120 @@ class PerformanceMonitor:
 
     def _report(self, err: PerformanceError) -> None:
         logger.warning("performance threshold breached: %s", err)
-        if self.on_breach is not None:
+        if self.on_breach is None:
+            return
+        try:
+            result = self.on_breach(err)
+        except Exception as err2:
+            logger.warning("on_breach callback failed: %s", describe_error(err2))
+            return
+        if hasattr(result, "__await__"):
+            self._schedule(result)
+
+    def _schedule(self, awaitable: Any) -> None:
+        """
+        Run an async ``on_breach``'s awaitable: a task in the running loop, or in the loop the
+        monitor last saw when called from another thread; never dropped silently.
+        """
+        # asyncio is imported by whoever made a coroutine; we look it up rather than import it.
+        aio = sys.modules.get("asyncio")
+        loop = None
+        if aio is not None:
             try:
-                self.on_breach(err)
-            except Exception as err2:
-                logger.warning("on_breach callback failed: %s", describe_error(err2))
+                loop = aio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        if loop is not None and aio is not None:
+            self._loop = loop
+            task = aio.ensure_future(awaitable)
+            self._pending.add(task)
+            task.add_done_callback(self._breach_done)
+            return
+        known = self._loop
+        if aio is not None and known is not None and known.is_running() and not known.is_closed():
+            fut = aio.run_coroutine_threadsafe(_await(awaitable), known)
+            fut.add_done_callback(self._breach_done)
+            return
+        if hasattr(awaitable, "close"):
+            awaitable.close()  # no "never awaited" RuntimeWarning: we say what happened instead
+        logger.warning(
+            "on_breach is async but record_request ran outside a running event loop "
+            "(and no loop is known to run it in): the breach is logged here instead"
+        )
+
+    def _breach_done(self, fut: Any) -> None:
+        self._pending.discard(fut)
+        if fut.cancelled():
+            return
+        err = fut.exception()
+        if err is not None:
+            logger.warning("on_breach callback failed: %s", describe_error(err))
+
+    def bind_loop(self, loop: Any) -> None:
+        """
+        Name the loop an async ``on_breach`` runs in when a breach is seen in another thread.
+
+        The monitor learns it by itself when a breach happens inside that loop; call this when
+        requests are recorded only from worker threads.
+
+        Args:
+            loop: The host's running event loop.
+        """
+        self._loop = loop
 
     # ------------------------------------------------------------------ reading
+    def _sync_mirror(self) -> Any:
+        """
+        Bring the sorted mirror up to date with the ring; caller holds the lock.
+
+        The writes since the last read are applied one by one (a removal and an insertion,
+        O(log W) each), or, when there were many, the mirror is rebuilt from the ring
+        (O(W log W) in C, cheaper than many Python-level updates).
+        """
+        from sortedcontainers import SortedList  # lazily: the first read pays for the import
+
+        n = self._count
+        behind = self._total - self._synced_total
+        mirror = self._mirror
+        if mirror is not None and behind == 0:
+            return mirror
+        if mirror is None or behind > self._incremental_max:
+            values = self._times[:n]
+            if n > 4096:
+                import numpy as np  # sorting 4096+ floats is cheaper in numpy than in sorted()
+
+                ordered = np.sort(np.frombuffer(values, dtype=np.float64)).tolist()
+            else:
+                ordered = sorted(values)
+            mirror = self._mirror = SortedList(ordered)
+            self._known[:n] = values
+        else:
+            known, times, size = self._known, self._times, self.window_size
+            filled = self._synced_count
+            p = (self._pos - behind) % size
+            for _ in range(behind):
+                if p < filled:
+                    mirror.remove(known[p])
+                v = times[p]
+                mirror.add(v)
+                known[p] = v
+                p += 1
+                if p == size:
+                    p = 0
+        self._synced_total = self._total
+        self._synced_count = n
+        return mirror
+
+    def _mean(self, n: int) -> float:
+        if not self._huge:
+            return self._sum / n
+        # A sample near the float maximum: the running sum leaves it out (two of them would
+        # overflow it), so the mean is computed the slow way, scaled, in this rare case only.
+        return sum(v / n for v in self._times[:n])
+
     def _compute(self) -> dict[str, Any]:
         """Statistics of the window; caller holds the lock. Cached until the next write."""
-        if self._stats is not None:
+        if self._stats is not None and self._stats_at == self._total:
             return self._stats
         n = self._count
         uptime = self._clock() - self._started
@@ -277,24 +592,17 @@ class PerformanceMonitor:
                 "error_rate": 0.0,
             }
         else:
-            import numpy as np  # lazily: never at `import safla_diag`
-
-            window = np.frombuffer(self._times, dtype=np.float64, count=n)
+            ordered = self._sync_mirror()
             lo, gamma = _p95_index(n)
-            # One selection of the two order statistics around the p95 (two kth values select
-            # faster than one in numpy); everything after lo + 1 is >= them, so the maximum is
-            # the max of that short tail.
             if lo + 1 < n:
-                part = np.partition(window, (lo, lo + 1))
-                top = float(part[lo + 1 :].max())
-                p95 = percentile_linear(float(part[lo]), float(part[lo + 1]), gamma)
+                p95 = percentile_linear(ordered[lo], ordered[lo + 1], gamma)
             else:
-                top = p95 = float(window.max())
+                p95 = ordered[-1]
             stats = {
-                "avg_response_time": float(window.mean()),
+                "avg_response_time": self._mean(n),
                 "p95_response_time": p95,
-                "min_response_time": float(window.min()),
-                "max_response_time": top,
+                "min_response_time": ordered[0],
+                "max_response_time": ordered[-1],
                 "error_rate": self._error_count / n,
             }
         stats["window_requests"] = n
@@ -302,6 +610,7 @@ class PerformanceMonitor:
         stats["total_errors"] = self._total_errors
         stats["uptime"] = uptime
         self._stats = stats
+        self._stats_at = self._total
         return stats
 
     def _compute_locked(self) -> dict[str, Any]:
@@ -378,8 +687,16 @@ class PerformanceMonitor:
     def reset(self) -> None:
         """Forget the window and the totals."""
         with self._lock:
-            self._pos = self._count = self._error_count = self._above = 0
+            self._error_count = self._above = self._huge = 0
+            self._alert = False
             self._sum = 0.0
+            # The write path reads the slot it overwrites as 0.0 / 0 while the ring fills.
+            self._times = array("d", bytes(8 * self.window_size))
+            self._errors = bytearray(self.window_size)
+            self._hist = [0] * (len(self.buckets) + 1)
+            self._hist_sum = 0.0
+            self._mirror = None
+            self._synced_total = self._synced_count = 0
             self._total = self._total_errors = 0
             self._stats = None
             self._breached = frozenset()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ._cpu import CPUProfiler, profile
-from ._memory import MemoryProfiler
+from ._memory import MemoryGrowth, MemoryProfiler
 from ._report import ProfileReport
 from ._timed import timed
 
-__all__ = ["CPUProfiler", "MemoryProfiler", "ProfileReport", "profile", "timed"]
+__all__ = ["CPUProfiler", "MemoryGrowth", "MemoryProfiler", "ProfileReport", "profile", "timed"]

@@ -35,7 +35,7 @@ import threading
 import types
 from collections.abc import Callable, Coroutine, Generator
 from cProfile import Profile
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .._redact import describe_error, redact
@@ -79,6 +79,39 @@ def _note_unavailable(reason: str) -> None:
 
 
 _FOREIGN = "another profiler is active on this thread (sys.setprofile)"
+
+
+class _Throttle:
+    """
+    Logs a repeated failure at WARNING once, then at most once per ``interval`` seconds.
+
+    The failures in between go to DEBUG, and the next WARNING says how many there were: a
+    callback that fails on every profiled call must not flood the host's logs.
+    """
+
+    __slots__ = ("_clock", "_interval", "_lock", "_next", "_since")
+
+    def __init__(self, interval: float = 60.0, *, clock: Callable[[], float] = monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next: float | None = None
+        self._since = 0
+
+    def log(self, msg: str, *args: object) -> None:
+        with self._lock:
+            now = self._clock()
+            warn = self._next is None or now >= self._next
+            if warn:
+                since, self._since, self._next = self._since, 0, now + self._interval
+            else:
+                self._since += 1
+        if not warn:
+            logger.debug(msg, *args)
+        elif since:
+            logger.warning(msg + " (and %d more times since the last warning)", *args, since)
+        else:
+            logger.warning(msg, *args)
 
 
 def _try_enable(prof: cProfile.Profile) -> bool:
@@ -171,7 +204,8 @@ class CPUProfiler:
             log_level: Level at which each report's text is logged to ``safla_diag.profiling``;
                 None to never log. The text is only built when the logger is enabled for it.
             on_report: Called with each ``ProfileReport``; exceptions it raises are logged, never
-                propagated into the profiled code.
+                propagated into the profiled code (a WARNING the first time, then at most one a
+                minute, the others at DEBUG).
             save_to: A path where each report is saved as a pstats file (the latest wins).
             accumulate: Also keep ``total_report``, every span's report merged. Costs a report
                 build per span.
@@ -204,6 +238,8 @@ class CPUProfiler:
         self._total_wall = 0.0
         self._total_sessions = 0
         self._manual = threading.local()
+        self._report_failed = _Throttle()
+        self._save_failed = _Throttle()
 
     # -- reports ------------------------------------------------------------------------------
     @property
@@ -276,7 +312,7 @@ class CPUProfiler:
                 try:
                     report.save(self.save_to)
                 except OSError as err:
-                    logger.warning(
+                    self._save_failed.log(
                         "could not save the profile of %s: %s",
                         redact(report.label),
                         redact(str(err)),
@@ -285,7 +321,7 @@ class CPUProfiler:
                 try:
                     self.on_report(report)
                 except Exception as err:
-                    logger.warning(
+                    self._report_failed.log(
                         "on_report callback failed for the profile of %s: %s",
                         redact(report.label),
                         describe_error(err),

@@ -11,8 +11,9 @@ from collections import deque
 from typing import Any
 
 from .._lazy import import_optional
+from .._report import JsonMixin, html_block, html_table
 
-__all__ = ["MemoryProfiler"]
+__all__ = ["MemoryGrowth", "MemoryProfiler"]
 
 logger = logging.getLogger("safla_diag.profiling")
 
@@ -59,6 +60,70 @@ def _filters() -> list[tracemalloc.Filter]:
 
 def _where(frame: tracemalloc.Frame) -> str:
     return f"{frame.filename}:{frame.lineno}"
+
+
+class MemoryGrowth(dict[str, Any], JsonMixin):
+    """
+    What ``MemoryProfiler.analyze_memory_growth()`` found: a plain ``dict`` that is also a report.
+
+    Keys (none before a baseline and a snapshot exist): ``total_growth`` (bytes),
+    ``total_growth_mb``, ``group_by``, ``baseline``, ``snapshot``, and ``top_consumers``, largest
+    growth first: dicts of ``file``, ``size_diff``, ``count_diff``, ``current_size`` and
+    ``traceback``. ``to_dict()``, ``to_json()``, ``to_text()`` and ``_repr_html_()`` render it.
+    """
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly copy (consumers' tracebacks as lists)."""
+        out = dict(self)
+        if "top_consumers" in out:
+            out["top_consumers"] = [
+                {**c, "traceback": list(c.get("traceback", ()))} for c in out["top_consumers"]
+            ]
+        return out
+
+    def _title(self) -> str:
+        if not self:
+            return "no memory growth measured yet (start_tracing() and take_snapshot() first)"
+        return (
+            f"memory growth {self['total_growth_mb']:+.3f} MB from {self['baseline']} to "
+            f"{self['snapshot']} (by {self['group_by']})"
+        )
+
+    def to_text(self) -> str:
+        """The total and the top consumers, one per line, in KiB."""
+        lines = [self._title()]
+        for c in self.get("top_consumers", ()):
+            lines.append(
+                f"  {c['size_diff'] / 1024:+10.1f} KiB {c['count_diff']:+8d} blocks  {c['file']}"
+            )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """The total and the top consumers as a table, for Jupyter."""
+        consumers = self.get("top_consumers", ())
+        table = html_table(
+            ("allocated at", "KiB grown", "blocks grown", "KiB now"),
+            [
+                (
+                    c["file"],
+                    round(c["size_diff"] / 1024, 1),
+                    c["count_diff"],
+                    round(c["current_size"] / 1024, 1),
+                )
+                for c in consumers
+            ],
+        )
+        return html_block(self._title(), table if consumers else "")
+
+    def __repr__(self) -> str:
+        if not self:
+            return "<MemoryGrowth empty>"
+        return (
+            f"<MemoryGrowth total_growth_mb={self['total_growth_mb']:.3f} "
+            f"consumers={len(self.get('top_consumers', ()))}>"
+        )
 
 
 class MemoryProfiler:
@@ -154,7 +219,7 @@ class MemoryProfiler:
 
     def analyze_memory_growth(
         self, *, group_by: str = "lineno", top: int | None = None
-    ) -> dict[str, Any]:
+    ) -> MemoryGrowth:
         """
         Compare the latest snapshot with the baseline.
 
@@ -164,7 +229,8 @@ class MemoryProfiler:
             top: How many consumers to list; defaults to the profiler's ``top``.
 
         Returns:
-            ``{}`` before a baseline and a snapshot exist; else ``total_growth`` (bytes, the sum
+            A :class:`MemoryGrowth` (a ``dict`` with report methods): empty before a baseline
+            and a snapshot exist; else ``total_growth`` (bytes, the sum
             of every difference), ``total_growth_mb``, ``group_by``, ``baseline`` and
             ``snapshot`` (names), and ``top_consumers``, largest growth first: dicts of ``file``
             (``path:line`` of the allocating line), ``size_diff`` and ``current_size`` (bytes),
@@ -180,7 +246,7 @@ class MemoryProfiler:
             raise ValueError(f"top must be a positive int, got {n!r}")
         with self._lock:
             if self.baseline is None or not self.snapshots:
-                return {}
+                return MemoryGrowth()
             baseline = self.baseline
             latest = self.snapshots[-1]
         diffs = latest["snapshot"].compare_to(baseline, group_by)
@@ -197,14 +263,16 @@ class MemoryProfiler:
                 }
             )
         total = sum(stat.size_diff for stat in diffs)
-        return {
-            "total_growth": total,
-            "total_growth_mb": total / _MB,
-            "group_by": group_by,
-            "baseline": "baseline",
-            "snapshot": latest["name"],
-            "top_consumers": consumers,
-        }
+        return MemoryGrowth(
+            {
+                "total_growth": total,
+                "total_growth_mb": total / _MB,
+                "group_by": group_by,
+                "baseline": "baseline",
+                "snapshot": latest["name"],
+                "top_consumers": consumers,
+            }
+        )
 
     def get_system_memory_info(self) -> dict[str, Any]:
         """

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from .._redact import redact
+from .._report import JsonMixin, Num, html_block, html_table
 
 if TYPE_CHECKING:
     import cProfile
@@ -234,9 +235,9 @@ _HTML_SCRIPT = """<script>
       var body = t.tBodies[0], rows = Array.prototype.slice.call(body.rows);
       var desc = th.dataset.dir !== "desc";
       th.dataset.dir = desc ? "desc" : "asc";
-      var num = th.dataset.type === "num";
+      var num = th.style.textAlign === "right";
       rows.sort(function (a, b) {
-        var x = a.cells[i].dataset.v, y = b.cells[i].dataset.v;
+        var x = a.cells[i].textContent, y = b.cells[i].textContent;
         var r = num ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
         return desc ? -r : r;
       });
@@ -247,7 +248,7 @@ _HTML_SCRIPT = """<script>
 </script>"""
 
 
-class ProfileReport:
+class ProfileReport(JsonMixin):
     """
     The result of profiling: one row per function, in pstats' data layout.
 
@@ -540,12 +541,6 @@ class ProfileReport:
             "rows": [r.to_dict() for r in self.rows],
         }
 
-    def to_json(self, **kwargs: Any) -> str:
-        """``to_dict()`` as JSON; keyword arguments go to ``json.dumps``."""
-        import json
-
-        return json.dumps(self.to_dict(), **kwargs)
-
     def _header(self) -> str:
         wall = "unknown" if self.wall_time is None else f"{self.wall_time * 1000:.3f} ms"
         calls = f"{self.total_calls} calls"
@@ -619,44 +614,35 @@ class ProfileReport:
 
     def _repr_html_(self, max_rows: int = 100) -> str:
         """A sortable HTML table (click a header) for Jupyter; inline script, no downloads."""
-        import html
-
         table_id = f"safla-profile-{next(_ids)}-{id(self):x}"
         rows = self.rows[:max_rows]
-        head = "".join(
-            f'<th data-type="{kind}" style="text-align:{"right" if kind == "num" else "left"}">'
-            f"{html.escape(title)}</th>"
-            for title, kind in (
-                ("function", "str"),
-                ("file:line", "str"),
-                ("ncalls", "num"),
-                ("tottime ms", "num"),
-                ("percall ms", "num"),
-                ("cumtime ms", "num"),
-                ("cum/call ms", "num"),
-            )
-        )
-        body = []
-        for r in rows:
-            cells = [
-                _td(r.function, r.function),
-                _td(r.location, r.location),
-                _td(_ncalls(r), r.ncalls, num=True),
-                _td(f"{r.tottime * 1000:.3f}", r.tottime, num=True),
-                _td(f"{r.percall_tottime * 1000:.3f}", r.percall_tottime, num=True),
-                _td(f"{r.cumtime * 1000:.3f}", r.cumtime, num=True),
-                _td(f"{r.percall_cumtime * 1000:.3f}", r.percall_cumtime, num=True),
-            ]
-            body.append("<tr>" + "".join(cells) + "</tr>")
         more = f" (showing {len(rows)} of {len(self)} functions)" if len(rows) < len(self) else ""
-        caption = html.escape(self._header() + more)
-        return (
-            f'<div class="safla-profile-report"><table id="{table_id}" '
-            f'style="border-collapse:collapse;font-family:monospace;font-size:12px">'
-            f'<caption style="text-align:left;caption-side:top">{caption}</caption>'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-            f"{_HTML_SCRIPT % {'id': table_id}}</div>"
+        table = html_table(
+            (
+                "function",
+                "file:line",
+                "ncalls",
+                "tottime ms",
+                "percall ms",
+                "cumtime ms",
+                "cum/call ms",
+            ),
+            (
+                (
+                    r.function,
+                    r.location,
+                    Num(_ncalls(r)),
+                    Num(f"{r.tottime * 1000:.3f}"),
+                    Num(f"{r.percall_tottime * 1000:.3f}"),
+                    Num(f"{r.cumtime * 1000:.3f}"),
+                    Num(f"{r.percall_cumtime * 1000:.3f}"),
+                )
+                for r in rows
+            ),
+            caption=self._header() + more,
+            table_id=table_id,
         )
+        return html_block(self.label or "Profile", table, _HTML_SCRIPT % {"id": table_id})
 
     def __repr__(self) -> str:
         wall = "None" if self.wall_time is None else f"{self.wall_time:.6f}"
@@ -680,10 +666,3 @@ class ProfileReport:
 
 def _ncalls(r: ProfileRow) -> str:
     return str(r.ncalls) if r.ncalls == r.primitive_calls else f"{r.ncalls}/{r.primitive_calls}"
-
-
-def _td(text: object, value: object, *, num: bool = False) -> str:
-    import html
-
-    align = ' style="text-align:right"' if num else ""
-    return f'<td data-v="{html.escape(str(value))}"{align}>{html.escape(str(text))}</td>'

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import html
-import json
 from typing import Any
 
 import attrs
 
 from .._redact import redact
+from .._report import JsonMixin, html_block, html_table
 
 __all__ = ["BackupInfo", "Check", "IndexHealth"]
 
@@ -38,7 +37,7 @@ def _fmt_passed(passed: bool | None) -> str:
 
 
 @attrs.frozen(kw_only=True)
-class IndexHealth:
+class IndexHealth(JsonMixin):
     """
     The result of :meth:`VectorIndexRecovery.diagnose`.
 
@@ -101,7 +100,7 @@ class IndexHealth:
         return {
             "ok": self.ok,
             "problem": redact(self.problem) if self.problem else None,
-            "advice": self.advice,
+            "advice": redact(self.advice) if self.advice else None,
             "path": redact(self.path),
             "ntotal": self.ntotal,
             "dimension": self.dimension,
@@ -116,10 +115,6 @@ class IndexHealth:
             "notes": [redact(n) for n in self.notes],
             "duration": round(self.duration, 6),
         }
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """Return :meth:`to_dict` as JSON."""
-        return json.dumps(self.to_dict(), indent=indent)
 
     def to_text(self) -> str:
         """Return a few lines for an operator's terminal."""
@@ -143,28 +138,38 @@ class IndexHealth:
             lines.append(f"  [{_fmt_passed(c.passed):>7}] {c.name}: {redact(c.detail)}")
         lines.extend(f"  note: {redact(n)}" for n in self.notes)
         if self.advice:
-            lines.append(f"  what to do: {self.advice}")
+            lines.append(f"  what to do: {redact(self.advice)}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        colour = "green" if self.ok else "red"
-        rows = "".join(
-            f"<tr><td>{html.escape(c.name)}</td><td>{_fmt_passed(c.passed)}</td>"
-            f"<td>{html.escape(redact(c.detail))}</td></tr>"
-            for c in self.checks
+        """The report for Jupyter: the verdict, the facts, every check and the advice (redacted)."""
+        title = "vector index healthy" if self.ok else f"vector index UNHEALTHY: {self.problem}"
+        facts = html_table(
+            ["path", "class", "dimension", "ntotal", "metric", "generation", "size"],
+            [
+                [
+                    redact(self.path),
+                    self.index_class or "",
+                    "" if self.dimension is None else self.dimension,
+                    "" if self.ntotal is None else self.ntotal,
+                    self.metric or "",
+                    "" if self.generation is None else self.generation,
+                    "" if self.size is None else self.size,
+                ]
+            ],
         )
-        title = "healthy" if self.ok else f"unhealthy: {self.problem}"
-        advice = f"<p>What to do: {html.escape(self.advice)}</p>" if self.advice else ""
-        return (
-            f"<div><b style='color:{colour}'>{html.escape(redact(title))}</b> "
-            f"<code>{html.escape(redact(self.path))}</code>"
-            f"<table><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>"
-            f"{advice}</div>"
+        checks = html_table(
+            ["check", "result", "detail"],
+            [[c.name, _fmt_passed(c.passed), redact(c.detail)] for c in self.checks],
         )
+        notes = [f"note: {redact(n)}" for n in self.notes]
+        if self.advice:
+            notes.append(f"What to do: {redact(self.advice)}")
+        return html_block(redact(title), facts, checks, notes=notes, ok=self.ok)
 
 
 @attrs.frozen(kw_only=True)
-class BackupInfo:
+class BackupInfo(JsonMixin):
     """
     One backup generation in the backup folder.
 
@@ -213,10 +218,6 @@ class BackupInfo:
         d["ok"] = self.ok
         return d
 
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """Return :meth:`to_dict` as JSON."""
-        return json.dumps(self.to_dict(), indent=indent)
-
     def to_text(self) -> str:
         """Return one line describing the backup."""
         state = {True: "verified", False: "DAMAGED", None: "not verified"}[self.verified]
@@ -225,4 +226,14 @@ class BackupInfo:
         return f"{self.name}  ntotal={self.ntotal} dimension={self.dimension} size={self.size}  {state}"
 
     def _repr_html_(self) -> str:
-        return f"<code>{html.escape(self.to_text())}</code>"
+        """The backup for Jupyter: one row of facts (redacted)."""
+        state = {True: "verified", False: "DAMAGED", None: "not verified"}[self.verified]
+        rows = [
+            [self.name, "" if self.generation is None else self.generation,
+             "" if self.ntotal is None else self.ntotal,
+             "" if self.dimension is None else self.dimension,
+             "" if self.size is None else self.size,
+             redact(self.problem) if self.problem else state]
+        ]  # fmt: skip
+        table = html_table(["name", "generation", "ntotal", "dimension", "size", "state"], rows)
+        return html_block(f"backup {self.name}", table, ok=self.ok)

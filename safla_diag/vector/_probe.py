@@ -13,6 +13,7 @@ files.
 from __future__ import annotations
 
 import contextlib
+import enum
 import gc
 import json
 import os
@@ -195,100 +196,117 @@ def probe_files(
     Returns:
         One result per job, in order. Never raises for what a file does to the child.
     """
-    results: dict[int, ProbeResult] = {}
-    pending = list(range(len(jobs)))
-    payloads = [attrs.asdict(j) for j in jobs]
+    run = _Run(jobs, timeout)
+    todo = list(range(len(jobs)))
+    while todo:  # each pass is one child; it hands back what a fresh child must carry on with
+        todo = run.one_child(todo, memory_factor, slack)
+    return [run.results[i] for i in range(len(jobs))]
 
-    def limit_for(i: int) -> float:
-        if timeout is not None:
-            return timeout
+
+class _Phase(enum.Enum):
+    """Where one child's run over its jobs stands."""
+
+    STARTING = enum.auto()  # no file begun yet: the start-up deadline runs
+    LOADING = enum.auto()  # the child announced a file: that file's deadline runs
+    RESPAWN = enum.auto()  # the child died or was killed on a file: a fresh one takes the rest
+    FINISHED = enum.auto()  # every job of the batch has a result
+
+
+class _Run:
+    """The results of one :func:`probe_files` call, filled in by one child after another."""
+
+    def __init__(self, jobs: Sequence[ProbeJob], timeout: float | None) -> None:
+        self.jobs = jobs
+        self.timeout = timeout
+        self.payloads = [attrs.asdict(j) for j in jobs]
+        self.results: dict[int, ProbeResult] = {}
+
+    def limit_for(self, i: int) -> float:
+        if self.timeout is not None:
+            return self.timeout
         try:
-            size = os.path.getsize(jobs[i].path)
+            size = os.path.getsize(self.jobs[i].path)
         except OSError:
             size = 0
         return 30.0 + size / (20 * 1024 * 1024)
 
-    while pending:
-        batch = pending
-        child = _Child([dict(payloads[i], index=i) for i in batch], memory_factor, slack)
-        current: int | None = None
-        started = time.monotonic()
+    def one_child(self, batch: list[int], memory_factor: float, slack: int) -> list[int]:
+        """Run one child over ``batch``; returns the jobs a fresh child must still do."""
+        child = _Child([dict(self.payloads[i], index=i) for i in batch], memory_factor, slack)
+        phase, current, started = _Phase.STARTING, -1, time.monotonic()
         deadline = started + _STARTUP_TIMEOUT
         try:
-            while True:
+            while phase in (_Phase.STARTING, _Phase.LOADING):
                 try:
                     event = child.next_event(deadline)
                 except TimeoutError:
                     child.kill()
-                    if current is None:
-                        # The child never got going: report the rest and stop.
-                        for i in batch:
-                            results.setdefault(
-                                i,
-                                ProbeResult(
-                                    path=jobs[i].path,
-                                    status="error",
-                                    detail="the loader process did not start in time",
-                                ),
-                            )
-                        pending = []
-                        break
-                    results[current] = ProbeResult(
-                        path=jobs[current].path,
-                        status="timeout",
-                        detail=f"loading took longer than {limit_for(current):.0f} s; killed",
-                        duration=time.monotonic() - started,
-                    )
-                    pending = [i for i in batch if i not in results]
-                    break
+                    phase = self._timed_out(batch, phase, current, started)
+                    continue
                 if event is None:
-                    reason = child.death()
-                    if current is None or current in results:
-                        for i in batch:
-                            results.setdefault(
-                                i, ProbeResult(path=jobs[i].path, status="error", detail=reason)
-                            )
-                        pending = []
-                        break
-                    results[current] = ProbeResult(
-                        path=jobs[current].path,
-                        status="crashed",
-                        detail=reason,
-                        duration=time.monotonic() - started,
-                    )
-                    pending = [i for i in batch if i not in results]
-                    break
-                if event.get("event") == "start":
-                    current = int(event["index"])
-                    started = time.monotonic()
-                    deadline = started + limit_for(current)
-                elif event.get("event") == "result":
-                    i = int(event["index"])
-                    results[i] = ProbeResult(
-                        path=jobs[i].path,
-                        status=str(event["status"]),
-                        detail=str(event.get("detail", "")),
-                        info=event.get("info"),
-                        problems=tuple(event.get("problems", ())),
-                        canaries_passed=event.get("canaries_passed"),
-                        canaries_total=event.get("canaries_total"),
-                        file_size=event.get("file_size"),
-                        roundtrip_size=event.get("roundtrip_size"),
-                        roundtrip_identical=event.get("roundtrip_identical"),
-                        file_digest=event.get("file_digest"),
-                        duration=float(event.get("duration", 0.0)),
-                    )
-                elif event.get("event") == "done":
-                    pending = [i for i in batch if i not in results]
-                    for i in pending:
-                        results[i] = ProbeResult(
-                            path=jobs[i].path, status="error", detail="the loader skipped it"
-                        )
-                    pending = []
-                    break
+                    phase = self._died(batch, phase, current, child.death(), started)
+                    continue
+                kind = event.get("event")
+                if kind == "start":
+                    phase, current, started = _Phase.LOADING, int(event["index"]), time.monotonic()
+                    deadline = started + self.limit_for(current)
+                elif kind == "result":
+                    self._record(event)
+                elif kind == "done":
+                    self._fill(batch, "error", "the loader skipped it")
+                    phase = _Phase.FINISHED
         finally:
             child.close()
-    return [results[i] for i in range(len(jobs))]
+        return [i for i in batch if i not in self.results] if phase is _Phase.RESPAWN else []
+
+    def _timed_out(self, batch: list[int], phase: _Phase, current: int, started: float) -> _Phase:
+        if phase is _Phase.STARTING:  # the child never got going: report the rest and stop
+            self._fill(batch, "error", "the loader process did not start in time")
+            return _Phase.FINISHED
+        self.results[current] = ProbeResult(
+            path=self.jobs[current].path,
+            status="timeout",
+            detail=f"loading took longer than {self.limit_for(current):.0f} s; killed",
+            duration=time.monotonic() - started,
+        )
+        return _Phase.RESPAWN
+
+    def _died(
+        self, batch: list[int], phase: _Phase, current: int, reason: str, started: float
+    ) -> _Phase:
+        if phase is _Phase.STARTING or current in self.results:  # not on a file: the probe broke
+            self._fill(batch, "error", reason)
+            return _Phase.FINISHED
+        self.results[current] = ProbeResult(
+            path=self.jobs[current].path,
+            status="crashed",
+            detail=reason,
+            duration=time.monotonic() - started,
+        )
+        return _Phase.RESPAWN
+
+    def _fill(self, batch: list[int], status: str, detail: str) -> None:
+        for i in batch:
+            self.results.setdefault(
+                i, ProbeResult(path=self.jobs[i].path, status=status, detail=detail)
+            )
+
+    def _record(self, event: dict[str, Any]) -> None:
+        i = int(event["index"])
+        self.results[i] = ProbeResult(
+            path=self.jobs[i].path,
+            status=str(event["status"]),
+            detail=str(event.get("detail", "")),
+            info=event.get("info"),
+            problems=tuple(event.get("problems", ())),
+            canaries_passed=event.get("canaries_passed"),
+            canaries_total=event.get("canaries_total"),
+            file_size=event.get("file_size"),
+            roundtrip_size=event.get("roundtrip_size"),
+            roundtrip_identical=event.get("roundtrip_identical"),
+            file_digest=event.get("file_digest"),
+            duration=float(event.get("duration", 0.0)),
+        )
 
 
 # --------------------------------------------------------------------------------------- child
@@ -326,14 +344,14 @@ def _cap_memory(size: int, factor: float, slack: int) -> None:
 
 
 def _hash_and_size(path: str) -> tuple[int, str]:
-    from ._manifest import hash_file
+    from ._fs import hash_file
 
     return hash_file(path, "xxh3_128")
 
 
 def _check_one(job: dict[str, Any], memory_factor: float, slack: int) -> dict[str, Any]:
     from . import _faiss
-    from ._manifest import new_hasher
+    from ._fs import new_hasher
 
     path = job["path"]
     out: dict[str, Any] = {"index": job["index"]}

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from safla_diag import DiagnosisReport, Diagnostics
-from safla_diag.diagnosis._diagnostics import SECTION_NAMES, _Context, _run_section, _Section
+from safla_diag.diagnosis._context import Context as _Context
+from safla_diag.diagnosis._context import Section as _Section
+from safla_diag.diagnosis._sections import SECTION_NAMES
+from safla_diag.diagnosis._sections import run_section as _run_section
 
 from ..checks._servers import closed_port, fake_http, mcp_routes, serve
 

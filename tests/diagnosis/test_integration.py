@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from safla_diag import DiagnosisReport, Diagnostics, SaflaConfig
-from safla_diag.diagnosis._diagnostics import SECTION_NAMES
+from safla_diag.diagnosis._sections import SECTION_NAMES
 
 from ..checks._servers import closed_port, fake_http, mcp_routes, serve
 from ..mcp_retry._pg import pg_queue_url_fixture, pg_schema_fixture, sql  # noqa: F401

@@ -135,7 +135,7 @@ def test_analysis_before_history_and_its_reports() -> None:
     assert not a.leaking and a.scale is None and a.samples == 1
     assert "no memory leak" in a.to_text()
     assert json.loads(a.to_json())["samples"] == 1
-    assert a._repr_html_().startswith("<pre>")
+    assert "no memory leak found" in a._repr_html_() and "<table>" in a._repr_html_()
     assert "leaking=False" in repr(a)
 
 

@@ -200,8 +200,9 @@ def test_stats_are_cached_until_the_next_write() -> None:
     mon.record_request(1.0)
     first = mon.get_performance_stats()
     assert mon._stats is not None
+    assert mon._stats_at == mon.total_requests  # the cache is current
     mon.record_request(3.0)
-    assert mon._stats is None
+    assert mon._stats_at != mon.total_requests  # and a write makes it stale
     assert mon.get_performance_stats()["max_response_time"] == 3.0
     assert first["max_response_time"] == 1.0
 
@@ -251,3 +252,142 @@ def test_window_views_like_the_guides_deques(window: int, samples: list[float]) 
         mon.record_request(s, success=i % 3 != 0)
     assert mon.response_times == samples[-window:]
     assert mon.error_counts == [0 if i % 3 else 1 for i in range(len(samples))][-window:]
+
+
+@given(
+    window=st.integers(1, 400),
+    steps=st.lists(
+        st.tuples(st.integers(1, 30), st.lists(times, min_size=1, max_size=3)), max_size=40
+    ),
+)
+def test_stats_match_numpy_when_read_between_writes(
+    window: int, steps: list[tuple[int, list[float]]]
+) -> None:
+    """Reads after a few writes (the sorted mirror updated in place) agree with numpy exactly."""
+    mon = PerformanceMonitor(window, min_samples=10**9)
+    seen: list[float] = []
+    for repeat, chunk in steps:
+        for _ in range(repeat):
+            for s in chunk:
+                mon.record_request(s)
+                seen.append(s)
+        win = np.array(seen[-window:])
+        stats = mon.get_performance_stats()
+        assert stats["p95_response_time"] == float(np.percentile(win, 95))
+        assert stats["min_response_time"] == win.min()
+        assert stats["max_response_time"] == win.max()
+
+
+def test_huge_times_never_overflow_in_the_request_path() -> None:
+    """record_request(1e308) twice does not raise OverflowError; the stats stay readable."""
+    mon = PerformanceMonitor(3, max_avg_s=1.0, min_samples=1)
+    mon.record_request(1e308)
+    mon.record_request(1e308)
+    mon.record_request(1e308)  # a full lap: the exact re-sum sees only huge samples
+    stats = mon.get_performance_stats()
+    assert stats["max_response_time"] == 1e308
+    assert stats["p95_response_time"] == 1e308
+    assert stats["avg_response_time"] == pytest.approx(1e308)
+    assert "avg" in mon.breached
+    hist = mon.histogram()
+    assert hist["count"] == 3
+    assert hist["buckets"][-1] == (math.inf, 3)
+    for _ in range(3):
+        mon.record_request(0.5)  # the huge samples leave the window
+    stats = mon.get_performance_stats()
+    assert stats["avg_response_time"] == 0.5
+    assert stats["max_response_time"] == 0.5
+    assert mon.breached == frozenset()
+
+
+def test_histogram_counts_every_request_since_start() -> None:
+    """Cumulative bucket counts and sum over all requests, across laps of the ring, both ways."""
+    for window in (5, 64):
+        mon = PerformanceMonitor(window, buckets=(0.1, 1.0), min_samples=10**9)
+        samples = [(i % 7) * 0.25 for i in range(203)]
+        for s in samples:
+            mon.record_request(s)
+        hist = mon.histogram()
+        assert hist["buckets"] == [
+            (0.1, sum(s <= 0.1 for s in samples)),
+            (1.0, sum(s <= 1.0 for s in samples)),
+            (math.inf, len(samples)),
+        ]
+        assert hist["count"] == 203
+        assert hist["sum"] == pytest.approx(sum(samples))
+        mon.reset()
+        assert mon.histogram()["count"] == 0
+
+
+@pytest.mark.parametrize("bad", [(), (1.0, 0.5), (0.1, math.nan), ("x",), (0.1, 0.1)])
+def test_bad_buckets(bad: tuple[object, ...]) -> None:
+    """Buckets are finite, strictly increasing numbers of seconds."""
+    with pytest.raises(ValueError, match="buckets"):
+        PerformanceMonitor(10, buckets=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_async_on_breach_runs_in_the_loop() -> None:
+    """An async on_breach is awaited as a task of the running loop."""
+    import asyncio
+
+    seen = asyncio.Event()
+
+    async def alert(err: PerformanceError) -> None:
+        seen.set()
+
+    mon = PerformanceMonitor(10, max_avg_s=0.1, min_samples=1, on_breach=alert)
+    mon.record_request(5.0)
+    await asyncio.wait_for(seen.wait(), 5)
+
+
+@pytest.mark.anyio
+async def test_async_on_breach_from_a_thread_runs_in_the_known_loop() -> None:
+    """A breach seen in a worker thread runs the async callback in the host's loop."""
+    import asyncio
+
+    seen = asyncio.Event()
+
+    async def alert(err: PerformanceError) -> None:
+        seen.set()
+
+    mon = PerformanceMonitor(10, max_avg_s=0.1, min_samples=1, on_breach=alert)
+    mon.bind_loop(asyncio.get_running_loop())
+    await asyncio.to_thread(mon.record_request, 5.0)
+    await asyncio.wait_for(seen.wait(), 5)
+
+
+def test_async_on_breach_outside_a_loop_is_reported_not_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Outside any loop the coroutine is closed (no RuntimeWarning) and a warning says why."""
+    import gc
+
+    calls = []
+
+    async def alert(err: PerformanceError) -> None:
+        calls.append(err)  # never runs: there is no loop to run it in
+
+    mon = PerformanceMonitor(10, max_avg_s=0.1, min_samples=1, on_breach=alert)
+    with caplog.at_level(logging.WARNING, logger="safla_diag.monitoring"):
+        mon.record_request(5.0)  # filterwarnings=error: a "never awaited" warning would fail
+        gc.collect()
+    assert any("outside a running event loop" in r.getMessage() for r in caplog.records)
+    assert calls == []
+
+
+def test_timed_sees_a_subclass_override() -> None:
+    """timed's fast path is only for PerformanceMonitor itself: an override sees every call."""
+    from safla_diag import timed
+
+    class Counting(PerformanceMonitor):
+        calls = 0
+
+        def record_request(self, response_time: float, success: bool = True) -> None:
+            Counting.calls += 1
+            super().record_request(response_time, success)
+
+    mon = Counting(10)
+    timed(mon)(lambda: None)()
+    assert Counting.calls == 1
+    assert mon.total_requests == 1

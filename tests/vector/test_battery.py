@@ -90,7 +90,7 @@ def run_without_manifests(tmp_path: Path, full: bool) -> tuple[Counter[str], Cou
     by_status: Counter[str] = Counter(r.status for r in results)
     for (kind, label, _), folder, result in zip(healthy + cases, folders, results, strict=True):
         rec = VectorIndexRecovery(folder, folder / "backups", dimension=DIM)
-        health = rec._diagnose(deep=True, probed=result)[0]
+        health = rec._diagnosis(deep=True, probed=result).health
         assert health.checksum_ok is None
         assert any("could not be verified" in n for n in health.notes)
         if label == "healthy":

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from safla_diag import VectorIndexRecovery
-from safla_diag.vector._manifest import hash_file
+from safla_diag.vector._fs import hash_file
 
 from ..conftest import cli_env
 

@@ -9,13 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safla_diag.vector._manifest import (
-    Manifest,
-    ManifestError,
-    atomic_write_bytes,
-    hash_file,
-    new_hasher,
-)
+from safla_diag.vector._fs import atomic_write_bytes, hash_file, new_hasher
+from safla_diag.vector._manifest import Manifest, ManifestError
 
 
 def _manifest() -> Manifest:

@@ -19,7 +19,8 @@ from safla_diag import (
     RecoveryError,
     VectorIndexRecovery,
 )
-from safla_diag.vector._manifest import Manifest, hash_file
+from safla_diag.vector._fs import hash_file
+from safla_diag.vector._manifest import Manifest
 
 from ._damage import DIM, make_index
 
@@ -115,16 +116,16 @@ def test_folders_created_by_save_and_backup_are_durable(
 ) -> None:
     """A data or backup folder the library creates has its parent fsynced (else a power cut can
     lose the folder, with the fsynced index inside it)."""
-    from safla_diag.vector import _manifest
+    from safla_diag.vector import _fs
 
     synced: list[Path] = []
-    real = _manifest.fsync_dir
+    real = _fs.fsync_dir
 
     def recording(folder: Path) -> None:
         synced.append(Path(folder))
         real(folder)
 
-    monkeypatch.setattr(_manifest, "fsync_dir", recording)
+    monkeypatch.setattr(_fs, "fsync_dir", recording)
     rec = VectorIndexRecovery(tmp_path / "a" / "data", tmp_path / "b" / "backups")
     rec.save_index(make_index("Flat"))
     assert {tmp_path, tmp_path / "a"} <= set(synced)
@@ -247,7 +248,7 @@ def test_a_read_error_while_hashing_is_reported_not_raised(
     """A bad sector (EIO) under the index is a finding of the health check, not an exception."""
     import errno
 
-    from safla_diag.vector import _recovery
+    from safla_diag.vector import _diagnose
 
     rec = _rec(tmp_path)
     rec.save_index(make_index("Flat"))
@@ -255,7 +256,7 @@ def test_a_read_error_while_hashing_is_reported_not_raised(
     def failing(path: object, algorithm: str = "xxh3_128") -> tuple[int, str]:
         raise OSError(errno.EIO, "Input/output error", str(path))
 
-    monkeypatch.setattr(_recovery, "hash_file", failing)
+    monkeypatch.setattr(_diagnose, "hash_file", failing)
     health = rec.diagnose()
     assert not health.ok and health.checksum_ok is False
     assert health.failed_check is not None and health.failed_check.name == "checksum"
@@ -776,7 +777,7 @@ def test_large_flat_index_canaries_run_over_a_subset(tmp_path: Path, with_ids: b
 def test_start_up_clean_up_waits_for_no_one_and_spares_a_busy_writer(tmp_path: Path) -> None:
     """While another writer holds the folder's lock (maybe in a container whose pids we cannot
     see), a new instance leaves temp files alone and does not block; the next start cleans up."""
-    from safla_diag.vector._manifest import folder_lock
+    from safla_diag.vector._fs import folder_lock
 
     rec = _rec(tmp_path)
     rec.save_index(make_index("Flat"))
@@ -788,3 +789,30 @@ def test_start_up_clean_up_waits_for_no_one_and_spares_a_busy_writer(tmp_path: P
         assert orphan.exists()
     _rec(tmp_path)
     assert not orphan.exists()
+
+
+def test_reports_follow_the_report_contract_and_stay_redacted(tmp_path: Path) -> None:
+    """IndexHealth and BackupInfo are Reports: dict, JSON, text and HTML, none showing a secret."""
+    from safla_diag._report import Report
+
+    secret = "hunter2hunter2"
+    rec = VectorIndexRecovery(tmp_path / f"password={secret}", tmp_path / "backups", dimension=DIM)
+    rec.save_index(make_index("Flat"))
+    rec.backup_index()
+    _flip(rec.index_path)
+    health = rec.diagnose()
+    (info,) = rec.list_backups(verify=True)
+    for report in (health, info):
+        assert isinstance(report, Report)
+        rendered = [
+            json.dumps(report.to_dict()),
+            report.to_json(),
+            report.to_json(indent=None, sort_keys=True),
+            report.to_text(),
+            report._repr_html_(),
+            repr(report),
+        ]
+        assert json.loads(report.to_json()) == json.loads(json.dumps(report.to_dict()))
+        assert all(secret not in text for text in rendered)
+    html = health._repr_html_()
+    assert "<table>" in html and "checksum" in html and "#cf222e" in html

@@ -1,4 +1,4 @@
-"""mypy sees through profile, timed and profile_function: signatures and return types survive."""
+"""mypy sees the public API as a user writes it: signatures, twins and reports keep their types."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from ..conftest import REPO
 pytest.importorskip("mypy")
 
 
-def test_decorated_signatures_type_check() -> None:
-    """typing_api.py passes mypy --strict: assert_type holds and wrong arguments are errors."""
+def test_public_api_type_checks() -> None:
+    """api.py passes mypy --strict: every assert_type holds and each wrong call is an error."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -22,7 +22,7 @@ def test_decorated_signatures_type_check() -> None:
             "mypy",
             "--strict",
             "--warn-unused-ignores",
-            str(Path(__file__).with_name("typing_api.py")),
+            str(Path(__file__).with_name("api.py")),
         ],
         capture_output=True,
         text=True,
