@@ -129,7 +129,7 @@ CASES: list[Any] = [
     pytest.param(_service_report, SECRET, id="ServiceReport", marks=_pending("checks")),
     pytest.param(_dependency_report, None, id="DependencyReport", marks=_pending("checks")),
     pytest.param(_diagnosis_report, SECRET, id="DiagnosisReport", marks=_pending("diagnosis")),
-    pytest.param(_log_report, SECRET, id="LogReport", marks=_pending("logs")),
+    pytest.param(_log_report, SECRET, id="LogReport"),
     pytest.param(_queue_stats, None, id="QueueStats", marks=_pending("mcp_retry")),
 ]
 
