@@ -39,6 +39,8 @@ EXTRA: set[str] = {
     "RecoveringSession",
     "ServerUnavailable",
     "asgi_app",
+    "aanalyze_logs",
+    "mine_templates",
     "register_opentelemetry",
     "register_prometheus",
     "serve",
