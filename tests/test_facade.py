@@ -38,8 +38,12 @@ EXTRA: set[str] = {
     "QueueStoreError",
     "RecoveringSession",
     "ServerUnavailable",
+    "asgi_app",
+    "aanalyze_logs",
+    "mine_templates",
     "register_opentelemetry",
     "register_prometheus",
+    "serve",
 }
 
 
@@ -53,7 +57,17 @@ def test_all_is_exactly_the_contract() -> None:
 
 @pytest.mark.parametrize(
     "layer",
-    ["config", "checks", "profiling", "monitoring", "vector", "mcp_retry", "diagnosis", "logs"],
+    [
+        "config",
+        "checks",
+        "profiling",
+        "monitoring",
+        "vector",
+        "mcp_retry",
+        "diagnosis",
+        "logs",
+        "live",
+    ],
 )
 def test_layers_export_subsets_of_the_facade(layer: str) -> None:
     """Each layer's __all__ is part of the facade, and the facade re-exports the same objects."""

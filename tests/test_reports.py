@@ -29,7 +29,6 @@ URL = f"postgresql://app:{SECRET}@127.0.0.1:1/x"
 
 # Branches that convert their report types; the lead flips an xfail when its branch is merged.
 _PENDING = {
-    "logs": "converted on branch logs",
     "mcp_retry": "converted on branch mcp",
 }
 
@@ -156,8 +155,8 @@ CASES: list[Any] = [
     pytest.param(_service_report, SECRET, id="ServiceReport"),
     pytest.param(_dependency_report, None, id="DependencyReport"),
     pytest.param(_diagnosis_report, SECRET, id="DiagnosisReport"),
-    pytest.param(_log_report, SECRET, id="LogReport", marks=_pending("logs")),
-    pytest.param(_queue_stats, None, id="QueueStats", marks=_pending("mcp_retry")),
+    pytest.param(_log_report, SECRET, id="LogReport"),
+    pytest.param(_queue_stats, None, id="QueueStats"),
 ]
 
 

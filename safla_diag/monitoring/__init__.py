@@ -5,7 +5,6 @@ from __future__ import annotations
 from ._leaks import LeakAnalysis, MemoryLeakDetector
 from ._loop import LoopMonitor
 from ._memory import MemoryMonitor
-from ._metrics import register_opentelemetry, register_prometheus
 from ._optimizer import MemoryOptimization, VectorMemoryOptimizer
 from ._performance import PerformanceMonitor
 
@@ -17,6 +16,4 @@ __all__ = [
     "MemoryOptimization",
     "PerformanceMonitor",
     "VectorMemoryOptimizer",
-    "register_opentelemetry",
-    "register_prometheus",
 ]
