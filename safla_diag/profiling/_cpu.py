@@ -43,9 +43,10 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .._redact import describe_error, redact
 from . import _targets
-from ._report import FuncKey, ProfileReport, StatsDict, check_sort, check_top, merge_stats
-from ._report import stats_from_profile as _stats_from_profile
-from ._report import without as _without
+from ._report import ProfileReport
+from ._stats import FuncKey, StatsDict, check_sort, check_top, merge_stats
+from ._stats import stats_from_profile as _stats_from_profile
+from ._stats import without as _without
 
 __all__ = ["CPUProfiler", "ProfileSession", "profile"]
 
