@@ -30,8 +30,6 @@ URL = f"postgresql://app:{SECRET}@127.0.0.1:1/x"
 # Branches that convert their report types; the lead flips an xfail when its branch is merged.
 _PENDING = {
     "vector": "converted on branch vec",
-    "checks": "converted on branch diag",
-    "diagnosis": "converted on branch diag",
     "logs": "converted on branch logs",
     "mcp_retry": "converted on branch mcp",
 }
@@ -126,9 +124,9 @@ CASES: list[Any] = [
     pytest.param(_memory_growth_empty, None, id="MemoryGrowth-empty"),
     pytest.param(_index_health, None, id="IndexHealth", marks=_pending("vector")),
     pytest.param(_backup_info, SECRET, id="BackupInfo", marks=_pending("vector")),
-    pytest.param(_service_report, SECRET, id="ServiceReport", marks=_pending("checks")),
-    pytest.param(_dependency_report, None, id="DependencyReport", marks=_pending("checks")),
-    pytest.param(_diagnosis_report, SECRET, id="DiagnosisReport", marks=_pending("diagnosis")),
+    pytest.param(_service_report, SECRET, id="ServiceReport"),
+    pytest.param(_dependency_report, None, id="DependencyReport"),
+    pytest.param(_diagnosis_report, SECRET, id="DiagnosisReport"),
     pytest.param(_log_report, SECRET, id="LogReport", marks=_pending("logs")),
     pytest.param(_queue_stats, None, id="QueueStats", marks=_pending("mcp_retry")),
 ]
