@@ -92,6 +92,7 @@ class Diagnostics:
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
+        self._settings = Settings.read(self._config, timeout=self.timeout)  # read once, typed
         wanted = None if sections is None else list(sections)
         if wanted is not None:
             unknown = sorted(set(wanted) - set(SECTION_NAMES))
@@ -127,7 +128,7 @@ class Diagnostics:
         if self._state != "new":
             raise RuntimeError("a Diagnostics can be entered only once; make a new one")
         self._state = "running"
-        settings = Settings.read(self._config, timeout=self.timeout)
+        settings = self._settings
         self._monitors = Monitors(
             interval=settings.leak_check_interval,
             threshold=settings.memory_threshold_percent,
@@ -167,6 +168,7 @@ class Diagnostics:
             timeout=self.timeout,
             monitors=self._monitors if self._state == "running" else None,
             started=start,
+            settings=self._settings,
         )
         chosen = [
             s
