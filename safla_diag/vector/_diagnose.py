@@ -301,7 +301,19 @@ def _check_sidecars(
                 + ("" if matched is None else "; save the index again to protect it")
             )
             continue
-        found.add("sidecar", *_sidecar_verdict(path, name, entries))
+        # The same save as the index: a sidecar of the other manifest is a mixed bundle.
+        mine = [(m, e) for m, e in entries if m is matched]
+        if not mine:
+            found.add("sidecar", False, f"the manifest the index matches does not list {name}")
+            continue
+        passed, detail = _sidecar_verdict(path, name, mine)
+        others = [(m, e) for m, e in entries if m is not matched]
+        if not passed and others and _sidecar_verdict(path, name, others)[0]:
+            detail = (
+                f"{name} is from another save than the index (a save was interrupted; the next "
+                "start of the library finishes it)"
+            )
+        found.add("sidecar", passed, detail)
     return found.failed is None
 
 

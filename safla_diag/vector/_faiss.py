@@ -229,6 +229,11 @@ def structural_problems(index: Any) -> list[str]:
             )
         if int(index.hnsw.levels.size()) != ntotal:
             problems.append(f"{name}: {int(index.hnsw.levels.size())} graph levels for {ntotal}")
+        elif (repeated := _repeated_neighbours(index.hnsw, ntotal)) > 0:
+            # A neighbour list names each node once; a zeroed page names node 0 over and over.
+            problems.append(
+                f"{name}: {repeated} nodes list a neighbour more than once (a zeroed disk page?)"
+            )
         problems += structural_problems(storage)
     elif isinstance(index, (f.IndexIVF, f.IndexBinaryIVF)):
         problems += _ivf_problems(index, name, d, ntotal)
@@ -249,6 +254,27 @@ def structural_problems(index: Any) -> list[str]:
     return problems
 
 
+def _repeated_neighbours(hnsw: Any, ntotal: int) -> int:
+    """How many nodes repeat a neighbour in their level-0 list (counted in blocks of nodes)."""
+    import numpy as np
+
+    f = faiss()
+    nb0 = int(hnsw.nb_neighbors(0))
+    if ntotal == 0 or nb0 < 2 or int(hnsw.offsets.size()) != ntotal + 1:
+        return 0
+    offsets = f.rev_swig_ptr(hnsw.offsets.data(), ntotal + 1)
+    neighbours = f.rev_swig_ptr(hnsw.neighbors.data(), int(hnsw.neighbors.size()))
+    if int(offsets[-1]) != len(neighbours) or int(offsets[:-1].max()) + nb0 > len(neighbours):
+        return 0  # the loader's own checks cover a malformed table
+    repeated = 0
+    for start in range(0, ntotal, 65536):
+        rows = np.asarray(offsets[start : min(ntotal, start + 65536)], dtype=np.int64)
+        block = np.sort(neighbours[rows[:, None] + np.arange(nb0)], axis=1)
+        dup = (block[:, 1:] == block[:, :-1]) & (block[:, 1:] >= 0)
+        repeated += int(np.count_nonzero(dup.any(axis=1)))
+    return repeated
+
+
 def _ivf_problems(index: Any, name: str, d: int, ntotal: int) -> list[str]:
     problems = []
     invlists = index.invlists
@@ -263,7 +289,23 @@ def _ivf_problems(index: Any, name: str, d: int, ntotal: int) -> list[str]:
     listed = sum(int(invlists.list_size(i)) for i in range(int(invlists.nlist)))
     if listed != ntotal:
         problems.append(f"{name}: header says ntotal={ntotal}, inverted lists hold {listed}")
+    elif (zeros := _zero_ids(invlists)) > 1:
+        # Ids are unique in practice; many ids of 0 are what a zeroed page over the ids leaves.
+        problems.append(f"{name}: {zeros} vectors have id 0 (a zeroed disk page over the ids?)")
     return problems + structural_problems(quantizer)
+
+
+def _zero_ids(invlists: Any) -> int:
+    import numpy as np
+
+    f = faiss()
+    zeros = 0
+    for i in range(int(invlists.nlist)):
+        n = int(invlists.list_size(i))
+        if n:
+            ids = f.rev_swig_ptr(invlists.get_ids(i), n)
+            zeros += int(np.count_nonzero(np.asarray(ids) == 0))
+    return zeros
 
 
 def _chain_problems(f: Any, index: Any, name: str) -> list[str]:
@@ -309,6 +351,11 @@ def _storages(index: Any, label: str = "") -> Iterator[tuple[str, Any]]:
         if n and int(index.codes.size()) == n * d * 4:
             yield name, f.rev_swig_ptr(index.get_xb(), n * d).reshape(n, d)
         return
+    if isinstance(index, f.IndexFlatCodes):  # PQ, SQ, LSH...: rows of codes
+        n, cs = int(index.ntotal), int(index.code_size)
+        if n and int(index.codes.size()) == n * cs:
+            yield name, f.rev_swig_ptr(index.codes.data(), n * cs).reshape(n, cs)
+        return
     if isinstance(index, f.IndexRefine):
         yield from _storages(index.base_index, f"{name} base index")
         yield from _storages(index.refine_index, f"{name} refine storage")
@@ -351,7 +398,7 @@ def _vector_problems(xb: Any) -> list[str]:
     import numpy as np
 
     n, width = xb.shape
-    floats = xb.dtype.kind == "f"
+    floats = xb.dtype.kind == "f"  # otherwise codes (binary, PQ, SQ): only zero runs count
     row_bytes = width * xb.dtype.itemsize
     problems: list[str] = []
     bad = 0

@@ -455,7 +455,7 @@ class LiveIndex:
         return removed
 
     def commit(
-        self, staged: Mapping[str, Path], manifest: Manifest, *, aside: bool | None = None
+        self, staged: dict[str, Path], manifest: Manifest, *, aside: bool | None = None
     ) -> None:
         """
         Make the ``staged`` temp files the live bundle under ``manifest``, as one commit.
@@ -466,22 +466,23 @@ class LiveIndex:
         False: damaged) keeps the replaced files as ``.replaced-*`` / ``.corrupt-*``.
         """
         kept: list[Path] = []
-        first = True
+        decided: dict[str, Path] = {}
         try:
             if aside is not None:
                 # Kept before anything changes: if they cannot be kept, nothing has happened.
-                for name in staged:
+                for name in list(staged):
                     if (self.data_dir / name).exists():
                         kept.append(
                             _keep(self.data_dir / name, self.aside_path(name, healthy=aside))
                         )
             pending = manifest.evolve(staged={name: tmp.name for name, tmp in staged.items()})
             pending.write(self.next_manifest_path)  # durable before the data files change
-            for name, tmp in staged.items():
+            decided.update(staged)
+            staged.clear()  # from here on the staged files are the commit's, not the caller's
+            for name, tmp in decided.items():
                 os.replace(tmp, self.data_dir / name)
-                first = False
         except BaseException:
-            if kept and first:  # no live file was replaced: the spare names go
+            if not decided:  # nothing will change: the spare names go
                 for path in kept:
                     with contextlib.suppress(OSError):
                         path.unlink()
