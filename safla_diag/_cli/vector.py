@@ -48,6 +48,13 @@ def register(sub: Any) -> None:
             "--index-file", default="vector_index.faiss", help="the index's file name in DIR"
         )
         q.add_argument("--dimension", type=_positive_int, help="the dimension the host expects")
+        q.add_argument(
+            "--sidecar",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="a file in DIR that belongs to the index (repeatable; e.g. index.pkl)",
+        )
         q.add_argument("--json", action="store_true", help="print JSON instead of text")
         q.set_defaults(func=run)
 
@@ -150,6 +157,7 @@ def _run(args: argparse.Namespace) -> int:
             index_file=args.index_file,
             dimension=args.dimension,
             keep_backups=getattr(args, "keep", 5),
+            sidecars=args.sidecar,
         )
     except ValueError as err:
         raise UsageError(str(err)) from None

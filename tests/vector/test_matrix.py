@@ -128,13 +128,14 @@ def detection_table(root: Path) -> dict[str, dict[str, tuple[bool, bool]]]:
     for name, (make, _) in TYPES.items():
         data = _serialize(make())
         table[name] = {}
+        with_manifest = VectorIndexRecovery(root / f"m{len(table)}", root / f"mb{len(table)}")
+        with_manifest.save_index(make(), canaries=0)
+        saved = with_manifest.index_path.read_bytes()
         for how in DAMAGES:
-            slug = f"{len(bare):02d}"
-            with_manifest = VectorIndexRecovery(root / f"m{slug}", root / f"mb{slug}")
-            with_manifest.save_index(make())
-            with_manifest.index_path.write_bytes(damage(with_manifest.index_path.read_bytes(), how))
+            with_manifest.index_path.write_bytes(damage(saved, how))
             caught = with_manifest.detect_corruption()
-            without = VectorIndexRecovery(root / f"n{slug}", root / f"nb{slug}")
+            with_manifest.index_path.write_bytes(saved)
+            without = VectorIndexRecovery(root / f"n{len(bare)}", root / f"nb{len(bare)}")
             without.data_dir.mkdir(parents=True)
             without.index_path.write_bytes(damage(data, how))
             bare.append((name, how, without))
