@@ -44,6 +44,7 @@ from ._fs import (
     remove_orphans,
     temp_path,
     write_all,
+    write_new_file,
 )
 from ._manifest import Manifest, ManifestError
 
@@ -347,18 +348,10 @@ class LiveIndex:
         self, name: str, data: bytes, algorithm: str, staged: dict[str, Path]
     ) -> dict[str, Any]:
         tmp = staged[name] = temp_path(self.data_dir / name)
-        fd = open_exclusive(tmp)
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-            size = os.fstat(fd).st_size
-        finally:
-            os.close(fd)
-        if size != len(data):
-            raise OSError(errno.EIO, f"short write: {size} of {len(data)} bytes", str(tmp))
+        write_new_file(tmp, data)
         h = new_hasher(algorithm)
         h.update(data)
-        return {"size": size, "checksum": h.hexdigest()}
+        return {"size": len(data), "checksum": h.hexdigest()}
 
     def install(
         self,

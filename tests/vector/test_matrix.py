@@ -372,3 +372,51 @@ if __name__ == "__main__":  # pragma: no cover - prints the docs table
         sys.stdout.write(_markdown(detection_table(root)) + "\n")
     finally:
         shutil.rmtree(root)
+
+
+@pytest.mark.parametrize(
+    ("build", "where"),
+    [
+        (lambda x: _add(faiss.IndexRefineFlat(faiss.IndexHNSWFlat(D, 8)), x), "refine storage"),
+        (lambda x: _add(faiss.IndexRefineFlat(faiss.IndexPQ(D, 8, 4)), x), "refine storage"),
+        (lambda x: _add(faiss.IndexIDMap2(faiss.IndexFlatL2(D)), x, ids=True), "IndexFlat"),
+        (lambda x: _add(faiss.IndexHNSWFlat(D, 8), x), "IndexFlat"),
+        (lambda x: _add(faiss.index_factory(D, "IVF4,Flat"), x), "list"),
+    ],
+    ids=["RefineFlat(HNSW)", "RefineFlat(PQ)", "IDMap2", "HNSW storage", "IVF lists"],
+)
+def test_a_zeroed_page_inside_a_composite_is_found_by_the_deep_check(
+    tmp_path: Path, build: Callable[[Any], Any], where: str
+) -> None:
+    """The page of raw vectors inside the composite (found by its bytes) is zeroed: the deep
+    check names the inner storage, without a manifest to help."""
+    x = np.random.default_rng(3).standard_normal((N, D)).astype(np.float32)
+    index = build(x)
+    data = bytearray(_serialize(index))
+    stored = faiss.downcast_index(index)
+    if isinstance(stored, faiss.IndexIVF):  # the lists hold the vectors grouped by list
+        inv = stored.invlists
+        first = next(i for i in range(stored.nlist) if inv.list_size(i) >= 64)
+        raw = faiss.rev_swig_ptr(inv.get_codes(first), 64 * D * 4)
+        needle = bytes(np.asarray(raw)[: 64 * D * 4])
+    else:
+        needle = x[100:164].tobytes()
+    at = bytes(data).rfind(needle)  # the last copy: RefineFlat writes its refine storage last
+    assert at > 0
+    data[at : at + 4096] = bytes(4096)
+    rec = VectorIndexRecovery(tmp_path / "d", tmp_path / "b")
+    rec.data_dir.mkdir()
+    rec.index_path.write_bytes(bytes(data))
+    health = rec.diagnose(deep=True)
+    assert not health.ok and "zeros" in (health.problem or ""), health.problem
+    assert where in (health.problem or ""), health.problem
+
+
+def _add(index: Any, x: Any, *, ids: bool = False) -> Any:
+    if not index.is_trained:
+        index.train(x)
+    if ids:
+        index.add_with_ids(x, np.arange(len(x), dtype=np.int64) + 1)
+    else:
+        index.add(x)
+    return index
