@@ -25,7 +25,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -50,7 +50,15 @@ from ._manifest import Manifest, ManifestError
 
 Progress = Callable[[int, int], object]
 
-__all__ = ["LiveIndex", "Manifests", "Progress", "Ticker", "first_line", "stamp"]
+__all__ = [
+    "LiveIndex",
+    "Manifests",
+    "Progress",
+    "Ticker",
+    "first_line",
+    "sidecar_names",
+    "stamp",
+]
 
 logger = logging.getLogger("safla_diag.vector")
 
@@ -66,6 +74,23 @@ def first_line(text: str) -> str:
     """The first non-blank line of ``text`` (faiss's errors carry a C++ stack below it)."""
     lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
     return lines[0] if lines else ""
+
+
+def sidecar_names(sidecars: Sequence[str], index_file: str) -> tuple[str, ...]:
+    """
+    The declared sidecars, checked: plain file names in the data folder, none of ours.
+
+    Raises:
+        ValueError: For a path, a hidden name, the index's own name or a string given alone.
+    """
+    if isinstance(sidecars, str):
+        raise ValueError("sidecars must be a sequence of file names, not one string")
+    for name in sidecars:
+        if not isinstance(name, str) or not name or "/" in name or os.sep in name:
+            raise ValueError(f"a sidecar must be a plain file name, got {name!r}")
+        if name.startswith((".", f"{index_file}.")) or name == index_file:
+            raise ValueError(f"{name!r} cannot be a sidecar")
+    return tuple(dict.fromkeys(sidecars))
 
 
 class Manifests(NamedTuple):

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from safla_diag import VectorIndexRecovery
-from safla_diag.vector._recovery import bulk_probe
+from safla_diag.vector._probe import bulk_probe
 
 D = 32  # bits for binary indexes
 N = 400
