@@ -246,9 +246,10 @@ class LiveIndex:
         return Manifests(current, pending, problem)
 
     def cheap_ok(self) -> bool:
-        """Whether the live file matches one of its manifests (size and checksum)."""
+        """Whether the live bundle (index and sidecars) matches one of its manifests, whole."""
         return any(
-            self.file_matches(self.index_path, m, self.index_file)
+            self.index_file in m.files
+            and all(self.file_matches(self.data_dir / name, m, name) for name in m.files)
             for m in self.manifests().candidates
         )
 

@@ -254,8 +254,10 @@ def test_a_damaged_sidecar_is_caught_and_the_bundle_restored(tmp_path: Path, how
 
     with pytest.raises(IndexCorruptionError, match=r"index\.pkl"):
         rec.read_sidecar("index.pkl")
-    with pytest.raises(IndexCorruptionError):
-        rec.backup_index()
+    copied: list[int] = []
+    with pytest.raises(IndexCorruptionError, match=r"index\.pkl"):
+        rec.backup_index(progress=lambda done, total: copied.append(done))
+    assert copied == []  # refused before a byte was copied
     assert rec.restore_from_backup()
     assert sidecar.read_bytes() == pkl and rec.diagnose(deep=True).ok
 
