@@ -21,8 +21,11 @@ from .._redact import redact
 from ._model import (
     KIND,
     SQL_DEAD,
+    SQL_IMPORT_MERGE,
     SQL_NEXT_DUE,
     SQL_PENDING,
+    SQL_PURGE_ALL,
+    SQL_REQUEUE_ALL,
     SQL_STATS,
     DeadLetter,
     QueueStats,
@@ -160,6 +163,9 @@ class PgTarget:
             "dead": pg_sql(SQL_DEAD.format(**names)),
             "next_due": pg_sql(SQL_NEXT_DUE.format(**names)),
             "stats": pg_sql(SQL_STATS.format(**names)),
+            "requeue": pg_sql(SQL_REQUEUE_ALL.format(**names)),
+            "purge": pg_sql(SQL_PURGE_ALL.format(**names)),
+            "merge": pg_sql(SQL_IMPORT_MERGE.format(**names)),
             "meta": f"SELECT key, value FROM {self.quoted}.safla_meta",
         }
 
@@ -258,6 +264,14 @@ class PostgresQueueView:
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.target = PgTarget(url, schema=schema)
         self._conn: psycopg.Connection[Any] | None = None
+
+    @classmethod
+    def of(cls, target: PgTarget) -> PostgresQueueView:
+        """A view of the queue at ``target`` (a store's), on a connection of its own."""
+        view = cls.__new__(cls)
+        view.target = target
+        view._conn = None
+        return view
 
     def __repr__(self) -> str:
         return f"<PostgresQueueView {self.location!r}>"

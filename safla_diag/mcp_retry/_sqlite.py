@@ -25,14 +25,16 @@ from typing import Any, Literal, TypedDict, TypeVar
 
 from typing_extensions import Unpack
 
-from .._aio import off_loop
 from ._model import (
     INF,
     KIND,
     LEASE_EXPIRED,
     SQL_DEAD,
+    SQL_IMPORT_MERGE,
     SQL_NEXT_DUE,
     SQL_PENDING,
+    SQL_PURGE_ALL,
+    SQL_REQUEUE_ALL,
     SQL_STATS,
     ClaimedTask,
     DeadLetter,
@@ -46,6 +48,7 @@ from ._model import (
     queue_stats,
     stored_task,
 )
+from ._threads import ThreadLane
 
 __all__ = ["SCHEMA_VERSION", "SQLiteQueue", "SQLiteTaskStore"]
 
@@ -111,6 +114,9 @@ _SQL = {
     "dead": SQL_DEAD.format(dead="dead_letters"),
     "next_due": SQL_NEXT_DUE.format(tasks="tasks"),
     "stats": SQL_STATS.format(tasks="tasks"),
+    "requeue": SQL_REQUEUE_ALL.format(tasks="tasks"),
+    "purge": SQL_PURGE_ALL.format(tasks="tasks"),
+    "merge": SQL_IMPORT_MERGE.format(tasks="tasks"),
 }
 
 # A known id (queued or dead-lettered) stores nothing: the id is the idempotency key.
@@ -374,10 +380,8 @@ class SQLiteQueue:
             single=True,
         )
 
-    def import_rows(
-        self, rows: Iterable[tuple[str, str, int]], *, now: float, marker: tuple[str, str]
-    ) -> int:
-        """Insert ``(id, payload, attempts)`` rows and record ``marker`` in one transaction."""
+    def import_rows(self, rows: Iterable[tuple[str, str, int]], *, now: float) -> int:
+        """Insert ``(id, payload, attempts)`` rows due ``now`` in one transaction; how many were new."""
 
         def work(conn: sqlite3.Connection) -> int:
             n = 0
@@ -387,8 +391,11 @@ class SQLiteQueue:
                     "VALUES (?, ?, ?, ?, ?)",
                     (task_id, payload, attempts, now, now),
                 )
-                n += cur.rowcount
-            conn.execute("INSERT OR REPLACE INTO safla_meta (key, value) VALUES (?, ?)", marker)
+                if cur.rowcount == 1:
+                    n += 1
+                else:
+                    args = {"id": task_id, "payload": payload, "attempts": attempts, "now": now}
+                    conn.execute(_SQL["merge"], args)
             return n
 
         return self._run(work, write=True)
@@ -397,6 +404,35 @@ class SQLiteQueue:
         """Read one ``safla_meta`` value."""
         rows = self._rows("SELECT value FROM safla_meta WHERE key = ?", (key,))
         return None if not rows else str(rows[0][0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Write one ``safla_meta`` value."""
+        self._run(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO safla_meta (key, value) VALUES (?, ?)", (key, value)
+            ),
+            write=True,
+            single=True,
+        )
+
+    def requeue_dead(self, ids: Sequence[str] | None = None, *, now: float) -> int:
+        """Dead letters (all, or these ids) back to the queue, due ``now``, attempts reset."""
+        return self._dead_op("requeue", ids, {"now": now, "cutoff": INF})
+
+    def purge_dead(self, ids: Sequence[str] | None = None, *, dead_before: float = INF) -> int:
+        """Delete dead letters (all, or these ids) that died at or before ``dead_before``."""
+        return self._dead_op("purge", ids, {"cutoff": dead_before})
+
+    def _dead_op(self, name: str, ids: Sequence[str] | None, params: dict[str, Any]) -> int:
+        sql = _SQL[name]
+        if ids is None:
+            return self._run(lambda c: c.execute(sql, params).rowcount, write=True, single=True)
+        one = sql + " AND id = :id"
+        unique = list(dict.fromkeys(ids))
+        return self._run(
+            lambda c: sum(c.execute(one, {**params, "id": i}).rowcount for i in unique),
+            write=True,
+        )
 
     def claim(
         self, *, now: float, limit: int, lease_s: float, max_attempts: int
@@ -505,6 +541,10 @@ class SQLiteQueue:
         """The dead-lettered tasks, oldest first."""
         return [dead_letter(r) for r in self._rows(_SQL["dead"], {"limit": _limit(limit)})]
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: it changes when another connection commits."""
+        return int(self._rows("PRAGMA data_version", ())[0][0])
+
     def stats(self, *, now: float) -> QueueStats:
         """Counts and times for a status display (one statement: the figures agree)."""
         rows = self._rows(_SQL["stats"], {"now": now})
@@ -520,8 +560,14 @@ class SQLiteTaskStore:
         **options: As for :class:`SQLiteQueue` (``synchronous``, ``readonly``, ``busy_timeout_s``).
     """
 
+    #: How often an idle worker looks for commits by other processes or objects (seconds).
+    poll_s = 0.25
+
     def __init__(self, path: str | os.PathLike[str], **options: Unpack[SQLiteOptions]) -> None:
         self.sync = SQLiteQueue(path, **options)
+        # SQLite calls run on the store's own thread, never in the host's default executor.
+        self._lane = ThreadLane("safla_diag.mcp_retry.sqlite")
+        self._seen: int | None = None
 
     def __repr__(self) -> str:
         return f"<SQLiteTaskStore {self.sync!r}>"
@@ -537,40 +583,50 @@ class SQLiteTaskStore:
         return self.sync.path
 
     async def open(self) -> None:
-        """See :meth:`SQLiteQueue.open`."""
-        await off_loop(self.sync.open)
+        """See :meth:`SQLiteQueue.open`; also notes the file's version, to see others' commits."""
+        await self._lane.run(self.sync.open)
+        if self._seen is None:
+            self._seen = await self._lane.run(self.sync.data_version)
 
     async def close(self) -> None:
-        """See :meth:`SQLiteQueue.close`."""
-        await off_loop(self.sync.close)
+        """See :meth:`SQLiteQueue.close`; the store's thread ends."""
+        try:
+            await self._lane.run(self.sync.close)
+        finally:
+            self._lane.close()
+            self._seen = None
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a blocking call on the store's own thread (guide import, file checks)."""
+        return await self._lane.run(fn, *args, **kwargs)
 
     async def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
         """See :meth:`SQLiteQueue.put_many`."""
-        return await off_loop(self.sync.put_many, tasks, now=now)
+        return await self._lane.run(self.sync.put_many, tasks, now=now)
 
     async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
         """See :meth:`SQLiteQueue.put_dead`."""
-        return await off_loop(self.sync.put_dead, task, error=error, now=now)
+        return await self._lane.run(self.sync.put_dead, task, error=error, now=now)
 
     async def claim(
         self, *, now: float, limit: int, lease_s: float, max_attempts: int
     ) -> list[ClaimedTask]:
         """See :meth:`SQLiteQueue.claim`."""
-        return await off_loop(
+        return await self._lane.run(
             self.sync.claim, now=now, limit=limit, lease_s=lease_s, max_attempts=max_attempts
         )
 
     async def extend(self, leases: Sequence[tuple[str, str]], *, until: float) -> None:
         """See :meth:`SQLiteQueue.extend`."""
-        await off_loop(self.sync.extend, leases, until=until)
+        await self._lane.run(self.sync.extend, leases, until=until)
 
     async def ack(self, task_id: str, lease: str) -> bool:
         """See :meth:`SQLiteQueue.ack`."""
-        return await off_loop(self.sync.ack, task_id, lease)
+        return await self._lane.run(self.sync.ack, task_id, lease)
 
     async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
         """See :meth:`SQLiteQueue.ack_many`."""
-        return await off_loop(self.sync.ack_many, leases)
+        return await self._lane.run(self.sync.ack_many, leases)
 
     async def fail(
         self,
@@ -583,7 +639,7 @@ class SQLiteTaskStore:
         max_attempts: int,
     ) -> Outcome:
         """See :meth:`SQLiteQueue.fail`."""
-        return await off_loop(
+        return await self._lane.run(
             self.sync.fail,
             task_id,
             lease,
@@ -595,29 +651,63 @@ class SQLiteTaskStore:
 
     async def release(self, leases: Sequence[tuple[str, str]], *, now: float) -> None:
         """See :meth:`SQLiteQueue.release`."""
-        await off_loop(self.sync.release, leases, now=now)
+        await self._lane.run(self.sync.release, leases, now=now)
 
     async def next_due(self) -> float | None:
         """See :meth:`SQLiteQueue.next_due`."""
-        return await off_loop(self.sync.next_due)
+        return await self._lane.run(self.sync.next_due)
 
     async def pending(self, limit: int | None = None) -> list[StoredTask]:
         """See :meth:`SQLiteQueue.pending`."""
-        return await off_loop(self.sync.pending, limit)
+        return await self._lane.run(self.sync.pending, limit)
 
     async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """See :meth:`SQLiteQueue.dead_letters`."""
-        return await off_loop(self.sync.dead_letters, limit)
+        return await self._lane.run(self.sync.dead_letters, limit)
 
     async def stats(self, *, now: float) -> QueueStats:
         """See :meth:`SQLiteQueue.stats`."""
-        return await off_loop(self.sync.stats, now=now)
+        return await self._lane.run(self.sync.stats, now=now)
+
+    async def requeue_dead(self, ids: Sequence[str] | None = None, *, now: float) -> int:
+        """See :meth:`SQLiteQueue.requeue_dead`."""
+        return await self._lane.run(self.sync.requeue_dead, ids, now=now)
+
+    async def purge_dead(
+        self, ids: Sequence[str] | None = None, *, dead_before: float = INF
+    ) -> int:
+        """See :meth:`SQLiteQueue.purge_dead`."""
+        return await self._lane.run(self.sync.purge_dead, ids, dead_before=dead_before)
+
+    async def meta(self, key: str) -> str | None:
+        """See :meth:`SQLiteQueue.meta`."""
+        return await self._lane.run(self.sync.meta, key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """See :meth:`SQLiteQueue.set_meta`."""
+        await self._lane.run(self.sync.set_meta, key, value)
+
+    async def import_rows(self, rows: Sequence[tuple[str, str, int]], *, now: float) -> int:
+        """See :meth:`SQLiteQueue.import_rows`."""
+        return await self._lane.run(self.sync.import_rows, rows, now=now)
 
     async def wait_for_change(self) -> None:
-        """SQLite has no cross-process notifications: wait until cancelled."""
+        """
+        Return when another connection (another process, or another object in this one) committed.
+
+        SQLite has no notifications: ``PRAGMA data_version`` (which changes when another connection
+        commits) is read every :attr:`poll_s` on the store's thread, a few microseconds each.
+        """
         import asyncio
 
-        await asyncio.get_running_loop().create_future()
+        if self._seen is None:
+            self._seen = await self._lane.run(self.sync.data_version)
+        while True:
+            await asyncio.sleep(self.poll_s)
+            version = await self._lane.run(self.sync.data_version)
+            if version != self._seen:
+                self._seen = version
+                return
 
 
 def _quote_path(path: Path) -> str:
