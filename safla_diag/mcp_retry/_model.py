@@ -21,8 +21,8 @@ The model:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -51,6 +51,7 @@ __all__ = [
     "TaskStore",
     "check_meta",
     "dead_letter",
+    "map_rows",
     "queue_stats",
     "stored_task",
 ]
@@ -220,6 +221,25 @@ def dead_letter(r: Sequence[Any]) -> DeadLetter:
         dead_at=float(r[4]),
         last_error=None if r[5] is None else str(r[5]),
     )
+
+
+R = TypeVar("R")
+
+
+def map_rows(
+    rows: Iterable[Sequence[Any]],
+    mapper: Callable[[Sequence[Any]], R],
+    error: Callable[[str], QueueStoreError],
+) -> list[R]:
+    """Rows as records; a row with wrong column types (a damaged or hand-edited queue) raises
+    QueueStoreError, one line, instead of a TypeError or ValueError from deep inside."""
+    try:
+        return [mapper(r) for r in rows]
+    except (TypeError, ValueError, OverflowError) as err:
+        raise error(
+            f"holds a row that is not a task ({type(err).__name__}: {str(err)[:120]}); "
+            "the queue was damaged or edited by hand"
+        ) from None
 
 
 def queue_stats(r: Sequence[Any] | None, *, location: str, now: float) -> QueueStats:

@@ -33,6 +33,7 @@ from ._model import (
     StoredTask,
     check_meta,
     dead_letter,
+    map_rows,
     queue_stats,
     stored_task,
 )
@@ -308,15 +309,19 @@ class PostgresQueueView:
     def stats(self, *, now: float) -> QueueStats:
         """Counts and times for a status display."""
         rows = self._query("stats", {"now": now})
-        return queue_stats(rows[0] if rows else None, location=self.location, now=now)
+        return map_rows(
+            rows[:1] or [()],
+            lambda r: queue_stats(r or None, location=self.location, now=now),
+            self.target.error,
+        )[0]
 
     def pending(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        return [stored_task(r) for r in self._query("pending", {"limit": limit})]
+        return map_rows(self._query("pending", {"limit": limit}), stored_task, self.target.error)
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
-        return [dead_letter(r) for r in self._query("dead", {"limit": limit})]
+        return map_rows(self._query("dead", {"limit": limit}), dead_letter, self.target.error)
 
     def close(self) -> None:
         """Close the connection; idempotent."""

@@ -48,6 +48,7 @@ from ._model import (
     QueueStoreError,
     StoredTask,
     dead_letter,
+    map_rows,
     queue_stats,
     stored_task,
 )
@@ -522,19 +523,25 @@ class PostgresTaskStore:
 
     async def pending(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        return [
-            stored_task(r) for r in await self._select("listing tasks", "pending", {"limit": limit})
-        ]
+        return map_rows(
+            await self._select("listing tasks", "pending", {"limit": limit}),
+            stored_task,
+            self._error,
+        )
 
     async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
         rows = await self._select("listing dead letters", "dead", {"limit": limit})
-        return [dead_letter(r) for r in rows]
+        return map_rows(rows, dead_letter, self._error)
 
     async def stats(self, *, now: float) -> QueueStats:
         """Counts and times for a status display, read in one statement (one snapshot)."""
         rows = await self._select("reading queue stats", "stats", {"now": now})
-        return queue_stats(rows[0] if rows else None, location=self.location, now=now)
+        return map_rows(
+            rows[:1] or [()],
+            lambda r: queue_stats(r or None, location=self.location, now=now),
+            self._error,
+        )[0]
 
     async def requeue_dead(self, ids: Sequence[str] | None = None, *, now: float) -> int:
         """Dead letters (all, or these ids) back to the queue, due ``now``; every worker is woken."""

@@ -45,6 +45,7 @@ from ._model import (
     StoredTask,
     check_meta,
     dead_letter,
+    map_rows,
     queue_stats,
     stored_task,
 )
@@ -198,6 +199,19 @@ class SQLiteQueue:
     def _error(self, what: str, *, missing: bool = False) -> QueueStoreError:
         return QueueStoreError(f"{self.path}: {what}", location=str(self.path), missing=missing)
 
+    def _db_error(self, err: sqlite3.DatabaseError, what: str) -> QueueStoreError:
+        """One line for a database error: read-only and locked files get their own advice."""
+        text = str(err)
+        if isinstance(err, sqlite3.OperationalError):
+            if "readonly" in text or "read-only" in text:
+                return self._error(
+                    f"is read-only ({text}): the service needs write access to the file and its "
+                    "folder (check permissions and mounts); inspect it with safla-diag mcp queue"
+                )
+            if "locked" in text:
+                return self._error(f"is locked by another process: {text}")
+        return self._error(f"{what}: {text}")
+
     def open(self) -> None:
         """Open the file (create or migrate the schema). Raises QueueStoreError for a bad file."""
         with self._lock:
@@ -265,7 +279,7 @@ class SQLiteQueue:
                     self._migrate(conn)
         except sqlite3.DatabaseError as err:
             conn.close()
-            raise self._error(f"is not a usable MCP task queue: {err}") from err
+            raise self._db_error(err, "is not a usable MCP task queue") from err
         except BaseException:
             conn.close()
             raise
@@ -345,9 +359,7 @@ class SQLiteQueue:
                 conn.execute("COMMIT")
                 return out
             except sqlite3.DatabaseError as err:
-                if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
-                    raise self._error(f"is locked by another process: {err}") from err
-                raise self._error(f"database error: {err}") from err
+                raise self._db_error(err, "database error") from err
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
         return self._run(lambda c: c.execute(sql, params).fetchall(), write=False)
@@ -535,11 +547,15 @@ class SQLiteQueue:
 
     def pending(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        return [stored_task(r) for r in self._rows(_SQL["pending"], {"limit": _limit(limit)})]
+        return map_rows(
+            self._rows(_SQL["pending"], {"limit": _limit(limit)}), stored_task, self._error
+        )
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
-        return [dead_letter(r) for r in self._rows(_SQL["dead"], {"limit": _limit(limit)})]
+        return map_rows(
+            self._rows(_SQL["dead"], {"limit": _limit(limit)}), dead_letter, self._error
+        )
 
     def data_version(self) -> int:
         """SQLite's ``PRAGMA data_version``: it changes when another connection commits."""
@@ -548,7 +564,11 @@ class SQLiteQueue:
     def stats(self, *, now: float) -> QueueStats:
         """Counts and times for a status display (one statement: the figures agree)."""
         rows = self._rows(_SQL["stats"], {"now": now})
-        return queue_stats(rows[0] if rows else None, location=self.location, now=now)
+        return map_rows(
+            rows[:1] or [()],
+            lambda r: queue_stats(r or None, location=self.location, now=now),
+            self._error,
+        )[0]
 
 
 class SQLiteTaskStore:
