@@ -125,6 +125,9 @@ _INSERT = (
     "INSERT OR IGNORE INTO tasks (id, payload, attempts, due_at, created_at) VALUES (?, ?, 0, ?, ?)"
 )
 
+_INSERT_MANY = "INSERT OR IGNORE INTO tasks (id, payload, attempts, due_at, created_at) VALUES "
+_ROWS_PER_INSERT = 500
+
 # One statement claims the head of the due index: lease, lease end and attempt count together.
 _CLAIM = (
     "UPDATE tasks SET attempts = attempts + 1, lease = ?, due_at = ? WHERE id IN "
@@ -369,12 +372,28 @@ class SQLiteQueue:
     def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
         """Insert tasks in one transaction; per task, whether it was new (a known id is kept as is)."""
 
-        def work(conn: sqlite3.Connection) -> list[bool]:
+        if len(tasks) == 1:
+            t = tasks[0]
+            row = (t.id, t.payload, t.due_at, now)
             return [
-                conn.execute(_INSERT, (t.id, t.payload, t.due_at, now)).rowcount == 1 for t in tasks
+                self._run(lambda c: c.execute(_INSERT, row).rowcount == 1, write=True, single=True)
             ]
 
-        return self._run(work, write=True, single=len(tasks) == 1)
+        def work(conn: sqlite3.Connection) -> list[bool]:
+            # One multi-row statement per chunk: the rows it returns are the ids that were new.
+            new: set[str] = set()
+            for k in range(0, len(tasks), _ROWS_PER_INSERT):
+                chunk = tasks[k : k + _ROWS_PER_INSERT]
+                sql = _INSERT_MANY + ", ".join(["(?, ?, 0, ?, ?)"] * len(chunk)) + " RETURNING id"
+                args = [v for t in chunk for v in (t.id, t.payload, t.due_at, now)]
+                new.update(r[0] for r in conn.execute(sql, args))
+            out = []
+            for t in tasks:
+                out.append(t.id in new)
+                new.discard(t.id)  # a repeated id in one batch is new only once
+            return out
+
+        return self._run(work, write=True)
 
     def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
         """Store a task straight into the dead letters; False when its id is already known."""

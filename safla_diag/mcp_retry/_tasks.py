@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import logging
 import math
 import os
 import random
@@ -138,6 +139,7 @@ class MCPTaskRecovery:
         # Threads of our own: a host's blocking execute (which may hang) and file reads never
         # park threads in the host's default executor, nor block the store's thread.
         self._host_threads = ThreadLane("safla_diag.mcp_retry.execute", concurrency)
+        self._execute_kind: tuple[object, bool] = (None, False)
         self._file_thread = ThreadLane("safla_diag.mcp_retry.files")
 
     def __repr__(self) -> str:
@@ -239,7 +241,7 @@ class MCPTaskRecovery:
         now = self._clock()
         due = now + (self._delay(0) if delay is None else max(0.0, delay))
         new = await self._saves.put(NewTask(id=key, payload=payload, due_at=due))
-        if new:
+        if new and logger.isEnabledFor(logging.DEBUG):  # redacting costs more than the save
             logger.debug("saved failed MCP task %s", redact(key))
         self._wake_event().set()
         return key
@@ -488,12 +490,16 @@ class MCPTaskRecovery:
                 )
             return False
         await self._verdict(self._acks.put((c.id, c.lease)))
-        logger.info("MCP task %s succeeded on attempt %d", redact(c.id), c.attempts)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("MCP task %s succeeded on attempt %d", redact(c.id), c.attempts)
         return True
 
     async def _call_execute(self, task: dict[str, Any]) -> None:
         """The host's execute: a coroutine function on the loop, anything else on our threads."""
-        if is_async_callable(self.execute):
+        fn = self.execute
+        if self._execute_kind[0] is not fn:
+            self._execute_kind = (fn, is_async_callable(fn))
+        if self._execute_kind[1]:
             await self.execute(task)
         else:
             await maybe_await(await self._host_threads.run(self.execute, task))
@@ -616,7 +622,9 @@ class _Worker:
                     self.running[asyncio.ensure_future(rec._run_claimed(c))] = c
                 if len(claimed) == free:
                     return True, None
-                next_due = await rec.store.next_due()
+                if not claimed:
+                    next_due = await rec.store.next_due()
+                # With tasks just claimed, their ends wake us to look again (or _sleep's cap).
             self.store_errors = 0
             return False, next_due
         except QueueStoreError as err:
@@ -632,6 +640,8 @@ class _Worker:
             timeout = max(0.0, next_due - self.rec._clock())
         if self.running:
             until_renew = max(0.0, self.last_renew + self.renew_every - time.monotonic())
+            if next_due is None:  # not read while tasks run: look again within a second
+                until_renew = min(until_renew, 1.0)
             timeout = until_renew if timeout is None else min(timeout, until_renew)
         if self.change is None:
             self.change = asyncio.ensure_future(self.rec.store.wait_for_change())
