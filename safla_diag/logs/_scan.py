@@ -50,11 +50,12 @@ log = logging.getLogger("safla_diag.logs")
 CHUNK_SIZE = 2 << 20
 PAD = 4096  # room for the 8-byte gathers past the last line (offsets stay below it)
 _MAX_OFFSET = PAD - 64
-_MAX_OFFSETS = 8
+_MAX_OFFSETS = 16
 _EXAMPLE_CHARS = 4000
 _MESSAGE_BYTES = 4096
 _MAX_CONTINUATION = 500
 _HEADER_BYTES = 256
+_MAX_REMEMBERED = 4096
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(CANONICAL)}
 
 
@@ -112,6 +113,29 @@ def example_text(text: str) -> str:
     return redact(text)
 
 
+_PREFIX_BYTES = 16
+
+
+def _swar(prefix: tuple[tuple[int, int], ...]) -> list[tuple[Any, ...]]:
+    """Per 8-byte word of the prefix: masks and values for the exact and the digit tests."""
+    import numpy as np
+
+    out = []
+    for k in range(0, len(prefix), 8):
+        exact_m = exact_v = dig_m = dig_v = add6 = 0
+        for pos, val in prefix[k : k + 8]:
+            shift = 8 * (pos - k)
+            if val == 0:
+                dig_m |= 0xF0 << shift
+                dig_v |= 0x30 << shift
+                add6 |= 0x06 << shift
+            else:
+                exact_m |= 0xFF << shift
+                exact_v |= val << shift
+        out.append(tuple(np.uint64(x) for x in (exact_m, exact_v, dig_m, dig_v, add6)))
+    return out
+
+
 def _spellings(cases: frozenset[str]) -> list[tuple[bytes, str]]:
     out: list[tuple[bytes, str]] = []
     for word, level in LEVEL_WORDS.items():
@@ -134,6 +158,14 @@ class _Luts:
         self.right[list(b' \t]>):,|"\r\n')] = True
         self.digit = np.zeros(256, dtype=bool)
         self.digit[48:58] = True
+        self.bit_index = np.zeros(1 << 16, dtype=np.int64)
+        for k in range(16):
+            self.bit_index[1 << k] = k
+        self.letter = np.zeros(256, dtype=bool)
+        self.letter[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")] = True
+        self.initial = np.zeros(256, dtype=bool)
+        for word in LEVEL_WORDS:
+            self.initial[[ord(word[0]), ord(word[0].lower())]] = True
         self.ctrl = np.zeros(256, dtype=bool)
         self.ctrl[[*range(9), 11, 12, *range(14, 27), *range(28, 32), 127]] = True
 
@@ -161,22 +193,30 @@ class FileScan:
         self.acc = acc
         self.in_window = opts.since is None
         self.since_ts = opts.since.timestamp() if opts.since is not None else None
-        self.prefix_pos = np.array([p for p, _ in sniffed.prefix], dtype=np.int64)
-        self.prefix_val = np.array([v for _, v in sniffed.prefix], dtype=np.uint8)
+        prefix = sniffed.prefix[:_PREFIX_BYTES]
+        self.prefix_pos = np.array([p for p, _ in prefix], dtype=np.int64)
+        self.prefix_val = np.array([v for _, v in prefix], dtype=np.uint8)
+        self.swar = _swar(prefix)
         self.offsets = [o for o in sniffed.offsets if 0 < o < _MAX_OFFSET]
         self.fast = len(self.prefix_pos) > 0 and bool(self.offsets or not sniffed.has_levels)
-        # Per word length: sorted 8-byte values and the level index of each.
-        groups: dict[int, list[tuple[int, int]]] = {}
-        for word, level in _spellings(sniffed.cases):
-            value = int.from_bytes(word.ljust(8, b"\0"), "little")
-            groups.setdefault(len(word), []).append((value, _LEVEL_INDEX[level]))
-        self.by_len = []
-        for length, pairs in sorted(groups.items()):
-            pairs.sort()
-            mask = int.from_bytes(b"\xff" * length + b"\0" * (8 - length), "little")
-            vals = np.array([v for v, _ in pairs], dtype=np.uint64)
-            lvls = np.array([lv for _, lv in pairs], dtype=np.int64)
-            self.by_len.append((length, np.uint64(mask), vals, lvls))
+        self.initial = np.zeros(256, dtype=bool)
+        for word, _level in _spellings(sniffed.cases):
+            self.initial[word[0]] = True
+        # Every spelling as its 8 bytes (zero-padded), sorted, with its level; and the mask
+        # that keeps the first n bytes of a word, for n = 0..9.
+        pairs = sorted(
+            (int.from_bytes(word.ljust(8, b"\0"), "little"), _LEVEL_INDEX[level])
+            for word, level in _spellings(sniffed.cases)
+        )
+        self.vals = np.array([v for v, _ in pairs], dtype=np.uint64)
+        self.lvls = np.array([lv for _, lv in pairs], dtype=np.int64)
+        self.len_mask = np.array(
+            [
+                int.from_bytes(b"\xff" * min(n, 8) + b"\0" * (8 - min(n, 8)), "little")
+                for n in range(10)
+            ],
+            dtype=np.uint64,
+        )
         self.chosen_idx = np.zeros(len(CANONICAL) + 1, dtype=bool)
         for lv in opts.chosen:
             if lv in _LEVEL_INDEX:
@@ -188,6 +228,7 @@ class FileScan:
         self.cache = TemplateCache()
         self.touched: set[tuple[str, str]] = set()
         self.new_offsets: Counter[int] = Counter()
+        self.not_records: set[bytes] = set()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -316,13 +357,17 @@ class FileScan:
         slow = head.copy()
         if self.fast:
             ok = head & (lengths >= len(self.prefix_pos))
+            words = np.ndarray((len(a) - 7,), dtype="<u8", buffer=a, strides=(1,))
+            for k, (exact_m, exact_v, dig_m, dig_v, add6) in enumerate(self.swar):
+                w = words[starts + 8 * k]
+                # Exact bytes match; digit positions hold 0x30-0x39 (high nibble 3 before and
+                # after adding 6: the SWAR test of "is a digit" on eight bytes at once).
+                ok &= (
+                    ((w & exact_m) == exact_v)
+                    & ((w & dig_m) == dig_v)
+                    & (((w + add6) & dig_m) == dig_v)
+                )
             cand = np.flatnonzero(ok)
-            for pos, val in zip(self.prefix_pos.tolist(), self.prefix_val.tolist(), strict=True):
-                if not len(cand):
-                    break
-                b = a[starts[cand] + pos]
-                keep = self.luts.digit[b] if val == 0 else b == val
-                cand = cand[keep]
             is_rec[cand] = True
             if self.sn.has_levels:
                 self._fast_levels(a, starts, lengths, cand, level_idx, msg_at)
@@ -333,9 +378,21 @@ class FileScan:
                 slow[cand] = False
         extra: list[tuple[int, str, bytes | str]] = []
         bare = self.sn.format is None
-        for i in np.flatnonzero(slow).tolist():
-            s, e = int(starts[i]), int(ends[i])
-            p = self._parse(buf, s, e)
+        not_records = self.not_records
+        for i, s, e in zip(
+            *(x.tolist() for x in (np.flatnonzero(slow), starts[slow], ends[slow])), strict=True
+        ):
+            line = bytes(buf[s : min(e, s + _MESSAGE_BYTES)])
+            if line in not_records:
+                p = None
+            else:
+                p = parse_line(line.rstrip(b"\r"), self.sn.table)
+                if p is None and len(line) <= _HEADER_BYTES:
+                    # Continuation lines repeat (the same traceback after every such error):
+                    # remember a bounded number of them.
+                    if len(not_records) >= _MAX_REMEMBERED:
+                        not_records.clear()
+                    not_records.add(line)
             if p is None:
                 if bare:
                     is_rec[i] = True
@@ -382,28 +439,39 @@ class FileScan:
     ) -> None:
         """The level word at one of the known offsets of each candidate line, all at once."""
         np = self.np
+        if not len(cand):
+            return
         words = np.ndarray((len(a) - 7,), dtype="<u8", buffer=a, strides=(1,))
-        todo = cand
-        for off in self.offsets:
-            if not len(todo):
-                break
-            s = starts[todo]
-            left = self.luts.left[a[s + off - 1]]
-            g = words[s + off]
-            length = lengths[todo]
-            found = np.zeros(len(todo), dtype=bool)
-            for wlen, mask, vals, lvls in self.by_len:
-                m = g & mask
-                pos = np.minimum(np.searchsorted(vals, m), len(vals) - 1)
-                hit = (vals[pos] == m) & left & ~found & (length >= off + wlen)
-                if not hit.any():
-                    continue
-                hit &= self.luts.right[a[s + off + wlen]]
-                idx = todo[hit]
-                level_idx[idx] = lvls[pos[hit]]
-                msg_at[idx] = starts[idx] + off + wlen
-                found |= hit
-            todo = todo[~found]
+        s0 = starts[cand]
+        # One bit per offset where a level may sit: a delimiter before it, a level's first
+        # letter at it. (Bits, not a 2-D mask: numpy reduces short rows slowly.)
+        bits = np.zeros(len(cand), dtype=np.int64)
+        for k, off in enumerate(self.offsets):
+            at = s0 + off
+            bits |= (self.luts.left[a[at - 1]] & self.initial[a[at]]).astype(np.int64) << k
+        rows = np.flatnonzero(bits)
+        offs = np.array(self.offsets, dtype=np.int64)
+        span = np.arange(9)
+        while len(rows):
+            b = bits[rows]
+            low = b & -b  # the leftmost offset not yet ruled out
+            col = self.luts.bit_index[low]
+            s = s0[rows] + offs[col]
+            grid = a[s[:, None] + span]
+            n_letters = np.argmin(self.luts.letter[grid], axis=1)  # the word's length
+            right = grid[np.arange(len(rows)), n_letters]
+            line = cand[rows]
+            ok = (n_letters >= 3) & self.luts.right[right]
+            ok &= lengths[line] >= s - s0[rows] + n_letters
+            g = words[s] & self.len_mask[n_letters]
+            pos = np.minimum(np.searchsorted(self.vals, g), len(self.vals) - 1)
+            ok &= self.vals[pos] == g
+            idx = line[ok]
+            level_idx[idx] = self.lvls[pos[ok]]
+            msg_at[idx] = s[ok] + n_letters[ok]
+            miss = rows[~ok]
+            bits[miss] &= ~low[~ok]
+            rows = miss[bits[miss] != 0]
 
     def _learn_offsets(self) -> None:
         if not self.new_offsets:
