@@ -117,10 +117,33 @@ TRACEBACK = (
 USERS = ["alice", "bob", "carol", "dave", "erin", "svc-batch", "svc-sync", "root"]
 QUOTED = ["'alpha'", "'beta'", "'search'", "'HGETALL'", '"select * from items"', "'embed'"]
 BLOCK_LINES = 400_000  # one simulated hour
-WORDS = (
-    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda omicron sigma tau upsilon "
-    "phi chi psi omega north south east west upper lower"
-).split()
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "omicron",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "chi",
+    "psi",
+    "omega",
+    "north",
+    "south",
+    "east",
+    "west",
+    "upper",
+    "lower",
+]
 
 
 def _fill(fmt: str, rng: random.Random) -> str:
