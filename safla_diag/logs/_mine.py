@@ -3,8 +3,8 @@ Message templates: mask the variable parts of a message, then merge what differs
 
 Two stages, both functions of the *set* of messages, never of their order:
 
-1. ``shape(message)``: every run of digits becomes one ``0`` (numpy does this for a whole chunk
-   at once in the scanner; ``re`` does it here), then ``mask`` replaces the variable parts of that
+1. ``shape(message)``: every run of hex digits holding a decimal digit becomes one ``0`` (numpy
+   does this for a whole chunk at once in the scanner; ``re`` does it here), then ``mask`` replaces the variable parts of that
    shape by placeholders: URLs ``<URL>``, IPv4/IPv6 addresses with a port ``<IP>``, paths
    ``<PATH>``, ``0x`` hex ``<HEX>``, signed and decimal numbers ``<NUM>``, and any other token that
    holds a digit (ids such as ``blk_-0``, ``Thunderbird_A0``, ``R0-M0-N0``, uuids, hosts like
@@ -30,8 +30,9 @@ from .._redact import redact
 
 __all__ = ["merge", "mine_templates", "shape", "template_of"]
 
-_DIGITS = re.compile(r"[0-9]+")
-_DIGITS_B = re.compile(rb"[0-9]+")
+# A run of hex digits holding at least one decimal digit: a number, a hex id, a piece of a uuid.
+_DIGITS = re.compile(r"[0-9A-Fa-f]*[0-9][0-9A-Fa-f]*")
+_DIGITS_B = re.compile(rb"[0-9A-Fa-f]*[0-9][0-9A-Fa-f]*")
 _DELIM = r"\s=:,;()\[\]{}\"'<>|"
 # Order matters: whole URLs, addresses and paths first (they contain everything else).
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -57,7 +58,10 @@ WILD = "<*>"
 
 
 def shape(message: str) -> str:
-    """The message with every run of digits collapsed to one ``0`` (what the scanner keys by)."""
+    """
+    The message with every run of hex digits that holds a decimal digit (``42``, ``5f3a9c1b``,
+    each part of a uuid) collapsed to one ``0``: what the scanner keys by.
+    """
     return _DIGITS.sub("0", message)
 
 
