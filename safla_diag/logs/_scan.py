@@ -202,6 +202,9 @@ class FileScan:
         self.initial = np.zeros(256, dtype=bool)
         for word, _level in _spellings(sniffed.cases):
             self.initial[word[0]] = True
+        # Per offset k in use: the pair table shifted to bit k (256 KiB each, made on demand).
+        self.plausible = self._plausible()
+        self.pair_bit: list[Any] = []
         # Every spelling as its 8 bytes (zero-padded), sorted, with its level; and the mask
         # that keeps the first n bytes of a word, for n = 0..9.
         pairs = sorted(
@@ -442,36 +445,57 @@ class FileScan:
         if not len(cand):
             return
         words = np.ndarray((len(a) - 7,), dtype="<u8", buffer=a, strides=(1,))
+        pairs = np.ndarray((len(a) - 1,), dtype="<u2", buffer=a, strides=(1,))
         s0 = starts[cand]
-        # One bit per offset where a level may sit: a delimiter before it, a level's first
-        # letter at it. (Bits, not a 2-D mask: numpy reduces short rows slowly.)
-        bits = np.zeros(len(cand), dtype=np.int64)
+        # One bit per offset where a level may sit: a delimiter before it and a level's first
+        # letter at it, looked up as one 16-bit pair. (Bits, not a 2-D mask: numpy reduces
+        # short rows slowly.)
+        bits = np.zeros(len(cand), dtype=np.int32)
+        while len(self.pair_bit) < len(self.offsets):
+            self.pair_bit.append(self.plausible << np.int32(len(self.pair_bit)))
         for k, off in enumerate(self.offsets):
-            at = s0 + off
-            bits |= (self.luts.left[a[at - 1]] & self.initial[a[at]]).astype(np.int64) << k
+            bits |= self.pair_bit[k][pairs[s0 + (off - 1)]]
         rows = np.flatnonzero(bits)
         offs = np.array(self.offsets, dtype=np.int64)
-        span = np.arange(9)
+        high = np.uint64(0x8080808080808080)
         while len(rows):
             b = bits[rows]
             low = b & -b  # the leftmost offset not yet ruled out
-            col = self.luts.bit_index[low]
-            s = s0[rows] + offs[col]
-            grid = a[s[:, None] + span]
-            n_letters = np.argmin(self.luts.letter[grid], axis=1)  # the word's length
-            right = grid[np.arange(len(rows)), n_letters]
+            s = s0[rows] + offs[self.luts.bit_index[low.astype(np.int64)]]
+            g = words[s]
+            # The word's length: its leading ASCII letters, found for 8 bytes at once (SWAR).
+            x = g | np.uint64(0x2020202020202020)
+            letters = ((x | high) - np.uint64(0x6161616161616161)) & high
+            letters &= (np.uint64(0xFAFAFAFAFAFAFAFA) - (x & ~high)) & high & ~g
+            stop = ~letters & high
+            first_stop = stop & (~stop + np.uint64(1))  # the lowest high bit: 2 ** (8 * n + 7)
+            eight = stop == 0
+            first_stop[eight] = np.uint64(1 << 7)
+            n_letters = ((np.log2(first_stop.astype(np.float64)) - 7) // 8).astype(np.int64)
+            n_letters[eight] = 8
+            right = np.where(
+                n_letters < 8,
+                (g >> (np.uint64(8) * n_letters.astype(np.uint64))) & np.uint64(0xFF),
+                a[s + 8],
+            ).astype(np.int64)
             line = cand[rows]
             ok = (n_letters >= 3) & self.luts.right[right]
             ok &= lengths[line] >= s - s0[rows] + n_letters
-            g = words[s] & self.len_mask[n_letters]
-            pos = np.minimum(np.searchsorted(self.vals, g), len(self.vals) - 1)
-            ok &= self.vals[pos] == g
+            gm = g & self.len_mask[n_letters]
+            pos = np.minimum(np.searchsorted(self.vals, gm), len(self.vals) - 1)
+            ok &= self.vals[pos] == gm
             idx = line[ok]
             level_idx[idx] = self.lvls[pos[ok]]
             msg_at[idx] = s[ok] + n_letters[ok]
             miss = rows[~ok]
             bits[miss] &= ~low[~ok]
             rows = miss[bits[miss] != 0]
+
+    def _plausible(self) -> Any:
+        """For a 16-bit (byte before, byte at) pair: 1 when a level word may start there."""
+        np = self.np
+        pair = np.arange(1 << 16)
+        return (self.luts.left[pair & 0xFF] & self.initial[pair >> 8]).astype(np.int32)
 
     def _learn_offsets(self) -> None:
         if not self.new_offsets:
