@@ -36,8 +36,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._redact import redact
+from ._bytes import PREFIX_BYTES, luts, spellings, swar
 from ._formats import Parsed, Sniffed, json_extra, parse_line
-from ._levels import CANONICAL, LEVEL_WORDS
+from ._levels import CANONICAL
 from ._templates import TemplateCache, TemplateStats
 
 if TYPE_CHECKING:
@@ -113,72 +114,6 @@ def example_text(text: str) -> str:
     return redact(text)
 
 
-_PREFIX_BYTES = 16
-
-
-def _swar(prefix: tuple[tuple[int, int], ...]) -> list[tuple[Any, ...]]:
-    """Per 8-byte word of the prefix: masks and values for the exact and the digit tests."""
-    import numpy as np
-
-    out = []
-    for k in range(0, len(prefix), 8):
-        exact_m = exact_v = dig_m = dig_v = add6 = 0
-        for pos, val in prefix[k : k + 8]:
-            shift = 8 * (pos - k)
-            if val == 0:
-                dig_m |= 0xF0 << shift
-                dig_v |= 0x30 << shift
-                add6 |= 0x06 << shift
-            else:
-                exact_m |= 0xFF << shift
-                exact_v |= val << shift
-        out.append(tuple(np.uint64(x) for x in (exact_m, exact_v, dig_m, dig_v, add6)))
-    return out
-
-
-def _spellings(cases: frozenset[str]) -> list[tuple[bytes, str]]:
-    out: list[tuple[bytes, str]] = []
-    for word, level in LEVEL_WORDS.items():
-        if len(word) > 8:
-            continue
-        forms = {word, word.title()} | ({word.lower()} if "lower" in cases else set())
-        out.extend((f.encode(), level) for f in sorted(forms))
-    return out
-
-
-class _Luts:
-    """Byte tables built once per process."""
-
-    def __init__(self) -> None:
-        import numpy as np
-
-        self.left = np.zeros(256, dtype=bool)
-        self.left[list(b' \t[<("')] = True
-        self.right = np.zeros(256, dtype=bool)
-        self.right[list(b' \t]>):,|"\r\n')] = True
-        self.digit = np.zeros(256, dtype=bool)
-        self.digit[48:58] = True
-        self.bit_index = np.zeros(1 << 16, dtype=np.int64)
-        for k in range(16):
-            self.bit_index[1 << k] = k
-        self.letter = np.zeros(256, dtype=bool)
-        self.letter[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")] = True
-        self.initial = np.zeros(256, dtype=bool)
-        for word in LEVEL_WORDS:
-            self.initial[[ord(word[0]), ord(word[0].lower())]] = True
-        self.ctrl = np.zeros(256, dtype=bool)
-        self.ctrl[[*range(9), 11, 12, *range(14, 27), *range(28, 32), 127]] = True
-
-
-_LUTS: list[_Luts] = []
-
-
-def _luts() -> _Luts:
-    if not _LUTS:
-        _LUTS.append(_Luts())
-    return _LUTS[0]
-
-
 class FileScan:
     """The state of one file's scan: its format, the fast path's tables, the window flag."""
 
@@ -186,21 +121,21 @@ class FileScan:
         import numpy as np
 
         self.np = np
-        self.luts = _luts()
+        self.luts = luts()
         self.name = name
         self.sn = sniffed
         self.opts = opts
         self.acc = acc
         self.in_window = opts.since is None
         self.since_ts = opts.since.timestamp() if opts.since is not None else None
-        prefix = sniffed.prefix[:_PREFIX_BYTES]
+        prefix = sniffed.prefix[:PREFIX_BYTES]
         self.prefix_pos = np.array([p for p, _ in prefix], dtype=np.int64)
         self.prefix_val = np.array([v for _, v in prefix], dtype=np.uint8)
-        self.swar = _swar(prefix)
+        self.swar = swar(prefix)
         self.offsets = [o for o in sniffed.offsets if 0 < o < _MAX_OFFSET]
         self.fast = len(self.prefix_pos) > 0 and bool(self.offsets or not sniffed.has_levels)
         self.initial = np.zeros(256, dtype=bool)
-        for word, _level in _spellings(sniffed.cases):
+        for word, _level in spellings(sniffed.cases):
             self.initial[word[0]] = True
         # Per offset k in use: the pair table shifted to bit k (256 KiB each, made on demand).
         self.plausible = self._plausible()
@@ -209,7 +144,7 @@ class FileScan:
         # that keeps the first n bytes of a word, for n = 0..9.
         pairs = sorted(
             (int.from_bytes(word.ljust(8, b"\0"), "little"), _LEVEL_INDEX[level])
-            for word, level in _spellings(sniffed.cases)
+            for word, level in spellings(sniffed.cases)
         )
         self.vals = np.array([v for v, _ in pairs], dtype=np.uint64)
         self.lvls = np.array([lv for _, lv in pairs], dtype=np.int64)
