@@ -107,6 +107,7 @@ def _is_word(token: str) -> bool:
 # A position whose words take fewer distinct values than this splits a cluster (see _split).
 _FEW = 3
 _THRESHOLD = 0.5  # Drain's similarity threshold
+_MAX_COMPARED = 64  # clusters of one bucket a template is compared with
 
 
 def _cluster(texts: list[str], threshold: float) -> list[list[list[str]]]:
@@ -115,7 +116,9 @@ def _cluster(texts: list[str], threshold: float) -> list[list[list[str]]]:
     for text in texts:
         tokens = text.split(" ")
         best, best_sim = -1, -1.0
-        for k, (tmpl, _m) in enumerate(clusters):
+        # The most frequent clusters come first (canonical order); comparing with a bounded
+        # number of them keeps a bucket of many distinct templates from costing D * C.
+        for k, (tmpl, _m) in enumerate(clusters[:_MAX_COMPARED]):
             sim = _similar(tokens, tmpl)
             if sim > best_sim:
                 best, best_sim = k, sim
