@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
     )
     from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
     from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
+    from .heal import HealPolicy
     from .logs import LogReport, analyze_logs
     from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, RecoveringSession
     from .monitoring import (
@@ -61,6 +62,7 @@ __all__ = [
     "DependencyReport",
     "DiagnosisReport",
     "Diagnostics",
+    "HealPolicy",
     "IndexCorruptionError",
     "IndexHealth",
     "LeakAnalysis",
@@ -122,6 +124,7 @@ _LAZY: dict[str, str] = {
     "DependencyReport": "checks",
     "DiagnosisReport": "diagnosis",
     "Diagnostics": "diagnosis",
+    "HealPolicy": "heal",
     "IndexHealth": "vector",
     "LeakAnalysis": "monitoring",
     "LogReport": "logs",

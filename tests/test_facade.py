@@ -28,6 +28,7 @@ CONTRACT = {
     "analyze_logs", "LogReport",
 }  # fmt: skip
 EXTRA: set[str] = {
+    "HealPolicy",
     "LoopMonitor",
     "MCPServer",
     "MemoryGrowth",
@@ -51,7 +52,17 @@ def test_all_is_exactly_the_contract() -> None:
 
 @pytest.mark.parametrize(
     "layer",
-    ["config", "checks", "profiling", "monitoring", "vector", "mcp_retry", "diagnosis", "logs"],
+    [
+        "config",
+        "checks",
+        "profiling",
+        "monitoring",
+        "vector",
+        "mcp_retry",
+        "heal",
+        "diagnosis",
+        "logs",
+    ],
 )
 def test_layers_export_subsets_of_the_facade(layer: str) -> None:
     """Each layer's __all__ is part of the facade, and the facade re-exports the same objects."""

@@ -18,8 +18,9 @@ RANK = {
     "vector": 2,
     "mcp_retry": 2,
     "logs": 2,
-    "diagnosis": 3,
-    "_cli": 4,
+    "heal": 3,
+    "diagnosis": 4,
+    "_cli": 5,
 }
 
 
