@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -225,8 +226,17 @@ class Healer:
         await self._tell(record)
         return record
 
-    async def _event(self, action: str, target: str, detail: str, data: dict[str, Any]) -> None:
-        record = self.ledger.record(action, "event", detail, target=target, data=data).to_dict()
+    async def _event(
+        self,
+        action: str,
+        target: str,
+        detail: str,
+        data: dict[str, Any],
+        *,
+        level: int = logging.WARNING,
+    ) -> None:
+        entry = self.ledger.record(action, "event", detail, target=target, data=data, level=level)
+        record = entry.to_dict()
         await self._tell(record)
 
     async def _tell(self, record: dict[str, Any]) -> None:
@@ -440,7 +450,11 @@ class Healer:
                     )
                 elif state == "closed":
                     await self._event(
-                        "breaker_closed", server, f"MCP server {server} is reachable again", {}
+                        "breaker_closed",
+                        server,
+                        f"MCP server {server} is reachable again",
+                        {},
+                        level=logging.INFO,
                     )
 
     # 5. dead letters (events, rate-limited per queue)
