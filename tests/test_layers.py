@@ -20,7 +20,8 @@ RANK = {
     "logs": 2,
     "heal": 3,
     "diagnosis": 4,
-    "_cli": 5,
+    "live": 5,  # the live endpoint and the exporters: they read every layer below
+    "_cli": 6,
 }
 
 
