@@ -47,8 +47,9 @@ class HealPolicy:
     ``min_interval_s``), never runs twice at once, and after a failure waits ``min_interval_s``,
     doubling up to ``max_backoff_s``, before it is tried again. With ``dry_run=True`` nothing is
     changed: each remedy that would run is recorded as ``skipped`` with what it would have done.
+    Every field is a keyword argument of the constructor.
 
-    Args:
+    Attributes:
         dry_run: Record what would be done, do nothing.
         tick_s: How often the cheap signals are read (memory percent, the leak detector's verdict,
             breaker states, dead-letter counts).
