@@ -166,6 +166,7 @@ class Diagnostics:
                 dimension=settings.vector_dimension,
                 memory_critical_percent=settings.memory_critical_percent,
                 leaks=lambda: monitors.leaks,
+                memory=lambda: monitors.memory,
             )
             self._healer.start()
         try:

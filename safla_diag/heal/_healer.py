@@ -29,7 +29,7 @@ from ._policy import HealPolicy
 from ._window import trace_growth
 
 if TYPE_CHECKING:
-    from ..monitoring import MemoryLeakDetector, VectorMemoryOptimizer
+    from ..monitoring import MemoryLeakDetector, MemoryMonitor, VectorMemoryOptimizer
     from ..vector import VectorIndexRecovery
 
 __all__ = ["Healer"]
@@ -49,6 +49,8 @@ class Healer:
         dimension: The dimension the host expects, when configured.
         memory_critical_percent: The configured critical memory percent (when the policy has none).
         leaks: A callable returning the running MemoryLeakDetector, or None.
+        memory: A callable returning the running MemoryMonitor, or None: its ``memory_percent()``
+            (the figure the thresholds apply to) is the default reading.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Healer:
         dimension: int | None = None,
         memory_critical_percent: float = 95.0,
         leaks: Callable[[], MemoryLeakDetector | None] = lambda: None,
+        memory: Callable[[], MemoryMonitor | None] = lambda: None,
     ) -> None:
         self.policy = policy
         self._clock = policy.clock or time.monotonic
@@ -79,6 +82,8 @@ class Healer:
         )
         self._optimizer = policy.optimizer
         self._leaks = leaks
+        self._index_lock = asyncio.Lock()
+        self._memory = memory
         self._tasks: list[asyncio.Task[None]] = []
         self._side: set[asyncio.Task[Any]] = set()
         self._breakers: dict[tuple[int, str], str] = {}
@@ -111,27 +116,13 @@ class Healer:
         """Start the healer's tasks in the running loop (inside ``Diagnostics.__aenter__``)."""
         loop = asyncio.get_running_loop()
         self._setup()
-        if self.recovery is not None:
+        if "restore_index" not in self.disabled:
             self._tasks.append(loop.create_task(self._index_loop(), name="safla_diag.heal.index"))
         self._tasks.append(loop.create_task(self._watch_loop(), name="safla_diag.heal.watch"))
 
     def _setup(self) -> None:
-        if self.recovery is None:
-            data_dir, backup_dir, index_file, dimension = self._config_index
-            if data_dir is None:
-                self.disabled["restore_index"] = "no data_dir configured"
-            else:
-                from ..vector import VectorIndexRecovery
-
-                try:
-                    self.recovery = VectorIndexRecovery(
-                        data_dir,
-                        backup_dir or os.path.join(data_dir, "backups"),
-                        index_file=index_file,
-                        dimension=dimension,
-                    )
-                except (ValueError, OSError) as err:
-                    self.disabled["restore_index"] = describe_error(err)
+        if self.recovery is None and self._config_index[0] is None:
+            self.disabled["restore_index"] = "no data_dir configured"
         if self._optimizer is None:
             from ..monitoring import VectorMemoryOptimizer
 
@@ -267,7 +258,34 @@ class Healer:
         Returns:
             The action recorded, or None when the index is healthy (or the gate said wait).
         """
-        recovery = self.recovery
+        async with self._index_lock:  # a load waits for the periodic check in flight, and re-checks
+            return await self._check_index()
+
+    async def _ensure_recovery(self) -> VectorIndexRecovery | None:
+        if self.recovery is not None or "restore_index" in self.disabled:
+            return self.recovery
+        data_dir, backup_dir, index_file, dimension = self._config_index
+        assert data_dir is not None
+        from ..vector import VectorIndexRecovery
+
+        try:
+            # Off the loop: making one settles an interrupted save and removes orphaned temp files.
+            self.recovery = await off_loop(
+                VectorIndexRecovery,
+                data_dir,
+                backup_dir or os.path.join(data_dir, "backups"),
+                index_file=index_file,
+                dimension=dimension,
+            )
+        except (ValueError, OSError) as err:
+            self.disabled["restore_index"] = describe_error(err)
+            self.ledger.record(
+                "restore_index", "skipped", f"index healing is off: {describe_error(err)}"
+            )
+        return self.recovery
+
+    async def _check_index(self) -> dict[str, Any] | None:
+        recovery = await self._ensure_recovery()
         if recovery is None or not self.gate.ready(("restore_index", recovery.index_file)):
             return None  # held back: not even checked, so a known problem is not logged again
         try:
@@ -290,6 +308,30 @@ class Healer:
             would=f"restore the newest verified backup ({problem})",
         )
 
+    async def aload_index(self) -> Any:
+        """
+        Load the live index for the host, healing it first when it is damaged or missing.
+
+        The index gets the cheap check; a damaged one is restored (as the periodic check would,
+        through the same gate, so ``on_index`` is called too), then the verified index is loaded.
+
+        Returns:
+            The faiss index.
+
+        Raises:
+            RecoveryError: When healing has no index to look after (no ``data_dir``).
+            IndexCorruptionError: When the index is still unusable (no usable backup, a dry run,
+                or a restore that is backing off).
+        """
+        from .._errors import RecoveryError
+
+        await self.check_index()
+        recovery = self.recovery
+        if recovery is None:
+            why = self.disabled.get("restore_index", "the healer has not started")
+            raise RecoveryError(f"no vector index to load: {why}")
+        return await recovery.aload_index()
+
     async def _restore(self, recovery: VectorIndexRecovery, problem: str) -> Outcome:
         data: dict[str, Any] = {"problem": problem}
         before = set(_aside(recovery))
@@ -305,8 +347,10 @@ class Healer:
             await recovery.arebuild_index(self.policy.rebuild_from)
             how = "rebuilt from the configured vectors (no usable backup)"
             data["rebuilt_from"] = self.policy.rebuild_from
+        elif not skipped:  # a service that never made a backup: nothing to do, and no alarm
+            return "skipped", f"{problem}; there is no backup to restore from yet", data
         else:
-            why = "; ".join(skipped) if skipped else "the backup folder has none"
+            why = "; ".join(skipped)
             return "failed", f"{problem}; no usable backup to restore from ({why})", data
         kept = sorted(set(_aside(recovery)) - before)
         if kept:
@@ -354,7 +398,10 @@ class Healer:
         optimizer = self._optimizer
         if optimizer is None:
             return
-        reader = self.policy.memory_percent or optimizer.memory_percent
+        monitor = self._memory()
+        reader = self.policy.memory_percent or (
+            monitor.memory_percent if monitor is not None else optimizer.memory_percent
+        )
         percent = float(await call_host(reader))
         if percent < self.critical:
             return

@@ -187,9 +187,11 @@ def _corrupt(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-async def test_missing_backup_fails_once_then_backs_off(tmp_path: Path) -> None:
-    """A damaged index without a backup: one failed action, not retried on every check."""
+async def test_unusable_backup_fails_once_then_backs_off(tmp_path: Path) -> None:
+    """A damaged index whose only backup is damaged too: one failed action, then a back-off."""
     rec, _ = _index(tmp_path)
+    backup = Path(rec.backup_index())
+    _corrupt(backup / "vector_index.faiss")  # backup_index() returns the backup folder
     _corrupt(rec.index_path)
     seen = Seen()
     clock = Clock()
@@ -204,12 +206,27 @@ async def test_missing_backup_fails_once_then_backs_off(tmp_path: Path) -> None:
         await _until(lambda: healer.index_checks >= checks + 5)
         (only,) = diag.heal_history()
         assert only["outcome"] == "failed" and "no usable backup" in only["detail"]
-        assert "checksum" in only["detail"]
+        assert "checksum" in only["detail"] and "skipping" not in only["detail"]
+        assert only["data"]["skipped_backups"]
         clock.now += 60  # the back-off has passed: tried again, failed again, waits longer
         await _until(lambda: len(diag.heal_history()) >= 2)
         assert "failure 2" in diag.heal_history()[1]["detail"]
     assert healer.counts() == {("restore_index", "failed"): 2}
     assert rec.detect_corruption()  # nothing was deleted or overwritten
+
+
+async def test_no_backup_yet_is_skipped_not_an_alarm(tmp_path: Path) -> None:
+    """A service that never made a backup: the missing index is reported as skipped, once."""
+    seen = Seen()
+    policy = HealPolicy(index_check_interval_s=0.01, on_action=seen)
+    async with Diagnostics({"data_dir": str(tmp_path / "data")}, heal=policy) as diag:
+        await seen.wait("restore_index")
+        healer = diag.healer
+        assert healer is not None
+        checks = healer.index_checks
+        await _until(lambda: healer.index_checks >= checks + 3)
+    (only,) = diag.heal_history()
+    assert only["outcome"] == "skipped" and "no backup" in only["detail"]
 
 
 async def test_restore_in_process_hands_the_host_a_working_index(tmp_path: Path) -> None:
@@ -235,6 +252,30 @@ async def test_restore_in_process_hands_the_host_a_working_index(tmp_path: Path)
     _, ids = index.search(xb[:4], 1)
     assert ids[:, 0].tolist() == [0, 1, 2, 3]
     assert not rec.detect_corruption()
+
+
+async def test_aload_index_heals_before_loading(tmp_path: Path) -> None:
+    """aload_index: a damaged index is restored first (once, even racing the start-up check)."""
+    rec, xb = _index(tmp_path)
+    rec.backup_index()
+    _corrupt(rec.index_path)
+    async with Diagnostics({}, heal=HealPolicy(recovery=rec)) as diag:
+        healer = diag.healer
+        assert healer is not None
+        index = await healer.aload_index()
+        _, ids = index.search(xb[:3], 1)
+        assert ids[:, 0].tolist() == [0, 1, 2]
+    assert [(h["action"], h["outcome"]) for h in diag.heal_history()] == [("restore_index", "done")]
+
+
+async def test_aload_index_without_an_index_to_look_after(tmp_path: Path) -> None:
+    """No data_dir configured: aload_index says so instead of guessing a folder."""
+    from safla_diag import RecoveryError
+
+    async with Diagnostics({}, heal=True) as diag:
+        assert diag.healer is not None
+        with pytest.raises(RecoveryError, match="no data_dir"):
+            await diag.healer.aload_index()
 
 
 # ------------------------------------------------------------------------------ memory
