@@ -126,6 +126,11 @@ class QueueStats:
     next_due_at: float | None
     location: str
 
+    def _repr_html_(self) -> str:
+        from ._html import queue_stats_html
+
+        return queue_stats_html(self)
+
     def to_dict(self, *, now: float | None = None) -> dict[str, Any]:
         """Return a JSON-ready dict; with ``now``, also the oldest age and the delay until next due."""
         d: dict[str, Any] = attrs.asdict(self)

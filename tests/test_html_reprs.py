@@ -1,0 +1,50 @@
+"""HTML for the objects that had only a plain repr: MemoryProfiler, QueueStats, SaflaConfig."""
+
+from __future__ import annotations
+
+import time
+
+from safla_diag import MemoryProfiler, SaflaConfig
+
+
+def test_memory_profiler_html() -> None:
+    """MemoryProfiler shows its state and its snapshots with readable times."""
+    mp = MemoryProfiler()
+    assert "start_tracing()" in mp._repr_html_()
+    with mp:
+        mp.take_snapshot("after-load")
+    page = mp._repr_html_()
+    assert "after-load" in page and "UTC" in page and "ago" in page
+
+
+def test_queue_stats_html_shows_ages() -> None:
+    """QueueStats shows ages and due times, not epoch numbers, and redacts its location."""
+    from safla_diag.mcp_retry._store import QueueStats
+
+    now = time.time()
+    stats = QueueStats(
+        pending=3,
+        in_flight=1,
+        dead=2,
+        oldest_created_at=now - 7200,
+        next_due_at=now + 600,
+        location="redis://:hunter2-secret@127.0.0.1:6379/0",
+    )
+    page = stats._repr_html_()
+    assert "2.0 h old" in page and "in 10 min" in page
+    assert str(int(now)) not in page and "hunter2-secret" not in page
+
+
+def test_config_html_is_redacted() -> None:
+    """SaflaConfig's HTML lists every key and never the password."""
+    cfg = SaflaConfig.from_mapping(
+        {
+            "database_url": "postgresql://app:pw-in-url-77@db:5432/safla",
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "vector_dimension": 384,
+            "mcp_servers": ["http://127.0.0.1:8080/mcp"],
+        }
+    )
+    page = cfg._repr_html_()
+    assert "vector_dimension" in page and "384" in page
+    assert "pw-in-url-77" not in page
