@@ -39,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import compare, save
 
+from safla_diag.mcp_retry._model import NewTask, TaskStore
 from safla_diag.mcp_retry._postgres import PostgresTaskStore
-from safla_diag.mcp_retry._store import NewTask, SQLiteTaskStore, TaskStore
+from safla_diag.mcp_retry._sqlite import SQLiteTaskStore
 
 BASE = "postgresql://postgres@127.0.0.1:5432/test"
 ARGS = "x" * 240

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import compare, save
 
 from safla_diag import MCPConnectionRecovery, MCPTaskRecovery
-from safla_diag.mcp_retry._store import NewTask, SQLiteTaskStore
+from safla_diag.mcp_retry._model import NewTask
+from safla_diag.mcp_retry._sqlite import SQLiteQueue
 
 ARGS = "x" * 220
 
@@ -83,43 +84,43 @@ def guide_json(n: int, d: Path) -> tuple[float, float]:
 
 
 def ours_per_op(n: int, d: Path, sync: str) -> tuple[float, float]:
-    store = SQLiteTaskStore(d / f"ours-{sync}-{n}.db", synchronous=sync)  # type: ignore[arg-type]
-    store.open_sync()
+    store = SQLiteQueue(d / f"ours-{sync}-{n}.db", synchronous=sync)  # type: ignore[arg-type]
+    store.open()
     payloads = [(t["id"], json.dumps(t, separators=(",", ":"))) for t in map(_task, range(n))]
 
     def run() -> None:
         for tid, p in payloads:
             now = time.time()
-            store.put_many_sync([NewTask(id=tid, payload=p, due_at=now)], now=now)
+            store.put_many([NewTask(id=tid, payload=p, due_at=now)], now=now)
         now = time.time()
-        while claimed := store.claim_sync(now=now, limit=1, lease_s=60, max_attempts=3):
-            store.ack_sync(claimed[0].id, claimed[0].lease)
+        while claimed := store.claim(now=now, limit=1, lease_s=60, max_attempts=3):
+            store.ack(claimed[0].id, claimed[0].lease)
 
     out = _timed(run)
-    assert store.stats_sync(now=time.time()).pending == 0
-    store.close_sync()
+    assert store.stats(now=time.time()).pending == 0
+    store.close()
     return out
 
 
 def ours_group(n: int, d: Path, sync: str, batch: int = 100) -> tuple[float, float]:
-    store = SQLiteTaskStore(d / f"group-{sync}-{n}.db", synchronous=sync)  # type: ignore[arg-type]
-    store.open_sync()
+    store = SQLiteQueue(d / f"group-{sync}-{n}.db", synchronous=sync)  # type: ignore[arg-type]
+    store.open()
     payloads = [(t["id"], json.dumps(t, separators=(",", ":"))) for t in map(_task, range(n))]
 
     def run() -> None:
         for i in range(0, n, batch):
             now = time.time()
-            store.put_many_sync(
+            store.put_many(
                 [NewTask(id=tid, payload=p, due_at=now) for tid, p in payloads[i : i + batch]],
                 now=now,
             )
         now = time.time()
-        while claimed := store.claim_sync(now=now, limit=batch, lease_s=60, max_attempts=3):
-            store.ack_many_sync([(c.id, c.lease) for c in claimed])
+        while claimed := store.claim(now=now, limit=batch, lease_s=60, max_attempts=3):
+            store.ack_many([(c.id, c.lease) for c in claimed])
 
     out = _timed(run)
-    assert store.stats_sync(now=time.time()).pending == 0
-    store.close_sync()
+    assert store.stats(now=time.time()).pending == 0
+    store.close()
     return out
 
 
@@ -161,12 +162,12 @@ def ours_async_api(n: int, d: Path) -> tuple[float, float]:
 
 def steady_cost(backlog: int, d: Path, rounds: int = 7, per_round: int = 300) -> float:
     """CPU µs per enqueue + claim + ack with the backlog held constant (claim cost vs backlog)."""
-    store = SQLiteTaskStore(d / f"steady-{backlog}.db")
-    store.open_sync()
+    store = SQLiteQueue(d / f"steady-{backlog}.db")
+    store.open()
     payload = json.dumps(_task(0), separators=(",", ":"))
     now = time.time()
     for _ in range(0, backlog, 1000):
-        store.put_many_sync(
+        store.put_many(
             [NewTask(id=uuid.uuid4().hex, payload=payload, due_at=now) for _ in range(1000)],
             now=now,
         )
@@ -174,13 +175,11 @@ def steady_cost(backlog: int, d: Path, rounds: int = 7, per_round: int = 300) ->
     for _ in range(rounds):
         t = time.process_time()
         for _ in range(per_round):
-            store.put_many_sync(
-                [NewTask(id=uuid.uuid4().hex, payload=payload, due_at=now)], now=now
-            )
-            (c,) = store.claim_sync(now=now, limit=1, lease_s=60, max_attempts=3)
-            store.ack_sync(c.id, c.lease)
+            store.put_many([NewTask(id=uuid.uuid4().hex, payload=payload, due_at=now)], now=now)
+            (c,) = store.claim(now=now, limit=1, lease_s=60, max_attempts=3)
+            store.ack(c.id, c.lease)
         best = min(best, (time.process_time() - t) / per_round)
-    store.close_sync()
+    store.close()
     return best * 1e6
 
 

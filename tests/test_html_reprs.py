@@ -18,8 +18,8 @@ def test_memory_profiler_html() -> None:
 
 
 def test_queue_stats_html_shows_ages() -> None:
-    """QueueStats shows ages and due times, not epoch numbers, and redacts its location."""
-    from safla_diag.mcp_retry._store import QueueStats
+    """QueueStats shows ages and due times, not epoch numbers."""
+    from safla_diag.mcp_retry._model import QueueStats
 
     now = time.time()
     stats = QueueStats(
@@ -28,11 +28,12 @@ def test_queue_stats_html_shows_ages() -> None:
         dead=2,
         oldest_created_at=now - 7200,
         next_due_at=now + 600,
-        location="redis://:hunter2-secret@127.0.0.1:6379/0",
+        location="/var/lib/safla/mcp_tasks.db",
+        measured_at=now,
     )
     page = stats._repr_html_()
-    assert "2.0 h old" in page and "in 10 min" in page
-    assert str(int(now)) not in page and "hunter2-secret" not in page
+    assert "2.0h ago" in page and "in 10.0min" in page
+    assert str(int(now))[:6] not in page
 
 
 def test_config_html_is_redacted() -> None:

@@ -19,7 +19,8 @@ RANK = {
     "mcp_retry": 2,
     "logs": 2,
     "diagnosis": 3,
-    "_cli": 4,
+    "live": 4,  # the live endpoint and the exporters: they read every layer below
+    "_cli": 5,
 }
 
 

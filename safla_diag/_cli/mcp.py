@@ -39,30 +39,8 @@ def register(sub: Any) -> None:
     q.set_defaults(func=run)
 
 
-def _age(seconds: float | None, *, future: bool = False) -> str:
-    if seconds is None:
-        return "-"
-    if seconds <= 0 and future:
-        return "now"
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if seconds >= size:
-            text = f"{seconds / size:.1f}{unit}"
-            break
-    else:
-        text = f"{seconds:.1f}s"
-    return f"in {text}" if future else f"{text} ago"
-
-
-def _text(stats: QueueStats, now: float, listing: dict[str, list[dict[str, Any]]]) -> str:
-    d = stats.to_dict(now=now)
-    lines = [
-        f"MCP task queue: {stats.location}",
-        f"  pending:        {stats.pending}",
-        f"  in flight:      {stats.in_flight}",
-        f"  dead-lettered:  {stats.dead}",
-        f"  oldest task:    {_age(d['oldest_age_s'])}",
-        f"  next due:       {_age(d['next_due_in_s'], future=True)}",
-    ]
+def _text(stats: QueueStats, listing: dict[str, list[dict[str, Any]]]) -> str:
+    lines = [stats.to_text()]
     for title, rows in (("pending", listing.get("pending", [])), ("dead", listing.get("dead", []))):
         if rows:
             lines.append(f"{title} tasks:")
@@ -86,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     store = inspect_store(target)
     try:
         now = time.time()
-        stats = store.stats_sync(now=now)
+        stats = store.stats(now=now)
         listing: dict[str, list[dict[str, Any]]] = {}
         if args.show:
             listing["pending"] = [
@@ -96,17 +74,17 @@ def run(args: argparse.Namespace) -> int:
                     "leased": t.leased,
                     "last_error": _err(t.last_error),
                 }
-                for t in store.pending_sync(args.show)
+                for t in store.pending(args.show)
             ]
             listing["dead"] = [
                 {"id": t.id, "attempts": t.attempts, "last_error": _err(t.last_error)}
-                for t in store.dead_letters_sync(args.show)
+                for t in store.dead_letters(args.show)
             ]
     finally:
-        store.close_sync()
+        store.close()
     if args.json:
-        doc = {**stats.to_dict(now=now), **({"tasks": listing} if listing else {})}
+        doc = {**stats.to_dict(), **({"tasks": listing} if listing else {})}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        sys.stdout.write(_text(stats, now, listing) + "\n")
+        sys.stdout.write(_text(stats, listing) + "\n")
     return EXIT_FINDINGS if stats.dead else EXIT_OK

@@ -81,7 +81,10 @@ def register(sub: Any) -> None:
     rb.add_argument("--ids", metavar="FILE.npy", help="int64 ids, one per vector")
     rb.add_argument("--factory", default="Flat", help="faiss factory string (default Flat)")
     rb.add_argument(
-        "--metric", default="cosine", choices=["cosine", "l2", "inner_product"], help="metric"
+        "--metric",
+        default="cosine",
+        choices=["cosine", "l2", "inner_product", "hamming"],
+        help="metric (hamming: a binary index over uint8 codes, d/8 bytes a row)",
     )
     rb.add_argument("--batch-size", type=_positive_int, default=65536, help="vectors per batch")
 
@@ -95,6 +98,23 @@ def _emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one `vector` action; returns the exit code."""
+    try:
+        return _run(args)
+    except OSError as err:
+        # The disk or the permissions refused the work (full, read-only, EACCES): the command
+        # line was fine, the operation failed.
+        if args.vector_action not in ("backup", "restore", "rebuild-index"):
+            raise
+        what = args.vector_action.replace("-index", "")
+        name = f": {err.filename}" if getattr(err, "filename", None) else ""
+        reason = f"{err.strerror or err}{name}"
+        if isinstance(err, PermissionError):
+            reason += " (check the owner and mode of the folders, or a read-only mount)"
+        _emit(args, {"ok": False, "error": reason}, f"{what} failed: {reason}")
+        return EXIT_FINDINGS
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..vector import VectorIndexRecovery
 
     data_dir = Path(args.dir)

@@ -14,16 +14,21 @@ import attrs
 from .._redact import redact
 
 __all__ = [
+    "READ_BUDGET",
     "Outcome",
     "Phase",
     "ProbeFailure",
     "classify_error",
     "connect",
     "hostport",
+    "oversized",
     "printable",
     "resolve",
     "ssl_context",
 ]
+
+READ_BUDGET = 64 * 1024
+"""Bytes one probe reads from a peer at most: what a peer announces beyond is a protocol error."""
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})
 
@@ -53,6 +58,19 @@ class ProbeFailure(Exception):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.detail)
         self.outcome = outcome
+
+
+def oversized(what: str, size: int, hint: str) -> ProbeFailure:
+    """A peer announced more than :data:`READ_BUDGET` bytes: stop, without reading them."""
+    shown = f"{size} bytes" if size < 10**15 else "an absurd size"
+    return ProbeFailure(
+        Outcome(
+            False,
+            "protocol",
+            f"{what} of {shown}, more than a probe reads ({READ_BUDGET // 1024} KiB)",
+            hint,
+        )
+    )
 
 
 def printable(data: bytes, limit: int = 48) -> str:
@@ -185,6 +203,14 @@ def classify_error(err: BaseException, where: str, phase: Phase) -> Outcome:
             "tls",
             f"TLS handshake with {where} failed ({err.reason or err})",
             "check that the port speaks TLS (rediss:// and https:// need a TLS listener)",
+        )
+    if isinstance(err, asyncio.LimitOverrunError | ValueError):
+        # StreamReader.readline: a "line" longer than the reader's 64 KiB limit.
+        return Outcome(
+            False,
+            "protocol",
+            f"{where} sent more than a probe reads without the line end its protocol needs",
+            "the port may belong to another service; check the port in the URL",
         )
     if isinstance(err, ConnectionRefusedError):
         return Outcome(

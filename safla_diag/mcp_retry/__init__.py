@@ -6,8 +6,9 @@ from ._backends import inspect_store as inspect_store
 from ._backends import is_postgres_url as is_postgres_url
 from ._backends import store_for as store_for
 from ._connection import MCPConnectionRecovery
+from ._model import QueueStats as QueueStats
+from ._model import QueueView as QueueView
 from ._sdk import OutcomeUnknown, RecoveringSession
-from ._store import QueueStats as QueueStats
 from ._tasks import MCPTaskRecovery
 
 # The facade's names; the other names imported above are this layer's interface to the layers

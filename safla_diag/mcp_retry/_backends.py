@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from typing import Literal
 
+from ._model import QueueView, TaskStore
 from ._postgres import PostgresQueueView, PostgresTaskStore, is_postgres_url
-from ._store import SQLiteTaskStore, TaskStore
+from ._sqlite import SQLiteQueue, SQLiteTaskStore
 
 __all__ = ["inspect_store", "is_postgres_url", "open_store_for", "postgres_store_for", "store_for"]
 
@@ -69,14 +70,13 @@ async def open_store_for(location: str | os.PathLike[str], *, readonly: bool = T
     return store
 
 
-def inspect_store(location: str | os.PathLike[str]) -> SQLiteTaskStore | PostgresQueueView:
+def inspect_store(location: str | os.PathLike[str]) -> QueueView:
     """
     A blocking, read-only view of the queue at ``location``, for tools without an event loop.
 
-    Both have ``stats_sync``, ``pending_sync``, ``dead_letters_sync`` and ``close_sync``; nothing
-    is created or changed (a missing file or schema raises QueueStoreError on first use).
+    Nothing is created or changed (a missing file or schema raises QueueStoreError on first use).
     """
     if is_postgres_url(location):
         assert isinstance(location, str)
         return PostgresQueueView(location)
-    return SQLiteTaskStore(location, readonly=True)
+    return SQLiteQueue(location, readonly=True)

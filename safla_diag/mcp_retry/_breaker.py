@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from ._backoff import Backoff
+
 __all__ = ["BreakerState", "CircuitBreaker"]
 
 BreakerState = Literal["closed", "open", "half_open"]
@@ -28,7 +30,15 @@ class CircuitBreaker:
         clock: Monotonic seconds (injectable).
     """
 
-    __slots__ = ("_clock", "cooldown_s", "failures", "max_cooldown_s", "opened_at", "state")
+    __slots__ = (
+        "_backoff",
+        "_clock",
+        "cooldown_s",
+        "failures",
+        "max_cooldown_s",
+        "opened_at",
+        "state",
+    )
 
     def __init__(
         self,
@@ -39,6 +49,7 @@ class CircuitBreaker:
     ) -> None:
         self.cooldown_s = cooldown_s
         self.max_cooldown_s = max(cooldown_s, max_cooldown_s)
+        self._backoff = Backoff(cooldown_s, self.max_cooldown_s)
         self._clock = clock
         self.state: BreakerState = "closed"
         self.failures = 0  # consecutive give-ups
@@ -51,7 +62,7 @@ class CircuitBreaker:
         """The cool-down in force: doubled by each consecutive give-up, capped."""
         if self.failures <= 0:
             return 0.0
-        return float(min(self.max_cooldown_s, self.cooldown_s * 2.0 ** min(self.failures - 1, 60)))
+        return self._backoff.base(self.failures - 1)
 
     def retry_after(self) -> float:
         """Seconds until a probe is allowed (0 when closed or ready)."""

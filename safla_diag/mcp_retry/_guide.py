@@ -10,11 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-__all__ = ["GuideFile", "GuideImport", "guide_task_id", "parse_guide_file"]
+from ._encode import encode_task
+
+if TYPE_CHECKING:
+    from ._sqlite import SQLiteQueue
+
+__all__ = ["GuideFile", "GuideImport", "guide_task_id", "import_guide", "parse_guide_file"]
 
 
 @attrs.frozen(kw_only=True)
@@ -116,3 +122,43 @@ def guide_task_id(task: Mapping[str, Any]) -> str:
     core = {k: v for k, v in task.items() if k not in _GUIDE_FIELDS}
     blob = json.dumps(core, sort_keys=True, separators=(",", ":"), default=repr)
     return "guide-" + hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def import_guide(queue: SQLiteQueue, path: Path, *, now: float) -> GuideImport:
+    """Import a guide file's tasks into ``queue`` once (blocking); the file is left in place."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    marker = f"imported:{path.resolve()}"
+    if queue.meta(marker) == digest:
+        return GuideImport(path=str(path), already_imported=True)
+    parsed = parse_guide_file(data.decode("utf-8", errors="replace"))
+    rows: dict[str, tuple[str, str, int]] = {}
+    skipped: list[str] = []
+    for n, item in enumerate(parsed.tasks):
+        if not isinstance(item, dict):
+            skipped.append(f"entry {n}: not a JSON object")
+            continue
+        if item.get("id") is None:
+            item = {**item, "id": guide_task_id(item)}
+        try:
+            key, payload = encode_task(item)
+        except (TypeError, ValueError) as err:
+            skipped.append(f"entry {n}: {err}")
+            continue
+        count = item.get("retry_count", 1)
+        # The guide counts the host's failure too: its retry_count is one more than our attempts.
+        attempts = max(0, count - 1) if type(count) is int else 0
+        if key in rows and rows[key][2] >= attempts:
+            continue
+        rows[key] = (key, payload, attempts)
+    good = len(parsed.tasks) - len(skipped)
+    imported = queue.import_rows(rows.values(), now=now, marker=(marker, digest))
+    return GuideImport(
+        path=str(path),
+        found=len(parsed.tasks),
+        imported=imported,
+        duplicates=good - imported,
+        skipped=tuple(skipped),
+        truncated=parsed.truncated,
+        problem=parsed.problem,
+    )

@@ -29,20 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._lazy import import_optional
 from .._redact import redact
-from ._store import (
-    _LEASE_EXPIRED,
-    KIND,
+from ._backoff import Backoff
+from ._model import (
+    INF,
+    LEASE_EXPIRED,
     ClaimedTask,
     DeadLetter,
     NewTask,
@@ -50,9 +47,18 @@ from ._store import (
     QueueStats,
     QueueStoreError,
     StoredTask,
-    check_meta,
     dead_letter,
+    queue_stats,
     stored_task,
+)
+from ._pgtarget import (
+    DEFAULT_SCHEMA,
+    PG_SCHEMA_VERSION,
+    PgTarget,
+    PostgresQueueView,
+    describe_pg_error,
+    is_postgres_url,
+    logger,
 )
 
 if TYPE_CHECKING:
@@ -66,112 +72,11 @@ __all__ = [
     "is_postgres_url",
 ]
 
-logger = logging.getLogger("safla_diag.mcp_retry")
-
-PG_SCHEMA_VERSION = 1
-DEFAULT_SCHEMA = "safla_diag"
-_SCHEMES = ("postgresql://", "postgres://")
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
-# Key of the advisory lock that serialises schema creation and migration across replicas.
-_LOCK_CLASS = 0x5AF1A
-
 T = TypeVar("T")
-
-# Migrations: target version -> statements ({s} is the quoted schema). Never edit a released one.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        # One table for queued and dead-lettered tasks: they share the primary key, so enqueueing
-        # a dead letter's id stores nothing, even while another replica dead-letters it. A dead
-        # row is due at infinity: claims never reach it and it sits at the far end of the index.
-        """CREATE TABLE {s}.mcp_tasks (
-            id text PRIMARY KEY,
-            payload text NOT NULL,
-            attempts integer NOT NULL DEFAULT 0,
-            due_at double precision NOT NULL,
-            lease text,
-            created_at double precision NOT NULL,
-            last_error text,
-            dead_at double precision
-        )""",
-        "CREATE INDEX mcp_tasks_due ON {s}.mcp_tasks (due_at)",
-        "CREATE INDEX mcp_tasks_dead ON {s}.mcp_tasks (dead_at) WHERE dead_at IS NOT NULL",
-        """CREATE VIEW {s}.mcp_dead_letters AS
-            SELECT id, payload, attempts, created_at, dead_at, last_error
-            FROM {s}.mcp_tasks WHERE dead_at IS NOT NULL""",
-    ),
-}
-
-
-_SQL_RELATIONS = (
-    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'p')"
-)
-_SQL_META = "SELECT key, value FROM {s}.safla_meta"
-_SQL_PENDING = """SELECT id, payload, attempts, created_at, due_at, lease, last_error
-    FROM {s}.mcp_tasks WHERE dead_at IS NULL ORDER BY due_at, id LIMIT %s"""
-_SQL_DEAD = """SELECT id, payload, attempts, created_at, dead_at, last_error
-    FROM {s}.mcp_dead_letters ORDER BY dead_at, id LIMIT %s"""
-# One statement, so the figures come from one snapshot and agree with each other.
-_SQL_STATS = """SELECT
-    count(*) FILTER (WHERE lease IS NOT NULL AND due_at > %(now)s),
-    count(*) FILTER (WHERE dead_at IS NULL),
-    count(*) FILTER (WHERE dead_at IS NOT NULL),
-    min(created_at) FILTER (WHERE dead_at IS NULL),
-    coalesce(
-        min(due_at) FILTER (WHERE dead_at IS NULL AND (lease IS NULL OR due_at <= %(now)s)),
-        min(due_at) FILTER (WHERE dead_at IS NULL))
-    FROM {s}.mcp_tasks"""
-
-
-def _stats(r: Sequence[Any] | None, location: str) -> QueueStats:
-    assert r is not None
-    return QueueStats(
-        pending=int(r[1]) - int(r[0]),
-        in_flight=int(r[0]),
-        dead=int(r[2]),
-        oldest_created_at=None if r[3] is None else float(r[3]),
-        next_due_at=None if r[4] is None else float(r[4]),
-        location=location,
-    )
 
 
 class _Unreachable(QueueStoreError):
     """PostgreSQL could not be reached: worth another try later, unlike a schema problem."""
-
-
-def is_postgres_url(location: object) -> bool:
-    """Whether ``location`` is a ``postgresql://`` or ``postgres://`` URL (not a file path)."""
-    return isinstance(location, str) and location.lower().startswith(_SCHEMES)
-
-
-def _split_url(url: str, schema: str | None) -> tuple[str, str, str]:
-    """
-    Return ``(conninfo URL for libpq, schema, URL to show)``: our ``schema`` parameter is taken out
-    of the first and set in the last (whose password is redacted).
-    """
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    from_url = [v for k, v in query if k == "schema"]
-    rest = [(k, v) for k, v in query if k != "schema"]
-    keys = {k for k, _ in rest}
-    name = schema if schema is not None else (from_url[-1] if from_url else DEFAULT_SCHEMA)
-    if not _SCHEMA_NAME.match(name):
-        raise ValueError(
-            f"schema {name!r} is not a plain identifier (letters, digits, _ and $; at most 63)"
-        )
-    shown = redact(urlunsplit(parts._replace(query=urlencode([*rest, ("schema", name)]))))
-    # Defaults a shared queue wants: a bounded connect, keepalives to notice a dead peer, a name.
-    for k, v in (
-        ("connect_timeout", "5"),
-        ("application_name", "safla_diag.mcp_retry"),
-        ("keepalives", "1"),
-        ("keepalives_idle", "30"),
-        ("keepalives_interval", "10"),
-        ("keepalives_count", "3"),
-    ):
-        if k not in keys:
-            rest.append((k, v))
-    return urlunsplit(parts._replace(query=urlencode(rest))), name, shown
 
 
 class PostgresTaskStore:
@@ -203,9 +108,7 @@ class PostgresTaskStore:
         op_timeout_s: float = 30.0,
         verdict_retry_s: float = 15.0,
     ) -> None:
-        if not is_postgres_url(url):
-            raise ValueError(f"not a postgresql:// URL: {redact(url)!r}")
-        self._conninfo, self.schema, self._url_shown = _split_url(url, schema)
+        self.target = PgTarget(url, schema=schema)
         self.readonly = readonly
         self.op_timeout_s = op_timeout_s
         self.verdict_retry_s = verdict_retry_s
@@ -214,9 +117,9 @@ class PostgresTaskStore:
         self._lock: asyncio.Lock | None = None
         self._schema_ok = False
         self._closed = False
-        digest = hashlib.sha1(self.schema.encode(), usedforsecurity=False).hexdigest()[:16]
-        self.channel = f"safla_diag_mcp_{digest}"
-        self._s = '"' + self.schema.replace('"', '""') + '"'
+        self._s = self.target.quoted
+        self._reconnect = Backoff(0.05, 2.0)
+        self._relisten = Backoff(0.1, 30.0)
 
     def __repr__(self) -> str:
         state = "open" if self._conn is not None and not self._conn.closed else "closed"
@@ -225,23 +128,31 @@ class PostgresTaskStore:
     @property
     def location(self) -> str:
         """The URL with its ``schema`` parameter, password redacted."""
-        return self._url_shown
+        return self.target.location
+
+    @property
+    def schema(self) -> str:
+        """The schema holding the queue."""
+        return self.target.schema
+
+    @property
+    def channel(self) -> str:
+        """The ``NOTIFY`` channel of this queue."""
+        return self.target.channel
 
     # -- connections ------------------------------------------------------------------------------
 
-    def _error(self, what: str, *, missing: bool = False) -> QueueStoreError:
-        return QueueStoreError(
-            redact(f"{self.location}: {what}"), location=self.location, missing=missing
-        )
+    def _error(self, what: str) -> QueueStoreError:
+        return self.target.error(what)
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         pg = import_optional("psycopg")
         try:
             conn: psycopg.AsyncConnection[Any] = await pg.AsyncConnection.connect(
-                self._conninfo, autocommit=True
+                self.target.conninfo, autocommit=True
             )
         except pg.Error as err:
-            msg = f"{self.location}: cannot connect to PostgreSQL: {_describe(err)}"
+            msg = f"{self.location}: cannot connect to PostgreSQL: {describe_pg_error(err)}"
             raise _Unreachable(redact(msg), location=self.location) from err
         return conn
 
@@ -257,7 +168,7 @@ class PostgresTaskStore:
             conn = await self._connect()
             try:
                 if not self._schema_ok:
-                    await self._check_or_create_schema(conn)
+                    await self.target.ensure_schema(conn, readonly=self.readonly)
                     self._schema_ok = True
             except BaseException:
                 await conn.close()
@@ -288,8 +199,7 @@ class PostgresTaskStore:
         """
         pg = import_optional("psycopg")
         deadline = time.monotonic() + retry_for
-        delay = 0.05
-        tries = 0
+        tries = sleeps = 0
         self._closed = False
         while True:
             tries += 1
@@ -315,92 +225,28 @@ class PostgresTaskStore:
                 except (pg.OperationalError, pg.InterfaceError) as err:
                     await self._drop()
                     problem = self._error(
-                        f"{what}: connection to PostgreSQL lost ({_describe(err)}); "
+                        f"{what}: connection to PostgreSQL lost ({describe_pg_error(err)}); "
                         "the operation may not have completed"
                     )
                     problem.__cause__ = err
                 except pg.Error as err:
-                    raise self._error(f"{what}: database error: {_describe(err)}") from err
+                    raise self._error(f"{what}: database error: {describe_pg_error(err)}") from err
             if safe_to_repeat and reused and tries == 1:
                 continue
+            delay = self._reconnect.delay(sleeps)
+            sleeps += 1
             if time.monotonic() + delay > deadline:
                 raise problem
             logger.warning("%s; retrying in %.2fs", problem, delay)
             await asyncio.sleep(delay)
-            delay = min(2.0, delay * 2)
 
     # -- schema -----------------------------------------------------------------------------------
-
-    async def _read_meta(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, str] | None:
-        cur = await conn.execute(_SQL_RELATIONS, (self.schema,))
-        if not self._meta_present({str(r[0]) for r in await cur.fetchall()}):
-            return None
-        cur = await conn.execute(_SQL_META.format(s=self._s))
-        return {str(k): str(v) for k, v in await cur.fetchall()}
-
-    def _meta_present(self, names: set[str]) -> bool:
-        if "safla_meta" in names:
-            return True
-        ours = {"mcp_tasks", "mcp_dead_letters"} & names
-        if ours:
-            raise self._error(
-                f"schema holds {', '.join(sorted(ours))} but no safla_meta: "
-                "not a queue made by safla_diag; refusing to touch it"
-            )
-        return False
-
-    def _check_meta(self, meta: dict[str, str]) -> int:
-        return check_meta(
-            meta,
-            newest=PG_SCHEMA_VERSION,
-            error=self._error,
-            foreign="schema has a safla_meta table of something else",
-            hint=" on this replica",
-        )
-
-    async def _check_or_create_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        meta = await self._read_meta(conn)
-        if meta is not None and self._check_meta(meta) == PG_SCHEMA_VERSION:
-            return
-        if self.readonly:
-            if meta is None:
-                raise self._error("no MCP task queue in this schema", missing=True)
-            raise self._error("queue schema needs a migration; open it read-write once")
-        # Replicas starting together: one creates or migrates, the others wait and then see it.
-        async with conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS, self.schema)
-            )
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._s}")
-            meta = await self._read_meta(conn)
-            if meta is None:
-                await conn.execute(
-                    f"CREATE TABLE {self._s}.safla_meta (key text PRIMARY KEY, value text NOT NULL)"
-                )
-                await conn.execute(
-                    f"INSERT INTO {self._s}.safla_meta (key, value) VALUES "
-                    "('kind', %s), ('schema_version', '0')",
-                    (KIND,),
-                )
-                version = 0
-            else:
-                version = self._check_meta(meta)
-            for target in range(version + 1, PG_SCHEMA_VERSION + 1):
-                for stmt in _MIGRATIONS[target]:
-                    await conn.execute(stmt.format(s=self._s))
-                await conn.execute(
-                    f"UPDATE {self._s}.safla_meta SET value = %s WHERE key = 'schema_version'",
-                    (str(target),),
-                )
-                logger.info(
-                    "MCP task queue %s: schema migrated to version %d", self.location, target
-                )
 
     async def schema_version(self) -> int | None:
         """The queue schema version recorded in the database, or None when there is no queue."""
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> int | None:
-            meta = await self._read_meta(conn)
+            meta = await self.target.read_meta(conn)
             return None if meta is None else int(meta.get("schema_version", "0"))
 
         return await self._run("reading the schema version", work, safe_to_repeat=True)
@@ -522,7 +368,7 @@ class PostgresTaskStore:
                     "now": now,
                     "limit": limit,
                     "max": max_attempts,
-                    "expired": _LEASE_EXPIRED,
+                    "expired": LEASE_EXPIRED,
                     "token": token,
                     "until": until,
                 },
@@ -661,48 +507,34 @@ class PostgresTaskStore:
 
         await self._run("releasing leases", work, safe_to_repeat=True)
 
+    async def _select(self, what: str, name: str, params: dict[str, Any]) -> list[Any]:
+        sql = self.target.sql[name]
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
+            return await (await conn.execute(sql, params)).fetchall()
+
+        return await self._run(what, work, safe_to_repeat=True)
+
     async def next_due(self) -> float | None:
         """When the next task becomes claimable (a lease expiry counts), or None when empty."""
-        s = self._s
-
-        async def work(conn: psycopg.AsyncConnection[Any]) -> float | None:
-            cur = await conn.execute(
-                f"SELECT min(due_at) FROM {s}.mcp_tasks WHERE due_at < 'Infinity'::float8"
-            )
-            row = await cur.fetchone()
-            return None if row is None or row[0] is None else float(row[0])
-
-        return await self._run("reading the next due time", work, safe_to_repeat=True)
+        rows = await self._select("reading the next due time", "next_due", {"inf": INF})
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
 
     async def pending(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        s = self._s
-
-        async def work(conn: psycopg.AsyncConnection[Any]) -> list[StoredTask]:
-            cur = await conn.execute(_SQL_PENDING.format(s=s), (limit,))
-            return [stored_task(r) for r in await cur.fetchall()]
-
-        return await self._run("listing tasks", work, safe_to_repeat=True)
+        return [
+            stored_task(r) for r in await self._select("listing tasks", "pending", {"limit": limit})
+        ]
 
     async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
-        s = self._s
-
-        async def work(conn: psycopg.AsyncConnection[Any]) -> list[DeadLetter]:
-            cur = await conn.execute(_SQL_DEAD.format(s=s), (limit,))
-            return [dead_letter(r) for r in await cur.fetchall()]
-
-        return await self._run("listing dead letters", work, safe_to_repeat=True)
+        rows = await self._select("listing dead letters", "dead", {"limit": limit})
+        return [dead_letter(r) for r in rows]
 
     async def stats(self, *, now: float) -> QueueStats:
         """Counts and times for a status display, read in one statement (one snapshot)."""
-        s = self._s
-
-        async def work(conn: psycopg.AsyncConnection[Any]) -> QueueStats:
-            cur = await conn.execute(_SQL_STATS.format(s=s), {"now": now})
-            return _stats(await cur.fetchone(), self.location)
-
-        return await self._run("reading queue stats", work, safe_to_repeat=True)
+        rows = await self._select("reading queue stats", "stats", {"now": now})
+        return queue_stats(rows[0] if rows else None, location=self.location, now=now)
 
     async def wait_for_change(self) -> None:
         """
@@ -733,19 +565,20 @@ class PostgresTaskStore:
                 logger.warning(
                     "MCP task queue %s: lost the notification connection (%s); reconnecting",
                     self.location,
-                    _describe(err),
+                    describe_pg_error(err),
                 )
         if self._closed:
             # Closed meanwhile (the worker is stopping): listen no more, wait to be cancelled.
             await asyncio.get_running_loop().create_future()
-        delay = 0.1
+        failures = 0
         while True:
+            delay = self._relisten.delay(failures)
+            failures += 1
             try:
                 conn = await self._connect()
             except QueueStoreError as err:
                 logger.warning("%s; retrying in %.1fs", err, delay)
                 await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
                 continue
             try:
                 await conn.execute(f'LISTEN "{self.channel}"')
@@ -755,11 +588,10 @@ class PostgresTaskStore:
                 logger.warning(
                     "%s: cannot listen (%s); retrying in %.1fs",
                     self.location,
-                    _describe(err),
+                    describe_pg_error(err),
                     delay,
                 )
                 await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
                 continue
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -775,73 +607,3 @@ class PostgresTaskStore:
 
 async def _noop() -> None:
     return None
-
-
-def _describe(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return redact(text[:500])
-
-
-class PostgresQueueView:
-    """
-    A blocking, read-only view of a shared queue, for tools without an event loop (the CLI).
-
-    It has the inspection methods of :class:`~._store.SQLiteTaskStore` (``stats_sync``,
-    ``pending_sync``, ``dead_letters_sync``, ``close_sync``) on one short-lived connection.
-
-    Args:
-        url: As for :class:`PostgresTaskStore`.
-        schema: As for :class:`PostgresTaskStore`.
-    """
-
-    def __init__(self, url: str, *, schema: str | None = None) -> None:
-        self._store = PostgresTaskStore(url, schema=schema, readonly=True)
-        self._conn: psycopg.Connection[Any] | None = None
-
-    def __repr__(self) -> str:
-        return f"<PostgresQueueView {self.location!r}>"
-
-    @property
-    def location(self) -> str:
-        """The URL with its ``schema`` parameter, password redacted."""
-        return self._store.location
-
-    def _query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        pg = import_optional("psycopg")
-        st = self._store
-        try:
-            if self._conn is None:
-                conn: psycopg.Connection[Any] = pg.Connection.connect(st._conninfo, autocommit=True)
-                try:
-                    cur = conn.execute(_SQL_RELATIONS, (st.schema,))
-                    if not st._meta_present({str(r[0]) for r in cur.fetchall()}):
-                        raise st._error("no MCP task queue in this schema", missing=True)
-                    meta = conn.execute(_SQL_META.format(s=st._s)).fetchall()
-                    st._check_meta({str(k): str(v) for k, v in meta})
-                except BaseException:
-                    conn.close()
-                    raise
-                self._conn = conn
-            return self._conn.execute(sql.format(s=st._s), params).fetchall()
-        except pg.Error as err:
-            self.close_sync()
-            raise st._error(f"cannot read the queue: {_describe(err)}") from err
-
-    def stats_sync(self, *, now: float) -> QueueStats:
-        """Counts and times for a status display."""
-        rows = self._query(_SQL_STATS, {"now": now})
-        return _stats(rows[0] if rows else None, self.location)
-
-    def pending_sync(self, limit: int | None = None) -> list[StoredTask]:
-        """The queued tasks, soonest due first."""
-        return [stored_task(r) for r in self._query(_SQL_PENDING, (limit,))]
-
-    def dead_letters_sync(self, limit: int | None = None) -> list[DeadLetter]:
-        """The dead-lettered tasks, oldest first."""
-        return [dead_letter(r) for r in self._query(_SQL_DEAD, (limit,))]
-
-    def close_sync(self) -> None:
-        """Close the connection; idempotent."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()

@@ -1,7 +1,7 @@
 """
 MCPTaskRecovery: a durable failed-task queue and its retry worker.
 
-Failed MCP calls are saved as rows of a :class:`~._store.TaskStore` (SQLite in WAL mode by
+Failed MCP calls are saved as rows of a :class:`~._model.TaskStore` (SQLite in WAL mode by
 default). ``save_failed_task`` returns once the row is committed; concurrent saves share commits
 (group commit). The worker, ``retry_failed_tasks()``, runs in the host's loop: it claims due tasks
 with a lease (the claim counts the attempt), runs them with a concurrency limit, deletes them on
@@ -14,140 +14,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import math
 import os
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .._aio import off_loop
 from .._redact import redact
 from ._backends import postgres_store_for
-from ._guide import GuideImport, guide_task_id, parse_guide_file
-from ._store import (
-    ClaimedTask,
-    NewTask,
-    QueueStats,
-    QueueStoreError,
-    SQLiteTaskStore,
-    TaskStore,
-)
+from ._backoff import Backoff
+from ._coalesce import Coalescer
+from ._encode import encode_task
+from ._guide import GuideImport, import_guide
+from ._model import ClaimedTask, NewTask, QueueStats, QueueStoreError, TaskStore
+from ._sqlite import SQLiteQueue, SQLiteTaskStore
 from ._util import call_host, describe_error, logger
 
 __all__ = ["MCPTaskRecovery", "encode_task"]
 
-_MAX_DEPTH = 64
-
 T = TypeVar("T")
-
-
-def _check_json(value: object, where: str, depth: int = 0) -> None:
-    if depth > _MAX_DEPTH:
-        raise ValueError(f"{where}: nested deeper than {_MAX_DEPTH} levels")
-    if value is None or isinstance(value, (str, bool, int)):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where}: {value!r} is not valid JSON")
-        return
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise TypeError(f"{where}: key {k!r} is not a string (JSON keys are strings)")
-            _check_json(v, f"{where}[{k!r}]", depth + 1)
-        return
-    if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _check_json(v, f"{where}[{i}]", depth + 1)
-        return
-    raise TypeError(f"{where}: {type(value).__name__} is not JSON-serialisable")
-
-
-def encode_task(task: Mapping[str, Any]) -> tuple[str, str]:
-    """
-    Validate a task and return ``(id, payload_json)``; a missing id gets a fresh uuid.
-
-    Raises:
-        TypeError: The task is not a mapping, or holds something JSON cannot represent.
-        ValueError: NaN or infinity, a bad id, or nesting too deep.
-    """
-    if not isinstance(task, Mapping):
-        raise TypeError(f"a task must be a mapping, got {type(task).__name__}")
-    t = dict(task)
-    task_id = t.get("id")
-    if task_id is None:
-        task_id = t["id"] = uuid.uuid4().hex
-    if isinstance(task_id, bool) or not isinstance(task_id, (str, int)):
-        raise TypeError(f"task id must be a string or an int, got {type(task_id).__name__}")
-    key = str(task_id)
-    if not key or len(key) > 1024:
-        raise ValueError("task id must be a non-empty string of at most 1024 characters")
-    _check_json(t, "task")
-    return key, json.dumps(t, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-ItemT = TypeVar("ItemT")
-
-
-class _Coalescer(Generic[ItemT, T]):
-    """
-    Coalesce concurrent writes into one transaction (group commit): while one batch is being
-    committed off the loop, the next one forms.
-    """
-
-    def __init__(self, flush: Callable[[list[ItemT]], Awaitable[list[T]]], name: str) -> None:
-        self._flush_fn = flush
-        self._name = name
-        self._items: list[tuple[ItemT, asyncio.Future[T]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    async def put(self, item: ItemT) -> T:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        fut.add_done_callback(_consume)
-        self._items.append((item, fut))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush(), name=self._name)
-        # A cancelled caller does not abort the commit others wait for; its write is done or not,
-        # as for a kill at that moment, and repeating it is harmless (ids are idempotent).
-        return await asyncio.shield(fut)
-
-    async def _flush(self) -> None:
-        while self._items:
-            batch, self._items = self._items, []
-            try:
-                results = await self._flush_fn([i for i, _ in batch])
-            except BaseException as err:
-                for _, fut in batch:
-                    if not fut.done():
-                        if isinstance(err, asyncio.CancelledError):
-                            fut.cancel()
-                        else:
-                            fut.set_exception(err)
-                if isinstance(err, asyncio.CancelledError):
-                    for _, fut in self._items:
-                        fut.cancel()
-                    self._items = []
-                    raise
-                continue
-            for (_, fut), result in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
-
-    async def aclose(self) -> None:
-        if self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
-
-
-def _consume(fut: asyncio.Future[Any]) -> None:
-    # Mark the exception retrieved: a saver cancelled meanwhile never will.
-    if not fut.cancelled():
-        fut.exception()
 
 
 class MCPTaskRecovery:
@@ -215,6 +104,7 @@ class MCPTaskRecovery:
         self.task_timeout = task_timeout
         self._clock = clock
         self._rng = rng or random.Random()
+        self._backoff = Backoff(self.retry_delay, self.max_delay, jitter=True, rng=self._rng)
         self._guide_file: Path | None = None
         store = store if store is not None else postgres_store_for(persistence_file)
         if store is None:
@@ -234,10 +124,10 @@ class MCPTaskRecovery:
         self.last_import: GuideImport | None = None
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
-        self._saves: _Coalescer[NewTask, bool] = _Coalescer(
+        self._saves: Coalescer[NewTask, bool] = Coalescer(
             self._put_batch, "safla_diag.mcp_retry.save"
         )
-        self._acks: _Coalescer[tuple[str, str], None] = _Coalescer(
+        self._acks: Coalescer[tuple[str, str], None] = Coalescer(
             self._ack_batch, "safla_diag.mcp_retry.ack"
         )
         self._wake: asyncio.Event | None = None
@@ -301,8 +191,7 @@ class MCPTaskRecovery:
 
     def _delay(self, attempts: int) -> float:
         """The delay after ``attempts`` library attempts: doubling, capped, with equal jitter."""
-        base = min(self.max_delay, self.retry_delay * (2.0 ** min(attempts, 60)))
-        return base * (0.5 + 0.5 * self._rng.random())
+        return self._backoff.delay(attempts)
 
     async def save_failed_task(self, task: Mapping[str, Any], *, delay: float | None = None) -> str:
         """
@@ -356,8 +245,6 @@ class MCPTaskRecovery:
         self._wake_event().set()
         return [k for k, _ in encoded]
 
-    put_many = save_failed_tasks
-
     async def save_needs_decision(self, task: Mapping[str, Any], *, reason: str) -> bool:
         """
         Save a task that must not be retried automatically straight into the dead letters.
@@ -407,17 +294,17 @@ class MCPTaskRecovery:
             for d in await self.store.dead_letters()
         ]
 
-    def _sync_store(self) -> SQLiteTaskStore:
+    def _sync_store(self) -> SQLiteQueue:
         if not isinstance(self.store, SQLiteTaskStore):
             raise TypeError("use the async twins (afailed_tasks, adead_letters) with this store")
-        return self.store
+        return self.store.sync
 
     @property
     def failed_tasks(self) -> list[dict[str, Any]]:
         """
         The queued tasks, soonest due first (reads the file: inside a loop, prefer ``afailed_tasks``).
         """
-        return [json.loads(t.payload) for t in self._sync_store().pending_sync()]
+        return [json.loads(t.payload) for t in self._sync_store().pending()]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """
@@ -426,7 +313,7 @@ class MCPTaskRecovery:
         """
         return [
             {**json.loads(d.payload), "last_error": d.last_error, "attempts": d.attempts}
-            for d in self._sync_store().dead_letters_sync()
+            for d in self._sync_store().dead_letters()
         ]
 
     async def stats(self) -> QueueStats:
@@ -451,7 +338,7 @@ class MCPTaskRecovery:
         """
         store = self._sync_store()
         await self._ensure_open()
-        report = await off_loop(self._import_sync, store, Path(path))
+        report = await off_loop(import_guide, store, Path(path), now=self._clock())
         if report.truncated or report.problem:
             logger.warning(
                 "guide task file %s: %s; imported %d of %d recovered tasks",
@@ -465,44 +352,6 @@ class MCPTaskRecovery:
                 "imported %d tasks from guide file %s", report.imported, redact(report.path)
             )
         return report
-
-    def _import_sync(self, store: SQLiteTaskStore, path: Path) -> GuideImport:
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        marker = f"imported:{path.resolve()}"
-        if store.meta_sync(marker) == digest:
-            return GuideImport(path=str(path), already_imported=True)
-        parsed = parse_guide_file(data.decode("utf-8", errors="replace"))
-        rows: dict[str, tuple[str, str, int]] = {}
-        skipped: list[str] = []
-        for n, item in enumerate(parsed.tasks):
-            if not isinstance(item, dict):
-                skipped.append(f"entry {n}: not a JSON object")
-                continue
-            if item.get("id") is None:
-                item = {**item, "id": guide_task_id(item)}
-            try:
-                key, payload = encode_task(item)
-            except (TypeError, ValueError) as err:
-                skipped.append(f"entry {n}: {err}")
-                continue
-            count = item.get("retry_count", 1)
-            # The guide counts the host's failure too: its retry_count is one more than our attempts.
-            attempts = max(0, count - 1) if type(count) is int else 0
-            if key in rows and rows[key][2] >= attempts:
-                continue
-            rows[key] = (key, payload, attempts)
-        good = len(parsed.tasks) - len(skipped)
-        imported = store.import_rows_sync(rows.values(), now=self._clock(), marker=(marker, digest))
-        return GuideImport(
-            path=str(path),
-            found=len(parsed.tasks),
-            imported=imported,
-            duplicates=good - imported,
-            skipped=tuple(skipped),
-            truncated=parsed.truncated,
-            problem=parsed.problem,
-        )
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -634,70 +483,107 @@ class MCPTaskRecovery:
             QueueStoreError: The queue file is corrupt or foreign.
         """
         await self._ensure_open()
-        wake = self._wake_event()
-        running: dict[asyncio.Future[bool], ClaimedTask] = {}
-        change: asyncio.Future[None] | None = None
-        renew_every = self.lease_s / 3
-        last_renew = time.monotonic()
-        store_errors = 0
+        await _Worker(self).run()
+
+
+class _Worker:
+    """One run of :meth:`MCPTaskRecovery.retry_failed_tasks`: its state and its steps."""
+
+    def __init__(self, rec: MCPTaskRecovery) -> None:
+        self.rec = rec
+        self.wake = rec._wake_event()
+        self.running: dict[asyncio.Future[bool], ClaimedTask] = {}
+        self.change: asyncio.Future[None] | None = None
+        self.renew_every = rec.lease_s / 3
+        self.last_renew = time.monotonic()
+        self.store_errors = 0
+        self.pause = Backoff(0.2, 30.0)
+
+    async def run(self) -> None:
+        """Fill the free slots, sleep until something happens, reap, renew; until cancelled."""
         try:
             while True:
-                wake.clear()
-                free = self.concurrency - len(running)
-                nxt: float | None = None
-                try:
-                    if free > 0:
-                        claimed = await self._claim(now=self._clock(), limit=free)
-                        for c in claimed:
-                            running[asyncio.ensure_future(self._run_claimed(c))] = c
-                        if len(claimed) == free:
-                            continue  # maybe more are due; the loop comes back when a slot frees
-                        nxt = await self.store.next_due()
-                    store_errors = 0
-                except QueueStoreError as err:
-                    store_errors += 1
-                    pause = min(30.0, 0.1 * 2**store_errors)
-                    logger.error("MCP task queue error, retrying in %.1fs: %s", pause, err)
-                    nxt = self._clock() + pause
-                timeout: float | None = None
-                if nxt is not None:
-                    timeout = max(0.0, nxt - self._clock())
-                if running:
-                    until_renew = max(0.0, last_renew + renew_every - time.monotonic())
-                    timeout = until_renew if timeout is None else min(timeout, until_renew)
-                if change is None:
-                    change = asyncio.ensure_future(self.store.wait_for_change())
-                woken = asyncio.ensure_future(wake.wait())
-                try:
-                    waiting: set[asyncio.Future[Any]] = {woken, change, *running}
-                    done, _ = await asyncio.wait(
-                        waiting,
-                        timeout=timeout,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                finally:
-                    woken.cancel()
-                if change in done:
-                    if not change.cancelled() and change.exception() is not None:
-                        logger.warning(
-                            "MCP task queue notifications failed: %s",
-                            describe_error(change.exception()),  # type: ignore[arg-type]
-                        )
-                    change = None
-                for fut in [f for f in running if f.done()]:
-                    del running[fut]
-                    if not fut.cancelled() and fut.exception() is not None:
-                        logger.error("MCP task worker error: %s", describe_error(fut.exception()))  # type: ignore[arg-type]
-                if running and time.monotonic() - last_renew >= renew_every:
-                    last_renew = time.monotonic()
-                    leases = [(c.id, c.lease) for c in running.values()]
-                    with contextlib.suppress(QueueStoreError):
-                        await self.store.extend(leases, until=self._clock() + self.lease_s)
+                self.wake.clear()
+                more, next_due = await self._fill()
+                if more:
+                    continue  # maybe more are due; the loop comes back when a slot frees
+                self._reap(await self._sleep(next_due))
+                await self._renew()
         finally:
-            if change is not None:
-                change.cancel()
-            for fut in running:
-                fut.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
-            await self._release([c for f, c in running.items() if f.cancelled()])
+            await self._stop()
+
+    async def _fill(self) -> tuple[bool, float | None]:
+        """Claim due tasks into the free slots; return (maybe more due now, next due time)."""
+        rec = self.rec
+        free = rec.concurrency - len(self.running)
+        try:
+            next_due = None
+            if free > 0:
+                claimed = await rec._claim(now=rec._clock(), limit=free)
+                for c in claimed:
+                    self.running[asyncio.ensure_future(rec._run_claimed(c))] = c
+                if len(claimed) == free:
+                    return True, None
+                next_due = await rec.store.next_due()
+            self.store_errors = 0
+            return False, next_due
+        except QueueStoreError as err:
+            pause = self.pause.base(self.store_errors)
+            self.store_errors += 1
+            logger.error("MCP task queue error, retrying in %.1fs: %s", pause, err)
+            return False, rec._clock() + pause
+
+    async def _sleep(self, next_due: float | None) -> set[asyncio.Future[Any]]:
+        """Wait for a save, a notification, a finished task, the next due time or a renewal."""
+        timeout: float | None = None
+        if next_due is not None:
+            timeout = max(0.0, next_due - self.rec._clock())
+        if self.running:
+            until_renew = max(0.0, self.last_renew + self.renew_every - time.monotonic())
+            timeout = until_renew if timeout is None else min(timeout, until_renew)
+        if self.change is None:
+            self.change = asyncio.ensure_future(self.rec.store.wait_for_change())
+        woken = asyncio.ensure_future(self.wake.wait())
+        waiting: set[asyncio.Future[Any]] = {woken, self.change, *self.running}
+        try:
+            done, _ = await asyncio.wait(
+                waiting,
+                timeout=timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            woken.cancel()
+        return done
+
+    def _reap(self, done: set[asyncio.Future[Any]]) -> None:
+        """Forget finished tasks and a fired change notification, logging their failures."""
+        if self.change in done:
+            assert self.change is not None
+            if not self.change.cancelled() and self.change.exception() is not None:
+                logger.warning(
+                    "MCP task queue notifications failed: %s",
+                    describe_error(self.change.exception()),  # type: ignore[arg-type]
+                )
+            self.change = None
+        for fut in [f for f in self.running if f.done()]:
+            del self.running[fut]
+            if not fut.cancelled() and fut.exception() is not None:
+                logger.error("MCP task worker error: %s", describe_error(fut.exception()))  # type: ignore[arg-type]
+
+    async def _renew(self) -> None:
+        """Renew the leases of running tasks every third of a lease."""
+        if self.running and time.monotonic() - self.last_renew >= self.renew_every:
+            self.last_renew = time.monotonic()
+            leases = [(c.id, c.lease) for c in self.running.values()]
+            with contextlib.suppress(QueueStoreError):
+                await self.rec.store.extend(leases, until=self.rec._clock() + self.rec.lease_s)
+
+    async def _stop(self) -> None:
+        """Stop listening, cancel the running tasks and give back the leases of those stopped."""
+        if self.change is not None:
+            self.change.cancel()
+        for fut in self.running:
+            fut.cancel()
+        if self.running:
+            await asyncio.gather(*self.running, return_exceptions=True)
+        await self.rec._release([c for f, c in self.running.items() if f.cancelled()])

@@ -7,20 +7,21 @@ from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 
-from safla_diag.mcp_retry._store import NewTask, SQLiteTaskStore
+from safla_diag.mcp_retry._model import NewTask
+from safla_diag.mcp_retry._sqlite import SQLiteQueue
 
 Cli = Callable[..., CompletedProcess[str]]
 
 
 def _queue(path: Path) -> None:
-    s = SQLiteTaskStore(path)
-    s.put_many_sync(
+    s = SQLiteQueue(path)
+    s.put_many(
         [NewTask(id=f"t{i}", payload=json.dumps({"id": f"t{i}"}), due_at=1e12) for i in range(3)],
         now=1000.0,
     )
-    s.put_many_sync([NewTask(id="d", payload='{"id": "d"}', due_at=0)], now=1000.0)
-    (c,) = s.claim_sync(now=1.0, limit=1, lease_s=1, max_attempts=1)
-    s.fail_sync(
+    s.put_many([NewTask(id="d", payload='{"id": "d"}', due_at=0)], now=1000.0)
+    (c,) = s.claim(now=1.0, limit=1, lease_s=1, max_attempts=1)
+    s.fail(
         c.id,
         c.lease,
         error="ConnectionError: token=abc",
@@ -28,7 +29,7 @@ def _queue(path: Path) -> None:
         next_attempt_at=0,
         max_attempts=1,
     )
-    s.close_sync()
+    s.close()
 
 
 def test_queue_text(tmp_path: Path, cli: Cli) -> None:
@@ -55,7 +56,7 @@ def test_queue_json(tmp_path: Path, cli: Cli) -> None:
 def test_empty_queue_exit_0(tmp_path: Path, cli: Cli) -> None:
     """An empty queue is healthy."""
     p = tmp_path / "q.db"
-    SQLiteTaskStore(p).open_sync()
+    SQLiteQueue(p).open()
     r = cli("mcp", "queue", str(p), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["next_due_at"] is None
 

@@ -25,7 +25,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[2]))
 
-from safla_diag.mcp_retry._store import NewTask, SQLiteTaskStore, TaskStore  # noqa: E402
+from safla_diag.mcp_retry._model import NewTask, TaskStore  # noqa: E402
+from safla_diag.mcp_retry._sqlite import SQLiteQueue, SQLiteTaskStore  # noqa: E402
 
 MAX_ATTEMPTS = 4
 PAYLOAD = "x" * 260
@@ -112,7 +113,7 @@ def check(db: str, ledger: str) -> tuple[list[str], dict[str, int]]:
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
         if integrity != "ok":
             problems.append(f"integrity_check: {integrity}")
-        rows = [r[0] for r in conn.execute("SELECT id FROM tasks")]
+        rows = [r[0] for r in conn.execute("SELECT id FROM tasks WHERE dead_at IS NULL")]
         dead = [r[0] for r in conn.execute("SELECT id FROM dead_letters")]
     finally:
         conn.close()
@@ -146,15 +147,15 @@ def resave_in_doubt(db: str, ledger: str) -> int:
     """Save again every task whose save did not return: idempotent, never a duplicate."""
     led = read_ledger(ledger)
     doubt = led["I"] - led["S"]
-    store = SQLiteTaskStore(db)
+    store = SQLiteQueue(db)
     try:
         now = time.time()
-        news = store.put_many_sync(
+        news = store.put_many(
             [NewTask(id=t, payload=json.dumps({"id": t}), due_at=now) for t in sorted(doubt)],
             now=now,
         )
     finally:
-        store.close_sync()
+        store.close()
     with open(ledger, "a", encoding="utf-8") as f:
         for t in sorted(doubt):
             f.write(f"S {t}\n")

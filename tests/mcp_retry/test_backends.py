@@ -29,8 +29,8 @@ from hypothesis.stateful import (
 
 from safla_diag import MCPTaskRecovery
 from safla_diag.mcp_retry._backends import store_for
+from safla_diag.mcp_retry._model import ClaimedTask, NewTask, QueueStoreError, TaskStore
 from safla_diag.mcp_retry._postgres import PostgresTaskStore
-from safla_diag.mcp_retry._store import ClaimedTask, NewTask, QueueStoreError, TaskStore
 
 from ._pg import pg_queue_url_fixture, pg_schema_fixture, sql  # noqa: F401
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safla_diag.mcp_retry._tasks import encode_task
+from safla_diag.mcp_retry._encode import encode_task
 
 JSON_LEAVES = (
     st.none()

@@ -19,12 +19,13 @@ from hypothesis import strategies as st
 
 from safla_diag import MCPTaskRecovery, RecoveryError
 from safla_diag.mcp_retry._backends import is_postgres_url, store_for
+from safla_diag.mcp_retry._model import NewTask, QueueStoreError
 from safla_diag.mcp_retry._postgres import (
     DEFAULT_SCHEMA,
     PG_SCHEMA_VERSION,
     PostgresTaskStore,
 )
-from safla_diag.mcp_retry._store import NewTask, QueueStoreError, SQLiteTaskStore
+from safla_diag.mcp_retry._sqlite import SQLiteTaskStore
 
 from ._pg import Proxy, drop_schema, pg_queue_url_fixture, pg_schema_fixture, poll, sql  # noqa: F401
 
@@ -54,7 +55,7 @@ def test_schema_from_url_or_argument() -> None:
     s = PostgresTaskStore("postgresql://h/db?schema=fleet_a&sslmode=disable", schema="b")
     assert s.schema == "b"
     assert "schema=b" in s.location and "sslmode=disable" in s.location
-    assert "schema" not in s._conninfo.partition("?")[2].split("&")[0]
+    assert "schema" not in s.target.conninfo.partition("?")[2].split("&")[0]
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from safla_diag.mcp_retry._model import NewTask
 from safla_diag.mcp_retry._postgres import PostgresTaskStore
-from safla_diag.mcp_retry._store import NewTask
 
 from ._crash import read_ledger
 from ._fleet import EXEC_TABLE, exec_table_ddl

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import sys
+import termios
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -105,6 +108,38 @@ async def test_answers_raises_and_carries_the_task_id(fleet: Fleet) -> None:
     assert TASK_ID_META_KEY.startswith("safla_diag/")
 
 
+def _unread_pipe_bytes(pid: int) -> int:
+    """Bytes waiting in the read ends of a process's pipes (its stdin, wherever it moved it)."""
+    total = 0
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("pipe:"):
+                continue
+            with open(f"/proc/{pid}/fdinfo/{name}") as info:
+                flags = int(next(ln for ln in info if ln.startswith("flags:")).split()[1], 8)
+            if flags & os.O_ACCMODE != os.O_RDONLY:
+                continue
+            fd = os.open(f"/proc/{pid}/fd/{name}", os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            queued = array.array("i", [0])
+            fcntl.ioctl(fd, termios.FIONREAD, queued)
+            total += queued[0]
+        finally:
+            os.close(fd)
+    return total
+
+
+async def _until_request_queued(pid: int) -> None:
+    """Poll, with a deadline, until bytes wait unread in a stopped server's stdin: the call is sent."""
+    async with asyncio.timeout(10):
+        while True:
+            if _unread_pipe_bytes(pid) > 0:
+                return
+            await asyncio.sleep(0.01)
+
+
 async def test_killed_mid_call_unsafe_tool_needs_decision(fleet: Fleet, tmp_path: Path) -> None:
     """SIGKILL during a non-idempotent call: not retried, saved as a dead letter needing a decision."""
 
@@ -116,7 +151,7 @@ async def test_killed_mid_call_unsafe_tool_needs_decision(fleet: Fleet, tmp_path
         pid = await fleet.pid(s)
         os.kill(pid, signal.SIGSTOP)
         call = asyncio.ensure_future(s.call_tool("add", {"item": "y"}, task_id="t-y"))
-        await asyncio.sleep(0.3)
+        await _until_request_queued(pid)
         os.kill(pid, signal.SIGKILL)
         async with asyncio.timeout(30):
             with pytest.raises(OutcomeUnknown) as err:

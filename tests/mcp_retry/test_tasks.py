@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 
 from safla_diag import MCPTaskRecovery
-from safla_diag.mcp_retry._store import QueueStoreError, SQLiteTaskStore
+from safla_diag.mcp_retry._model import QueueStoreError
+from safla_diag.mcp_retry._sqlite import SQLiteTaskStore
 
 pytestmark = pytest.mark.anyio
 
@@ -143,13 +145,13 @@ async def test_concurrent_saves_are_group_committed(tmp_path: Path) -> None:
     store = rec.store
     assert isinstance(store, SQLiteTaskStore)
     batches: list[int] = []
-    real = store.put_many_sync
+    real = store.sync.put_many
 
     def spy(tasks: Any, *, now: float) -> list[bool]:
         batches.append(len(tasks))
         return real(tasks, now=now)
 
-    store.put_many_sync = spy  # type: ignore[method-assign]
+    store.sync.put_many = spy  # type: ignore[method-assign]
     ids = await asyncio.gather(*(rec.save_failed_task({"id": f"t{i}"}) for i in range(200)))
     assert len(set(ids)) == 200
     assert sum(batches) == 200 and len(batches) < 200
@@ -166,13 +168,13 @@ async def test_concurrent_acks_are_group_committed(tmp_path: Path) -> None:
     store = rec.store
     assert isinstance(store, SQLiteTaskStore)
     batches: list[int] = []
-    real = store.ack_many_sync
+    real = store.sync.ack_many
 
     def spy(leases: Any) -> int:
         batches.append(len(leases))
         return real(leases)
 
-    store.ack_many_sync = spy  # type: ignore[method-assign]
+    store.sync.ack_many = spy  # type: ignore[method-assign]
     assert await rec.retry_once() == 32
     assert await rec.load_failed_tasks() == 0
     assert batches and max(batches) > 1
@@ -228,14 +230,14 @@ async def test_worker_schedules_instead_of_polling(tmp_path: Path) -> None:
     store = rec.store
     assert isinstance(store, SQLiteTaskStore)
     claims = 0
-    real = store.claim_sync
+    real = store.sync.claim
 
     def spy(**kw: Any) -> Any:
         nonlocal claims
         claims += 1
         return real(**kw)
 
-    store.claim_sync = spy  # type: ignore[method-assign]
+    store.sync.claim = spy  # type: ignore[method-assign]
     worker = asyncio.ensure_future(rec.retry_failed_tasks())
     try:
         async with asyncio.timeout(10):
@@ -260,14 +262,14 @@ async def test_cancel_during_a_claim_gives_its_leases_back(tmp_path: Path, entry
     loop = asyncio.get_running_loop()
     in_claim = asyncio.Event()
     gate = threading.Event()
-    real = store.claim_sync
+    real = store.sync.claim
 
     def slow_claim(**kw: Any) -> Any:
         loop.call_soon_threadsafe(in_claim.set)
         gate.wait(10)
         return real(**kw)
 
-    store.claim_sync = slow_claim  # type: ignore[method-assign]
+    store.sync.claim = slow_claim  # type: ignore[method-assign]
     run = rec.retry_failed_tasks() if entry == "worker" else rec.retry_once()
     job = asyncio.ensure_future(run)
     try:
@@ -279,7 +281,7 @@ async def test_cancel_during_a_claim_gives_its_leases_back(tmp_path: Path, entry
         gate.set()
     with pytest.raises(asyncio.CancelledError):
         await job
-    store.claim_sync = real  # type: ignore[method-assign]
+    store.sync.claim = real  # type: ignore[method-assign]
     stats = await rec.stats()
     assert (stats.pending, stats.in_flight) == (1, 0)
     assert ran == []
@@ -316,13 +318,12 @@ async def test_running_task_keeps_its_lease_against_another_worker(tmp_path: Pat
     """A task running longer than its lease is renewed: a second worker never runs it meanwhile."""
     runs: list[str] = []
     started = asyncio.Event()
-    finished = asyncio.Event()
+    release = asyncio.Event()
 
     async def slow(task: dict[str, Any]) -> None:
         runs.append(task["id"])
         started.set()
-        await asyncio.sleep(1.0)  # three lease lengths
-        finished.set()
+        await release.wait()
 
     a = MCPTaskRecovery(tmp_path / "q.db", execute=slow, lease_s=0.3)
     b = MCPTaskRecovery(tmp_path / "q.db", execute=slow, lease_s=0.3)
@@ -330,17 +331,29 @@ async def test_running_task_keeps_its_lease_against_another_worker(tmp_path: Pat
     wa = asyncio.ensure_future(a.retry_failed_tasks())
     async with asyncio.timeout(10):
         await started.wait()
+    (first,) = await a.store.pending()
     wb = asyncio.ensure_future(b.retry_failed_tasks())
     try:
+        # Run on until the lease was renewed past two lease lengths beyond its first end, the
+        # second worker polling all along (polled with a deadline, not a fixed sleep).
         async with asyncio.timeout(10):
-            await finished.wait()
+            while True:
+                (now,) = await a.store.pending()
+                if now.due_at > first.due_at + 2 * 0.3 and time.time() > first.due_at + 0.3:
+                    break
+                await asyncio.sleep(0.02)
+        release.set()
+        async with asyncio.timeout(10):
+            while True:
+                if not await a.load_failed_tasks():
+                    break
+                await asyncio.sleep(0.02)
     finally:
-        # The ack is under way; stopping the workers waits for recorded verdicts.
+        release.set()
         for w in (wa, wb):
             w.cancel()
         await asyncio.gather(wa, wb, return_exceptions=True)
     assert runs == ["long"]
-    assert await a.load_failed_tasks() == 0
     await a.aclose()
     await b.aclose()
 

@@ -22,12 +22,14 @@ from safla_diag import (
     LogReport,
     MemoryGrowth,
     MemoryLeakDetector,
+    MemoryOptimization,
     MemoryProfiler,
     PerformanceMonitor,
     ProfileReport,
     SaflaDiagError,
     ServiceReport,
     VectorIndexRecovery,
+    VectorMemoryOptimizer,
     acheck_external_services,
     analyze_logs,
     check_dependencies,
@@ -117,6 +119,7 @@ assert_type(detector.add_sample(100.0), bool)
 assert_type(detector.detect_memory_leak(), bool)
 analysis = detector.analyze()
 assert_type(analysis, LeakAnalysis)
+assert_type(VectorMemoryOptimizer().optimize_memory_usage(), MemoryOptimization)
 
 # -- twins: the a-prefixed one is the same call, awaited -------------------------------------------
 assert_type(check_external_services({"db": "postgresql://127.0.0.1/x"}), ServiceReport)
@@ -142,7 +145,7 @@ async def twins() -> None:
 
 # -- every report renders the same way -------------------------------------------------------------
 def render(
-    report: ProfileReport | LeakAnalysis | MemoryGrowth,
+    report: ProfileReport | LeakAnalysis | MemoryGrowth | MemoryOptimization,
 ) -> tuple[dict[str, Any], str, str, str]:
     return (
         report.to_dict(),
