@@ -59,7 +59,9 @@ def _line(x1: float, y1: float, x2: float, y2: float, colour: str, extra: str = 
 
 def _text(x: float, y: float, text: str, *, anchor: str = "start", colour: str = "#333") -> str:
     return (
-        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="{colour}">{_esc(text)}</text>'
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="{colour}" '
+        'paint-order="stroke" stroke="#fff" stroke-width="3" stroke-linejoin="round">'
+        f"{_esc(text)}</text>"
     )
 
 
@@ -142,7 +144,9 @@ def leak_svg(analysis: LeakAnalysis, series: Sequence[tuple[float, float]]) -> s
     for s in analysis.scales:
         slope_h = s.get("slope_mb_per_hour")
         window = scale_seconds(str(s.get("scale", "")))
-        if not s.get("points") or slope_h is None or window is None:
+        if (s.get("points") or 0) < 3 or slope_h is None or window is None:
+            continue
+        if str(s.get("reason", "")).startswith("not enough"):
             continue
         if not math.isfinite(slope_h):
             continue
@@ -198,10 +202,10 @@ def leak_svg(analysis: LeakAnalysis, series: Sequence[tuple[float, float]]) -> s
         )
         body.append(
             _text(
-                _W - _R - 4,
-                _T + 12 + 13 * i,
+                _L + 6,
+                _T + 26 + 13 * i,
                 f"{name} {slope * 3600:+.1f} MB/h",
-                anchor="end",
+                anchor="start",
                 colour=colour,
             )
         )
@@ -309,8 +313,15 @@ def latency_svg(
     for n, (label, v) in enumerate(marks.items()):
         x = px(min(v, top))
         body.append(_line(x, _T + 12, x, _H - _B, colours[label], ' stroke-width="1.5"'))
+        right = x > _W - _R - 90  # near the right edge: the label goes to the left of its line
         body.append(
-            _text(x + 3, _T + 10 + 11 * n, f"{label} {v * scale:.3g} {unit}", colour=colours[label])
+            _text(
+                x - 3 if right else x + 3,
+                _T + 10 + 11 * n,
+                f"{label} {v * scale:.3g} {unit}",
+                anchor="end" if right else "start",
+                colour=colours[label],
+            )
         )
     for label, v in lines.items():
         if v <= top:
