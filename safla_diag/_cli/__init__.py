@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Diagnose, monitor and repair SAFLA services.",
     )
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more: -v the library's warnings and info, -vv debug (by default only its "
+        "errors: the report already says what the warnings would)",
     )
     parser.add_argument(
         "--version", action="version", version=_version(), help="print the version and exit"
@@ -125,6 +130,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _term.configure(color=args.color, json=json_out)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # The library warns about what the command's own output reports; say it once.
+    package = logging.getLogger("safla_diag")
+    before = package.level
+    package.setLevel(logging.ERROR if args.verbose == 0 else level)
+    try:
+        return _run(args, json_out)
+    finally:
+        package.setLevel(before)
+
+
+def _run(args: argparse.Namespace, json_out: bool) -> int:
     try:
         with _term.painting():
             return int(args.func(args))

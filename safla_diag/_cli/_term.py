@@ -56,9 +56,13 @@ _STYLES = {
     "FAILED": "bold red",
     "CRITICAL": "bold red",
     "MISSING": "bold red",
+    "UNHEALTHY": "bold red",
     "missing": "red",
 }
-_STATUS = re.compile(r"(?<!\S)(" + "|".join(sorted(_STYLES, key=len, reverse=True)) + r")(?!\S)")
+# A whole word: not inside another word or identifier ("[ FAILED]" and "ok:" count, "look" not).
+_STATUS = re.compile(
+    r"(?<![\w-])(" + "|".join(sorted(_STYLES, key=len, reverse=True)) + r")(?![\w-])"
+)
 
 
 class _State:

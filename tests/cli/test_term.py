@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,31 @@ def test_progress_draws_on_a_terminal() -> None:
         update(100, None)
     assert "rebuild" in tty.getvalue()
     assert "100/100" in tty.getvalue()
+
+
+def test_library_warnings_are_not_repeated_on_stderr(tmp_path: Path) -> None:
+    """The report says it on stdout; the library's WARNING line shows only with -v."""
+    import numpy as np
+
+    from safla_diag import VectorIndexRecovery
+
+    faiss = pytest.importorskip("faiss")
+    rec = VectorIndexRecovery(tmp_path / "vec", tmp_path / "vec" / "backups")
+    index = faiss.IndexFlatL2(4)
+    index.add(np.zeros((3, 4), dtype="float32"))
+    rec.save_index(index)
+    with open(tmp_path / "vec" / "vector_index.faiss", "r+b") as f:
+        f.write(b"garbage")
+    quiet = run_cli("vector", "health-check", str(tmp_path / "vec"))
+    assert quiet.returncode == 1 and "checksum" in quiet.stdout
+    assert "WARNING" not in quiet.stderr
+    loud = run_cli("-v", "vector", "health-check", str(tmp_path / "vec"))
+    assert "WARNING safla_diag.vector" in loud.stderr
+
+
+def test_bracketed_status_words_are_coloured() -> None:
+    """`[ FAILED]` and `[     ok]` columns are coloured; words containing them are not."""
+    _term.configure(color="always")
+    text = _term.paint_statuses("[ FAILED] x\n[     ok] y\nlook, okay, ERROR_CODE")
+    assert "\x1b[1;31mFAILED\x1b[0m" in text and "\x1b[32mok\x1b[0m" in text
+    assert text.splitlines()[2] == "look, okay, ERROR_CODE"
