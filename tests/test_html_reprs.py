@@ -49,3 +49,51 @@ def test_config_html_is_redacted() -> None:
     page = cfg._repr_html_()
     assert "vector_dimension" in page and "384" in page
     assert "pw-in-url-77" not in page
+
+
+def test_memory_monitor_html_has_a_gauge_with_thresholds() -> None:
+    """MemoryMonitor shows its level, the memory it watches and a gauge with both thresholds."""
+    from safla_diag import MemoryMonitor
+
+    page = MemoryMonitor(threshold_percent=70, critical_percent=90)._repr_html_()
+    assert 'class="safla-gauge"' in page and "warn 70%" in page and "critical 90%" in page
+    assert "process RSS MB" in page
+
+
+def test_optimizer_html_lists_its_caches() -> None:
+    """VectorMemoryOptimizer shows its limit and the type of each registered cache."""
+    from safla_diag import VectorMemoryOptimizer
+
+    class EmbeddingCache(dict[str, int]):
+        pass
+
+    opt = VectorMemoryOptimizer(max_memory_percent=75)
+    cache = EmbeddingCache()
+    opt.register_cache(cache)
+    page = opt._repr_html_()
+    assert "max 75%" in page and "EmbeddingCache" in page
+
+
+def test_every_monitor_and_report_class_has_html() -> None:
+    """The monitors, reports and config a notebook user meets all render as HTML."""
+    import safla_diag as sd
+
+    for name in (
+        "PerformanceMonitor",
+        "MemoryMonitor",
+        "MemoryLeakDetector",
+        "LoopMonitor",
+        "VectorMemoryOptimizer",
+        "MemoryProfiler",
+        "SaflaConfig",
+        "ProfileReport",
+        "LeakAnalysis",
+        "MemoryGrowth",
+        "DiagnosisReport",
+        "ServiceReport",
+        "DependencyReport",
+        "LogReport",
+        "IndexHealth",
+        "BackupInfo",
+    ):
+        assert callable(getattr(getattr(sd, name), "_repr_html_", None)), name

@@ -49,7 +49,11 @@ def _extra_reprs(tmp_path: Path) -> dict[str, str]:
     det = sd.MemoryLeakDetector()
     for i in range(90):
         det.add_sample(250.0 + (i % 4), i * 60.0)
+    opt = sd.VectorMemoryOptimizer()
+    opt.register_cache({}, weak=False)
     return {
+        "MemoryMonitor": sd.MemoryMonitor()._repr_html_(),
+        "VectorMemoryOptimizer": opt._repr_html_(),
         "MemoryProfiler": mp._repr_html_(),
         "SaflaConfig": cfg._repr_html_(),
         "MemoryLeakDetector": det._repr_html_(),
@@ -175,6 +179,9 @@ def test_svgs_have_content(loaded: tuple[Any, list[str]]) -> None:
         box = svg.bounding_box()
         assert box is not None and box["width"] > 300 and box["height"] > 100, selector
         assert svg.locator(shape).count() >= least, (selector, shape)
+    gauge = tab.locator("section#MemoryMonitor svg.safla-gauge")
+    fill = gauge.locator("rect.fill").bounding_box()
+    assert fill is not None and fill["width"] > 0 and fill["height"] > 5
     floor_len = tab.locator("section#leak svg.safla-leak polyline").evaluate(
         "p => p.getTotalLength()"
     )
