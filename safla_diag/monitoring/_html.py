@@ -30,18 +30,21 @@ def gauge_svg(percent: float, marks: Sequence[tuple[str, float]], *, width: int 
         f'<rect class="fill" x="{x0}" y="14" width="{w * p / 100:.1f}" height="14" '
         f'fill="{colour}" rx="3"><title>{p:.1f}%</title></rect>',
     ]
-    for label, v in marks:
+    for i, (label, v) in enumerate(marks):
         x = x0 + w * max(0.0, min(100.0, v)) / 100
+        # Alternate labels above and below the bar, so close thresholds stay readable.
+        y = 9 if i % 2 == 0 else 41
+        anchor = "end" if x > width - 40 else "middle"
         parts.append(f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="32" stroke="#57606a"></line>')
         parts.append(
-            f'<text x="{x:.1f}" y="9" text-anchor="middle" font-size="10" fill="#57606a">'
+            f'<text x="{x:.1f}" y="{y}" text-anchor="{anchor}" font-size="10" fill="#57606a">'
             f"{html.escape(label)} {v:g}%</text>"
         )
     parts.append(
-        f'<text x="{x0}" y="44" font-size="11" fill="#333">{p:.1f}% of the memory it may use</text>'
+        f'<text x="{x0}" y="56" font-size="11" fill="#333">{p:.1f}% of the memory it may use</text>'
     )
     return (
-        f'<svg class="safla-gauge" width="{width}" height="50" viewBox="0 0 {width} 50" '
+        f'<svg class="safla-gauge" width="{width}" height="62" viewBox="0 0 {width} 62" '
         f'role="img" style="font-family:sans-serif"><title>memory {p:.1f}%</title>'
         f"{''.join(parts)}</svg>"
     )

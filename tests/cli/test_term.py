@@ -202,3 +202,17 @@ def test_bracketed_status_words_are_coloured() -> None:
     text = _term.paint_statuses("[ FAILED] x\n[     ok] y\nlook, okay, ERROR_CODE")
     assert "\x1b[1;31mFAILED\x1b[0m" in text and "\x1b[32mok\x1b[0m" in text
     assert text.splitlines()[2] == "look, okay, ERROR_CODE"
+
+
+def test_services_columns_line_up() -> None:
+    """Targets of different lengths: the latency and result columns still start together."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        out = run_cli("services", f"tcp://127.0.0.1:{port}", "http://127.0.0.1:1/a/long/path/x")
+    rows = [line for line in out.stdout.splitlines() if line.startswith(("  FAIL", "  ok"))]
+    assert len(rows) == 2
+    assert len({line.index(" ms ") for line in rows}) == 1
+    assert len({line.index("refused") for line in rows}) == 1
