@@ -430,10 +430,13 @@ class ProfileReport(JsonMixin):
             tmp.unlink(missing_ok=True)
         return target
 
-    def _repr_html_(self, max_rows: int = 100) -> str:
-        """A sortable HTML table (click a header) for Jupyter; inline script, no downloads."""
+    def _repr_html_(self, max_rows: int | None = None) -> str:
+        """
+        Call tree, icicle and a sortable table (click a header) of the top ``top_n`` rows (or
+        ``max_rows``) for Jupyter; inline script, no downloads.
+        """
         table_id = f"safla-profile-{next(_ids)}-{id(self):x}"
-        rows = self.rows[:max_rows]
+        rows = self.rows[: self.top_n if max_rows is None else max_rows]
         more = f" (showing {len(rows)} of {len(self)} functions)" if len(rows) < len(self) else ""
         table = html_table(
             (
@@ -460,7 +463,26 @@ class ProfileReport(JsonMixin):
             caption=self._header() + more,
             table_id=table_id,
         )
-        return html_block(self.label or "Profile", table, _HTML_SCRIPT % {"id": table_id})
+        from ._tree import pictures_html
+
+        return html_block(
+            self.label or "Profile",
+            pictures_html(self._stats),
+            table,
+            _HTML_SCRIPT % {"id": table_id},
+        )
+
+    def to_speedscope(self) -> dict[str, Any]:
+        """
+        The profile in speedscope's file format (``json.dump`` it and open it in speedscope).
+
+        Returns:
+            A ``sampled`` profile in seconds: the call tree rebuilt from the caller edges, one
+            sample per frame weighted by its own time.
+        """
+        from ._tree import speedscope_of
+
+        return speedscope_of(self._stats, name=self.label or "profile")
 
     def __repr__(self) -> str:
         wall = "None" if self.wall_time is None else f"{self.wall_time:.6f}"
