@@ -175,8 +175,13 @@ CASES: list[Any] = [
     pytest.param(_diagnosis_report, SECRET, id="DiagnosisReport"),
     pytest.param(_log_report, SECRET, id="LogReport"),
     pytest.param(_queue_stats, None, id="QueueStats"),
+]
+"""Every report type that follows the contract (tests/browser renders each one's HTML too)."""
+
+PENDING: list[Any] = [
     pytest.param(_guide_import, None, id="GuideImport", marks=_pending("mcp_retry")),
 ]
+"""Report types that do not follow the contract yet (xfail, strict); moved to CASES once they do."""
 
 
 # -- the HTML check ------------------------------------------------------------------------------
@@ -250,7 +255,7 @@ def _check_html(page: str) -> None:
 
 
 # -- the contract --------------------------------------------------------------------------------
-@pytest.mark.parametrize(("build", "secret"), CASES)
+@pytest.mark.parametrize(("build", "secret"), [*CASES, *PENDING])
 def test_report_follows_the_contract(
     build: Callable[[Path], object], secret: str | None, tmp_path: Path
 ) -> None:
