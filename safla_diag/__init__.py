@@ -38,17 +38,18 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
     )
     from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
     from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
-    from .logs import LogReport, analyze_logs
+    from .heal import HealPolicy
+    from .live import asgi_app, register_opentelemetry, register_prometheus, serve
+    from .logs import LogReport, aanalyze_logs, analyze_logs, mine_templates
     from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, RecoveringSession
     from .monitoring import (
         LeakAnalysis,
         LoopMonitor,
         MemoryLeakDetector,
         MemoryMonitor,
+        MemoryOptimization,
         PerformanceMonitor,
         VectorMemoryOptimizer,
-        register_opentelemetry,
-        register_prometheus,
     )
     from .profiling import CPUProfiler, MemoryGrowth, MemoryProfiler, ProfileReport, profile, timed
     from .vector import BackupInfo, IndexHealth, VectorIndexRecovery
@@ -61,6 +62,7 @@ __all__ = [
     "DependencyReport",
     "DiagnosisReport",
     "Diagnostics",
+    "HealPolicy",
     "IndexCorruptionError",
     "IndexHealth",
     "LeakAnalysis",
@@ -73,6 +75,7 @@ __all__ = [
     "MemoryGrowth",
     "MemoryLeakDetector",
     "MemoryMonitor",
+    "MemoryOptimization",
     "MemoryPressureError",
     "MemoryProfiler",
     "OutcomeUnknown",
@@ -91,15 +94,19 @@ __all__ = [
     "ServiceResult",
     "VectorIndexRecovery",
     "VectorMemoryOptimizer",
+    "aanalyze_logs",
     "acheck_external_services",
     "analyze_logs",
+    "asgi_app",
     "check_dependencies",
     "check_external_services",
     "load_configuration",
+    "mine_templates",
     "profile",
     "redact",
     "register_opentelemetry",
     "register_prometheus",
+    "serve",
     "timed",
     "validate_configuration",
 ]
@@ -122,6 +129,7 @@ _LAZY: dict[str, str] = {
     "DependencyReport": "checks",
     "DiagnosisReport": "diagnosis",
     "Diagnostics": "diagnosis",
+    "HealPolicy": "heal",
     "IndexHealth": "vector",
     "LeakAnalysis": "monitoring",
     "LogReport": "logs",
@@ -132,6 +140,7 @@ _LAZY: dict[str, str] = {
     "MemoryGrowth": "profiling",
     "MemoryLeakDetector": "monitoring",
     "MemoryMonitor": "monitoring",
+    "MemoryOptimization": "monitoring",
     "MemoryProfiler": "profiling",
     "PackageStatus": "checks",
     "PerformanceDiagnostic": "diagnosis",
@@ -143,14 +152,18 @@ _LAZY: dict[str, str] = {
     "ServiceResult": "checks",
     "VectorIndexRecovery": "vector",
     "VectorMemoryOptimizer": "monitoring",
+    "aanalyze_logs": "logs",
     "acheck_external_services": "checks",
     "analyze_logs": "logs",
+    "asgi_app": "live",
     "check_dependencies": "checks",
     "check_external_services": "checks",
     "load_configuration": "config",
+    "mine_templates": "logs",
     "profile": "profiling",
-    "register_opentelemetry": "monitoring",
-    "register_prometheus": "monitoring",
+    "register_opentelemetry": "live",
+    "register_prometheus": "live",
+    "serve": "live",
     "timed": "profiling",
     "validate_configuration": "config",
 }

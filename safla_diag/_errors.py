@@ -11,7 +11,7 @@ that ``except ValueError`` or ``except ConnectionError`` in a host keeps working
     ├── MemoryPressureError(SaflaDiagError)              never shadows the builtin MemoryError
     ├── IndexCorruptionError(SaflaDiagError)             a damaged or mismatched index file
     └── RecoveryError(SaflaDiagError)
-        ├── QueueStoreError(RecoveryError)               .location: the queue file or redacted URL
+        ├── QueueStoreError(RecoveryError)               .location (file or redacted URL), .missing
         └── MCPRecoveryError(RecoveryError, ConnectionError)
             ├── ServerUnavailable(MCPRecoveryError)      .server_id, .attempts, .circuit_open, ...
             └── OutcomeUnknown(MCPRecoveryError)         .task, .outcome, .saved

@@ -44,9 +44,13 @@ _KEY_NORMALISE = re.compile(r"[^a-z0-9]+")
 # at the first ':', so a raw '@' may sit in the user name or the password ("u:p@ss@host" sends
 # the password "p@ss"): the password runs greedily to the last '@' before the path. It stops at
 # '/', so the backtracking stays within one authority.
+# A password may also hold spaces or tabs ("redis://:s3 cret@h" sends "s3 cret"): that form is
+# tried first, without '@' in it, and never when the "password" is digits then a space, which is
+# a port followed by prose ("http://host:8080 and admin@corp").
 _URL_USERINFO = re.compile(
     r"(?<![a-zA-Z0-9+.\-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*+://)"
-    r"(?P<user>[^:/?#\s]*+):(?P<pw>[^/?#\s]*)@"
+    r"(?P<user>[^:/?#\s]*+):"
+    r"(?P<pw>(?!\d+[ \t])[^/?#\s@]*+(?:[ \t]++[^/?#\s@]*+)++|[^/?#\s]*)@"
 )
 # ?token=abc&x=1 -> ?token=***&x=1 (and any secret-looking parameter name)
 _QUERY_SECRET = re.compile(
@@ -59,6 +63,8 @@ _KV_KEY = re.compile(
     r"""(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]++)(?P<sep>["']?\s*+[:=]\s*+)(?P<q>["']?)"""
 )
 _KV_VALUE = re.compile(r"""[^\s"',;&}]++""")
+# A quoted value runs to its closing quote, spaces and all ("correct horse battery staple").
+_KV_QUOTED = {q: re.compile(rf"[^{q}\r\n]++") for q in ('"', "'")}
 # Authorization: Bearer <token>
 # (any length after Bearer/Basic; after the plain word "token" only what looks like one)
 _BEARER = re.compile(
@@ -103,7 +109,11 @@ def _redact_pairs(s: str) -> str:
     out: list[str] = []
     pos = 0
     while (m := _KV_KEY.search(s, pos)) is not None:
-        value = _KV_VALUE.match(s, m.end()) if is_secret_key(m.group("key")) else None
+        value = (
+            _KV_QUOTED.get(m.group("q"), _KV_VALUE).match(s, m.end())
+            if is_secret_key(m.group("key"))
+            else None
+        )
         if value is None or value.group() == MASK:
             out.append(s[pos : m.end()])
             pos = m.end()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
 
@@ -28,16 +29,22 @@ CONTRACT = {
     "analyze_logs", "LogReport",
 }  # fmt: skip
 EXTRA: set[str] = {
+    "HealPolicy",
     "LoopMonitor",
     "MCPServer",
     "MemoryGrowth",
+    "MemoryOptimization",
     "OutcomeUnknown",
     "PackageStatus",
     "QueueStoreError",
     "RecoveringSession",
     "ServerUnavailable",
+    "asgi_app",
+    "aanalyze_logs",
+    "mine_templates",
     "register_opentelemetry",
     "register_prometheus",
+    "serve",
 }
 
 
@@ -51,7 +58,18 @@ def test_all_is_exactly_the_contract() -> None:
 
 @pytest.mark.parametrize(
     "layer",
-    ["config", "checks", "profiling", "monitoring", "vector", "mcp_retry", "diagnosis", "logs"],
+    [
+        "config",
+        "checks",
+        "profiling",
+        "monitoring",
+        "vector",
+        "mcp_retry",
+        "heal",
+        "diagnosis",
+        "logs",
+        "live",
+    ],
 )
 def test_layers_export_subsets_of_the_facade(layer: str) -> None:
     """Each layer's __all__ is part of the facade, and the facade re-exports the same objects."""
@@ -105,7 +123,7 @@ def test_import_is_light() -> None:
     code = (
         "import sys, safla_diag; "
         "heavy = [m for m in ('faiss', 'numpy', 'psycopg', 'prometheus_client', 'IPython', "
-        "'opentelemetry', 'mcp', 'xxhash') if m in sys.modules]; print(','.join(heavy))"
+        "'opentelemetry', 'mcp', 'xxhash', 'rich') if m in sys.modules]; print(','.join(heavy))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True
@@ -153,3 +171,17 @@ def test_every_lazy_name_resolves_to_its_layer() -> None:
     for name, layer in lazy.items():
         module = importlib.import_module(f"safla_diag.{layer}")
         assert name in module.__all__
+
+
+def test_the_error_tree_is_drawn_and_exported() -> None:
+    """Every error of _errors.py is in the tree of its docstring, under SaflaDiagError, as safla_diag.X."""
+    from safla_diag import _errors
+
+    assert _errors.__doc__ is not None
+    drawn = set(re.findall(r"(\w+)\(\w+", _errors.__doc__))
+    assert drawn == set(_errors.__all__)
+    for name in _errors.__all__:
+        cls = getattr(safla_diag, name)
+        assert issubclass(cls, safla_diag.SaflaDiagError)
+        assert cls.__module__ == "safla_diag"
+        assert repr(cls) == f"<class 'safla_diag.{name}'>"

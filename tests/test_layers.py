@@ -18,8 +18,10 @@ RANK = {
     "vector": 2,
     "mcp_retry": 2,
     "logs": 2,
-    "diagnosis": 3,
-    "_cli": 4,
+    "heal": 3,
+    "diagnosis": 4,
+    "live": 5,  # the live endpoint and the exporters: they read every layer below
+    "_cli": 6,
 }
 
 

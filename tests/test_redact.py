@@ -164,3 +164,53 @@ def test_secret_inside_the_value_of_an_ordinary_key() -> None:
     """A secret pair inside another pair's value is still found ("Error: token=abc")."""
     assert redact("ConnectionError: token=abc") == "ConnectionError: token=***"
     assert "hunter2" not in redact("detail: password=hunter2, retry=3")
+
+
+# Words of a passphrase: letters only, so that none of them can be a port or a URL part.
+_words = st.lists(
+    st.text(alphabet="bcdfghjklmnpqrstvwxz", min_size=4, max_size=9), min_size=2, max_size=5
+)
+
+SPACED_TEMPLATES = [
+    "{scheme}://app:{s}@db.example:5432/x",
+    "{scheme}://:{s}@cache:6379/0",
+    '{{"password": "{s}"}}',
+    "password='{s}'",
+    "config: {{'token': '{s}', 'x': 1}}",
+    "DSN ({scheme}://u:{s}@h/x): refused",
+]
+
+
+@given(
+    words=_words,
+    sep=st.sampled_from([" ", "  ", "\t", " \t"]),
+    template=st.sampled_from(SPACED_TEMPLATES),
+    scheme=st.sampled_from(["redis", "postgresql", "postgresql+psycopg", "https", "mysql"]),
+)
+def test_a_secret_with_spaces_is_masked_whole(
+    words: list[str], sep: str, template: str, scheme: str
+) -> None:
+    """A passphrase with spaces, in a URL or a quoted value, loses every word, not just the first."""
+    secret = sep.join(words)
+    text = template.format(s=secret, scheme=scheme)
+    masked = template.format(s=MASK, scheme=scheme)
+    out = redact(text)
+    assert out == masked
+    for word in words:
+        assert word not in out or word in masked
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("redis://:s3 cret@h:6379/0", "redis://:***@h:6379/0"),
+        ("postgresql://app:correct horse battery@db/x", "postgresql://app:***@db/x"),
+        ('"password": "correct horse battery staple"', '"password": "***"'),
+        # A port followed by prose is not a password.
+        ("http://host:8080 and admin@corp", "http://host:8080 and admin@corp"),
+        ("see http://u:pw@h and mail a@b", "see http://u:***@h and mail a@b"),
+    ],
+)
+def test_spaced_secret_examples(text: str, expected: str) -> None:
+    """The shapes of issue 12 item 4, and prose that only looks like them."""
+    assert redact(text) == expected

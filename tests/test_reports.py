@@ -29,10 +29,6 @@ URL = f"postgresql://app:{SECRET}@127.0.0.1:1/x"
 
 # Branches that convert their report types; the lead flips an xfail when its branch is merged.
 _PENDING = {
-    "vector": "converted on branch vec",
-    "checks": "converted on branch diag",
-    "diagnosis": "converted on branch diag",
-    "logs": "converted on branch logs",
     "mcp_retry": "converted on branch mcp",
 }
 
@@ -65,6 +61,34 @@ def _memory_growth(tmp_path: Path) -> object:
 
 def _memory_growth_empty(tmp_path: Path) -> object:
     return safla_diag.MemoryProfiler().analyze_memory_growth()
+
+
+def _memory_optimization(tmp_path: Path) -> object:
+    optimizer = safla_diag.VectorMemoryOptimizer(trim=False)
+    cache: dict[int, bytes] = {i: bytes(100) for i in range(100)}
+    optimizer.register_cache(cache, weak=False)
+    report = optimizer.optimize_memory_usage(force=True)
+    assert not cache
+    return report
+
+
+def _loop_monitor(tmp_path: Path) -> object:
+    async def held() -> object:
+        monitor = safla_diag.LoopMonitor(threshold_s=0.05, interval_s=0.01)
+        task = monitor.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        try:
+            while monitor.stats()["stalls"] == 0 and loop.time() < deadline:
+                time.sleep(0.1)  # noqa: ASYNC251 - the workload: a stall of the loop
+                await asyncio.sleep(0.02)
+        finally:
+            monitor.stop()
+            await asyncio.gather(task, return_exceptions=True)
+        assert monitor.stats()["stalls"] > 0
+        return monitor
+
+    return asyncio.run(held())
 
 
 def _index_health(tmp_path: Path) -> object:
@@ -124,12 +148,14 @@ CASES: list[Any] = [
     pytest.param(_leak_analysis, None, id="LeakAnalysis"),
     pytest.param(_memory_growth, None, id="MemoryGrowth"),
     pytest.param(_memory_growth_empty, None, id="MemoryGrowth-empty"),
-    pytest.param(_index_health, None, id="IndexHealth", marks=_pending("vector")),
-    pytest.param(_backup_info, SECRET, id="BackupInfo", marks=_pending("vector")),
-    pytest.param(_service_report, SECRET, id="ServiceReport", marks=_pending("checks")),
-    pytest.param(_dependency_report, None, id="DependencyReport", marks=_pending("checks")),
-    pytest.param(_diagnosis_report, SECRET, id="DiagnosisReport", marks=_pending("diagnosis")),
-    pytest.param(_log_report, SECRET, id="LogReport", marks=_pending("logs")),
+    pytest.param(_memory_optimization, None, id="MemoryOptimization"),
+    pytest.param(_loop_monitor, None, id="LoopMonitor"),
+    pytest.param(_index_health, None, id="IndexHealth"),
+    pytest.param(_backup_info, SECRET, id="BackupInfo"),
+    pytest.param(_service_report, SECRET, id="ServiceReport"),
+    pytest.param(_dependency_report, None, id="DependencyReport"),
+    pytest.param(_diagnosis_report, SECRET, id="DiagnosisReport"),
+    pytest.param(_log_report, SECRET, id="LogReport"),
     pytest.param(_queue_stats, None, id="QueueStats"),
 ]
 

@@ -77,6 +77,18 @@ def _holders(ports: list[int]) -> tuple[list[str], list[dict[str, Any]]]:
     return lines, rows
 
 
+def _configured_timeout(value: object) -> float:
+    """The configuration's service_timeout when usable (finite, positive, at most 1e9), else 5."""
+    from ..config import default
+
+    fallback = float(default("service_timeout"))
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return fallback
+    if not 0 < value <= 1e9:  # compared as given: an int of 400 digits has no float
+        return fallback
+    return float(value)
+
+
 def run(args: argparse.Namespace) -> int:
     """Probe and print; exit 1 when a service is not ok."""
     import json
@@ -87,20 +99,14 @@ def run(args: argparse.Namespace) -> int:
     config: dict[str, Any] = {}
     if args.config is not None or not (args.urls or args.port):
         config = dict(load_configuration(args.config))
-    targets: dict[str, Any] = {t.name: t.url for t in parse_targets(config)}
-    for t in parse_targets(list(args.urls)):
-        name, i = t.name, 2
-        while name in targets:
-            name, i = f"{t.name}#{i}", i + 1
-        targets[name] = t.url
+    # One target model: the configuration's targets keep their kind (an MCP server is probed as
+    # one, as the doctor and the API do), and the URLs given join them under unique names.
+    targets = parse_targets([*parse_targets(config), *parse_targets(list(args.urls))])
     if not targets and not args.port:
         raise UsageError("nothing to check: give --config FILE, URLs, or --port N")
     timeout = args.timeout
     if timeout is None:
-        configured = config.get("service_timeout")
-        timeout = 5.0
-        if isinstance(configured, int | float) and not isinstance(configured, bool):
-            timeout = float(configured) if configured > 0 else 5.0
+        timeout = _configured_timeout(config.get("service_timeout"))
     port_lines, port_rows = _holders(args.port)
     report = check_external_services(targets, timeout=timeout) if targets else None
     if args.json:
@@ -109,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             doc["ports"] = port_rows
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        out = ([report.to_text()] if report is not None else []) + port_lines
+        from ._render import services_text
+
+        out = ([services_text(report)] if report is not None else []) + port_lines
         sys.stdout.write("\n".join(out) + "\n")
     return EXIT_OK if report is None or report else EXIT_FINDINGS

@@ -37,6 +37,8 @@ FALLBACK_REQUIREMENTS = (
     "attrs>=23.1",
     "typing-extensions>=4.6",
     "xxhash>=3",
+    "sortedcontainers>=2.4",
+    "rich>=13",
 )
 
 Status = Literal["ok", "missing", "broken", "outdated", "invalid"]

@@ -18,12 +18,13 @@ from urllib.parse import urljoin, urlsplit
 import attrs
 
 from .._redact import redact
+from ._budget import READ_BUDGET, oversized
 from ._net import Outcome, Phase, ProbeFailure, connect, printable, ssl_context
 from ._targets import DEFAULT_PORTS, Target, make_target
 
 __all__ = ["HTTPResponse", "probe_http", "probe_mcp", "request"]
 
-_MAX_BODY = 1 << 20
+_NOT_HTTP = "an MCP answer is a few kilobytes: check that the URL is the MCP endpoint"
 _MAX_REDIRECTS = 3
 _MCP_PROTOCOL = "2025-03-26"
 _STATUS_LINE = re.compile(rb"^HTTP/(\d)(?:\.(\d))? (\d{3})(?: (.*))?$")
@@ -82,13 +83,40 @@ async def _read_head(reader: asyncio.StreamReader, phase: Phase) -> tuple[int, s
         )
     headers: dict[str, str] = {}
     phase.name = "reading HTTP headers"
+    size = 0
     for _ in range(200):
         raw = await reader.readline()
         if raw in (b"\r\n", b"\n", b""):
             break
+        size += len(raw)
+        if size > READ_BUDGET:
+            raise oversized("HTTP headers", size, "check that the URL is the service's endpoint")
         name, _, value = raw.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
     return int(m.group(3)), (m.group(4) or b"").decode("latin-1"), headers
+
+
+class _Lines:
+    """
+    Hands ``done`` each run of complete lines once, as they arrive.
+
+    Checking the whole body after every read made a peer that drips one byte at a time cost
+    quadratic time, with the loop frozen while the body was parsed again and again.
+    """
+
+    def __init__(self, done: Callable[[bytes], bool] | None) -> None:
+        self.done = done
+        self.checked = 0
+
+    def __call__(self, body: bytearray) -> bool:
+        if self.done is None:
+            return False
+        end = body.rfind(b"\n", self.checked)
+        if end < 0:
+            return False
+        fresh = bytes(body[self.checked : end + 1])
+        self.checked = end + 1
+        return self.done(fresh)
 
 
 async def _read_body(
@@ -99,28 +127,39 @@ async def _read_body(
 ) -> bytes:
     phase.name = "reading the HTTP body"
     body = bytearray()
+    seen = _Lines(done)
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        while len(body) < _MAX_BODY:
+        while True:
             size_line = await reader.readline()
             if not size_line:
                 break
-            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            digits = size_line.split(b";")[0].strip() or b"0"
+            try:
+                size = int(digits, 16) if len(digits) <= 16 else READ_BUDGET + 1
+            except ValueError:
+                raise ProbeFailure(
+                    Outcome(False, "protocol", f"bad HTTP chunk size {printable(digits)!r}", None)
+                ) from None
             if size == 0:
                 break
+            if len(body) + size > READ_BUDGET:
+                raise oversized("an HTTP chunk", size, _NOT_HTTP)
             body += await reader.readexactly(size)
             await reader.readexactly(2)
-            if done is not None and done(bytes(body)):
+            if seen(body):
                 break
         return bytes(body)
     length = headers.get("content-length")
     if length is not None and length.isdigit():
-        return await reader.readexactly(min(int(length), _MAX_BODY))
-    while len(body) < _MAX_BODY:
-        chunk = await reader.read(65536)
+        if len(length) > 18 or int(length) > READ_BUDGET:
+            raise oversized("an HTTP body", int(length) if len(length) <= 18 else 10**18, _NOT_HTTP)
+        return await reader.readexactly(int(length))
+    while len(body) < READ_BUDGET:
+        chunk = await reader.read(READ_BUDGET - len(body))
         if not chunk:
             break
         body += chunk
-        if done is not None and done(bytes(body)):
+        if seen(body):
             break
     return bytes(body)
 
@@ -133,6 +172,7 @@ async def request(
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     done: Callable[[bytes], bool] | None = None,
+    read_body: bool = True,
 ) -> HTTPResponse:
     """
     Send one HTTP request on a fresh connection and read the answer.
@@ -145,6 +185,8 @@ async def request(
         headers: Extra request headers.
         done: For streamed bodies: stop reading once this returns True for the body so far.
             A GET that answers ``text/event-stream`` without ``done`` stops after the headers.
+            ``done`` sees each run of complete lines once, never the whole body again.
+        read_body: False when only the status and headers matter (a health GET).
     """
     assert target.host is not None and target.port is not None
     host_header = _host_header(target)
@@ -169,7 +211,13 @@ async def request(
         await writer.drain()
         status, reason, head = await _read_head(reader, phase)
         streamed = "text/event-stream" in head.get("content-type", "")
-        if method == "HEAD" or status in (204, 304) or status < 200 or (streamed and not done):
+        if (
+            not read_body
+            or method == "HEAD"
+            or status in (204, 304)
+            or status < 200
+            or (streamed and not done)
+        ):
             data = b""
         else:
             data = await _read_body(reader, head, phase, done)
@@ -185,7 +233,7 @@ def _same_host(a: Target, b: Target) -> bool:
 async def _get_following(target: Target, phase: Phase) -> tuple[HTTPResponse, Target]:
     current = target
     for _ in range(_MAX_REDIRECTS + 1):
-        resp = await request(current, phase)
+        resp = await request(current, phase, read_body=False)
         location = resp.headers.get("location")
         if resp.status not in (301, 302, 303, 307, 308) or not location:
             return resp, current

@@ -161,6 +161,35 @@ def hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+# errno -> (status, message with {where} and {why}, next step), for the OSErrors a probe meets.
+_ERRNO_OUTCOMES: dict[int, tuple[str, str, str]] = {
+    code: outcome
+    for codes, outcome in (
+        (
+            (errno.ENETUNREACH, errno.EHOSTUNREACH),
+            (
+                "unreachable",
+                "{where} is unreachable ({why})",
+                "check routes, firewalls and security groups between here and the host",
+            ),
+        ),
+        (
+            (errno.ENOENT,),
+            ("refused", "socket {where} does not exist", "start the service or fix the path"),
+        ),
+        (
+            (errno.EACCES, errno.EPERM),
+            (
+                "error",
+                "permission denied connecting to {where}",
+                "check file permissions of the socket, or firewall rules",
+            ),
+        ),
+    )
+    for code in codes
+}
+
+
 def classify_error(err: BaseException, where: str, phase: Phase) -> Outcome:
     """
     Turn an exception a probe met into an outcome with the next step.
@@ -186,6 +215,14 @@ def classify_error(err: BaseException, where: str, phase: Phase) -> Outcome:
             f"TLS handshake with {where} failed ({err.reason or err})",
             "check that the port speaks TLS (rediss:// and https:// need a TLS listener)",
         )
+    if isinstance(err, asyncio.LimitOverrunError | ValueError):
+        # StreamReader.readline: a "line" longer than the reader's 64 KiB limit.
+        return Outcome(
+            False,
+            "protocol",
+            f"{where} sent more than a probe reads without the line end its protocol needs",
+            "the port may belong to another service; check the port in the URL",
+        )
     if isinstance(err, ConnectionRefusedError):
         return Outcome(
             False,
@@ -201,24 +238,9 @@ def classify_error(err: BaseException, where: str, phase: Phase) -> Outcome:
             f"{where} {how} while {phase.name}",
             "the port may belong to another service, a proxy, or need TLS; check the service log",
         )
-    if isinstance(err, OSError) and err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-        return Outcome(
-            False,
-            "unreachable",
-            f"{where} is unreachable ({err.strerror})",
-            "check routes, firewalls and security groups between here and the host",
-        )
-    if isinstance(err, OSError) and err.errno == errno.ENOENT:
-        return Outcome(
-            False, "refused", f"socket {where} does not exist", "start the service or fix the path"
-        )
-    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM):
-        return Outcome(
-            False,
-            "error",
-            f"permission denied connecting to {where}",
-            "check file permissions of the socket, or firewall rules",
-        )
+    if isinstance(err, OSError) and (known := _ERRNO_OUTCOMES.get(err.errno or 0)) is not None:
+        status, message, hint = known
+        return Outcome(False, status, message.format(where=where, why=err.strerror), hint)
     if isinstance(err, UnicodeError):
         return Outcome(
             False, "invalid", f"invalid host name ({err})", "fix the host in the URL (IDNA)"

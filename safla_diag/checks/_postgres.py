@@ -20,6 +20,7 @@ from typing import Any
 
 from .._lazy import import_optional
 from .._redact import redact
+from ._budget import READ_BUDGET, oversized
 from ._net import Outcome, Phase, ProbeFailure, connect, printable, ssl_context
 from ._targets import Target
 
@@ -119,7 +120,7 @@ async def _message(reader: asyncio.StreamReader, phase: Phase) -> tuple[bytes, b
         )
     raw = await reader.readexactly(4)
     (size,) = struct.unpack("!i", raw)
-    if size < 4 or size > 1 << 20:
+    if size < 4 or size > READ_BUDGET:
         rest = await _read_some(reader)
         raise ProbeFailure(
             Outcome(
@@ -226,10 +227,18 @@ async def probe_postgres(target: Target, phase: Phase, *, use_driver: bool = Tru
 
 async def _until(reader: asyncio.StreamReader, phase: Phase, wanted: bytes) -> tuple[bytes, bytes]:
     """Read messages until one of kind ``wanted`` or an ErrorResponse (``E``); skip the rest."""
+    read = 0
     while True:
         kind, payload = await _message(reader, phase)
         if kind in (wanted, b"E"):
             return kind, payload
+        read += 5 + len(payload)
+        if read > READ_BUDGET:  # endless small messages: bounded time is not enough
+            raise oversized(
+                "messages before the answer",
+                read,
+                "a PostgreSQL server answers in a few hundred bytes: check the port",
+            )
 
 
 def _classify(error_payload: bytes, user: str, db: str) -> Outcome:

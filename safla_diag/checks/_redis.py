@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+from ._budget import READ_BUDGET, oversized
 from ._net import Outcome, Phase, ProbeFailure, connect, printable, ssl_context
 from ._targets import Target
 
 __all__ = ["probe_redis"]
+
+_NOT_REDIS = "a Redis PING answers in a few bytes: check that the port in redis_url is Redis"
 
 
 def _command(*parts: str) -> bytes:
@@ -32,8 +35,15 @@ async def _reply(reader: asyncio.StreamReader, phase: Phase, what: str) -> bytes
                 "the port belongs to another service; check the port in redis_url",
             )
         )
-    if line[:1] == b"$":  # a bulk string: consume its body too
-        size = int(line[1:].strip() or b"-1")
+    if line[:1] == b"$":  # a bulk string: consume its body too, when it is of a sane size
+        digits = line[1:].strip()
+        if not digits.lstrip(b"-").isdigit() or len(digits) > 18:
+            raise oversized(
+                f"a bulk reply announced as {printable(digits, 24)!r}", 10**18, _NOT_REDIS
+            )
+        size = int(digits)
+        if size > READ_BUDGET:
+            raise oversized("a bulk reply", size, _NOT_REDIS)
         if size >= 0:
             await reader.readexactly(size + 2)
     return line.rstrip(b"\r\n")

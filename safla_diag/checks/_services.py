@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -226,7 +227,40 @@ def _timeout_outcome(timeout: float, phase: Phase, where: str) -> Outcome:
     )
 
 
-async def _run_one(target: Target, timeout: float, deadline: float) -> ServiceResult:
+MAX_PROBES = 256
+"""Probes in flight at once at most; the rest wait their turn (see :func:`probe_slots`)."""
+
+
+def probe_slots() -> int:
+    """
+    How many probes may run at once: half the file descriptors this process has left, at most
+    :data:`MAX_PROBES`, at least 1.
+
+    A probe holds one socket at a time; a thousand targets under ``ulimit -n 256`` must queue,
+    not fail with "Too many open files".
+    """
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        used = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 64
+    except (ImportError, OSError, ValueError):
+        return 64
+    if soft == resource.RLIM_INFINITY:
+        return MAX_PROBES
+    return max(1, min(MAX_PROBES, (soft - used) // 2))
+
+
+async def _run_one(
+    target: Target, timeout: float, deadline: float, slots: asyncio.Semaphore
+) -> ServiceResult:
+    if target.error is not None:
+        return await _probe_one(target, timeout, deadline)
+    async with slots:  # the probe's own timeout starts when its turn comes
+        return await _probe_one(target, timeout, deadline)
+
+
+async def _probe_one(target: Target, timeout: float, deadline: float) -> ServiceResult:
     loop = asyncio.get_running_loop()
     phase = Phase()
     start = time.perf_counter()
@@ -290,7 +324,9 @@ async def acheck_external_services(targets: object, *, timeout: float = 5.0) -> 
             a ``{name: url}`` mapping, or a list of URLs. Schemes: redis, rediss, unix,
             postgresql/postgres(+driver), http, https, tcp, dns, mysql (TCP only).
         timeout: Seconds each probe may take; since they run concurrently, the whole check takes
-            about as long as the slowest probe and never much longer than ``timeout``.
+            about as long as the slowest probe and never much longer than ``timeout``. At most
+            half the file descriptors left to the process (and at most 256) are probed at once;
+            the others wait their turn, so a very long list takes longer than ``timeout``.
 
     Returns:
         The report; a bad URL is a result (status ``invalid``), never an exception.
@@ -307,7 +343,8 @@ async def acheck_external_services(targets: object, *, timeout: float = 5.0) -> 
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     deadline = loop.time() + timeout
-    results = await asyncio.gather(*(_run_one(t, float(timeout), deadline) for t in parsed))
+    slots = asyncio.Semaphore(probe_slots())
+    results = await asyncio.gather(*(_run_one(t, float(timeout), deadline, slots) for t in parsed))
     report = ServiceReport(
         results=list(results), timeout=float(timeout), elapsed_s=time.perf_counter() - start
     )

@@ -103,6 +103,8 @@ def make_target(name: str, url: object, *, kind: str | None = None) -> Target:
         parts: SplitResult = urlsplit(url)
     except ValueError as err:
         return _bad(name, url, f"malformed URL ({err})")
+    if _junk_after_bracket(parts.netloc):
+        return _bad(name, url, "malformed URL (text after the IPv6 address's ']')")
     scheme = _base_scheme(parts.scheme)
     probe = kind or _KINDS.get(scheme)
     if probe is None:
@@ -143,6 +145,12 @@ def make_target(name: str, url: object, *, kind: str | None = None) -> Target:
         path=parts.path,
         query=query,
     )
+
+
+def _junk_after_bracket(netloc: str) -> bool:
+    # urlsplit accepts "http://[::1]x/" and then connects to [::1]:80; after ']' only ":port" fits.
+    host = netloc.rpartition("@")[2]
+    return "]" in host and host.rpartition("]")[2][:1] not in ("", ":")
 
 
 def _bad(name: str, url: str, why: str, *, scheme: str = "") -> Target:
@@ -202,6 +210,10 @@ def parse_targets(targets: object) -> list[Target]:
     """
     Build the probe targets from a configuration, a ``{name: url}`` mapping or a list of URLs.
 
+    The one target model of the library: the API, the doctor and the CLI all probe what this
+    returns, so an MCP server is probed as one everywhere. A list may also hold Targets already
+    parsed (kept as they are, renamed ``name#2`` when a name repeats).
+
     From a configuration: ``database_url`` (as ``database``), ``redis_url`` (as ``redis``), each
     of ``mcp_servers`` (as ``mcp:<name>``), ``mcp_task_queue`` when it is a PostgreSQL URL, and
     every entry of ``services``.
@@ -225,6 +237,9 @@ def parse_targets(targets: object) -> list[Target]:
                 f"URLs, not {type(targets).__name__}"
             )
         for url in targets:
+            if isinstance(url, Target):  # already parsed (the CLI merges config and URLs)
+                out.append(attrs.evolve(url, name=_unique(url.name, seen)))
+                continue
             scheme = url.partition(":")[0].lower() if isinstance(url, str) else "target"
             out.append(make_target(_unique(scheme or "target", seen), url))
         return out

@@ -72,6 +72,9 @@ def _split(value: str) -> SplitResult | None:
         _ = parts.hostname
     except ValueError:
         return None
+    host = parts.netloc.rpartition("@")[2]
+    if "]" in host and host.rpartition("]")[2][:1] not in ("", ":"):
+        return None  # "http://[::1]x/": urlsplit accepts it, nothing can connect to it
     return parts
 
 

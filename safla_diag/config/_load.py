@@ -14,6 +14,7 @@ from ._keys import KEYS
 
 if TYPE_CHECKING:
     import tomllib
+    from pathlib import Path
 
 __all__ = ["ENV_PREFIX", "env_overrides", "load_configuration", "read_file"]
 
@@ -118,12 +119,7 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigurationError(
             f"unsupported file type {suffix or '(none)'!r}: expected .toml or .json", source=name
         )
-    try:
-        data = p.read_bytes()
-    except OSError as err:
-        raise ConfigurationError(
-            f"cannot read the file: {err.strerror or type(err).__name__}", source=name
-        ) from err
+    data = _read_capped(p, name)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -136,6 +132,8 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ConfigurationError(_toml_issue(err, text), source=name) from err
         except RecursionError as err:
             raise ConfigurationError("malformed TOML: nested too deeply", source=name) from err
+        except ValueError as err:  # the only other ValueError: int() refuses so many digits
+            raise ConfigurationError(_TOO_MANY_DIGITS.format("TOML"), source=name) from err
     else:
         try:
             loaded = json.loads(text)
@@ -145,12 +143,65 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             ) from err
         except RecursionError as err:
             raise ConfigurationError("malformed JSON: nested too deeply", source=name) from err
+        except ValueError as err:  # the only other ValueError: int() refuses so many digits
+            raise ConfigurationError(_TOO_MANY_DIGITS.format("JSON"), source=name) from err
     if not isinstance(loaded, dict):
         raise ConfigurationError(
             f"expected a table (an object) at the top level, got a {type(loaded).__name__}",
             source=name,
         )
     return loaded
+
+
+_TOO_MANY_DIGITS = "malformed {}: a number with more digits than Python reads (4300)"
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+"""A configuration file larger than this is refused: configurations are a few kilobytes."""
+
+
+def _read_capped(p: Path, name: str) -> bytes:
+    """
+    The bytes of a regular file of at most MAX_FILE_BYTES, or a one-line ConfigurationError.
+
+    Opened non-blocking, so that a FIFO nobody writes cannot hang the caller, then checked with
+    ``fstat``: a FIFO, a device (``/dev/zero``) or a socket is refused, and at most one byte more
+    than the cap is ever read.
+    """
+    import stat
+
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise ConfigurationError(
+            f"cannot read the file: {err.strerror or type(err).__name__}", source=name
+        ) from err
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigurationError("cannot read the file: Is a directory", source=name)
+        if not stat.S_ISREG(mode):
+            raise ConfigurationError(
+                "not a regular file (a pipe, a device or a socket): give a .toml or .json file",
+                source=name,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_FILE_BYTES and (chunk := os.read(fd, 1024 * 1024)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as err:
+        raise ConfigurationError(
+            f"cannot read the file: {err.strerror or type(err).__name__}", source=name
+        ) from err
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigurationError(
+            f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB: not a configuration",
+            source=name,
+        )
+    return data
 
 
 def _toml_issue(err: tomllib.TOMLDecodeError, text: str) -> str:

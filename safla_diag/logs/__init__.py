@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from ._analyze import LogReport, analyze_logs
+from ._analyze import LogReport, aanalyze_logs, analyze_logs
+from ._mine import mine_templates
 
-__all__ = ["LogReport", "analyze_logs"]
+__all__ = ["LogReport", "aanalyze_logs", "analyze_logs", "mine_templates"]

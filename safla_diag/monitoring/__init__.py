@@ -5,8 +5,7 @@ from __future__ import annotations
 from ._leaks import LeakAnalysis, MemoryLeakDetector
 from ._loop import LoopMonitor
 from ._memory import MemoryMonitor
-from ._metrics import register_opentelemetry, register_prometheus
-from ._optimizer import VectorMemoryOptimizer
+from ._optimizer import MemoryOptimization, VectorMemoryOptimizer
 from ._performance import PerformanceMonitor
 
 __all__ = [
@@ -14,8 +13,7 @@ __all__ = [
     "LoopMonitor",
     "MemoryLeakDetector",
     "MemoryMonitor",
+    "MemoryOptimization",
     "PerformanceMonitor",
     "VectorMemoryOptimizer",
-    "register_opentelemetry",
-    "register_prometheus",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._redact import describe_error
+from .._report import JsonMixin, html_block, html_table
 from ._cgroup import read_cgroup_memory
 from ._memory import MB, effective_memory
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import psutil
 
 __all__ = [
+    "MemoryOptimization",
     "VectorMemoryOptimizer",
 ]
 
@@ -47,6 +49,65 @@ def _malloc_trim() -> bool:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return bool(trim(0))
+
+
+class MemoryOptimization(dict[str, Any], JsonMixin):
+    """
+    What ``VectorMemoryOptimizer.optimize_memory_usage()`` did: a plain ``dict`` that is a report.
+
+    Keys: ``action`` ("none", "gc" or "gc+caches"), ``memory_percent_before`` and ``_after``,
+    ``rss_before_mb``, ``rss_after_mb``, ``freed_mb``, ``gc_collected`` (objects per generation),
+    ``caches_cleared``, ``trimmed`` and ``duration_s``. ``to_dict()``, ``to_json()``,
+    ``to_text()`` and ``_repr_html_()`` render it.
+    """
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly copy."""
+        out = dict(self)
+        out["gc_collected"] = dict(self.get("gc_collected", {}))
+        return out
+
+    def _title(self) -> str:
+        if self.get("action", "none") == "none":
+            return (
+                f"memory optimization: nothing to do at "
+                f"{self.get('memory_percent_before', 0.0):.1f}%"
+            )
+        return (
+            f"memory optimization ({self['action']}): {self['rss_before_mb']:.1f} MB -> "
+            f"{self['rss_after_mb']:.1f} MB, {self['freed_mb']:.1f} MB freed"
+        )
+
+    def to_text(self) -> str:
+        """One line for the outcome, one for the details."""
+        collected = sum(self.get("gc_collected", {}).values())
+        return (
+            f"{self._title()}\n  memory {self.get('memory_percent_before', 0.0):.1f}% -> "
+            f"{self.get('memory_percent_after', 0.0):.1f}%, {collected} objects collected, "
+            f"{self.get('caches_cleared', 0)} caches cleared, "
+            f"{'trimmed' if self.get('trimmed') else 'not trimmed'}, "
+            f"{self.get('duration_s', 0.0) * 1000:.1f} ms"
+        )
+
+    def _repr_html_(self) -> str:
+        """The figures as a table, for Jupyter."""
+        rows = [
+            (key, round(value, 3) if isinstance(value, float) else value)
+            for key, value in self.items()
+            if key != "gc_collected"
+        ]
+        rows += [
+            (f"gc collected (generation {g})", n) for g, n in self.get("gc_collected", {}).items()
+        ]
+        return html_block(self._title(), html_table(("", "value"), rows))
+
+    def __repr__(self) -> str:
+        return (
+            f"<MemoryOptimization action={self.get('action')!r} "
+            f"freed_mb={self.get('freed_mb', 0.0):.1f}>"
+        )
 
 
 class VectorMemoryOptimizer:
@@ -93,6 +154,11 @@ class VectorMemoryOptimizer:
 
     def __repr__(self) -> str:
         return f"<VectorMemoryOptimizer max={self.max_memory_percent:g}% caches={len(self.caches)}>"
+
+    def _repr_html_(self) -> str:
+        from ._html import optimizer_html
+
+        return optimizer_html(self)
 
     # ------------------------------------------------------------------ caches
     def register_cache(self, obj: object, *, weak: bool = True) -> None:
@@ -162,12 +228,13 @@ class VectorMemoryOptimizer:
         )
         return float(100.0 * self.process.memory_info().rss / total)
 
-    def optimize_memory_usage(self, *, force: bool = False) -> dict[str, Any]:
+    def optimize_memory_usage(self, *, force: bool = False) -> MemoryOptimization:
         """
         Free memory if the process is above ``max_memory_percent`` (or always, with ``force``).
 
         Returns:
-            ``action`` ("none", "gc" or "gc+caches"), ``memory_percent_before`` and ``_after``,
+            A :class:`MemoryOptimization` (a ``dict`` with report methods): ``action`` ("none",
+            "gc" or "gc+caches"), ``memory_percent_before`` and ``_after``,
             ``rss_before_mb``, ``rss_after_mb``, ``freed_mb``, ``gc_collected`` (objects per
             generation, as ``{"0": n, "1": n, "2": n}``), ``caches_cleared``, ``trimmed`` and
             ``duration_s``.
@@ -175,18 +242,20 @@ class VectorMemoryOptimizer:
         t0 = time.perf_counter()
         rss_before = self.process.memory_info().rss
         before = self.memory_percent()
-        report: dict[str, Any] = {
-            "action": "none",
-            "memory_percent_before": before,
-            "memory_percent_after": before,
-            "rss_before_mb": rss_before / MB,
-            "rss_after_mb": rss_before / MB,
-            "freed_mb": 0.0,
-            "gc_collected": {},
-            "caches_cleared": 0,
-            "trimmed": False,
-            "duration_s": 0.0,
-        }
+        report = MemoryOptimization(
+            {
+                "action": "none",
+                "memory_percent_before": before,
+                "memory_percent_after": before,
+                "rss_before_mb": rss_before / MB,
+                "rss_after_mb": rss_before / MB,
+                "freed_mb": 0.0,
+                "gc_collected": {},
+                "caches_cleared": 0,
+                "trimmed": False,
+                "duration_s": 0.0,
+            }
+        )
         if before <= self.max_memory_percent and not force:
             report["duration_s"] = time.perf_counter() - t0
             return report

@@ -19,9 +19,9 @@ from typing import Any
 
 from .._errors import IndexCorruptionError, RecoveryError
 from .._redact import redact
-from ._fs import copy_to_new_file, fsync_dir, hash_file
+from ._fs import copy_to_new_file, fsync_dir, hash_file, open_regular
 from ._health import BackupInfo
-from ._live import stamp
+from ._live import Progress, Ticker, stamp
 from ._manifest import Manifest, ManifestError
 
 __all__ = ["BACKUP_MANIFEST", "BackupFolder"]
@@ -29,6 +29,8 @@ __all__ = ["BACKUP_MANIFEST", "BackupFolder"]
 logger = logging.getLogger("safla_diag.vector")
 
 BACKUP_MANIFEST = "manifest.json"
+_CLOCK_SKEW = 300.0  # seconds a backup's name may lie ahead of this clock (another host's)
+_NAME_SLACK = 3600.0
 _BACKUP_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-g\d{6,}(?:-\d+)?$")
 
 
@@ -66,20 +68,36 @@ class BackupFolder:
 
     # ------------------------------------------------------------------------- writing
 
-    def copy_in(self, fd_in: int, candidates: list[Manifest]) -> Path:
+    def copy_in(
+        self,
+        fd_in: int,
+        candidates: list[Manifest],
+        *,
+        data_dir: Path,
+        sidecars: tuple[str, ...] = (),
+        progress: Progress | None = None,
+    ) -> Path:
         """
-        Copy the open live index into a new backup, verified against one of ``candidates``.
+        Copy the open live index and its sidecars into a new backup, verified against one of
+        ``candidates`` (a manifest without files adopts what it finds: a folder written without
+        one).
 
         Raises:
-            IndexCorruptionError: When the copy matches none of the manifests.
-            RecoveryError: When the copy does not read back as written.
+            IndexCorruptionError: When a copy matches none of the manifests.
+            RecoveryError: When a copy does not read back as written.
         """
         algorithm = candidates[0].algorithm
+        adopting = len(candidates) == 1 and not candidates[0].files
+        names = (
+            sidecars if adopting else tuple(n for n in candidates[0].files if n != self.index_file)
+        )
+        total = os.fstat(fd_in).st_size + sum(_size(data_dir / n) for n in names)
+        tick = Ticker(progress, total)
         work = self._work_name("backup")
         os.mkdir(work)
         try:
             dest = work / self.index_file
-            on_disk = copy_to_new_file(fd_in, dest)
+            on_disk = copy_to_new_file(fd_in, dest, progress=tick.at(self.index_file))
             size, digest = hash_file(dest, algorithm)
             source = _matching(candidates, self.index_file, size, digest)
             if source is None:
@@ -89,21 +107,49 @@ class BackupFolder:
                 )
             if on_disk != size or os.fstat(fd_in).st_size != size:
                 raise RecoveryError(f"the backup copy did not read back as written ({dest})")
-            name = f"{stamp()}-g{source.generation:06d}"
+            files = dict(source.files)
+            for name in names:
+                if adopting and not (data_dir / name).exists():
+                    continue
+                files[name] = self._copy_sidecar(data_dir / name, work / name, source, tick)
+            now = time.time()
             manifest = source.evolve(
-                backup_of=str(self.index_path),
-                backed_up_at=time.time(),
+                files=files,
+                backup_of=str(self.index_path.absolute()),
+                backed_up_at=now,
                 index_file=self.index_file,
             )
             manifest.write(work / BACKUP_MANIFEST)
             fsync_dir(work)
-            final = self._rename_unique(work, name)
+            final = self._rename_unique(work, f"{stamp(now)}-g{source.generation:06d}")
             fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
         logger.info("backed up generation %d to %s", source.generation, redact(str(final)))
         return final
+
+    @staticmethod
+    def _copy_sidecar(src: Path, dest: Path, source: Manifest, tick: Ticker) -> dict[str, Any]:
+        """Copy one sidecar; it must match ``source``'s entry when there is one."""
+        try:
+            fd = open_regular(src)
+        except FileNotFoundError:
+            raise IndexCorruptionError(
+                f"not backing up: the sidecar {src.name} the manifest lists is missing"
+            ) from None
+        try:
+            copy_to_new_file(fd, dest, progress=tick.at(src.name))
+        finally:
+            os.close(fd)
+        size, digest = hash_file(dest, source.algorithm)
+        entry = source.files.get(src.name)
+        if entry is not None and (entry["size"], entry["checksum"]) != (size, digest):
+            raise IndexCorruptionError(
+                f"not backing up: the sidecar {src.name} does not match its manifest (damaged); "
+                "restore or save the index again first"
+            )
+        return {"size": size, "checksum": digest}
 
     def _rename_unique(self, work: Path, name: str) -> Path:
         for n in range(1000):
@@ -139,7 +185,13 @@ class BackupFolder:
             entries = [e for e in os.scandir(self.root) if _BACKUP_NAME.match(e.name)]
         except FileNotFoundError:
             return []
-        folders = (Path(e.path) for e in entries if e.is_dir())
+        # Only real folders (a symlink named like a backup may point anywhere), and no name dated
+        # in the future: the library names backups after the time they were taken, so a future
+        # name was not written by it, and would otherwise always sort first.
+        latest = stamp(time.time() + _CLOCK_SKEW)
+        folders = (
+            Path(e.path) for e in entries if e.is_dir(follow_symlinks=False) and e.name <= latest
+        )
         return sorted((f for f in folders if self._is_ours(f)), key=lambda p: p.name, reverse=True)
 
     def _is_ours(self, folder: Path) -> bool:
@@ -168,19 +220,33 @@ class BackupFolder:
         path = Path(backup_path)
         if not path.is_absolute() and not path.exists():
             path = self.root / path
-        path = path.resolve()
-        if path.is_file():
+        if path.is_file() and not path.is_symlink():
             path = path.parent
+        path = path.parent.resolve() / path.name
         # Only a finished backup generation: not a temp folder still being written, nor one
-        # that retention is deleting, nor anything else someone put in the backup folder.
-        if path.parent != root or not _BACKUP_NAME.match(path.name):
+        # that retention is deleting, nor a symlink, nor anything else put in the backup folder.
+        if (
+            path.parent != root
+            or not _BACKUP_NAME.match(path.name)
+            or path.is_symlink()
+            or not path.is_dir()
+        ):
             raise RecoveryError(
                 f"refusing to restore from {backup_path}: it is not a backup in {self.root}"
             )
         return path
 
-    def inspect(self, folder: Path, *, verify: bool) -> tuple[BackupInfo, Manifest | None]:
-        """Describe one backup; with ``verify``, hash its index against its manifest."""
+    def inspect(
+        self, folder: Path, *, verify: bool, index_id: str | None = None
+    ) -> tuple[BackupInfo, Manifest | None]:
+        """
+        Describe one backup; with ``verify``, hash its index against its manifest.
+
+        Args:
+            folder: The backup's folder.
+            verify: Also hash its index file.
+            index_id: The live index's id, when known: a backup of another index is unusable.
+        """
         base: dict[str, Any] = {"path": str(folder), "name": folder.name}
         try:
             manifest = Manifest.read(folder / BACKUP_MANIFEST)
@@ -208,28 +274,77 @@ class BackupFolder:
         )
         problem = None
         verified: bool | None = None
-        try:
-            st = (folder / name).stat()
-        except FileNotFoundError:
-            st = None
-        if entry is None or st is None:
-            problem, verified = f"its index file {name} is missing", False
-        elif st.st_size != entry["size"]:
-            problem, verified = (
-                f"its index file is {st.st_size} bytes, the manifest says {entry['size']}",
-                False,
+        theirs = manifest.body.get("index_id")
+        if name != self.index_file or (index_id and theirs and theirs != index_id):
+            problem = (
+                f"it is a backup of another index ({manifest.body.get('backup_of', name)}), "
+                f"not of {self.index_path.name}"
             )
+        elif not _name_fits(folder.name, manifest):
+            problem = "its name does not match its manifest (it was not made by safla-diag)"
+        elif entry is None:
+            problem, verified = f"its index file {name} is missing", False
+        elif (problem := _files_problem(folder, manifest, self.index_file)) is not None:
+            verified = False
         elif self.dimension is not None and idx["dimension"] != self.dimension:
             problem = f"it has dimension {idx['dimension']} but the host expects {self.dimension}"
         elif verify:
-            verified = hash_file(folder / name, manifest.algorithm)[1] == entry["checksum"]
-            if not verified:
-                problem = f"its {manifest.algorithm} checksum does not match its manifest (damaged)"
+            problem = _hash_problem(folder, manifest, self.index_file)
+            verified = problem is None
         return BackupInfo(**info, problem=problem, verified=verified), manifest
 
     def list(self, *, verify: bool = False) -> list[BackupInfo]:
         """One BackupInfo per backup of this index, newest first."""
         return [self.inspect(f, verify=verify)[0] for f in self.folders()]
+
+
+def _what(name: str, index_file: str) -> str:
+    return "index file" if name == index_file else f"sidecar {name}"
+
+
+def _files_problem(folder: Path, manifest: Manifest, index_file: str) -> str | None:
+    """The first file of the backup that is missing or has the wrong size, or None."""
+    for name, entry in manifest.files.items():
+        what = _what(name, index_file)
+        try:
+            st = (folder / name).stat()
+        except FileNotFoundError:
+            return (
+                f"its {what} {name} is missing" if name == index_file else f"its {what} is missing"
+            )
+        if st.st_size != entry["size"]:
+            return f"its {what} is {st.st_size} bytes, the manifest says {entry['size']}"
+    return None
+
+
+def _hash_problem(folder: Path, manifest: Manifest, index_file: str) -> str | None:
+    """The first file of the backup whose checksum is not its manifest's, or None."""
+    for name, entry in manifest.files.items():
+        if hash_file(folder / name, manifest.algorithm)[1] != entry["checksum"]:
+            what = _what(name, index_file)
+            return (
+                f"its {what}'s {manifest.algorithm} checksum does not match its manifest (damaged)"
+            )
+    return None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _name_fits(name: str, manifest: Manifest) -> bool:
+    """Whether a backup's name is the one the library gave it (its generation and its time)."""
+    generation = name.split("-g", 1)[1].split("-", 1)[0]
+    if int(generation) != manifest.generation:
+        return False
+    taken = manifest.body.get("backed_up_at")
+    if not isinstance(taken, (int, float)) or isinstance(taken, bool):
+        return True  # older backups: their time is only in their name
+    # Named a moment before its manifest was written (older versions: a few seconds at most).
+    return stamp(taken - _NAME_SLACK) <= name[: len(stamp(0))] <= stamp(taken)
 
 
 def _matching(candidates: list[Manifest], name: str, size: int, digest: str) -> Manifest | None:

@@ -11,25 +11,40 @@ and canary queries pass.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .._errors import IndexCorruptionError
 from .._redact import redact
-from ._fs import hash_file
+from ._fs import NotRegularFile, hash_file, new_hasher, read_regular
 from ._health import Check, IndexHealth
 from ._live import LiveIndex, Manifests
 from ._manifest import Manifest
 from ._probe import ProbeResult
 
-__all__ = ["ADVICE_RESTORE", "Diagnosis", "diagnose_index", "judge_probe"]
+__all__ = [
+    "ADVICE_PERMISSION",
+    "ADVICE_RESTORE",
+    "Diagnosis",
+    "diagnose_index",
+    "judge_probe",
+    "read_verified_sidecar",
+]
 
 logger = logging.getLogger("safla_diag.vector")
 
 ADVICE_RESTORE = (
     "restore the newest good backup (safla-diag vector restore DIR) or rebuild from the source "
     "vectors (safla-diag vector rebuild-index DIR --from FILE.npy)"
+)
+
+ADVICE_PERMISSION = (
+    "the file is not damaged as far as we know: give this process (uid {uid}) read access to it "
+    "and its folder (check the owner, mode and any read-only mount), then check again"
 )
 
 RunProbe = Callable[[Manifest | None], ProbeResult]
@@ -87,6 +102,11 @@ class _Findings:
     def failed(self) -> Check | None:
         return next((c for c in self.checks if c.passed is False), None)
 
+    def unreadable(self, name: str, err: OSError) -> None:
+        """EACCES: a permission problem, with advice about access rather than restoring."""
+        detail = f"the index file cannot be read by this process: {err.strerror or err}"
+        self.add(name, False, detail, ADVICE_PERMISSION.format(uid=os.geteuid()))
+
     def fill_from(self, m: Manifest) -> None:
         self.facts.update(_shape(m.index), generation=m.generation)
 
@@ -121,6 +141,7 @@ def diagnose_index(
     dimension: int | None,
     run_probe: RunProbe,
     probed: ProbeResult | None = None,
+    progress: Callable[[int, int], object] | None = None,
 ) -> Diagnosis:
     """
     Check the live index, cheapest check first.
@@ -131,8 +152,12 @@ def diagnose_index(
         dimension: The dimension the host expects, if any.
         run_probe: Runs the isolated load, given the manifest whose canaries to check.
         probed: A result of the isolated load already obtained (many files in one child).
+        progress: Called as ``progress(step, steps)``: the cheap checks, then the isolated load.
     """
     t0 = time.perf_counter()
+    steps = 2 if deep else 1
+    if progress is not None:
+        progress(0, steps)
     found = _Findings(path=str(live.index_path))
     manifests = live.manifests()
     found.facts["manifest"] = manifests.current is not None
@@ -141,11 +166,17 @@ def diagnose_index(
     size = _check_present(live, found)
     if size is not None:
         matched, go_on = _check_manifests(live, manifests, size, found, dimension)
+        if go_on:
+            go_on = _check_sidecars(live, manifests, matched, found)
+        if progress is not None:
+            progress(1, steps)
         if go_on and size == 0:
             found.add("isolated load", False, "the file is empty (0 bytes)")
         elif go_on and (deep or matched is None):
             probe = probed if probed is not None else run_probe(matched)
             _check_probe(found, probe, matched, size, dimension)
+    if progress is not None:
+        progress(steps, steps)
     return _finish(found, matched, probe, deep=probe is not None, t0=t0)
 
 
@@ -174,10 +205,17 @@ def _finish(
 def _check_present(live: LiveIndex, found: _Findings) -> int | None:
     """The file's size, or None (with a failed check) when it is missing or cannot be read."""
     try:
+        os.close(live.open())
         st = live.index_path.stat()
     except FileNotFoundError:
         where = "" if live.data_dir.is_dir() else " (its folder does not exist either)"
         found.add("file present", False, f"the index file {live.index_path.name} is missing{where}")
+        return None
+    except PermissionError as err:
+        found.unreadable("file present", err)
+        return None
+    except NotRegularFile as err:
+        found.add("file present", False, f"the index path is not a file: {err.strerror}")
         return None
     except OSError as err:
         found.add("file present", False, f"the index file cannot be read: {err.strerror or err}")
@@ -244,6 +282,88 @@ def _check_manifests(
     return matched, found.failed is None
 
 
+def _check_sidecars(
+    live: LiveIndex, manifests: Manifests, matched: Manifest | None, found: _Findings
+) -> bool:
+    """Each sidecar against the manifest; whether to go on (no sidecar failed)."""
+    names = list(live.sidecars)
+    if matched is not None:
+        names += [n for n in matched.files if n != live.index_file and n not in names]
+    for name in names:
+        path = live.data_dir / name
+        entries = [(m, m.files[name]) for m in manifests.candidates if name in m.files]
+        if not path.exists():
+            found.add("sidecar", False, f"the sidecar {name} is missing")
+            continue
+        if matched is None or not entries:
+            found.notes.append(
+                f"sidecar {name}: no manifest lists it, so its checksum could not be verified"
+                + ("" if matched is None else "; save the index again to protect it")
+            )
+            continue
+        # The same save as the index: a sidecar of the other manifest is a mixed bundle.
+        mine = [(m, e) for m, e in entries if m is matched]
+        if not mine:
+            found.add("sidecar", False, f"the manifest the index matches does not list {name}")
+            continue
+        passed, detail = _sidecar_verdict(path, name, mine)
+        others = [(m, e) for m, e in entries if m is not matched]
+        if not passed and others and _sidecar_verdict(path, name, others)[0]:
+            detail = (
+                f"{name} is from another save than the index (a save was interrupted; the next "
+                "start of the library finishes it)"
+            )
+        found.add("sidecar", passed, detail)
+    return found.failed is None
+
+
+def _sidecar_verdict(
+    path: Path, name: str, entries: list[tuple[Manifest, dict[str, Any]]]
+) -> tuple[bool, str]:
+    try:
+        size = path.stat().st_size
+        if size not in [e["size"] for _, e in entries]:
+            expected = entries[0][1]["size"]
+            return False, f"{name} is {size} bytes, the manifest says {expected}"
+        for m, entry in entries:
+            if hash_file(path, m.algorithm) == (entry["size"], entry["checksum"]):
+                return True, f"{name} matches the manifest ({size} bytes)"
+    except OSError as err:
+        return False, f"{name} cannot be read: {err.strerror or err}"
+    return False, f"{name}'s checksum differs from the manifest's (the content is damaged)"
+
+
+def read_verified_sidecar(live: LiveIndex, name: str) -> bytes:
+    """
+    A sidecar's bytes, checked against every manifest that lists it while they are read.
+
+    Raises:
+        IndexCorruptionError: When it is missing, damaged, or no manifest lists it.
+    """
+    entries = [(m, m.files[name]) for m in live.manifests().candidates if name in m.files]
+    if not entries:
+        raise IndexCorruptionError(
+            f"the sidecar {name} cannot be verified: no manifest lists it (save the index with "
+            "save_index(index, sidecars={...}) first)"
+        )
+    cap = max(int(e["size"]) for _, e in entries)
+    try:
+        data = read_regular(live.data_dir / name, cap=cap)
+    except FileNotFoundError:
+        raise IndexCorruptionError(f"the sidecar {name} is missing") from None
+    except OSError as err:
+        raise IndexCorruptionError(f"the sidecar {name} cannot be read: {err.strerror}") from err
+    for m, entry in entries:
+        h = new_hasher(m.algorithm)
+        h.update(data)
+        if (len(data), h.hexdigest()) == (entry["size"], entry["checksum"]):
+            return data
+    raise IndexCorruptionError(
+        f"the sidecar {name} does not match its manifest (damaged); restore the bundle from a "
+        "backup (safla-diag vector restore DIR)"
+    )
+
+
 def _match_checksum(
     live: LiveIndex, candidates: list[Manifest], size: int, found: _Findings
 ) -> Manifest | None:
@@ -253,6 +373,9 @@ def _match_checksum(
         if m.algorithm not in digests:
             try:
                 digests[m.algorithm] = hash_file(live.index_path, m.algorithm)[1]
+            except PermissionError as err:
+                found.unreadable("checksum", err)
+                return None
             except OSError as err:  # a bad sector is a finding, not an exception
                 found.add(
                     "checksum",

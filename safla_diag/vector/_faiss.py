@@ -23,15 +23,15 @@ __all__ = [
     "check_canaries",
     "describe",
     "faiss",
-    "finite_problems",
     "make_canaries",
     "read_index_stream",
     "smoke_search",
-    "structural_problems",
     "write_index_stream",
 ]
 
 METRICS = {0: "inner_product", 1: "l2"}
+#: Classes faiss serialises in no fixed order (hash tables): a re-serialisation differs.
+NONCANONICAL = frozenset({"IndexBinaryHash", "IndexBinaryMultiHash"})
 WRITE_BLOCK = 4 * 1024 * 1024
 
 
@@ -64,21 +64,36 @@ def version() -> str:
     return str(getattr(faiss(), "__version__", "unknown"))
 
 
+def is_binary(index: Any) -> bool:
+    """Whether ``index`` is a binary index (``faiss.IndexBinary*``: bit codes, Hamming distance)."""
+    return isinstance(index, faiss().IndexBinary)
+
+
 def downcast(index: Any) -> Any:
-    return faiss().downcast_index(index)
+    """The concrete class of a float or binary index (faiss hands out base-class proxies)."""
+    f = faiss()
+    if isinstance(index, f.IndexBinary):
+        return f.downcast_IndexBinary(index)
+    return f.downcast_index(index)
 
 
 def describe(index: Any) -> dict[str, Any]:
-    """Class, dimension, ntotal, metric and is_trained of an index."""
+    """Kind (float or binary), class, dimension, ntotal, metric and is_trained of an index."""
     index = downcast(index)
     name = type(index).__name__
+    binary = is_binary(index)
     if name == "IndexFlat":  # index_factory's class; faiss reads it back as IndexFlatL2 / IP
         name = {0: "IndexFlatIP", 1: "IndexFlatL2"}.get(int(index.metric_type), name)
+    if binary:
+        metric = "hamming"
+    else:
+        metric = METRICS.get(int(index.metric_type), f"metric {int(index.metric_type)}")
     return {
+        "kind": "binary" if binary else "float",
         "class": name,
         "dimension": int(index.d),
         "ntotal": int(index.ntotal),
-        "metric": METRICS.get(int(index.metric_type), f"metric {int(index.metric_type)}"),
+        "metric": metric,
         "is_trained": bool(index.is_trained),
     }
 
@@ -88,9 +103,25 @@ def write_index_stream(index: Any, write: Callable[[bytes], int]) -> None:
     f = faiss()
     writer = f.PyCallbackIOWriter(write, WRITE_BLOCK)
     try:
-        f.write_index(index, writer)
+        if is_binary(index):
+            f.write_index_binary(index, writer)
+        else:
+            f.write_index(index, writer)
     finally:
         del writer  # flushes the last block
+
+
+def binary_magic(head: bytes) -> bool:
+    """Whether the first bytes of an index file are a binary index's (fourcc ``IB..``)."""
+    return head[:2] == b"IB"
+
+
+def read_index_file(path: str) -> Any:
+    """Read an index file, float or binary (told apart by its first bytes)."""
+    f = faiss()
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return f.read_index_binary(path) if binary_magic(head) else f.read_index(path)
 
 
 @contextlib.contextmanager
@@ -111,141 +142,43 @@ def vector_byte_limit(limit: int) -> Iterator[None]:
 def read_index_stream(read: Callable[[int], bytes], *, byte_limit: int) -> Any:
     """Deserialise an index from ``read(n) -> bytes``, with the per-vector byte limit."""
     f = faiss()
-    reader = f.PyCallbackIOReader(read, WRITE_BLOCK)
+    head = read(4)
+    pending = bytearray(head)
+
+    def replay(n: int) -> bytes:  # the peeked bytes first, then the rest of the stream
+        if not pending:
+            return read(n)
+        out = bytes(pending[:n])
+        del pending[:n]
+        return out + (read(n - len(out)) if len(out) < n else b"")
+
+    reader = f.PyCallbackIOReader(replay, WRITE_BLOCK)
     with vector_byte_limit(byte_limit):
         try:
-            return f.read_index(reader)  # already the concrete class; it owns its data
+            # Already the concrete class; it owns its data.
+            return f.read_index_binary(reader) if binary_magic(head) else f.read_index(reader)
         finally:
             del reader
 
 
-def _inner(index: Any) -> Any | None:
-    for attr in ("index", "storage"):
+def inner(index: Any) -> Any | None:
+    """The index a wrapper holds (IDMap, PreTransform, HNSW storage, Refine base), or None."""
+    for attr in ("index", "storage", "base_index"):
         sub = getattr(index, attr, None)
         if sub is not None:
             return downcast(sub)
     return None
 
 
-def structural_problems(index: Any) -> list[str]:
-    """Cross-checks faiss's loader does not make (IVF ntotal, IDMap dimension, HNSW levels...)."""
-    f = faiss()
-    index = downcast(index)
-    problems: list[str] = []
-    name = type(index).__name__
-    d, ntotal = int(index.d), int(index.ntotal)
-    if d <= 0:
-        problems.append(f"{name}: dimension {d} is not positive")
-    if ntotal < 0:
-        problems.append(f"{name}: ntotal {ntotal} is negative")
-    metric = int(index.metric_type)
-    if name.endswith("L2") and metric != int(f.METRIC_L2):
-        problems.append(
-            f"{name} is an L2 class but its metric field says {METRICS.get(metric, metric)}"
-        )
-    if name.endswith("IP") and metric != int(f.METRIC_INNER_PRODUCT):
-        problems.append(
-            f"{name} is an inner-product class but its metric field says {METRICS.get(metric, metric)}"
-        )
-    if metric not in METRICS:
-        problems.append(f"{name}: unknown metric type {metric}")
-    if isinstance(index, f.IndexIDMap):
-        sub = downcast(index.index)
-        if int(sub.d) != d:
-            problems.append(f"{name}: outer dimension {d} but inner index has {int(sub.d)}")
-        if int(sub.ntotal) != ntotal:
-            problems.append(f"{name}: ntotal {ntotal} but inner index holds {int(sub.ntotal)}")
-        if int(index.id_map.size()) != ntotal:
-            problems.append(f"{name}: ntotal {ntotal} but {int(index.id_map.size())} ids")
-        problems += structural_problems(sub)
-    elif isinstance(index, f.IndexHNSW):
-        storage = downcast(index.storage)
-        if int(storage.d) != d or int(storage.ntotal) != ntotal:
-            problems.append(
-                f"{name}: header says d={d} ntotal={ntotal}, storage has "
-                f"d={int(storage.d)} ntotal={int(storage.ntotal)}"
-            )
-        if int(index.hnsw.levels.size()) != ntotal:
-            problems.append(f"{name}: {int(index.hnsw.levels.size())} graph levels for {ntotal}")
-        problems += structural_problems(storage)
-    elif isinstance(index, f.IndexIVF):
-        invlists = index.invlists
-        nlist = int(index.nlist)
-        if int(invlists.nlist) != nlist:
-            problems.append(f"{name}: nlist {nlist} but {int(invlists.nlist)} inverted lists")
-        quantizer = downcast(index.quantizer)
-        if int(quantizer.d) != d:
-            problems.append(f"{name}: dimension {d} but quantizer has {int(quantizer.d)}")
-        if index.is_trained and int(quantizer.ntotal) != nlist:
-            problems.append(f"{name}: nlist {nlist} but {int(quantizer.ntotal)} centroids")
-        listed = sum(int(invlists.list_size(i)) for i in range(int(invlists.nlist)))
-        if listed != ntotal:
-            problems.append(f"{name}: header says ntotal={ntotal}, inverted lists hold {listed}")
-    elif isinstance(index, f.IndexFlatCodes):
-        expected = ntotal * int(index.code_size)
-        if int(index.codes.size()) != expected:
-            problems.append(
-                f"{name}: {int(index.codes.size())} code bytes for {ntotal} vectors "
-                f"(expected {expected})"
-            )
-    return problems
-
-
-def _flat_vectors(index: Any) -> npt.NDArray[np.float32] | None:
-    """A zero-copy view of the raw vectors of a flat-coded (IndexFlat) storage, or None."""
-    f = faiss()
-    index = downcast(index)
-    while not isinstance(index, f.IndexFlat):
-        sub = _inner(index)
-        if sub is None:
-            return None
-        index = sub
-    n, d = int(index.ntotal), int(index.d)
-    if n == 0 or int(index.codes.size()) != n * d * 4:
-        return None
-    flat = f.rev_swig_ptr(index.get_xb(), n * d)
-    out: npt.NDArray[np.float32] = flat.reshape(n, d)
-    return out
-
-
-def finite_problems(index: Any) -> list[str]:
-    """Non-finite values, or a run of all-zero vectors (a zeroed disk page), in flat storage."""
+def _queries(n: int, d: int, seed: int = 20240611, *, binary: bool = False) -> npt.NDArray[Any]:
+    """Fixed queries: unit vectors of dimension ``d``, or random codes of ``d`` bits."""
     import numpy as np
 
-    xb = _flat_vectors(index)
-    if xb is None:
-        return []
-    n, d = xb.shape
-    problems: list[str] = []
-    bad = 0
-    zero_run = longest_zero_run = 0
-    step = max(1, (16 * 1024 * 1024) // (4 * d))
-    for start in range(0, n, step):
-        block = xb[start : start + step]
-        bad += int(np.count_nonzero(~np.isfinite(block).all(axis=1)))
-        zero: list[bool] = np.logical_not(block.any(axis=1)).tolist()
-        if not any(zero):
-            zero_run = 0
-            continue
-        for z in zero:
-            zero_run = zero_run + 1 if z else 0
-            longest_zero_run = max(longest_zero_run, zero_run)
-    if bad:
-        problems.append(f"{bad} stored vectors contain NaN or infinity")
-    # A zeroed 4 KiB page covers at least 4096 // (4 * d) - 1 whole vectors; real embeddings are
-    # almost never exactly zero, and zero vectors become everyone's nearest neighbour under L2.
-    threshold = max(2, 4096 // (4 * d) - 1)
-    if longest_zero_run >= threshold:
-        problems.append(
-            f"{longest_zero_run} consecutive stored vectors are all zeros (a zeroed disk page?)"
-        )
-    return problems
-
-
-def _queries(n: int, d: int, seed: int = 20240611) -> npt.NDArray[np.float32]:
-    import numpy as np
-
-    q = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    if binary:
+        codes: npt.NDArray[np.uint8] = rng.integers(0, 256, (n, d // 8), dtype=np.uint8)
+        return codes
+    q = rng.standard_normal((n, d)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     return q
 
@@ -256,9 +189,7 @@ _SUBSET_ABOVE = 50_000
 _SUBSET_COUNT = 8192
 
 
-def _canary_search(
-    index: Any, q: npt.NDArray[np.float32], k: int, subset: int | None
-) -> tuple[Any, Any]:
+def _canary_search(index: Any, q: npt.NDArray[Any], k: int, subset: int | None) -> tuple[Any, Any]:
     """Search ``q``; with ``subset``, only over that many evenly spaced stored positions."""
     import numpy as np
 
@@ -283,6 +214,8 @@ def _canary_search(
 def _subset_for(index: Any) -> int | None:
     f = faiss()
     index = downcast(index)
+    if is_binary(index):
+        return None
     target = downcast(index.index) if isinstance(index, f.IndexIDMap) else index
     exhaustive = isinstance(target, f.IndexFlatCodes)
     return _SUBSET_COUNT if exhaustive and int(index.ntotal) > _SUBSET_ABOVE else None
@@ -298,12 +231,15 @@ def make_canaries(index: Any, *, n: int = 4, k: int = 10) -> dict[str, Any] | No
         return None
     subset = _subset_for(index)
     k = min(k, ntotal, subset or ntotal)
-    q = _queries(n, d)
+    binary = is_binary(index)
+    q = _queries(n, d, binary=binary)
     dist, ids = _canary_search(index, q, k, subset)
+    raw = q.tobytes() if binary else np.ascontiguousarray(q, dtype="<f4").tobytes()
     return {
         "k": k,
         "subset": subset,
-        "queries": base64.b64encode(np.ascontiguousarray(q, dtype="<f4").tobytes()).decode(),
+        "binary": binary,
+        "queries": base64.b64encode(raw).decode(),
         "expected_ids": ids.astype(np.int64).tolist(),
         "expected_distances": [[float(x) for x in row] for row in dist],
     }
@@ -314,12 +250,15 @@ def check_canaries(index: Any, canaries: dict[str, Any]) -> tuple[int, list[str]
     import numpy as np
 
     index = downcast(index)
-    d = int(index.d)
+    binary = is_binary(index)
+    if bool(canaries.get("binary", False)) != binary:
+        return 0, ["canary queries were recorded for another kind of index"]
+    d = int(index.d) // 8 if binary else int(index.d)
     raw = base64.b64decode(canaries["queries"])
-    q = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    q = np.frombuffer(raw, dtype=np.uint8 if binary else "<f4").copy()
     if q.size == 0 or q.size % d:
-        return 0, [f"canary queries do not fit dimension {d}"]
-    q = q.reshape(-1, d)
+        return 0, [f"canary queries do not fit dimension {int(index.d)}"]
+    q = q.reshape(-1, d) if binary else q.astype(np.float32).reshape(-1, d)
     k = int(canaries["k"])
     subset = canaries.get("subset")
     dist, ids = _canary_search(index, q, k, int(subset) if subset else None)
@@ -344,10 +283,12 @@ def smoke_search(index: Any) -> None:
     """One small search: some damaged files load fine and only fail (or crash) at first search."""
     index = downcast(index)
     if int(index.ntotal) > 0:
-        index.search(_queries(2, int(index.d), seed=7), min(3, int(index.ntotal)))
+        q = _queries(2, int(index.d), seed=7, binary=is_binary(index))
+        index.search(q, min(3, int(index.ntotal)))
 
 
 def metric_type(metric: str) -> int:
+    """faiss's metric constant for ``l2`` or ``inner_product``."""
     f = faiss()
     return int(f.METRIC_L2 if metric == "l2" else f.METRIC_INNER_PRODUCT)
 
@@ -360,20 +301,31 @@ def build_index(dimension: int, factory: str, metric: str, *, with_ids: bool) ->
         ValueError: When faiss does not understand the factory string.
     """
     f = faiss()
+    binary = metric == "hamming"
     try:
-        index = f.index_factory(int(dimension), factory, metric_type(metric))
+        if binary:
+            index = f.index_binary_factory(int(dimension), binary_factory(factory))
+        else:
+            index = f.index_factory(int(dimension), factory, metric_type(metric))
     except RuntimeError as err:
         raise ValueError(f"faiss cannot build {factory!r}: {str(err).splitlines()[0]}") from err
     # index_factory returns the concrete class; downcast_index would return a non-owning wrapper.
-    if with_ids and not isinstance(index, f.IndexIDMap):
-        index = f.IndexIDMap2(index)
+    if with_ids and not isinstance(index, (f.IndexIDMap, f.IndexBinaryIDMap)):
+        index = f.IndexBinaryIDMap2(index) if binary else f.IndexIDMap2(index)
     return index
+
+
+def binary_factory(factory: str) -> str:
+    """The binary factory string for ``factory`` (``Flat`` -> ``BFlat``, ``IVF64`` -> ``BIVF64``)."""
+    return factory if factory.startswith("B") else "B" + factory
 
 
 def reserve(index: Any, n: int) -> None:
     """Pre-size a flat index's storage for ``n`` more vectors, so that batched adds never regrow it."""
     f = faiss()
     index = downcast(index)
+    if is_binary(index):
+        return
     target = downcast(index.index) if isinstance(index, f.IndexIDMap) else index
     if not isinstance(target, f.IndexFlatCodes) or not hasattr(target.codes, "resize"):
         return
@@ -386,8 +338,8 @@ def reserve(index: Any, n: int) -> None:
 def nlist(index: Any) -> int | None:
     f = faiss()
     index = downcast(index)
-    while index is not None and not isinstance(index, f.IndexIVF):
-        index = _inner(index)
+    while index is not None and not isinstance(index, (f.IndexIVF, f.IndexBinaryIVF)):
+        index = inner(index)
     return None if index is None else int(index.nlist)
 
 

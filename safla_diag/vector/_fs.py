@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,7 @@ __all__ = [
     "CHUNK",
     "DEFAULT_ALGORITHM",
     "Hasher",
+    "NotRegularFile",
     "atomic_write_bytes",
     "copy_to_new_file",
     "folder_lock",
@@ -35,9 +37,12 @@ __all__ = [
     "make_dirs",
     "new_hasher",
     "open_exclusive",
+    "open_regular",
+    "read_regular",
     "remove_orphans",
     "temp_path",
     "write_all",
+    "write_new_file",
 ]
 
 DEFAULT_ALGORITHM = "xxh3_128"
@@ -104,26 +109,34 @@ def hash_fd(
     return total, h.hexdigest()
 
 
-def copy_to_new_file(fd_in: int, dest: Path) -> int:
+def copy_to_new_file(
+    fd_in: int, dest: Path, *, progress: Callable[[int], object] | None = None
+) -> int:
     """
     Copy an open file (from its start) into a new file ``dest`` (O_EXCL) and fsync it.
 
     The copy runs in the kernel (sendfile) where it can; the caller verifies ``dest`` by hashing
     it afterwards, which checks both the source and the copy against the manifest.
 
+    Args:
+        fd_in: The source, open for reading.
+        dest: The new file.
+        progress: Called with the bytes copied so far, after each chunk.
+
     Returns:
         The size on disk after fsync.
     """
     fd_out = open_exclusive(dest)
     try:
-        size = os.fstat(fd_in).st_size
         offset = 0
         try:
             while True:
-                sent = os.sendfile(fd_out, fd_in, offset, max(size - offset, CHUNK))
+                sent = os.sendfile(fd_out, fd_in, offset, CHUNK)
                 if sent == 0:
                     break
                 offset += sent
+                if progress is not None:
+                    progress(offset)
         except (AttributeError, OSError) as err:
             if offset or (
                 isinstance(err, OSError) and err.errno not in (errno.EINVAL, errno.ENOSYS)
@@ -137,10 +150,71 @@ def copy_to_new_file(fd_in: int, dest: Path) -> int:
 
 
 def hash_file(path: str | os.PathLike[str], algorithm: str = DEFAULT_ALGORITHM) -> tuple[int, str]:
-    """Return (size, hex digest) of a whole file, read in chunks."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    """Return (size, hex digest) of a whole regular file, read in chunks."""
+    fd = open_regular(path)
     try:
         return hash_fd(fd, algorithm)
+    finally:
+        os.close(fd)
+
+
+class NotRegularFile(OSError):
+    """A path that must be a regular file is a FIFO, a device, a socket or a folder."""
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """
+    Open ``path`` for reading, only if it is a regular file (symlinks to one are fine).
+
+    ``O_NONBLOCK`` keeps the open of a FIFO nobody writes from hanging; the kind is checked on the
+    open descriptor, so a swap between a check and the open cannot fool it.
+
+    Raises:
+        NotRegularFile: For a FIFO, a device (``/dev/zero``), a socket or a folder.
+        OSError: When it cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+            raise NotRegularFile(errno.EINVAL, f"{os.fsdecode(path)} is {kind}, not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | os.PathLike[str], *, cap: int) -> bytes:
+    """
+    The bytes of a small regular file, at most ``cap`` of them.
+
+    Raises:
+        NotRegularFile: When it is not a regular file.
+        OSError: When it cannot be read, or holds more than ``cap`` bytes (EFBIG).
+    """
+    fd = open_regular(path)
+    try:
+        if os.fstat(fd).st_size > cap:
+            raise OSError(errno.EFBIG, f"{os.fsdecode(path)} is larger than {cap} bytes")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, min(CHUNK, cap + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:  # it grew while being read
+                raise OSError(errno.EFBIG, f"{os.fsdecode(path)} is larger than {cap} bytes")
+        return b"".join(chunks)
     finally:
         os.close(fd)
 
@@ -204,19 +278,29 @@ def write_all(fd: int, data: bytes | memoryview) -> int:
     return total
 
 
+def write_new_file(path: Path, data: bytes) -> None:
+    """
+    Create ``path`` (O_EXCL) holding ``data``, fsynced, its size on disk checked.
+
+    Raises:
+        OSError: When the disk refuses, or fewer bytes reached it than were written (EIO).
+    """
+    fd = open_exclusive(path)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size != len(data):
+        raise OSError(errno.EIO, f"short write: {size} of {len(data)} bytes", str(path))
+
+
 def atomic_write_bytes(final: Path, data: bytes, *, sync_dir: bool = True) -> None:
     """Write ``data`` to ``final`` atomically and durably (temp, fsync, size check, replace)."""
     tmp = temp_path(final)
-    fd = open_exclusive(tmp)
     try:
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-            size = os.fstat(fd).st_size
-        finally:
-            os.close(fd)
-        if size != len(data):
-            raise OSError(errno.EIO, f"short write: {size} of {len(data)} bytes", str(final))
+        write_new_file(tmp, data)
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -274,16 +358,35 @@ def remove_orphans(folder: Path, *, base: str | None = None) -> list[Path]:
     return removed
 
 
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 @contextlib.contextmanager
-def folder_lock(folder: Path, name: str, *, blocking: bool = True) -> Iterator[bool]:
+def folder_lock(
+    folder: Path, name: str, *, blocking: bool = True, reader: bool = False
+) -> Iterator[bool]:
     """
     Hold an exclusive advisory lock (flock) on ``folder/.<name>.lock`` for writers.
 
     The kernel releases it when the holder dies, so a kill -9 never leaves it stuck. With
     ``blocking=False`` it yields False at once when another process holds it.
+
+    A ``reader`` (a backup) may find the folder read-only (a sidecar with a read-only mount): it
+    then locks an existing lock file opened read-only (flock needs no write access), or, when
+    there is none, goes on unlocked; what it reads is verified against the manifest anyway.
     """
     path = folder / f".{name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    cloexec = getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | cloexec, 0o644)
+    except OSError as err:
+        if not reader or err.errno not in _READ_ONLY:
+            raise
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | cloexec)
+        except OSError:
+            yield True
+            return
     try:
         try:
             import fcntl

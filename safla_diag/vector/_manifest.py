@@ -14,12 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._fs import ALGORITHMS, atomic_write_bytes
+from ._fs import ALGORITHMS, atomic_write_bytes, read_regular
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "Manifest", "ManifestError"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MAX_MANIFEST_BYTES", "Manifest", "ManifestError"]
 
 FORMAT = "safla-diag-vector-manifest"
 FORMAT_VERSION = 1
+#: A manifest is a few KiB (its canaries dominate); anything past this is not one of ours.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 class ManifestError(ValueError):
@@ -154,7 +156,8 @@ class Manifest:
         expected = "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
         if stored != expected:
             raise ManifestError(f"{where} fails its own checksum (it was damaged or edited)")
-        _want(body, "generation", int, where)
+        if _want(body, "generation", int, where) < 0:
+            raise ManifestError(f"{where}: generation {body['generation']} is negative")
         _want(body, "created_at", (int, float), where)
         algorithm = _want(body, "checksum_algorithm", str, where)
         if algorithm not in ALGORITHMS:
@@ -187,9 +190,13 @@ class Manifest:
             ManifestError: When it exists but is damaged.
         """
         try:
-            data = path.read_bytes()
+            data = read_regular(path, cap=MAX_MANIFEST_BYTES)
         except FileNotFoundError:
             return None
+        except OSError as err:  # a FIFO, /dev/zero, a folder, a huge file: damaged, not a hang
+            raise ManifestError(
+                f"manifest {path.name} cannot be used: {err.strerror or err}"
+            ) from None
         return cls.from_bytes(data, where=f"manifest {path.name}")
 
     def write(self, path: Path, *, sync_dir: bool = True) -> None:

@@ -10,27 +10,30 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from .._aio import off_loop
 from .._errors import IndexCorruptionError, RecoveryError
 from .._redact import redact
 from ._backups import BackupFolder
-from ._diagnose import Diagnosis, diagnose_index
-from ._fs import ALGORITHMS, DEFAULT_ALGORITHM, hash_file, make_dirs
+from ._diagnose import Diagnosis, diagnose_index, read_verified_sidecar
+from ._fs import ALGORITHMS, DEFAULT_ALGORITHM, NotRegularFile, make_dirs
 from ._health import BackupInfo, IndexHealth
-from ._live import LiveIndex
+from ._live import LiveIndex, sidecar_names
 from ._manifest import Manifest
 from ._probe import ProbeJob, ProbeResult, probe_files
-from ._rebuild import METRICS, Progress, build, load_ids, load_vectors
+from ._rebuild import METRICS, Progress, build, load_ids, load_vectors, source_record
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["BackupInfo", "IndexHealth", "VectorIndexRecovery", "bulk_probe"]
+__all__ = ["BackupInfo", "IndexHealth", "VectorIndexRecovery"]
 
 logger = logging.getLogger("safla_diag.vector")
 
@@ -52,6 +55,9 @@ class VectorIndexRecovery:
         checksum: ``xxh3_128`` (default, fast) or ``sha256`` for new manifests; both verify.
         probe_timeout: Seconds allowed to load one file in the child; None scales with the size.
         memory_factor: The child may grow by this many times the file's size before it is stopped.
+        sidecars: Names of files in ``data_dir`` that belong to the index (a LangChain store's
+            ``index.pkl``, an id map): checksummed in the manifest, backed up and restored with
+            the index as one bundle.
 
     Raises:
         ValueError: For an invalid argument.
@@ -68,6 +74,7 @@ class VectorIndexRecovery:
         checksum: str = DEFAULT_ALGORITHM,
         probe_timeout: float | None = None,
         memory_factor: float = 4.0,
+        sidecars: Sequence[str] = (),
     ) -> None:
         if not isinstance(index_file, str) or not index_file or "/" in index_file:
             raise ValueError(f"index_file must be a plain file name, got {index_file!r}")
@@ -83,6 +90,7 @@ class VectorIndexRecovery:
             raise ValueError(f"checksum must be one of {ALGORITHMS}, got {checksum!r}")
         if memory_factor <= 0:
             raise ValueError("memory_factor must be positive")
+        self.sidecars = sidecar_names(sidecars, index_file)
         self.data_dir = Path(data_dir)
         self.backup_dir = Path(backup_dir)
         self.index_file = index_file
@@ -91,7 +99,13 @@ class VectorIndexRecovery:
         self.checksum = checksum
         self.probe_timeout = probe_timeout
         self.memory_factor = memory_factor
-        self._live = LiveIndex(self.data_dir, self.backup_dir, index_file)
+        self._live = LiveIndex(
+            self.data_dir,
+            self.backup_dir,
+            index_file,
+            keep_aside=keep_backups,
+            sidecars=self.sidecars,
+        )
         self._backups = BackupFolder(
             self.backup_dir,
             index_file=index_file,
@@ -122,7 +136,7 @@ class VectorIndexRecovery:
         """
         return not self.diagnose().ok
 
-    def diagnose(self, *, deep: bool = False) -> IndexHealth:
+    def diagnose(self, *, deep: bool = False, progress: Progress | None = None) -> IndexHealth:
         """
         Check the index, cheapest check first, and say what is wrong in words an operator can use.
 
@@ -131,17 +145,33 @@ class VectorIndexRecovery:
         (memory-capped, with a timeout) that reports its class, dimension, ntotal and metric, checks
         its structure and runs the canary queries; a file faiss chokes on cannot crash the host.
 
+        Sidecars are checked against the manifest too (size and checksum; their contents are
+        never interpreted: a pickle is never unpickled).
+
         Args:
             deep: Also load the index in a child process.
+            progress: Called as ``progress(step, steps)`` as the checks go (the isolated load is
+                the long step of a deep check).
 
         Returns:
             An IndexHealth; truthy when healthy. An empty index is healthy.
         """
-        return self._diagnosis(deep=deep).health
+        return self._diagnosis(deep=deep, progress=progress).health
 
-    def _diagnosis(self, *, deep: bool, probed: ProbeResult | None = None) -> Diagnosis:
+    def _diagnosis(
+        self,
+        *,
+        deep: bool,
+        probed: ProbeResult | None = None,
+        progress: Progress | None = None,
+    ) -> Diagnosis:
         return diagnose_index(
-            self._live, deep=deep, dimension=self.dimension, run_probe=self._probe, probed=probed
+            self._live,
+            deep=deep,
+            dimension=self.dimension,
+            run_probe=self._probe,
+            probed=probed,
+            progress=progress,
         )
 
     def _probe(self, manifest: Manifest | None) -> ProbeResult:
@@ -172,7 +202,7 @@ class VectorIndexRecovery:
         for _attempt in range(3):
             try:
                 fd = self._live.open()
-            except FileNotFoundError:
+            except OSError:  # missing, or not a file: the diagnosis says which
                 fd = -1
             try:
                 found = self._diagnosis(deep=deep)
@@ -213,6 +243,8 @@ class VectorIndexRecovery:
         source: str | os.PathLike[str] | None = None,
         ids_source: str | os.PathLike[str] | None = None,
         canaries: int = 4,
+        sidecars: Mapping[str, bytes] | None = None,
+        keep_old: bool = False,
     ) -> str:
         """
         Write ``index`` atomically and durably, with a manifest; the only way we write an index.
@@ -229,13 +261,18 @@ class VectorIndexRecovery:
                 ``rebuild_index()`` can use it later.
             ids_source: The ``.npy`` file of the ids, likewise.
             canaries: How many canary queries to record (0 for none).
+            sidecars: New contents of sidecar files (``{name: bytes}``), committed with the index
+                in one manifest: a crash leaves the old bundle or the new one, never a mix. A
+                declared sidecar not given keeps its current bytes.
+            keep_old: Keep the replaced index as ``.replaced-*`` (``.corrupt-*`` when it was
+                damaged), bounded in number like backups.
 
         Returns:
             The path of the index file.
 
         Raises:
             TypeError: When ``index`` is not a faiss index.
-            ValueError: When its dimension is not the configured one.
+            ValueError: When its dimension is not the configured one, or a sidecar is not declared.
             OSError: When the disk refuses (the old index is left untouched).
         """
         from . import _faiss
@@ -247,7 +284,12 @@ class VectorIndexRecovery:
             raise ValueError(
                 f"the index has dimension {desc['dimension']} but the host expects {self.dimension}"
             )
-        source_info = self._source_info(source, ids_source)
+        for name, data in (sidecars or {}).items():
+            if name not in self.sidecars:
+                raise ValueError(f"{name!r} is not a declared sidecar (sidecars={self.sidecars})")
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"sidecar {name!r} must be bytes, got {type(data).__name__}")
+        source_info = source_record(source, ids_source, self.checksum)
         canary_doc = _faiss.make_canaries(index, n=canaries) if canaries else None
         t0 = time.perf_counter()
 
@@ -260,11 +302,16 @@ class VectorIndexRecovery:
                 faiss_version=_faiss.version(),
                 canaries=canary_doc,
                 source=source_info,
-                extra={"index_file": self.index_file},
+                extra={"index_file": self.index_file, "index_id": index_id},
             )
 
+        index_id = self._live.manifests().index_id or secrets.token_hex(8)
         generation, size = self._live.write(
-            lambda write: _faiss.write_index_stream(index, write), self.checksum, manifest
+            lambda write: _faiss.write_index_stream(index, write),
+            self.checksum,
+            manifest,
+            sidecars={k: bytes(v) for k, v in (sidecars or {}).items()},
+            keep_old=keep_old,
         )
         logger.info(
             "saved vector index generation %d (%d vectors, %d bytes) in %.3f s",
@@ -272,37 +319,38 @@ class VectorIndexRecovery:
         )  # fmt: skip
         return str(self.index_path)
 
-    def _source_info(
-        self, source: str | os.PathLike[str] | None, ids_source: str | os.PathLike[str] | None
-    ) -> dict[str, Any] | None:
-        if source is None:
-            return None
-        size, digest = hash_file(source, self.checksum)
-        info: dict[str, Any] = {
-            "path": str(Path(source).resolve()),
-            "size": size,
-            "checksum": digest,
-            "checksum_algorithm": self.checksum,
-        }
-        if ids_source is not None:
-            isize, idigest = hash_file(ids_source, self.checksum)
-            info["ids"] = {
-                "path": str(Path(ids_source).resolve()),
-                "size": isize,
-                "checksum": idigest,
-            }
-        return info
+    def read_sidecar(self, name: str) -> bytes:
+        """
+        The bytes of a sidecar, verified against the manifest (size and checksum) as read.
+
+        Args:
+            name: A declared sidecar.
+
+        Returns:
+            Its contents.
+
+        Raises:
+            ValueError: When ``name`` is not a declared sidecar.
+            IndexCorruptionError: When it is missing, damaged, or no manifest vouches for it.
+        """
+        if name not in self.sidecars:
+            raise ValueError(f"{name!r} is not a declared sidecar (sidecars={self.sidecars})")
+        return read_verified_sidecar(self._live, name)
 
     # ---------------------------------------------------------------------------- backups
 
-    def backup_index(self) -> str:
+    def backup_index(self, *, progress: Progress | None = None) -> str:
         """
         Take a verified backup of the live index as a new, immutable generation.
 
         The live file is copied while it is hashed and checked against its manifest (a damaged
         index is never backed up over good backups), fsynced, re-read and compared, and its
         manifest written last; the folder appears under its final name only when complete. Only the
-        newest ``keep_backups`` are kept.
+        newest ``keep_backups`` are kept. The live index (and its sidecars) is verified against
+        its manifest before a byte is copied, so a damaged index is refused at the cost of a read.
+
+        Args:
+            progress: Called as ``progress(bytes copied, bytes in all)``.
 
         Returns:
             The path of the new backup's folder.
@@ -312,7 +360,7 @@ class VectorIndexRecovery:
             RecoveryError: When the copy does not read back as written.
         """
         make_dirs(self.backup_dir)
-        with self._live.locked():
+        with self._live.locked(reader=True):
             candidates = self._live.manifests().candidates
             try:
                 fd_in = self._live.open()
@@ -320,10 +368,23 @@ class VectorIndexRecovery:
                 raise IndexCorruptionError(
                     f"there is no index to back up at {self.index_path}"
                 ) from None
+            except NotRegularFile as err:
+                raise IndexCorruptionError(f"not backing up: {err.strerror}") from None
             try:
                 if not candidates:
                     candidates = [self._adopted_manifest()]
-                path = self._backups.copy_in(fd_in, candidates)
+                elif not self._live.cheap_ok():
+                    found = self._diagnosis(deep=False)
+                    raise IndexCorruptionError(
+                        f"not backing up a damaged index: {found.health.problem}"
+                    )
+                path = self._backups.copy_in(
+                    fd_in,
+                    candidates,
+                    data_dir=self.data_dir,
+                    sidecars=self.sidecars,
+                    progress=progress,
+                )
             finally:
                 os.close(fd_in)
         self._backups.apply_retention(keep=path)
@@ -341,7 +402,7 @@ class VectorIndexRecovery:
             files={},
             algorithm=self.checksum,
             faiss_version="unknown (written without a manifest)",
-            extra={"index_file": self.index_file},
+            extra={"index_file": self.index_file, "index_id": secrets.token_hex(8)},
         )
 
     def list_backups(self, *, verify: bool = False) -> list[BackupInfo]:
@@ -358,7 +419,12 @@ class VectorIndexRecovery:
 
     # ---------------------------------------------------------------------------- restore
 
-    def restore_from_backup(self, backup_path: str | os.PathLike[str] | None = None) -> bool:
+    def restore_from_backup(
+        self,
+        backup_path: str | os.PathLike[str] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> bool:
         """
         Restore the newest backup whose checksums verify (or the one given), atomically.
 
@@ -371,6 +437,8 @@ class VectorIndexRecovery:
         Args:
             backup_path: A backup folder inside ``backup_dir`` (or a file in one); None for the
                 newest good one.
+            progress: Called as ``progress(bytes copied, bytes in all)`` for the backup being
+                installed.
 
         Returns:
             True when a backup was restored, False when none could be.
@@ -385,18 +453,24 @@ class VectorIndexRecovery:
             folders = self._backups.folders()
         skipped: list[BackupInfo] = []
         self.last_restored = None
+        index_id = self._live.manifests().index_id
         try:
             for folder in folders:
-                info, manifest = self._backups.inspect(folder, verify=False)
+                info, manifest = self._backups.inspect(folder, verify=False, index_id=index_id)
                 problem = info.problem
                 if manifest is not None and problem is None:
-                    name = str(manifest.body.get("index_file", self.index_file))
-                    problem = self._live.install(folder / name, manifest, restored_from=folder.name)
+                    problem = self._live.install(
+                        folder,
+                        manifest,
+                        restored_from=folder.name,
+                        index_id=index_id,
+                        progress=progress,
+                    )
                     if problem is None:
-                        self.last_restored = _with(info, verified=True)
+                        self.last_restored = attrs.evolve(info, verified=True)
                         logger.warning("restored the vector index from backup %s", folder.name)
                         return True
-                    info = _with(info, problem=problem, verified=False)
+                    info = attrs.evolve(info, problem=problem, verified=False)
                 skipped.append(info)
                 logger.warning("skipping backup %s: %s", folder.name, redact(problem or ""))
         finally:
@@ -425,20 +499,25 @@ class VectorIndexRecovery:
             vectors_source: A ``.npy`` file (opened memory-mapped, so it may be larger than memory)
                 or an array of shape (n, d); None uses the source recorded in the manifest.
             dimension: The expected dimension (defaults to the configured one).
-            metric: ``cosine`` (vectors are normalised), ``l2`` or ``inner_product``.
-            factory: A faiss factory string: ``Flat``, ``IVF1024,Flat``, ``HNSW32``, ...
+            metric: ``cosine`` (vectors are normalised), ``l2``, ``inner_product``, or
+                ``hamming`` for a binary index over uint8 codes of shape (n, d / 8).
+            factory: A faiss factory string: ``Flat``, ``IVF1024,Flat``, ``HNSW32``, ... (for
+                ``hamming``, the binary factory: ``Flat``, ``IVF64``, ``HNSW32``, ``Hash2x8``).
             batch_size: Vectors added per batch.
             ids: Ids (a ``.npy`` file or an array of n int64), to wrap the index in an IndexIDMap2.
             progress: Called as ``progress(done, total)`` after each batch; otherwise progress
-                is logged at INFO.
+                is logged at INFO. The index it replaces is kept as ``.replaced-*``.
             train_size: Vectors sampled to train IVF/PQ indexes (default: enough for the lists).
 
         Returns:
             True once the new index is saved (then ``diagnose()`` passes).
 
         Raises:
-            ValueError: For a bad argument (metric, factory, shape, dimension, ids).
-            RecoveryError: When the source vectors contain NaN or infinity, or no source is known.
+            ValueError: For a bad argument (metric, a factory faiss cannot parse, shape, dimension,
+                ids).
+            RecoveryError: When the source vectors contain NaN or infinity, no source is known,
+                or the factory cannot be built over these vectors (``HNSW0``, more IVF lists than
+                vectors, ``IDMap`` without ids); faiss never sees a factory it would abort on.
         """
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
@@ -447,7 +526,7 @@ class VectorIndexRecovery:
         if vectors_source is None:
             vectors_source, ids = self._recorded_source(ids)
         want = dimension if dimension is not None else self.dimension
-        x, source_path = load_vectors(vectors_source, dimension=want)
+        x, source_path = load_vectors(vectors_source, dimension=want, binary=metric == "hamming")
         id_array, ids_path = load_ids(ids, int(x.shape[0])) if ids is not None else (None, None)
         index = build(
             x,
@@ -458,7 +537,8 @@ class VectorIndexRecovery:
             train_size=train_size,
             progress=progress,
         )
-        self.save_index(index, source=source_path, ids_source=ids_path)
+        # The index being replaced is kept aside (bounded in number, like backups).
+        self.save_index(index, source=source_path, ids_source=ids_path, keep_old=True)
         return True
 
     def _recorded_source(self, ids: Any) -> tuple[str, Any]:
@@ -474,9 +554,11 @@ class VectorIndexRecovery:
 
     # ---------------------------------------------------------------------------- async twins
 
-    async def adiagnose(self, *, deep: bool = False) -> IndexHealth:
+    async def adiagnose(
+        self, *, deep: bool = False, progress: Progress | None = None
+    ) -> IndexHealth:
         """:meth:`diagnose`, run in the loop's default executor."""
-        return await off_loop(self.diagnose, deep=deep)
+        return await off_loop(self.diagnose, deep=deep, progress=progress)
 
     async def adetect_corruption(self) -> bool:
         """:meth:`detect_corruption`, run in the loop's default executor."""
@@ -490,13 +572,22 @@ class VectorIndexRecovery:
         """:meth:`load_index`, run in the loop's default executor."""
         return await off_loop(self.load_index, deep=deep)
 
-    async def abackup_index(self) -> str:
+    async def abackup_index(self, *, progress: Progress | None = None) -> str:
         """:meth:`backup_index`, run in the loop's default executor."""
-        return await off_loop(self.backup_index)
+        return await off_loop(self.backup_index, progress=progress)
 
-    async def arestore_from_backup(self, backup_path: str | os.PathLike[str] | None = None) -> bool:
+    async def arestore_from_backup(
+        self,
+        backup_path: str | os.PathLike[str] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> bool:
         """:meth:`restore_from_backup`, run in the loop's default executor."""
-        return await off_loop(self.restore_from_backup, backup_path)
+        return await off_loop(self.restore_from_backup, backup_path, progress=progress)
+
+    async def aread_sidecar(self, name: str) -> bytes:
+        """:meth:`read_sidecar`, run in the loop's default executor."""
+        return await off_loop(self.read_sidecar, name)
 
     async def arebuild_index(self, vectors_source: Any = None, **kwargs: Any) -> bool:
         """:meth:`rebuild_index`, run in the loop's default executor."""
@@ -505,14 +596,3 @@ class VectorIndexRecovery:
     async def alist_backups(self, *, verify: bool = False) -> list[BackupInfo]:
         """:meth:`list_backups`, run in the loop's default executor."""
         return await off_loop(self.list_backups, verify=verify)
-
-
-def _with(info: BackupInfo, **changes: Any) -> BackupInfo:
-    import attrs
-
-    return attrs.evolve(info, **changes)
-
-
-def bulk_probe(paths: Sequence[str], **kwargs: Any) -> list[ProbeResult]:
-    """Probe many files in one child (used by the corruption battery)."""
-    return probe_files([ProbeJob(path=p) for p in paths], **kwargs)

@@ -85,3 +85,66 @@ def test_services_from_a_configuration_file(cli: Any, tmp_path: Path, redis_url:
         "mcp:1": "refused",
     }
     assert SECRET not in proc.stdout
+
+
+async def _run_cli(*args: str) -> tuple[int, str, str]:
+    """The CLI as a child process, awaited, so that this loop keeps serving the test's servers."""
+    import asyncio
+    import sys
+
+    from ..conftest import cli_env
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "safla_diag",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.anyio
+async def test_one_target_model_for_cli_doctor_and_api(tmp_path: Path) -> None:
+    """A streamable-HTTP MCP server answering 405 to GET is ok for `services`, doctor and the API."""
+    from safla_diag import Diagnostics, acheck_external_services
+
+    from ..checks._servers import fake_http, mcp_routes, serve
+
+    async with serve(fake_http(mcp_routes())) as port:
+        config = {"mcp_servers": [{"name": "main", "url": f"http://127.0.0.1:{port}/mcp"}]}
+        path = tmp_path / "safla.json"
+        path.write_text(json.dumps(config))
+        code, out, err = await _run_cli("services", "--config", str(path), "--json")
+        assert code == 0, out + err
+        (result,) = json.loads(out)["results"]
+        assert (result["name"], result["kind"], result["ok"]) == ("mcp:main", "mcp", True)
+        api = await acheck_external_services(config)
+        assert api.ok and api["mcp:main"].kind == "mcp"
+        doctor = await Diagnostics(config, sections=["services"]).adoctor()
+        assert doctor.section("services").severity == "info"
+        # A URL given beside the configuration joins it under its own name.
+        code, out, err = await _run_cli(
+            "services", "--config", str(path), f"http://127.0.0.1:{port}/mcp", "--json"
+        )
+        names = [r["name"] for r in json.loads(out)["results"]]
+        assert names == ["mcp:main", "http"], out + err
+
+
+def test_huge_configured_timeout_is_not_a_traceback(cli: Any, tmp_path: Path) -> None:
+    """A service_timeout of 10**400 in the file falls back to the default: no OverflowError."""
+    path = tmp_path / "safla.json"
+    path.write_text(
+        '{"service_timeout": 1'
+        + "0" * 400
+        + f', "redis_url": "redis://127.0.0.1:{closed_port()}/0"'
+        + "}"
+    )
+    proc = cli("services", "--config", str(path))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "refused" in proc.stdout

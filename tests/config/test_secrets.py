@@ -160,3 +160,58 @@ def test_redact_masks_what_the_config_holds() -> None:
         f'{{"api_key": "{PASSWORD}", "Authorization": "Bearer {TOKEN}"}}',
     ):
         assert_clean(redact(value))
+
+
+SPACED = ("s3 cret", "correct horse battery", "correct horse battery staple")
+# Words that appear nowhere else in the configuration or the outputs.
+SPACED_WORDS = ("cret", "horse", "battery", "staple")
+
+
+def spaced_config() -> dict[str, Any]:
+    """A valid configuration whose passwords hold spaces (issue 12, item 4)."""
+    return {
+        "database_url": "postgresql://app:correct horse battery@127.0.0.1:1/x",
+        "redis_url": "redis://:s3 cret@127.0.0.1:1/0",
+        "vector_dimension": 8,
+        "mcp_servers": [
+            {"name": "tools", "url": "http://bot:correct horse battery@127.0.0.1:1/mcp"}
+        ],
+        "services": {"search": "http://elastic:s3 cret@127.0.0.1:1/"},
+        "service_timeout": 1,
+    }
+
+
+def assert_no_spaced_secret(text: str) -> None:
+    """No word of a spaced password appears in ``text``."""
+    for word in SPACED_WORDS:
+        assert word not in text, f"{word!r} leaked in: {text[:2000]}"
+
+
+def test_spaced_passwords_are_masked_in_the_config_object() -> None:
+    """SaflaConfig's repr, str and to_dict mask a whole password with spaces."""
+    cfg = SaflaConfig.from_mapping(spaced_config())
+    for shown in (repr(cfg), str(cfg), json.dumps(cfg.to_dict()), repr(cfg.mcp_servers)):
+        assert_no_spaced_secret(shown)
+    assert "correct horse battery" in json.dumps(cfg.to_dict(redact=False))
+
+
+def test_spaced_passwords_never_reach_any_cli_output(tmp_path: Path) -> None:
+    """config show/validate, services and doctor, text and JSON: no word of a spaced password."""
+    path = tmp_path / "spaced.json"
+    cfg = spaced_config()
+    cfg["environment"] = '"password": "correct horse battery staple"'
+    path.write_text(json.dumps(cfg))
+    runs = [
+        ("config", "show", str(path)),
+        ("config", "show", str(path), "--json"),
+        ("config", "validate", str(path)),
+        ("services", "--config", str(path), "--timeout", "1"),
+        ("services", "--config", str(path), "--timeout", "1", "--json"),
+        ("doctor", "--config", str(path), "--timeout", "1"),
+        ("doctor", "--config", str(path), "--timeout", "1", "--json"),
+    ]
+    for args in runs:
+        out = run_cli("-vv", *args, timeout=120)
+        assert "Traceback" not in out.stderr, out.stderr
+        assert out.stdout, (args, out.stderr)
+        assert_no_spaced_secret(out.stdout + out.stderr)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from safla_diag import mine_templates
+
 START = datetime(2026, 11, 28, 8, 0, 0, tzinfo=UTC)
 
 # level -> [(format string, expected template)]
@@ -47,15 +49,33 @@ class Truth:
 
     counts: Counter[str] = field(default_factory=Counter)
     templates: Counter[tuple[str, str]] = field(default_factory=Counter)
-    records: list[tuple[datetime, str, str]] = field(default_factory=list)  # (ts, level, template)
+    records: list[tuple[datetime, str, str]] = field(default_factory=list)  # (ts, level, message)
+    shapes: list[str] = field(default_factory=list)  # the message shape of each record
     lines: int = 0
     grep: Counter[str] = field(default_factory=Counter)  # substring -> lines containing it
 
     def counts_since(self, since: datetime) -> Counter[str]:
         return Counter(level for ts, level, _ in self.records if ts >= since)
 
-    def templates_since(self, since: datetime) -> Counter[tuple[str, str]]:
-        return Counter((level, t) for ts, level, t in self.records if ts >= since)
+    def templates_since(
+        self, since: datetime | None = None, chosen: tuple[str, ...] = ("ERROR", "CRITICAL")
+    ) -> Counter[tuple[str, str]]:
+        """(level, template) -> records, the templates as mine_templates groups the messages."""
+        picked = [
+            (lv, msg)
+            for ts, lv, msg in self.records
+            if lv in chosen and (since is None or ts >= since)
+        ]
+        templates = mine_templates([msg for _, msg in picked])
+        return Counter((lv, t) for (lv, _), t in zip(picked, templates, strict=True))
+
+    def template_times(self) -> dict[tuple[str, str], list[datetime]]:
+        picked = [(ts, lv, msg) for ts, lv, msg in self.records if lv in ("ERROR", "CRITICAL")]
+        templates = mine_templates([msg for _, _, msg in picked])
+        out: dict[tuple[str, str], list[datetime]] = {}
+        for (ts, lv, _), t in zip(picked, templates, strict=True):
+            out.setdefault((lv, t), []).append(ts)
+        return out
 
 
 def _fill(fmt: str, rng: random.Random) -> str:
@@ -103,8 +123,9 @@ def _line(kind: str, ts: datetime, level: str, msg: str, rng: random.Random) -> 
     raise ValueError(kind)
 
 
-def expected_template(kind: str, template: str) -> str:
-    return f"safla.core: {template}" if kind == "logging" else template
+def message_of(kind: str, msg: str) -> str:
+    """The message analyze_logs reads from a line of this kind (the logger leads in one)."""
+    return f"safla.core: {msg}" if kind == "logging" else msg
 
 
 def make_log(
@@ -129,13 +150,12 @@ def make_log(
         fmt, tmpl = rng.choice(MESSAGES[level])
         msg = _fill(fmt, rng)
         out.append(_line(kind, ts, level, msg, rng))
-        expected = expected_template(kind, tmpl)
         truth.counts[level] += 1
-        truth.records.append((ts, level, expected))
-        if level in ("ERROR", "CRITICAL"):
-            truth.templates[(level, expected)] += 1
+        truth.records.append((ts, level, message_of(kind, msg)))
+        truth.shapes.append(tmpl)
         if traceback_every and level == "ERROR" and i % traceback_every == 0 and kind != "json":
             out.extend(TRACEBACK)
+    truth.templates = truth.templates_since()
     truth.lines = len(out)
     for word in ("slow", "Traceback", "redis"):
         truth.grep[word] = sum(1 for line in out if word in line)

@@ -8,13 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safla_diag.logs._formats import (
-    find_level,
-    normalise_level,
-    parse_since,
-    parse_timestamp,
-    sniff,
-)
+from safla_diag.logs._formats import parse_line, sniff
+from safla_diag.logs._levels import canonical, level_word
+from safla_diag.logs._time import parse_since, parse_timestamp
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -128,53 +124,113 @@ def test_parse_since_only_raises_value_error(text: str) -> None:
         pass
 
 
-def test_levels() -> None:
-    """Level names are upper-cased; WARN and FATAL are the logging module's WARNING and CRITICAL."""
-    assert normalise_level("warn") == "WARNING"
-    assert normalise_level("Fatal") == "CRITICAL"
-    assert normalise_level("error") == "ERROR"
-    m = find_level("2026-11-28 10:00:00 INFO app: no ERROR here", 19)
-    assert m is not None
-    assert m[1] == "INFO"
-    assert find_level("x.error_handler: ok") is None
+@pytest.mark.parametrize(
+    ("word", "level"),
+    [
+        ("warn", "WARNING"), ("W", "WARNING"), ("Warning", "WARNING"),
+        ("ERR", "ERROR"), ("e", "ERROR"), ("error", "ERROR"),
+        ("FATAL", "CRITICAL"), ("crit", "CRITICAL"), ("SEVERE", "CRITICAL"),
+        ("EMERG", "CRITICAL"), ("alert", "CRITICAL"), ("Critical", "CRITICAL"),
+        ("notice", "NOTICE"), ("I", "INFO"), ("Info", "INFO"),
+        ("D", "DEBUG"), ("V", "DEBUG"), ("TRACE", "DEBUG"), ("debug", "DEBUG"),
+        ("audit", "AUDIT"),
+    ],
+)  # fmt: skip
+def test_level_synonyms(word: str, level: str) -> None:
+    """Every spelling maps to its canonical name; an unknown name is kept, upper-cased."""
+    assert canonical(word) == level
 
 
-def test_sniff_logging_default_is_fixed_offset() -> None:
-    """logging's default format puts the level at byte 24 of every line."""
+def test_level_words_in_headers() -> None:
+    """Upper and Title case anywhere in a header; lower case only bracketed or first."""
+    assert level_word("[error]") == "ERROR"
+    assert level_word("ERROR:") == "ERROR"
+    assert level_word("error") is None
+    assert level_word("error", first=True) == "ERROR"
+    assert level_word("errors") is None
+
+
+LINES = [
+    # Loghub's sixteen systems
+    ("HDFS", b"081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 done", "INFO"),
+    ("Hadoop", b"2015-10-18 18:01:47,978 WARN [main] org.apache.hadoop.X: lost", "WARNING"),
+    ("Spark", b"17/06/09 20:10:40 ERROR executor.Executor: boom", "ERROR"),
+    ("Zookeeper", b"2015-07-29 17:41:44,747 - WARN  [QuorumPeer[myid=1]/0:0:0:0:0:0:0:0:2181:F@774] - x", "WARNING"),
+    ("BGL", b"- 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 R02-M1-N0-C:J12-U11 RAS KERNEL FATAL data TLB error", "CRITICAL"),
+    ("HPC", b"2286759 full partition status 1061219795 -1 running", None),
+    ("Thunderbird", b"- 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond[2916]: (root) CMD", None),
+    ("Windows", b"2016-09-28 04:30:31, Error                 CSI    00000001 bad", "ERROR"),
+    ("Linux", b"Jun 14 15:16:01 combo sshd(pam_unix)[19939]: check pass; user unknown", None),
+    ("Android", b"03-17 16:13:38.811  1702  2395 W WindowManager: slow", "WARNING"),
+    ("HealthApp", b"20171223-22:15:29:606|Step_LSC|30002312|onStandStepChanged 3579", None),
+    ("Apache", b"[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok", "NOTICE"),
+    ("Proxifier", b"[10.30 16:49:06] chrome.exe - proxy.cse.cuhk.edu.hk:5070 open through proxy", None),
+    ("OpenSSH", b"Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186", None),
+    ("OpenStack", b"nova-api.log.1.2017-05-16_13:53:08 2017-05-16 00:00:00.008 25746 INFO nova.wsgi [req-1] x", "INFO"),
+    ("Mac", b"Jul  1 09:00:55 calvisitor-10-105-160-95 kernel[0]: IOThunderboltSwitch<0>(0x0)::x", None),
+    # the neighbours of a SAFLA service
+    ("logging", b"2026-11-28 10:00:00,123 - app.x - ERROR - boom", "ERROR"),
+    ("logging level first", b"WARNING 2026-11-28 10:00:00,123 app boom", "WARNING"),
+    ("basicConfig", b"ERROR:root:boom", "ERROR"),
+    ("json", b'{"time": "2026-11-28T10:00:00Z", "level": "warn", "msg": "x"}', "WARNING"),
+    ("nginx access", b'127.0.0.1 - - [28/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 612', None),
+    ("nginx error", b"2026/11/28 10:00:00 [error] 123#0: *1 open() failed", "ERROR"),
+    ("apache 2.4", b"[Sat Nov 28 10:00:00.123456 2026] [core:crit] [pid 1] x", "CRITICAL"),
+    ("postgresql", b"2026-11-28 10:00:00.123 UTC [123] FATAL:  role does not exist", "CRITICAL"),
+    ("postgresql log", b"2026-11-28 10:00:00.123 UTC [123] LOG:  checkpoint starting", "INFO"),
+    ("redis", b"1:M 28 Nov 2026 10:00:00.123 # WARNING overcommit_memory is set to 0!", "WARNING"),
+    ("redis notice", b"1:M 28 Nov 2026 10:00:00.123 * Ready to accept connections", "NOTICE"),
+    ("rfc5424", b"<11>1 2026-11-28T10:00:00.003Z host su - ID47 - failed", "ERROR"),
+    ("rfc3164", b"<13>Nov 28 10:00:00 host su: hello", "NOTICE"),
+    ("journalctl short-iso", b"2026-11-28T10:00:00+0100 host safla[123]: ERROR boom", "ERROR"),
+    ("glog", b"E1128 10:00:00.123456 1234 file.cc:12] boom", "ERROR"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "line", "level"), LINES, ids=[x[0] for x in LINES])
+def test_every_format_reads_a_record(name: str, line: bytes, level: str | None) -> None:
+    """Each format's header gives a record with its level; most give a timestamp too."""
+    parsed = parse_line(line)
+    assert parsed is not None, name
+    assert parsed.level == level
+    if name not in ("basicConfig",):
+        assert parsed.timestamp(NOW) is not None, name
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"}", b"Traceback (most recent call last):", b"ValueError: bad", b"  File 'x', line 1",
+     b"2026-11-28 10:00:00.123 UTC [123] DETAIL:  Key (id)=(1) already exists."],
+)  # fmt: skip
+def test_continuations_are_not_records(line: bytes) -> None:
+    """Traceback lines, a closing brace, PostgreSQL's DETAIL lines: not records of their own."""
+    assert parse_line(line) is None
+
+
+def test_sniff_finds_offsets_and_prefix() -> None:
+    """logging's default format: a fixed prefix shape and one level offset; two loggers, two."""
     sample = b"".join(
         f"2026-11-28 10:00:0{i},123 {lv} app: hi\n".encode()
         for i, lv in enumerate(["INFO", "ERROR", "WARNING", "DEBUG"])
     )
     fmt = sniff(sample)
-    assert not isinstance(fmt, str)
-    assert fmt.kind == "plain"
-    assert fmt.level_offset == 24
-    assert fmt.right == b" "
+    assert fmt.format == "iso"
+    assert fmt.offsets == (24,)
+    assert len(fmt.prefix) >= 23
     assert fmt.has_timestamps
-
-
-def test_sniff_variable_offset_and_json() -> None:
-    """A logger name before the level moves it: no fixed offset. JSON lines are recognised."""
     plain = b"2026-11-28 10:00:00,1 - a - INFO - x\n2026-11-28 10:00:00,1 - abc.def - ERROR - y\n"
-    fmt = sniff(plain)
-    assert not isinstance(fmt, str)
-    assert fmt.level_offset is None
-    assert fmt.level_offsets == (28, 34)
-    assert b" ERROR " in fmt.needles["ERROR"]
-    many = b"".join(
-        f"2026-11-28 10:00:00,1 - {'x' * i} - INFO - x\n".encode() for i in range(1, 12)
-    )
-    fmt = sniff(many)
-    assert not isinstance(fmt, str)
-    assert fmt.level_offsets == ()
-    js = b'{"time": "2026-11-28T10:00:00Z", "level": "error", "msg": "x"}\n'
-    jfmt = sniff(js * 3)
-    assert not isinstance(jfmt, str)
-    assert jfmt.kind == "json"
-    assert b'"level": "error"' in jfmt.needles["ERROR"]
+    assert sniff(plain).offsets == (28, 34)
 
 
-def test_sniff_binary() -> None:
-    """NUL-heavy or control-heavy data is reported as binary."""
-    assert sniff(b"\x00" * 1000) == "binary data (NUL bytes)"
-    assert isinstance(sniff(bytes(range(1, 32)) * 100), str)
+def test_sniff_bare_lines() -> None:
+    """Lines without any header: no format, so every line that is not indented is a record."""
+    assert sniff(b"hello\nworld\n").format is None
+
+
+@given(st.binary(max_size=300))
+def test_parse_line_never_raises(data: bytes) -> None:
+    """Arbitrary bytes give a record or None, never an exception."""
+    for line in data.split(b"\n"):
+        parsed = parse_line(line)
+        if parsed is not None:
+            parsed.timestamp(NOW)

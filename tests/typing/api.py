@@ -22,16 +22,20 @@ from safla_diag import (
     LogReport,
     MemoryGrowth,
     MemoryLeakDetector,
+    MemoryOptimization,
     MemoryProfiler,
     PerformanceMonitor,
     ProfileReport,
     SaflaDiagError,
     ServiceReport,
     VectorIndexRecovery,
+    VectorMemoryOptimizer,
+    aanalyze_logs,
     acheck_external_services,
     analyze_logs,
     check_dependencies,
     check_external_services,
+    mine_templates,
     profile,
     timed,
 )
@@ -117,11 +121,13 @@ assert_type(detector.add_sample(100.0), bool)
 assert_type(detector.detect_memory_leak(), bool)
 analysis = detector.analyze()
 assert_type(analysis, LeakAnalysis)
+assert_type(VectorMemoryOptimizer().optimize_memory_usage(), MemoryOptimization)
 
 # -- twins: the a-prefixed one is the same call, awaited -------------------------------------------
 assert_type(check_external_services({"db": "postgresql://127.0.0.1/x"}), ServiceReport)
 assert_type(check_dependencies(["faiss-cpu"]), DependencyReport)
 assert_type(analyze_logs(["/var/log/app.log"]), LogReport)
+assert_type(mine_templates(["task 1 failed", "task 2 failed"]), list[str])
 
 diagnostics = Diagnostics()
 assert_type(diagnostics.doctor(), DiagnosisReport)
@@ -135,14 +141,16 @@ assert_type(recovery.restore_from_backup(), bool)
 async def twins() -> None:
     assert_type(await acheck_external_services({"db": "postgresql://127.0.0.1/x"}), ServiceReport)
     assert_type(await diagnostics.adoctor(), DiagnosisReport)
+    assert_type(await aanalyze_logs(["/var/log/app.log"]), LogReport)
     assert_type(await recovery.adiagnose(), IndexHealth)
     assert_type(await recovery.alist_backups(), list[BackupInfo])
     assert_type(await recovery.arestore_from_backup(), bool)
+    assert_type(await aanalyze_logs(["/var/log/app.log"], since="1h"), LogReport)
 
 
 # -- every report renders the same way -------------------------------------------------------------
 def render(
-    report: ProfileReport | LeakAnalysis | MemoryGrowth,
+    report: ProfileReport | LeakAnalysis | MemoryGrowth | MemoryOptimization,
 ) -> tuple[dict[str, Any], str, str, str]:
     return (
         report.to_dict(),

@@ -52,6 +52,7 @@ def test_save_writes_index_and_manifest_with_everything_the_issue_lists(tmp_path
     body = json.loads(rec.manifest_path.read_text())
     assert body["format_version"] == 1 and body["generation"] == 1
     assert body["index"] == {
+        "kind": "float",
         "class": "IndexFlatL2",
         "dimension": DIM,
         "ntotal": 300,
@@ -743,7 +744,7 @@ async def test_async_twins_run_in_the_executor_with_the_callers_contextvars(
     rec = _rec(tmp_path)
     real = rec.diagnose
 
-    def spy(*, deep: bool = False) -> IndexHealth:
+    def spy(*, deep: bool = False, progress: object = None) -> IndexHealth:
         seen.append((var.get(), threading.get_ident()))
         return real(deep=deep)
 

@@ -46,10 +46,13 @@ async def mcp_queue(ctx: Context) -> Outcome:
     try:
         # Read-only: never creates, converts or migrates anything (a file, a schema).
         store = store_for(location, readonly=True)
-    except ValueError as err:  # a schema name that is not a plain identifier
+    except ValueError as err:  # a malformed URL, or a schema name that is not an identifier
         return {"location": redact(location)}, [
             finding(
-                "mcp_queue", "error", f"mcp_task_queue: {err}", "fix the URL's schema parameter"
+                "mcp_queue",
+                "error",
+                f"mcp_task_queue: {err}",
+                "fix the URL: its host, port or schema parameter",
             )
         ]
     shown = store.location

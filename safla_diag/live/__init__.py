@@ -1,0 +1,9 @@
+"""Inside a running service: metrics exporters and the live diagnostics endpoint."""
+
+from __future__ import annotations
+
+from ._app import asgi_app
+from ._metrics import register_opentelemetry, register_prometheus
+from ._server import serve
+
+__all__ = ["asgi_app", "register_opentelemetry", "register_prometheus", "serve"]

@@ -1,0 +1,203 @@
+"""
+Message templates: mask the variable parts of a message, then merge what differs in few places.
+
+Two stages, both functions of the *set* of messages, never of their order:
+
+1. ``shape(message)``: every run of hex digits holding a decimal digit becomes one ``0`` (numpy
+   does this for a whole chunk at once in the scanner; ``re`` does it here), then ``mask`` replaces the variable parts of that
+   shape by placeholders: URLs ``<URL>``, IPv4/IPv6 addresses with a port ``<IP>``, paths
+   ``<PATH>``, ``0x`` hex ``<HEX>``, signed and decimal numbers ``<NUM>``, and any other token that
+   holds a digit (ids such as ``blk_-0``, ``Thunderbird_A0``, ``R0-M0-N0``, uuids, hosts like
+   ``node-0``) ``<*>``. Because the template is computed from the digit-collapsed shape, messages
+   that differ only in their digits share it, and the scanner masks each distinct shape once.
+   Quoted strings are *not* masked whole: ``"GET /a"`` and ``"POST /a"`` stay apart.
+2. ``merge``: the distinct masked templates are clustered the way Drain does (same token count,
+   same leading token, at least half of the other tokens equal), but in a canonical order (most
+   frequent first, then by text) instead of arrival order, so the result depends only on the
+   multiset of templates. Positions where members of a cluster differ become ``<*>``. This is
+   what catches variables without digits: user names, host names, words in a list.
+
+Memory is one entry per distinct masked template (bounded by the caller).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from .._redact import redact
+
+__all__ = ["merge", "mine_templates", "shape", "template_of"]
+
+# A run of hex digits holding at least one decimal digit: a number, a hex id, a piece of a uuid.
+_DIGITS = re.compile(r"[0-9A-Fa-f]*[0-9][0-9A-Fa-f]*")
+_DIGITS_B = re.compile(rb"[0-9A-Fa-f]*[0-9][0-9A-Fa-f]*")
+_DELIM = r"\s=:,;()\[\]{}\"'<>|"
+# Order matters: whole URLs, addresses and paths first (they contain everything else).
+_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>]+"), "<URL>"),
+    (re.compile(r"(?<![\w.])0\.0\.0\.0(?::0)?(?![\w.])"), "<IP>"),
+    (
+        re.compile(
+            r"(?<![\w:.])(?=[0-9a-fA-F:]*0)(?:[0-9a-fA-F]{1,4}:){5,7}[0-9a-fA-F]{1,4}(?![\w:])"
+            r"|(?<![\w:.])(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?::"
+            r"(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?(?![\w:])"
+        ),
+        "<IP>",
+    ),
+    (re.compile(r"(?<![\w.~/\\])(?:~|\.{1,2})?(?:/[\w.\-@%+=,~$#]+){1,}/?"), "<PATH>"),
+    (re.compile(r"\b[A-Za-z]:\\[^\s\"'<>|]*"), "<PATH>"),
+    (re.compile(rf"(?<![^{_DELIM}])0[xX][0-9a-fA-F]+(?![^{_DELIM}])"), "<HEX>"),
+    (re.compile(rf"(?<![^{_DELIM}])[-+]?0(?:\.0)?(?![^{_DELIM}])"), "<NUM>"),
+    (re.compile(rf"[^{_DELIM}]*0[^{_DELIM}]*"), "<*>"),
+)
+_SPACES = re.compile(r"[ \t\r\n]+")
+_LEAD = " \t-:|]>)"
+WILD = "<*>"
+
+
+def shape(message: str) -> str:
+    """
+    The message with every run of hex digits that holds a decimal digit (``42``, ``5f3a9c1b``,
+    each part of a uuid) collapsed to one ``0``: what the scanner keys by.
+    """
+    return _DIGITS.sub("0", message)
+
+
+def shape_bytes(message: bytes) -> bytes:
+    """:func:`shape` for UTF-8 bytes."""
+    return _DIGITS_B.sub(b"0", message)
+
+
+def mask(shaped: str) -> str:
+    """
+    The masked template of a digit-collapsed message (see :func:`shape`).
+
+    Secrets are masked as :func:`redact` does; then the rules above, then runs of blanks collapse.
+    """
+    text = redact(shaped.lstrip(_LEAD))
+    for pattern, repl in _RULES:
+        text = pattern.sub(repl, text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def template_of(message: str) -> str:
+    """The masked template of one message (stage 1 only)."""
+    return mask(shape(message))
+
+
+def _is_var(token: str) -> bool:
+    return token.startswith("<") and token.endswith(">") and len(token) <= 6
+
+
+def _similar(tokens: list[str], tmpl: list[str]) -> float:
+    """Share of positions where the cluster's template and the tokens agree (Drain's seqDist)."""
+    same = 0
+    for a, b in zip(tokens, tmpl, strict=True):
+        if a == b or (_is_var(a) and _is_var(b)):
+            same += 1
+    return same / len(tokens)
+
+
+def _is_word(token: str) -> bool:
+    return not _is_var(token)
+
+
+# A position whose words take fewer distinct values than this splits a cluster (see _split).
+_FEW = 3
+_THRESHOLD = 0.5  # Drain's similarity threshold
+_MAX_COMPARED = 64  # clusters of one bucket a template is compared with
+
+
+def _cluster(texts: list[str], threshold: float) -> list[list[list[str]]]:
+    """Drain's similarity clustering of one bucket, in the given (canonical) order."""
+    clusters: list[tuple[list[str], list[list[str]]]] = []
+    for text in texts:
+        tokens = text.split(" ")
+        best, best_sim = -1, -1.0
+        # The most frequent clusters come first (canonical order); comparing with a bounded
+        # number of them keeps a bucket of many distinct templates from costing D * C.
+        for k, (tmpl, _m) in enumerate(clusters[:_MAX_COMPARED]):
+            sim = _similar(tokens, tmpl)
+            if sim > best_sim:
+                best, best_sim = k, sim
+        if best >= 0 and best_sim >= threshold and len(tokens) > 1:
+            tmpl, mem = clusters[best]
+            for i, (a, b) in enumerate(zip(tokens, tmpl, strict=True)):
+                if a != b:
+                    tmpl[i] = WILD
+            mem.append(tokens)
+        else:
+            clusters.append((list(tokens), [tokens]))
+    return [m for _t, m in clusters]
+
+
+def _split(members: list[list[str]]) -> list[list[list[str]]]:
+    """
+    Split a cluster at positions that hold only a few distinct words (Brain's insight: a
+    variable takes many values, a constant few): ``initialization``/``finalization`` are two
+    events, while ten user names are one variable.
+    """
+    width = len(members[0])
+    keep: list[int] = []
+    for i in range(width):
+        values = {m[i] for m in members}
+        if 1 < len(values) < _FEW and all(_is_word(v) for v in values):
+            keep.append(i)
+    if not keep:
+        return [members]
+    parts: dict[tuple[str, ...], list[list[str]]] = {}
+    for m in members:
+        parts.setdefault(tuple(m[i] for i in keep), []).append(m)
+    return list(parts.values())
+
+
+def merge(counts: Mapping[str, int], *, threshold: float = _THRESHOLD) -> dict[str, str]:
+    """
+    Cluster masked templates; return each one's final template.
+
+    Args:
+        counts: Masked template -> how many messages had it.
+        threshold: The share of equal tokens two templates need to merge.
+
+    Returns:
+        masked template -> final template (``<*>`` where the cluster's members differ).
+    """
+    order = sorted(counts, key=lambda t: (-counts[t], t))
+    buckets: dict[tuple[int, str], list[str]] = {}
+    for text in order:
+        tokens = text.split(" ")
+        lead = tokens[0] if not _is_var(tokens[0]) else WILD
+        buckets.setdefault((len(tokens), lead), []).append(text)
+    out: dict[str, str] = {}
+    for key in sorted(buckets):
+        for cluster in _cluster(buckets[key], threshold):
+            for part in _split(cluster):
+                tmpl = list(part[0])
+                for m in part[1:]:
+                    for i, tok in enumerate(m):
+                        if tok != tmpl[i]:
+                            tmpl[i] = WILD
+                final = " ".join(tmpl)
+                for m in part:
+                    out[" ".join(m)] = final
+    return out
+
+
+def mine_templates(messages: Iterable[str]) -> list[str]:
+    """
+    The template of each message, in order: the grouping :func:`analyze_logs` reports.
+
+    Two messages share a template exactly when analyze_logs would count them in one row (for
+    one level). The result depends only on the multiset of messages, not on their order.
+
+    Args:
+        messages: Log messages (the part after the header), one per record.
+
+    Returns:
+        One template per message.
+    """
+    masked = [template_of(m) for m in messages]
+    final = merge(Counter(masked))
+    return [final[t] for t in masked]
