@@ -141,6 +141,7 @@ assert_type(recovery.restore_from_backup(), bool)
 async def twins() -> None:
     assert_type(await acheck_external_services({"db": "postgresql://127.0.0.1/x"}), ServiceReport)
     assert_type(await diagnostics.adoctor(), DiagnosisReport)
+    assert_type(await aanalyze_logs(["/var/log/app.log"]), LogReport)
     assert_type(await recovery.adiagnose(), IndexHealth)
     assert_type(await recovery.alist_backups(), list[BackupInfo])
     assert_type(await recovery.arestore_from_backup(), bool)
