@@ -5,6 +5,8 @@ naive guide versions, in one run:
 - diagnose() and diagnose(deep=True) against faiss.read_index alone and against hashing the file;
 - save_index against faiss.write_index + fsync;
 - backup_index() against shutil.copyfile + fsync; restore_from_backup() likewise;
+- refusing to back up a damaged index (verified before copying) against copy + hash of the copy;
+- backup_index() of an index with a sidecar against copying both files + fsync;
 - rebuild_index against raw index.add of the same vectors (and against load + add + write + fsync).
 
 Targets from the issue (ours / theirs): diagnose <= 0.2x read_index (warm), save <= 1.2x write +
@@ -228,7 +230,54 @@ def main() -> None:
         )
         drop_aside()
 
+        # refusing to back up a damaged index: ours verifies before copying a byte; the naive
+        # order copies first and then hashes the copy to find out
+        from safla_diag import IndexCorruptionError
+
+        saved = path.read_bytes()
+        damaged = bytearray(saved)
+        damaged[len(damaged) // 2] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+
+        def refuse() -> None:
+            try:
+                rec.backup_index()
+            except IndexCorruptionError:
+                return
+            raise AssertionError("a damaged index was backed up")
+
+        def copy_then_hash() -> None:
+            folder = tmp / f"naive-backup-{next(counter)}"
+            folder.mkdir()
+            shutil.copyfile(path, folder / "vector_index.faiss")
+            fsync_path(folder / "vector_index.faiss")
+            hash_xxh3(folder / "vector_index.faiss")
+
+        t_refuse, t_copy_hash = pair(refuse, copy_then_hash, repeat, after_theirs=drop_naive)
+        path.write_bytes(saved)
+        assert rec.diagnose().ok
+
+        # a bundle: the index and a sidecar of a quarter of its size, backed up together
+        bundle = VectorIndexRecovery(
+            tmp / "bundle", tmp / "bundle-backups", keep_backups=2, sidecars=("index.pkl",)
+        )
+        pkl = os.urandom(size // 4)
+        bundle.save_index(index, sidecars={"index.pkl": pkl}, canaries=0)
+
+        def naive_bundle_backup() -> None:
+            folder = tmp / f"naive-backup-{next(counter)}"
+            folder.mkdir()
+            for name in ("vector_index.faiss", "index.pkl"):
+                shutil.copyfile(bundle.data_dir / name, folder / name)
+                fsync_path(folder / name)
+
+        t_bundle, t_bundle_copy = pair(
+            bundle.backup_index, naive_bundle_backup, repeat, after_theirs=drop_naive
+        )
+
+    load = os.getloadavg()
     print()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (a shared machine)")
     print(f"vector index recovery, {n} x {d} flat index ({size / 2**20:.0f} MB), best of {repeat}")
     row("diagnose() vs read_index (warm)", t_diag, t_read, "read_index", 0.2)
     row("diagnose() vs sha256 of the file (warm)", t_diag, t_sha, "sha256")
@@ -240,13 +289,15 @@ def main() -> None:
     row("save_index(canaries=0) vs write_index + fsync", t_save0, t_write0, "write+fsync")
     row("backup_index vs copyfile + fsync", t_backup, t_copy, "copy+fsync", 1.5)
     row("restore_from_backup vs copyfile + fsync", t_restore, t_copy_restore, "copy+fsync")
+    row("refusing a damaged backup vs copy + hash", t_refuse, t_copy_hash, "copy+hash")
+    row("backup of index + sidecar vs copy both + fsync", t_bundle, t_bundle_copy, "copy+fsync")
     row("rebuild_index, adding only, vs raw add", t_build, t_add, "raw add", 1.2)
     row("rebuild_index incl. save vs load+add+write+fsync", t_rebuild, t_naive_rebuild, "naive")
     print()
     for line in targets:
         print(line)
     name = "bench_vector" if n == 1_000_000 else f"bench_vector_{n}"
-    save(name, rows, n=n, d=d, size_bytes=size, repeat=repeat, targets=targets)
+    save(name, rows, n=n, d=d, size_bytes=size, repeat=repeat, targets=targets, loadavg=list(load))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ CONTRACT = {
     "analyze_logs", "LogReport",
 }  # fmt: skip
 EXTRA: set[str] = {
+    "HealPolicy",
     "LoopMonitor",
     "MCPServer",
     "MemoryGrowth",
@@ -64,6 +65,7 @@ def test_all_is_exactly_the_contract() -> None:
         "monitoring",
         "vector",
         "mcp_retry",
+        "heal",
         "diagnosis",
         "logs",
         "live",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,13 @@ def register(sub: Any) -> None:
             "--index-file", default="vector_index.faiss", help="the index's file name in DIR"
         )
         q.add_argument("--dimension", type=_positive_int, help="the dimension the host expects")
+        q.add_argument(
+            "--sidecar",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="a file in DIR that belongs to the index (repeatable; e.g. index.pkl)",
+        )
         q.add_argument("--json", action="store_true", help="print JSON instead of text")
         q.set_defaults(func=run)
 
@@ -89,6 +97,27 @@ def register(sub: Any) -> None:
     rb.add_argument("--batch-size", type=_positive_int, default=65536, help="vectors per batch")
 
 
+def _progress(args: argparse.Namespace, label: str) -> Callable[[int, int], None] | None:
+    """
+    A progress line on stderr, only on a terminal and never with --json (a pipe or a script
+    gets nothing); each percent is drawn once, and the line ends at 100 %.
+    """
+    if args.json or not sys.stderr.isatty():
+        return None
+    last = [-1]
+
+    def show(done: int, total: int) -> None:
+        pct = 100 if total <= 0 else min(100, done * 100 // total)
+        if pct == last[0]:
+            return
+        last[0] = pct
+        end = "\n" if pct >= 100 else ""
+        sys.stderr.write(f"\r{label}: {pct:3d}%{end}")
+        sys.stderr.flush()
+
+    return show
+
+
 def _emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
@@ -128,12 +157,15 @@ def _run(args: argparse.Namespace) -> int:
             index_file=args.index_file,
             dimension=args.dimension,
             keep_backups=getattr(args, "keep", 5),
+            sidecars=args.sidecar,
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
     action = args.vector_action
     if action == "health-check":
-        health = recovery.diagnose(deep=args.deep)
+        health = recovery.diagnose(
+            deep=args.deep, progress=_progress(args, "deep check") if args.deep else None
+        )
         _emit(args, health.to_dict(), health.to_text())
         return EXIT_OK if health.ok else EXIT_FINDINGS
     if action == "list-backups":
@@ -145,14 +177,14 @@ def _run(args: argparse.Namespace) -> int:
         from .._errors import IndexCorruptionError
 
         try:
-            path = recovery.backup_index()
+            path = recovery.backup_index(progress=_progress(args, "backup"))
         except IndexCorruptionError as err:
             _emit(args, {"ok": False, "error": str(err)}, f"backup refused: {err}")
             return EXIT_FINDINGS
         _emit(args, {"ok": True, "backup": path}, f"backed up to {path}")
         return EXIT_OK
     if action == "restore":
-        restored = recovery.restore_from_backup(args.backup)
+        restored = recovery.restore_from_backup(args.backup, progress=_progress(args, "restore"))
         skipped = [{"name": s.name, "problem": s.problem} for s in recovery.last_restore_skipped]
         lines = [f"skipped {s['name']}: {s['problem']}" for s in skipped]
         used = recovery.last_restored
@@ -180,6 +212,7 @@ def _run(args: argparse.Namespace) -> int:
                 factory=args.factory,
                 metric=args.metric,
                 batch_size=args.batch_size,
+                progress=_progress(args, "rebuild"),
             )
         except ValueError as err:
             raise UsageError(str(err)) from None

@@ -48,6 +48,7 @@ from ._model import (
     QueueStoreError,
     StoredTask,
     dead_letter,
+    map_rows,
     queue_stats,
     stored_task,
 )
@@ -522,19 +523,107 @@ class PostgresTaskStore:
 
     async def pending(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        return [
-            stored_task(r) for r in await self._select("listing tasks", "pending", {"limit": limit})
-        ]
+        return map_rows(
+            await self._select("listing tasks", "pending", {"limit": limit}),
+            stored_task,
+            self._error,
+        )
 
     async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
         rows = await self._select("listing dead letters", "dead", {"limit": limit})
-        return [dead_letter(r) for r in rows]
+        return map_rows(rows, dead_letter, self._error)
 
     async def stats(self, *, now: float) -> QueueStats:
         """Counts and times for a status display, read in one statement (one snapshot)."""
         rows = await self._select("reading queue stats", "stats", {"now": now})
-        return queue_stats(rows[0] if rows else None, location=self.location, now=now)
+        return map_rows(
+            rows[:1] or [()],
+            lambda r: queue_stats(r or None, location=self.location, now=now),
+            self._error,
+        )[0]
+
+    async def requeue_dead(self, ids: Sequence[str] | None = None, *, now: float) -> int:
+        """Dead letters (all, or these ids) back to the queue, due ``now``; every worker is woken."""
+        return await self._dead_op("requeueing dead letters", "requeue", ids, {"now": now})
+
+    async def purge_dead(
+        self, ids: Sequence[str] | None = None, *, dead_before: float = INF
+    ) -> int:
+        """Delete dead letters (all, or these ids) that died at or before ``dead_before``."""
+        return await self._dead_op("purging dead letters", "purge", ids, {"cutoff": dead_before})
+
+    async def _dead_op(
+        self, what: str, name: str, ids: Sequence[str] | None, params: dict[str, Any]
+    ) -> int:
+        self._writable()
+        sql = self.target.sql[name]
+        params = {"cutoff": INF, **params, "ids": None if ids is None else list(ids)}
+        sql += " AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))"
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+            async with conn.transaction():
+                n = (await conn.execute(sql, params)).rowcount
+                if n and name == "requeue":
+                    await conn.execute("SELECT pg_notify(%s, 'requeue')", (self.channel,))
+            return n
+
+        return await self._run(what, work, safe_to_repeat=True)
+
+    async def meta(self, key: str) -> str | None:
+        """Read one ``safla_meta`` value."""
+        sql = f"SELECT value FROM {self._s}.safla_meta WHERE key = %s"
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> str | None:
+            row = await (await conn.execute(sql, (key,))).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run("reading queue metadata", work, safe_to_repeat=True)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Write one ``safla_meta`` value."""
+        self._writable()
+        sql = (
+            f"INSERT INTO {self._s}.safla_meta (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(sql, (key, value))
+
+        await self._run("writing queue metadata", work, safe_to_repeat=True)
+
+    async def import_rows(self, rows: Sequence[tuple[str, str, int]], *, now: float) -> int:
+        """Insert ``(id, payload, attempts)`` rows due ``now`` in one transaction; how many were new."""
+        self._writable()
+        s = self._s
+        merge = self.target.sql["merge"]
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    f"""INSERT INTO {s}.mcp_tasks (id, payload, attempts, due_at, created_at)
+                    SELECT r.id, r.payload, r.attempts, %(now)s, %(now)s
+                    FROM unnest(%(ids)s::text[], %(payloads)s::text[], %(attempts)s::int[])
+                        AS r(id, payload, attempts)
+                    ON CONFLICT (id) DO NOTHING RETURNING id""",
+                    {
+                        "now": now,
+                        "ids": [r[0] for r in rows],
+                        "payloads": [r[1] for r in rows],
+                        "attempts": [r[2] for r in rows],
+                    },
+                )
+                new = {str(r[0]) for r in await cur.fetchall()}
+                for task_id, payload, attempts in rows:
+                    if task_id not in new:
+                        args = {"id": task_id, "payload": payload, "attempts": attempts}
+                        await conn.execute(merge, {**args, "now": now})
+                if new:
+                    await conn.execute("SELECT pg_notify(%s, 'import')", (self.channel,))
+            return len(new)
+
+        return await self._run("importing tasks", work, safe_to_repeat=True)
 
     async def wait_for_change(self) -> None:
         """

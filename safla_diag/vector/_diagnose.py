@@ -102,6 +102,11 @@ class _Findings:
     def failed(self) -> Check | None:
         return next((c for c in self.checks if c.passed is False), None)
 
+    def unreadable(self, name: str, err: OSError) -> None:
+        """EACCES: a permission problem, with advice about access rather than restoring."""
+        detail = f"the index file cannot be read by this process: {err.strerror or err}"
+        self.add(name, False, detail, ADVICE_PERMISSION.format(uid=os.geteuid()))
+
     def fill_from(self, m: Manifest) -> None:
         self.facts.update(_shape(m.index), generation=m.generation)
 
@@ -207,12 +212,7 @@ def _check_present(live: LiveIndex, found: _Findings) -> int | None:
         found.add("file present", False, f"the index file {live.index_path.name} is missing{where}")
         return None
     except PermissionError as err:
-        found.add(
-            "file present",
-            False,
-            f"the index file cannot be read by this process: {err.strerror or err}",
-            ADVICE_PERMISSION.format(uid=os.geteuid()),
-        )
+        found.unreadable("file present", err)
         return None
     except NotRegularFile as err:
         found.add("file present", False, f"the index path is not a file: {err.strerror}")
@@ -301,7 +301,19 @@ def _check_sidecars(
                 + ("" if matched is None else "; save the index again to protect it")
             )
             continue
-        found.add("sidecar", *_sidecar_verdict(path, name, entries))
+        # The same save as the index: a sidecar of the other manifest is a mixed bundle.
+        mine = [(m, e) for m, e in entries if m is matched]
+        if not mine:
+            found.add("sidecar", False, f"the manifest the index matches does not list {name}")
+            continue
+        passed, detail = _sidecar_verdict(path, name, mine)
+        others = [(m, e) for m, e in entries if m is not matched]
+        if not passed and others and _sidecar_verdict(path, name, others)[0]:
+            detail = (
+                f"{name} is from another save than the index (a save was interrupted; the next "
+                "start of the library finishes it)"
+            )
+        found.add("sidecar", passed, detail)
     return found.failed is None
 
 
@@ -362,12 +374,7 @@ def _match_checksum(
             try:
                 digests[m.algorithm] = hash_file(live.index_path, m.algorithm)[1]
             except PermissionError as err:
-                found.add(
-                    "checksum",
-                    False,
-                    f"the index file cannot be read by this process: {err.strerror or err}",
-                    ADVICE_PERMISSION.format(uid=os.geteuid()),
-                )
+                found.unreadable("checksum", err)
                 return None
             except OSError as err:  # a bad sector is a finding, not an exception
                 found.add(

@@ -42,6 +42,7 @@ __all__ = [
     "remove_orphans",
     "temp_path",
     "write_all",
+    "write_new_file",
 ]
 
 DEFAULT_ALGORITHM = "xxh3_128"
@@ -277,19 +278,29 @@ def write_all(fd: int, data: bytes | memoryview) -> int:
     return total
 
 
+def write_new_file(path: Path, data: bytes) -> None:
+    """
+    Create ``path`` (O_EXCL) holding ``data``, fsynced, its size on disk checked.
+
+    Raises:
+        OSError: When the disk refuses, or fewer bytes reached it than were written (EIO).
+    """
+    fd = open_exclusive(path)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size != len(data):
+        raise OSError(errno.EIO, f"short write: {size} of {len(data)} bytes", str(path))
+
+
 def atomic_write_bytes(final: Path, data: bytes, *, sync_dir: bool = True) -> None:
     """Write ``data`` to ``final`` atomically and durably (temp, fsync, size check, replace)."""
     tmp = temp_path(final)
-    fd = open_exclusive(tmp)
     try:
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-            size = os.fstat(fd).st_size
-        finally:
-            os.close(fd)
-        if size != len(data):
-            raise OSError(errno.EIO, f"short write: {size} of {len(data)} bytes", str(final))
+        write_new_file(tmp, data)
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(OSError):

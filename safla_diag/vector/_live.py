@@ -25,7 +25,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,12 +44,21 @@ from ._fs import (
     remove_orphans,
     temp_path,
     write_all,
+    write_new_file,
 )
 from ._manifest import Manifest, ManifestError
 
 Progress = Callable[[int, int], object]
 
-__all__ = ["LiveIndex", "Manifests", "Progress", "Ticker", "first_line", "stamp"]
+__all__ = [
+    "LiveIndex",
+    "Manifests",
+    "Progress",
+    "Ticker",
+    "first_line",
+    "sidecar_names",
+    "stamp",
+]
 
 logger = logging.getLogger("safla_diag.vector")
 
@@ -65,6 +74,23 @@ def first_line(text: str) -> str:
     """The first non-blank line of ``text`` (faiss's errors carry a C++ stack below it)."""
     lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
     return lines[0] if lines else ""
+
+
+def sidecar_names(sidecars: Sequence[str], index_file: str) -> tuple[str, ...]:
+    """
+    The declared sidecars, checked: plain file names in the data folder, none of ours.
+
+    Raises:
+        ValueError: For a path, a hidden name, the index's own name or a string given alone.
+    """
+    if isinstance(sidecars, str):
+        raise ValueError("sidecars must be a sequence of file names, not one string")
+    for name in sidecars:
+        if not isinstance(name, str) or not name or "/" in name or os.sep in name:
+            raise ValueError(f"a sidecar must be a plain file name, got {name!r}")
+        if name.startswith((".", f"{index_file}.")) or name == index_file:
+            raise ValueError(f"{name!r} cannot be a sidecar")
+    return tuple(dict.fromkeys(sidecars))
 
 
 class Manifests(NamedTuple):
@@ -220,9 +246,10 @@ class LiveIndex:
         return Manifests(current, pending, problem)
 
     def cheap_ok(self) -> bool:
-        """Whether the live file matches one of its manifests (size and checksum)."""
+        """Whether the live bundle (index and sidecars) matches one of its manifests, whole."""
         return any(
-            self.file_matches(self.index_path, m, self.index_file)
+            self.index_file in m.files
+            and all(self.file_matches(self.data_dir / name, m, name) for name in m.files)
             for m in self.manifests().candidates
         )
 
@@ -347,18 +374,10 @@ class LiveIndex:
         self, name: str, data: bytes, algorithm: str, staged: dict[str, Path]
     ) -> dict[str, Any]:
         tmp = staged[name] = temp_path(self.data_dir / name)
-        fd = open_exclusive(tmp)
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-            size = os.fstat(fd).st_size
-        finally:
-            os.close(fd)
-        if size != len(data):
-            raise OSError(errno.EIO, f"short write: {size} of {len(data)} bytes", str(tmp))
+        write_new_file(tmp, data)
         h = new_hasher(algorithm)
         h.update(data)
-        return {"size": size, "checksum": h.hexdigest()}
+        return {"size": len(data), "checksum": h.hexdigest()}
 
     def install(
         self,
@@ -455,7 +474,7 @@ class LiveIndex:
         return removed
 
     def commit(
-        self, staged: Mapping[str, Path], manifest: Manifest, *, aside: bool | None = None
+        self, staged: dict[str, Path], manifest: Manifest, *, aside: bool | None = None
     ) -> None:
         """
         Make the ``staged`` temp files the live bundle under ``manifest``, as one commit.
@@ -466,22 +485,23 @@ class LiveIndex:
         False: damaged) keeps the replaced files as ``.replaced-*`` / ``.corrupt-*``.
         """
         kept: list[Path] = []
-        first = True
+        decided: dict[str, Path] = {}
         try:
             if aside is not None:
                 # Kept before anything changes: if they cannot be kept, nothing has happened.
-                for name in staged:
+                for name in list(staged):
                     if (self.data_dir / name).exists():
                         kept.append(
                             _keep(self.data_dir / name, self.aside_path(name, healthy=aside))
                         )
             pending = manifest.evolve(staged={name: tmp.name for name, tmp in staged.items()})
             pending.write(self.next_manifest_path)  # durable before the data files change
-            for name, tmp in staged.items():
+            decided.update(staged)
+            staged.clear()  # from here on the staged files are the commit's, not the caller's
+            for name, tmp in decided.items():
                 os.replace(tmp, self.data_dir / name)
-                first = False
         except BaseException:
-            if kept and first:  # no live file was replaced: the spare names go
+            if not decided:  # nothing will change: the spare names go
                 for path in kept:
                     with contextlib.suppress(OSError):
                         path.unlink()

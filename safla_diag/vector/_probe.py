@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import attrs
 
-__all__ = ["ProbeJob", "ProbeResult", "probe_files"]
+__all__ = ["ProbeJob", "ProbeResult", "bulk_probe", "probe_files"]
 
 _MARK = "@@safla-probe "
 _STARTUP_TIMEOUT = 60.0
@@ -235,6 +235,11 @@ def memory_ceiling() -> int:
         return 8 * 1024**3
 
 
+def bulk_probe(paths: Sequence[str], **kwargs: Any) -> list[ProbeResult]:
+    """Probe many files (no canaries) in one child: the corruption battery's way."""
+    return probe_files([ProbeJob(path=p) for p in paths], **kwargs)
+
+
 class _Phase(enum.Enum):
     """Where one child's run over its jobs stands."""
 
@@ -378,7 +383,7 @@ def _hash_and_size(path: str) -> tuple[int, str]:
 
 
 def _check_one(job: dict[str, Any], memory_factor: float, slack: int) -> dict[str, Any]:
-    from . import _faiss
+    from . import _faiss, _plausible
     from ._fs import new_hasher
 
     path = job["path"]
@@ -402,9 +407,9 @@ def _check_one(job: dict[str, Any], memory_factor: float, slack: int) -> dict[st
     problems: list[str] = []
     try:
         out["info"] = _faiss.describe(index)
-        problems += _faiss.structural_problems(index)
+        problems += _plausible.structural_problems(index)
         if not problems:
-            problems += _faiss.finite_problems(index)
+            problems += _plausible.finite_problems(index)
         if not problems:
             _faiss.smoke_search(index)
             canaries = job.get("canaries")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import RecoveryError
 from .._redact import redact
+from ._fs import hash_file
 from ._live import first_line
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ __all__ = [
     "load_ids",
     "load_npy",
     "load_vectors",
+    "source_record",
     "trial_build",
 ]
 
@@ -301,3 +303,28 @@ def _batch(
         _faiss.normalize(xb)
     out: npt.NDArray[np.float32] = xb
     return out
+
+
+def source_record(
+    source: str | os.PathLike[str] | None,
+    ids_source: str | os.PathLike[str] | None,
+    algorithm: str,
+) -> dict[str, Any] | None:
+    """What the manifest records of the source vectors (and ids): path, size, checksum."""
+    if source is None:
+        return None
+    size, digest = hash_file(source, algorithm)
+    info: dict[str, Any] = {
+        "path": str(Path(source).resolve()),
+        "size": size,
+        "checksum": digest,
+        "checksum_algorithm": algorithm,
+    }
+    if ids_source is not None:
+        isize, idigest = hash_file(ids_source, algorithm)
+        info["ids"] = {
+            "path": str(Path(ids_source).resolve()),
+            "size": isize,
+            "checksum": idigest,
+        }
+    return info

@@ -16,22 +16,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from .._aio import off_loop
 from .._errors import IndexCorruptionError, RecoveryError
 from .._redact import redact
 from ._backups import BackupFolder
 from ._diagnose import Diagnosis, diagnose_index, read_verified_sidecar
-from ._fs import ALGORITHMS, DEFAULT_ALGORITHM, NotRegularFile, hash_file, make_dirs
+from ._fs import ALGORITHMS, DEFAULT_ALGORITHM, NotRegularFile, make_dirs
 from ._health import BackupInfo, IndexHealth
-from ._live import LiveIndex
+from ._live import LiveIndex, sidecar_names
 from ._manifest import Manifest
 from ._probe import ProbeJob, ProbeResult, probe_files
-from ._rebuild import METRICS, Progress, build, load_ids, load_vectors
+from ._rebuild import METRICS, Progress, build, load_ids, load_vectors, source_record
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["BackupInfo", "IndexHealth", "VectorIndexRecovery", "bulk_probe"]
+__all__ = ["BackupInfo", "IndexHealth", "VectorIndexRecovery"]
 
 logger = logging.getLogger("safla_diag.vector")
 
@@ -88,14 +90,7 @@ class VectorIndexRecovery:
             raise ValueError(f"checksum must be one of {ALGORITHMS}, got {checksum!r}")
         if memory_factor <= 0:
             raise ValueError("memory_factor must be positive")
-        if isinstance(sidecars, str):
-            raise ValueError("sidecars must be a sequence of file names, not one string")
-        for name in sidecars:
-            if not isinstance(name, str) or not name or "/" in name or os.sep in name:
-                raise ValueError(f"a sidecar must be a plain file name, got {name!r}")
-            if name.startswith(".") or name == index_file or name == "manifest.json":
-                raise ValueError(f"{name!r} cannot be a sidecar")
-        self.sidecars = tuple(dict.fromkeys(sidecars))
+        self.sidecars = sidecar_names(sidecars, index_file)
         self.data_dir = Path(data_dir)
         self.backup_dir = Path(backup_dir)
         self.index_file = index_file
@@ -294,7 +289,7 @@ class VectorIndexRecovery:
                 raise ValueError(f"{name!r} is not a declared sidecar (sidecars={self.sidecars})")
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError(f"sidecar {name!r} must be bytes, got {type(data).__name__}")
-        source_info = self._source_info(source, ids_source)
+        source_info = source_record(source, ids_source, self.checksum)
         canary_doc = _faiss.make_canaries(index, n=canaries) if canaries else None
         t0 = time.perf_counter()
 
@@ -323,27 +318,6 @@ class VectorIndexRecovery:
             generation, desc["ntotal"], size, time.perf_counter() - t0,
         )  # fmt: skip
         return str(self.index_path)
-
-    def _source_info(
-        self, source: str | os.PathLike[str] | None, ids_source: str | os.PathLike[str] | None
-    ) -> dict[str, Any] | None:
-        if source is None:
-            return None
-        size, digest = hash_file(source, self.checksum)
-        info: dict[str, Any] = {
-            "path": str(Path(source).resolve()),
-            "size": size,
-            "checksum": digest,
-            "checksum_algorithm": self.checksum,
-        }
-        if ids_source is not None:
-            isize, idigest = hash_file(ids_source, self.checksum)
-            info["ids"] = {
-                "path": str(Path(ids_source).resolve()),
-                "size": isize,
-                "checksum": idigest,
-            }
-        return info
 
     def read_sidecar(self, name: str) -> bytes:
         """
@@ -493,10 +467,10 @@ class VectorIndexRecovery:
                         progress=progress,
                     )
                     if problem is None:
-                        self.last_restored = _with(info, verified=True)
+                        self.last_restored = attrs.evolve(info, verified=True)
                         logger.warning("restored the vector index from backup %s", folder.name)
                         return True
-                    info = _with(info, problem=problem, verified=False)
+                    info = attrs.evolve(info, problem=problem, verified=False)
                 skipped.append(info)
                 logger.warning("skipping backup %s: %s", folder.name, redact(problem or ""))
         finally:
@@ -622,14 +596,3 @@ class VectorIndexRecovery:
     async def alist_backups(self, *, verify: bool = False) -> list[BackupInfo]:
         """:meth:`list_backups`, run in the loop's default executor."""
         return await off_loop(self.list_backups, verify=verify)
-
-
-def _with(info: BackupInfo, **changes: Any) -> BackupInfo:
-    import attrs
-
-    return attrs.evolve(info, **changes)
-
-
-def bulk_probe(paths: Sequence[str], **kwargs: Any) -> list[ProbeResult]:
-    """Probe many files in one child (used by the corruption battery)."""
-    return probe_files([ProbeJob(path=p) for p in paths], **kwargs)

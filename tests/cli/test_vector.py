@@ -100,3 +100,92 @@ def test_help_lists_the_actions() -> None:
     assert r.returncode == 0
     for action in ("health-check", "backup", "restore", "rebuild-index", "list-backups"):
         assert action in r.stdout
+
+
+def _on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a real pseudo-terminal; (exit code, stdout, stderr)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from ..conftest import cli_env
+
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "safla_diag", *args],
+            stdout=subprocess.PIPE, stderr=slave, env=cli_env(), timeout=60, check=False,
+        )  # fmt: skip
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other end is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    return r.returncode, r.stdout.decode(), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_shows_on_a_terminal_and_never_with_json_or_a_pipe(tmp_path: Path) -> None:
+    """backup and restore draw a progress line on a terminal's stderr; --json and pipes get none."""
+    data = str(tmp_path / "data")
+    src = _vectors(tmp_path, n=20_000, d=32)
+    assert run_cli("vector", "rebuild-index", data, "--from", str(src)).returncode == 0
+    code, out, err = _on_a_terminal("vector", "backup", data)
+    assert code == 0 and "backed up" in out
+    assert "backup: 100%" in err and "\r" in err
+    code, out, err = _on_a_terminal("vector", "backup", data, "--json")
+    assert code == 0 and json.loads(out)["ok"] and "%" not in err
+    r = run_cli("vector", "restore", data, "--backup-dir", str(Path(data, "backups")))
+    assert r.returncode == 0 and "%" not in r.stderr
+    code, out, err = _on_a_terminal("vector", "health-check", data, "--deep")
+    assert code == 0 and "deep check: 100%" in err
+
+
+def test_a_langchain_folder_from_the_command_line(tmp_path: Path) -> None:
+    """--index-file index.faiss --sidecar index.pkl: backed up and restored as one bundle."""
+    import pickle
+
+    import faiss
+
+    store = tmp_path / "store"
+    store.mkdir()
+    index = faiss.IndexFlatL2(8)
+    index.add(np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32))
+    faiss.write_index(index, str(store / "index.faiss"))
+    pkl = pickle.dumps(({"a": 1}, {0: "a"}))
+    (store / "index.pkl").write_bytes(pkl)
+    flags = ("--index-file", "index.faiss", "--sidecar", "index.pkl")
+    assert run_cli("vector", "health-check", str(store), *flags).returncode == 0
+    r = run_cli("vector", "backup", str(store), *flags, "--json")
+    assert r.returncode == 0, r.stderr
+    assert Path(json.loads(r.stdout)["backup"], "index.pkl").read_bytes() == pkl
+    (store / "index.pkl").write_bytes(b"garbage")
+    (store / "index.faiss").write_bytes(b"garbage")
+    assert run_cli("vector", "restore", str(store), *flags).returncode == 0
+    assert (store / "index.pkl").read_bytes() == pkl
+
+
+def test_rebuild_a_binary_index_with_hamming(tmp_path: Path) -> None:
+    """--metric hamming builds a binary index from uint8 codes; health-check --deep passes."""
+    data = str(tmp_path / "data")
+    codes = np.random.default_rng(0).integers(0, 256, (500, 16), dtype=np.uint8)
+    np.save(tmp_path / "codes.npy", codes)
+    r = run_cli(
+        "vector", "rebuild-index", data, "--from", str(tmp_path / "codes.npy"),
+        "--metric", "hamming", "--factory", "HNSW16", "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    doc = json.loads(r.stdout)["health"]
+    assert doc["metric"] == "hamming" and doc["dimension"] == 128
+    r = run_cli("vector", "health-check", data, "--deep", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["index_class"] == "IndexBinaryHNSW"

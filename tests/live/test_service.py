@@ -115,10 +115,12 @@ def test_a_blocking_call_shows_in_debug_loop(service: Service) -> None:
     deadline = time.monotonic() + 20
     while True:
         stalls = json.loads(service.get("/debug/loop")[2])["stalls"]
-        if stalls or time.monotonic() > deadline:
+        # On a loaded machine other work may also hold the loop past the threshold: find ours.
+        ours = [s for s in stalls if s["stack"][-1].endswith(" blocking_handler")]
+        if ours or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    [stall] = stalls
+    [stall] = ours
     assert stall["stack"][-1] == f"{SERVICE}:{BLOCK_LINE} blocking_handler"
     assert stall["duration_s"] >= 0.3
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from safla_diag import VectorIndexRecovery
-from safla_diag.vector._recovery import bulk_probe
+from safla_diag.vector._probe import bulk_probe
 
 from ._damage import DIM, KINDS, damages, make_index, serialize
 
