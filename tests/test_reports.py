@@ -175,7 +175,7 @@ CASES: list[Any] = [
     pytest.param(_diagnosis_report, SECRET, id="DiagnosisReport"),
     pytest.param(_log_report, SECRET, id="LogReport"),
     pytest.param(_queue_stats, None, id="QueueStats"),
-    pytest.param(_guide_import, None, id="GuideImport", marks=_pending("mcp_retry")),
+    pytest.param(_guide_import, None, id="GuideImport"),
 ]
 
 
