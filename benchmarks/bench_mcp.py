@@ -11,7 +11,11 @@ MCP retry queues: ours beside the guide's JSON rewrite and persist-queue, in one
 3. A storm of 1 000 concurrent callers on a dead server (a refused port on 127.0.0.1): connect
    attempts ours (single-flight) beside naive per-caller recovery.
 
-Run: python benchmarks/bench_mcp.py
+0. Through the public API (MCPTaskRecovery: concurrent awaited saves and the running worker) beside
+   persist-queue's SQLiteAckQueue and raw sqlite3 at the same synchronous setting, on a 1 000 and a
+   10 000 backlog, min and median of 5 interleaved rounds (``--api``: this table only).
+
+Run: python benchmarks/bench_mcp.py [--api]
 """
 
 from __future__ import annotations
@@ -53,6 +57,186 @@ def _timed(fn: Any) -> tuple[float, float]:
     w, c = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - w, time.process_time() - c
+
+
+# -- 0. the public API beside persist-queue and raw sqlite3 -------------------------------------
+
+API_TASKS = 1000  # tasks saved and processed per measurement, on top of the backlog
+SAVERS = 64  # concurrent request handlers awaiting save_failed_task
+WORKER_CONCURRENCY = 32
+
+
+def _preload_ours(path: Path, backlog: int) -> None:
+    q = SQLiteQueue(path)
+    payload = json.dumps(_task(0), separators=(",", ":"))
+    for _ in range(0, backlog, 1000):
+        q.put_many(
+            [NewTask(id=uuid.uuid4().hex, payload=payload, due_at=0.0) for _ in range(1000)], now=0
+        )
+    q.close()
+
+
+def api_ours(d: Path, backlog: int, sync: str) -> tuple[float, float, float]:
+    """
+    Through MCPTaskRecovery as a service calls it: SAVERS coroutines await save_failed_task for
+    API_TASKS tasks while the running worker claims, executes and acks API_TASKS tasks (FIFO: the
+    backlog's head). Returns (wall s, process CPU s, calling-thread CPU µs per awaited save, the
+    last measured apart: saves only).
+    """
+    path = d / f"api-{sync}-{backlog}-{uuid.uuid4().hex[:6]}.db"
+    _preload_ours(path, backlog)
+    tasks = [_task(i) for i in range(API_TASKS)]
+
+    async def main() -> tuple[float, float, float]:
+        done = asyncio.Event()
+        ran = 0
+
+        async def execute(task: dict[str, Any]) -> None:
+            nonlocal ran
+            ran += 1
+            if ran == API_TASKS:
+                done.set()
+
+        rec = MCPTaskRecovery(
+            path,
+            execute=execute,
+            concurrency=WORKER_CONCURRENCY,
+            synchronous=sync,  # type: ignore[arg-type]
+        )
+        await rec.load_failed_tasks()
+
+        async def saver(k: int) -> None:
+            for t in tasks[k::SAVERS]:
+                await rec.save_failed_task(t, delay=0)
+
+        w, c = time.perf_counter(), time.process_time()
+        worker = asyncio.ensure_future(rec.retry_failed_tasks())
+        await asyncio.gather(*(saver(k) for k in range(SAVERS)))
+        await done.wait()
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await rec.aclose()  # the last acks
+        return time.perf_counter() - w, time.process_time() - c, await _save_cpu(d, sync)
+
+    return asyncio.run(main())
+
+
+async def _save_cpu(d: Path, sync: str) -> float:
+    """CPU µs on the calling thread per awaited save, SAVERS at once, no worker running."""
+    rec = MCPTaskRecovery(d / f"saves-{uuid.uuid4().hex[:6]}.db", execute=lambda t: None,
+                          synchronous=sync)  # type: ignore[arg-type]  # fmt: skip
+    await rec.load_failed_tasks()
+    tasks = [_task(i) for i in range(API_TASKS)]
+
+    async def saver(k: int) -> None:
+        for t in tasks[k::SAVERS]:
+            await rec.save_failed_task(t, delay=0)
+
+    c = time.thread_time()
+    await asyncio.gather(*(saver(k) for k in range(SAVERS)))
+    used = time.thread_time() - c
+    await rec.aclose()
+    return used / API_TASKS * 1e6
+
+
+def api_persist_queue(d: Path, backlog: int, sync: str) -> tuple[float, float, float]:
+    """persist-queue's SQLiteAckQueue: API_TASKS puts, then API_TASKS get + ack, on a backlog."""
+    from persistqueue import SQLiteAckQueue
+
+    q = SQLiteAckQueue(str(d / f"pq-{sync}-{backlog}-{uuid.uuid4().hex[:6]}"), auto_resume=False)
+    q._conn.execute("PRAGMA synchronous=NORMAL")
+    for i in range(backlog):
+        q.put(_task(i))
+    q._conn.execute(f"PRAGMA synchronous={sync}")
+    tasks = [_task(i) for i in range(API_TASKS)]
+    w, c = time.perf_counter(), time.process_time()
+    for t in tasks:
+        q.put(t)
+    for _ in range(API_TASKS):
+        q.ack(q.get(block=False))
+    out = time.perf_counter() - w, time.process_time() - c, float("nan")
+    q.close()
+    return out
+
+
+def api_raw_sqlite(d: Path, backlog: int, sync: str) -> tuple[float, float, float]:
+    """Raw sqlite3, the same statements one at a time (autocommit), WAL, on a backlog."""
+    import sqlite3
+
+    conn = sqlite3.connect(
+        d / f"raw-{sync}-{backlog}-{uuid.uuid4().hex[:6]}.db", isolation_level=None
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(
+        "CREATE TABLE tasks (id TEXT PRIMARY KEY, payload TEXT NOT NULL, attempts INTEGER "
+        "NOT NULL DEFAULT 0, due_at REAL NOT NULL, lease TEXT, created_at REAL NOT NULL)"
+    )
+    conn.execute("CREATE INDEX tasks_due ON tasks (due_at)")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("BEGIN")
+    for i in range(backlog):
+        conn.execute(
+            "INSERT INTO tasks (id, payload, due_at, created_at) VALUES (?, ?, 0, 0)",
+            (uuid.uuid4().hex, json.dumps(_task(i))),
+        )
+    conn.execute("COMMIT")
+    conn.execute(f"PRAGMA synchronous={sync}")
+    tasks = [_task(i) for i in range(API_TASKS)]
+    w, c = time.perf_counter(), time.process_time()
+    now = time.time()
+    for t in tasks:
+        conn.execute(
+            "INSERT OR IGNORE INTO tasks (id, payload, due_at, created_at) VALUES (?, ?, ?, ?)",
+            (t["id"], json.dumps(t), now, now),
+        )
+    for _ in range(API_TASKS):
+        (tid, payload) = conn.execute(
+            "UPDATE tasks SET attempts = attempts + 1, lease = 'l', due_at = ? WHERE id IN "
+            "(SELECT id FROM tasks WHERE due_at <= ? ORDER BY due_at LIMIT 1) RETURNING id, payload",
+            (now + 60, now),
+        ).fetchone()
+        json.loads(payload)
+        conn.execute("DELETE FROM tasks WHERE id = ?", (tid,))
+    out = time.perf_counter() - w, time.process_time() - c, float("nan")
+    conn.close()
+    return out
+
+
+def api_table(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
+    """The table of issue 14: min and median of interleaved rounds, tasks/s, with ratios."""
+    import statistics
+
+    rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
+    variants = {"ours (public API)": api_ours, "persist-queue": api_persist_queue,
+                "raw sqlite3": api_raw_sqlite}  # fmt: skip
+    print(f"public API: {API_TASKS} tasks saved + processed on a backlog, {rounds} interleaved "
+          f"rounds; load average {load_before[0]:.2f} (shared machine)")  # fmt: skip
+    for sync in ("NORMAL", "FULL"):
+        for backlog in (1000, 10000):
+            got: dict[str, list[tuple[float, float, float]]] = {k: [] for k in variants}
+            for _ in range(rounds):
+                for name, fn in variants.items():
+                    got[name].append(fn(tmp, backlog, sync))
+            rate = {k: [API_TASKS / w for w, _, _ in v] for k, v in got.items()}
+            row: dict[str, Any] = {"synchronous": sync, "backlog": backlog}
+            for k, r in rate.items():
+                row[k] = {"min": min(r), "median": statistics.median(r),
+                          "cpu_us_per_task": statistics.median(c for _, c, _ in got[k]) / API_TASKS * 1e6}  # fmt: skip
+            save_us = statistics.median(s for _, _, s in got["ours (public API)"])
+            row["awaited_save_cpu_us"] = save_us
+            ours_med = row["ours (public API)"]["median"]
+            row["ratio_vs_persist_queue"] = ours_med / row["persist-queue"]["median"]
+            row["ratio_vs_raw_sqlite3"] = ours_med / row["raw sqlite3"]["median"]
+            print(f"  {sync:<6} backlog {backlog:>6}: " + "  ".join(
+                f"{k} {row[k]['median']:8.0f}/s (min {row[k]['min']:.0f})" for k in variants)
+                + f"  ours/pq {row['ratio_vs_persist_queue']:.2f}x  ours/raw "
+                f"{row['ratio_vs_raw_sqlite3']:.2f}x  awaited save {save_us:.1f} µs CPU")  # fmt: skip
+            rows.append(row)
+    load_after = os.getloadavg()
+    rows.append({"label": "load average before/after", "before": load_before, "after": load_after})
+    print(f"  load average after: {load_after[0]:.2f}")
+    return rows
 
 
 # -- 1. queues ------------------------------------------------------------------------------------
@@ -329,6 +513,9 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench_mcp_"))
     try:
+        save("bench_mcp_api", api_table(tmp), cpus=os.cpu_count())
+        if "--api" in sys.argv[1:]:
+            return
         print("enqueue + claim + ack of ~300-byte tasks (tasks/s; higher is better)")
         g = {}
         for n in (1000, 2000):

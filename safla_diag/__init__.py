@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the layers load on first use; type checkers and IDEs see th
     )
     from .config import MCPServer, SaflaConfig, load_configuration, validate_configuration
     from .diagnosis import DiagnosisReport, Diagnostics, PerformanceDiagnostic
+    from .heal import HealPolicy
     from .live import asgi_app, register_opentelemetry, register_prometheus, serve
     from .logs import LogReport, aanalyze_logs, analyze_logs, mine_templates
     from .mcp_retry import MCPConnectionRecovery, MCPTaskRecovery, RecoveringSession
@@ -61,6 +62,7 @@ __all__ = [
     "DependencyReport",
     "DiagnosisReport",
     "Diagnostics",
+    "HealPolicy",
     "IndexCorruptionError",
     "IndexHealth",
     "LeakAnalysis",
@@ -127,6 +129,7 @@ _LAZY: dict[str, str] = {
     "DependencyReport": "checks",
     "DiagnosisReport": "diagnosis",
     "Diagnostics": "diagnosis",
+    "HealPolicy": "heal",
     "IndexHealth": "vector",
     "LeakAnalysis": "monitoring",
     "LogReport": "logs",

@@ -29,6 +29,7 @@ CONTRACT = {
     "analyze_logs", "LogReport",
 }  # fmt: skip
 EXTRA: set[str] = {
+    "HealPolicy",
     "LoopMonitor",
     "MCPServer",
     "MemoryGrowth",
@@ -64,6 +65,7 @@ def test_all_is_exactly_the_contract() -> None:
         "monitoring",
         "vector",
         "mcp_retry",
+        "heal",
         "diagnosis",
         "logs",
         "live",
@@ -121,7 +123,7 @@ def test_import_is_light() -> None:
     code = (
         "import sys, safla_diag; "
         "heavy = [m for m in ('faiss', 'numpy', 'psycopg', 'prometheus_client', 'IPython', "
-        "'opentelemetry', 'mcp', 'xxhash') if m in sys.modules]; print(','.join(heavy))"
+        "'opentelemetry', 'mcp', 'xxhash', 'rich') if m in sys.modules]; print(','.join(heavy))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True

@@ -18,9 +18,10 @@ RANK = {
     "vector": 2,
     "mcp_retry": 2,
     "logs": 2,
-    "diagnosis": 3,
-    "live": 4,  # the live endpoint and the exporters: they read every layer below
-    "_cli": 5,
+    "heal": 3,
+    "diagnosis": 4,
+    "live": 5,  # the live endpoint and the exporters: they read every layer below
+    "_cli": 6,
 }
 
 

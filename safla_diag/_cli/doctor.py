@@ -23,6 +23,8 @@ def positive_seconds(text: str) -> float:
 
 def register(sub: Any) -> None:
     """Add the `doctor` command."""
+    from ..config import default
+
     p: argparse.ArgumentParser = sub.add_parser(
         "doctor",
         help="diagnose this machine and the configured services",
@@ -38,9 +40,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--timeout",
         type=positive_seconds,
-        default=5.0,
+        default=float(default("service_timeout")),
         metavar="S",
-        help="seconds per service probe when the configuration sets no service_timeout (default 5)",
+        help="seconds per service probe when the configuration sets no service_timeout "
+        f"(default {default('service_timeout'):g})",
     )
     p.set_defaults(func=run)
 

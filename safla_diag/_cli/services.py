@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             doc["ports"] = port_rows
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        out = ([report.to_text()] if report is not None else []) + port_lines
+        from ._render import services_text
+
+        out = ([services_text(report)] if report is not None else []) + port_lines
         sys.stdout.write("\n".join(out) + "\n")
     return EXIT_OK if report is None or report else EXIT_FINDINGS

@@ -85,7 +85,7 @@ def register(sub: Any) -> None:
         "rebuild-index", help="rebuild the index from a .npy file of vectors, and save it"
     )
     common(rb)
-    rb.add_argument("--from", dest="source", required=True, metavar="FILE.npy")
+    rb.add_argument("--from", dest="source", required=True, metavar="FILE.npy", help="the vectors")
     rb.add_argument("--ids", metavar="FILE.npy", help="int64 ids, one per vector")
     rb.add_argument("--factory", default="Flat", help="faiss factory string (default Flat)")
     rb.add_argument(
@@ -94,7 +94,7 @@ def register(sub: Any) -> None:
         choices=["cosine", "l2", "inner_product", "hamming"],
         help="metric (hamming: a binary index over uint8 codes, d/8 bytes a row)",
     )
-    rb.add_argument("--batch-size", type=_positive_int, default=65536)
+    rb.add_argument("--batch-size", type=_positive_int, default=65536, help="vectors per batch")
 
 
 def _progress(args: argparse.Namespace, label: str) -> Callable[[int, int], None] | None:

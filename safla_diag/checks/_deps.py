@@ -38,6 +38,7 @@ FALLBACK_REQUIREMENTS = (
     "typing-extensions>=4.6",
     "xxhash>=3",
     "sortedcontainers>=2.4",
+    "rich>=13",
 )
 
 Status = Literal["ok", "missing", "broken", "outdated", "invalid"]

@@ -18,16 +18,8 @@ from urllib.parse import urljoin, urlsplit
 import attrs
 
 from .._redact import redact
-from ._net import (
-    READ_BUDGET,
-    Outcome,
-    Phase,
-    ProbeFailure,
-    connect,
-    oversized,
-    printable,
-    ssl_context,
-)
+from ._budget import READ_BUDGET, oversized
+from ._net import Outcome, Phase, ProbeFailure, connect, printable, ssl_context
 from ._targets import DEFAULT_PORTS, Target, make_target
 
 __all__ = ["HTTPResponse", "probe_http", "probe_mcp", "request"]

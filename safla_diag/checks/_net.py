@@ -14,21 +14,16 @@ import attrs
 from .._redact import redact
 
 __all__ = [
-    "READ_BUDGET",
     "Outcome",
     "Phase",
     "ProbeFailure",
     "classify_error",
     "connect",
     "hostport",
-    "oversized",
     "printable",
     "resolve",
     "ssl_context",
 ]
-
-READ_BUDGET = 64 * 1024
-"""Bytes one probe reads from a peer at most: what a peer announces beyond is a protocol error."""
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})
 
@@ -58,19 +53,6 @@ class ProbeFailure(Exception):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.detail)
         self.outcome = outcome
-
-
-def oversized(what: str, size: int, hint: str) -> ProbeFailure:
-    """A peer announced more than :data:`READ_BUDGET` bytes: stop, without reading them."""
-    shown = f"{size} bytes" if size < 10**15 else "an absurd size"
-    return ProbeFailure(
-        Outcome(
-            False,
-            "protocol",
-            f"{what} of {shown}, more than a probe reads ({READ_BUDGET // 1024} KiB)",
-            hint,
-        )
-    )
 
 
 def printable(data: bytes, limit: int = 48) -> str:
@@ -179,6 +161,35 @@ def hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+# errno -> (status, message with {where} and {why}, next step), for the OSErrors a probe meets.
+_ERRNO_OUTCOMES: dict[int, tuple[str, str, str]] = {
+    code: outcome
+    for codes, outcome in (
+        (
+            (errno.ENETUNREACH, errno.EHOSTUNREACH),
+            (
+                "unreachable",
+                "{where} is unreachable ({why})",
+                "check routes, firewalls and security groups between here and the host",
+            ),
+        ),
+        (
+            (errno.ENOENT,),
+            ("refused", "socket {where} does not exist", "start the service or fix the path"),
+        ),
+        (
+            (errno.EACCES, errno.EPERM),
+            (
+                "error",
+                "permission denied connecting to {where}",
+                "check file permissions of the socket, or firewall rules",
+            ),
+        ),
+    )
+    for code in codes
+}
+
+
 def classify_error(err: BaseException, where: str, phase: Phase) -> Outcome:
     """
     Turn an exception a probe met into an outcome with the next step.
@@ -227,24 +238,9 @@ def classify_error(err: BaseException, where: str, phase: Phase) -> Outcome:
             f"{where} {how} while {phase.name}",
             "the port may belong to another service, a proxy, or need TLS; check the service log",
         )
-    if isinstance(err, OSError) and err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-        return Outcome(
-            False,
-            "unreachable",
-            f"{where} is unreachable ({err.strerror})",
-            "check routes, firewalls and security groups between here and the host",
-        )
-    if isinstance(err, OSError) and err.errno == errno.ENOENT:
-        return Outcome(
-            False, "refused", f"socket {where} does not exist", "start the service or fix the path"
-        )
-    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM):
-        return Outcome(
-            False,
-            "error",
-            f"permission denied connecting to {where}",
-            "check file permissions of the socket, or firewall rules",
-        )
+    if isinstance(err, OSError) and (known := _ERRNO_OUTCOMES.get(err.errno or 0)) is not None:
+        status, message, hint = known
+        return Outcome(False, status, message.format(where=where, why=err.strerror), hint)
     if isinstance(err, UnicodeError):
         return Outcome(
             False, "invalid", f"invalid host name ({err})", "fix the host in the URL (IDNA)"

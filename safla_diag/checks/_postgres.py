@@ -20,16 +20,8 @@ from typing import Any
 
 from .._lazy import import_optional
 from .._redact import redact
-from ._net import (
-    READ_BUDGET,
-    Outcome,
-    Phase,
-    ProbeFailure,
-    connect,
-    oversized,
-    printable,
-    ssl_context,
-)
+from ._budget import READ_BUDGET, oversized
+from ._net import Outcome, Phase, ProbeFailure, connect, printable, ssl_context
 from ._targets import Target
 
 __all__ = ["classify_sqlstate", "probe_postgres"]

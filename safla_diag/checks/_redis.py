@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ._net import (
-    READ_BUDGET,
-    Outcome,
-    Phase,
-    ProbeFailure,
-    connect,
-    oversized,
-    printable,
-    ssl_context,
-)
+from ._budget import READ_BUDGET, oversized
+from ._net import Outcome, Phase, ProbeFailure, connect, printable, ssl_context
 from ._targets import Target
 
 __all__ = ["probe_redis"]

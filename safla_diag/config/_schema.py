@@ -161,6 +161,11 @@ class SaflaConfig:
             raise ConfigurationError(issues, source=where)
         return cls(**_normalise(loaded))
 
+    def _repr_html_(self) -> str:
+        from ._html import config_html
+
+        return config_html(self)
+
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
         """
         The configuration as plain data (lists and dicts), ready for JSON or TOML.

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._aio import run_sync
 from .._redact import redact, redact_value
 from ..config import SaflaConfig, default, load_configuration
+from ..heal import Healer, HealPolicy
 from ._context import Context
 from ._monitors import Monitors
 from ._report import DiagnosisReport
@@ -74,10 +75,13 @@ class Diagnostics:
             a mapping, or a SaflaConfig.
         timeout: Seconds for service probes when the configuration has no ``service_timeout``.
         sections: Run only these sections (names as in the report).
+        heal: False (the default) changes nothing; True or a HealPolicy also runs the healer
+            inside ``async with``: known failures get their known remedy, and each action is
+            kept in ``heal_history()`` (see the healing page).
 
     Raises:
         ConfigurationError: When a configuration file cannot be read or parsed.
-        TypeError: When ``config`` is of an unsupported type.
+        TypeError: When ``config`` (or ``heal``) is of an unsupported type.
         ValueError: When ``sections`` names an unknown section.
     """
 
@@ -87,11 +91,13 @@ class Diagnostics:
         *,
         timeout: float = default("service_timeout"),
         sections: Iterable[str] | None = None,
+        heal: bool | HealPolicy = False,
     ) -> None:
         self._config, self._given, self._source = _load(config)
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
+        self._settings = Settings.read(self._config, timeout=self.timeout)  # read once, typed
         wanted = None if sections is None else list(sections)
         if wanted is not None:
             unknown = sorted(set(wanted) - set(SECTION_NAMES))
@@ -99,6 +105,8 @@ class Diagnostics:
                 raise ValueError(f"unknown sections {unknown}; choose from {list(SECTION_NAMES)}")
         self._sections = wanted
         self._monitors: Monitors | None = None
+        self._heal = HealPolicy.coerce(heal)
+        self._healer: Healer | None = None
         self._state: Literal["new", "running", "closed"] = "new"
 
     def __repr__(self) -> str:
@@ -123,29 +131,62 @@ class Diagnostics:
         mon = self._monitors
         return mon.leaks if mon is not None and self._state == "running" else None
 
+    @property
+    def healer(self) -> Healer | None:
+        """The healer running inside ``async with`` when ``heal`` was given; None otherwise."""
+        return self._healer if self._state == "running" else None
+
+    def heal_history(self) -> list[dict[str, Any]]:
+        """
+        The healer's actions, oldest first (bounded), also after ``async with`` has ended.
+
+        Returns:
+            Dicts with ``time``, ``action``, ``outcome``, ``detail``, ``target`` and ``data``;
+            ``[]`` when healing is off.
+        """
+        return self._healer.history() if self._healer is not None else []
+
     async def __aenter__(self) -> Diagnostics:
         if self._state != "new":
             raise RuntimeError("a Diagnostics can be entered only once; make a new one")
         self._state = "running"
-        settings = Settings.read(self._config, timeout=self.timeout)
+        settings = self._settings
         self._monitors = Monitors(
             interval=settings.leak_check_interval,
             threshold=settings.memory_threshold_percent,
             critical=settings.memory_critical_percent,
         )
         self._monitors.start()
+        if self._heal is not None:
+            monitors = self._monitors
+            self._healer = Healer(
+                self._heal,
+                data_dir=settings.data_dir,
+                backup_dir=settings.backup_dir,
+                index_file=settings.index_file,
+                dimension=settings.vector_dimension,
+                memory_critical_percent=settings.memory_critical_percent,
+                leaks=lambda: monitors.leaks,
+                memory=lambda: monitors.memory,
+            )
+            self._healer.start()
         try:
             # One tick: the detector's task takes its first sample, so the monitors are running
             # (``leak_detector.monitoring``) when the block's body starts.
             await asyncio.sleep(0)
         except BaseException:  # cancelled while entering: __aexit__ will not run
             self._state = "closed"
-            await self._monitors.stop()
+            await self._stop()
             raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self._state = "closed"
+        await self._stop()
+
+    async def _stop(self) -> None:
+        if self._healer is not None:
+            await self._healer.stop()
         if self._monitors is not None:
             await self._monitors.stop()
 
@@ -167,6 +208,7 @@ class Diagnostics:
             timeout=self.timeout,
             monitors=self._monitors if self._state == "running" else None,
             started=start,
+            settings=self._settings,
         )
         chosen = [
             s

@@ -400,7 +400,7 @@ class Sniffed:
     table: list[tuple[Format, ...]] = field(default_factory=lambda: _DEFAULT_TABLE, repr=False)
 
 
-_MAX_OFFSETS = 8
+_MAX_OFFSETS = 16
 _PREFIX_MAX = 32
 
 

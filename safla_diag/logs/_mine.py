@@ -3,8 +3,8 @@ Message templates: mask the variable parts of a message, then merge what differs
 
 Two stages, both functions of the *set* of messages, never of their order:
 
-1. ``shape(message)``: every run of digits becomes one ``0`` (numpy does this for a whole chunk
-   at once in the scanner; ``re`` does it here), then ``mask`` replaces the variable parts of that
+1. ``shape(message)``: every run of hex digits holding a decimal digit becomes one ``0`` (numpy
+   does this for a whole chunk at once in the scanner; ``re`` does it here), then ``mask`` replaces the variable parts of that
    shape by placeholders: URLs ``<URL>``, IPv4/IPv6 addresses with a port ``<IP>``, paths
    ``<PATH>``, ``0x`` hex ``<HEX>``, signed and decimal numbers ``<NUM>``, and any other token that
    holds a digit (ids such as ``blk_-0``, ``Thunderbird_A0``, ``R0-M0-N0``, uuids, hosts like
@@ -30,8 +30,9 @@ from .._redact import redact
 
 __all__ = ["merge", "mine_templates", "shape", "template_of"]
 
-_DIGITS = re.compile(r"[0-9]+")
-_DIGITS_B = re.compile(rb"[0-9]+")
+# A run of hex digits holding at least one decimal digit: a number, a hex id, a piece of a uuid.
+_DIGITS = re.compile(r"[0-9A-Fa-f]*[0-9][0-9A-Fa-f]*")
+_DIGITS_B = re.compile(rb"[0-9A-Fa-f]*[0-9][0-9A-Fa-f]*")
 _DELIM = r"\s=:,;()\[\]{}\"'<>|"
 # Order matters: whole URLs, addresses and paths first (they contain everything else).
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -57,7 +58,10 @@ WILD = "<*>"
 
 
 def shape(message: str) -> str:
-    """The message with every run of digits collapsed to one ``0`` (what the scanner keys by)."""
+    """
+    The message with every run of hex digits that holds a decimal digit (``42``, ``5f3a9c1b``,
+    each part of a uuid) collapsed to one ``0``: what the scanner keys by.
+    """
     return _DIGITS.sub("0", message)
 
 
@@ -103,6 +107,7 @@ def _is_word(token: str) -> bool:
 # A position whose words take fewer distinct values than this splits a cluster (see _split).
 _FEW = 3
 _THRESHOLD = 0.5  # Drain's similarity threshold
+_MAX_COMPARED = 64  # clusters of one bucket a template is compared with
 
 
 def _cluster(texts: list[str], threshold: float) -> list[list[list[str]]]:
@@ -111,7 +116,9 @@ def _cluster(texts: list[str], threshold: float) -> list[list[list[str]]]:
     for text in texts:
         tokens = text.split(" ")
         best, best_sim = -1, -1.0
-        for k, (tmpl, _m) in enumerate(clusters):
+        # The most frequent clusters come first (canonical order); comparing with a bounded
+        # number of them keeps a bucket of many distinct templates from costing D * C.
+        for k, (tmpl, _m) in enumerate(clusters[:_MAX_COMPARED]):
             sim = _similar(tokens, tmpl)
             if sim > best_sim:
                 best, best_sim = k, sim

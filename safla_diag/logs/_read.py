@@ -46,6 +46,8 @@ _MAGIC = (
     (b"\x00asm", "WebAssembly"),
     (b"\x93NUMPY", "a numpy array"),
     (b"IxF", "a FAISS index"),
+    (b"\xff\xfe", "UTF-16 text; convert it with iconv -f UTF-16 -t UTF-8"),
+    (b"\xfe\xff", "UTF-16 text; convert it with iconv -f UTF-16 -t UTF-8"),
 )
 
 
@@ -338,11 +340,7 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
                     _skip(acc, name, why)
                     return
                 sniffed = sniff(bytes(buf[: min(end, _SNIFF_BYTES)]))
-                if (
-                    opts.since is not None
-                    and sniffed.format is not None
-                    and not sniffed.has_timestamps
-                ):
+                if opts.since is not None and not sniffed.has_timestamps:
                     _skip(acc, name, "no timestamps found, so 'since' cannot apply")
                     return
                 scan = FileScan(name, sniffed, opts, acc)

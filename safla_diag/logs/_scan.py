@@ -36,8 +36,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._redact import redact
+from ._bytes import PREFIX_BYTES, luts, spellings, swar
 from ._formats import Parsed, Sniffed, json_extra, parse_line
-from ._levels import CANONICAL, LEVEL_WORDS
+from ._levels import CANONICAL
 from ._templates import TemplateCache, TemplateStats
 
 if TYPE_CHECKING:
@@ -50,11 +51,13 @@ log = logging.getLogger("safla_diag.logs")
 CHUNK_SIZE = 2 << 20
 PAD = 4096  # room for the 8-byte gathers past the last line (offsets stay below it)
 _MAX_OFFSET = PAD - 64
-_MAX_OFFSETS = 8
+_MAX_OFFSETS = 16
 _EXAMPLE_CHARS = 4000
 _MESSAGE_BYTES = 4096
 _MAX_CONTINUATION = 500
 _HEADER_BYTES = 256
+_MAX_REMEMBERED = 4096
+_MAX_KEYS = 100_000  # a file's distinct template keys held before they are folded in
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(CANONICAL)}
 
 
@@ -112,41 +115,6 @@ def example_text(text: str) -> str:
     return redact(text)
 
 
-def _spellings(cases: frozenset[str]) -> list[tuple[bytes, str]]:
-    out: list[tuple[bytes, str]] = []
-    for word, level in LEVEL_WORDS.items():
-        if len(word) > 8:
-            continue
-        forms = {word, word.title()} | ({word.lower()} if "lower" in cases else set())
-        out.extend((f.encode(), level) for f in sorted(forms))
-    return out
-
-
-class _Luts:
-    """Byte tables built once per process."""
-
-    def __init__(self) -> None:
-        import numpy as np
-
-        self.left = np.zeros(256, dtype=bool)
-        self.left[list(b' \t[<("')] = True
-        self.right = np.zeros(256, dtype=bool)
-        self.right[list(b' \t]>):,|"\r\n')] = True
-        self.digit = np.zeros(256, dtype=bool)
-        self.digit[48:58] = True
-        self.ctrl = np.zeros(256, dtype=bool)
-        self.ctrl[[*range(9), 11, 12, *range(14, 27), *range(28, 32), 127]] = True
-
-
-_LUTS: list[_Luts] = []
-
-
-def _luts() -> _Luts:
-    if not _LUTS:
-        _LUTS.append(_Luts())
-    return _LUTS[0]
-
-
 class FileScan:
     """The state of one file's scan: its format, the fast path's tables, the window flag."""
 
@@ -154,29 +122,40 @@ class FileScan:
         import numpy as np
 
         self.np = np
-        self.luts = _luts()
+        self.luts = luts()
         self.name = name
         self.sn = sniffed
         self.opts = opts
         self.acc = acc
         self.in_window = opts.since is None
         self.since_ts = opts.since.timestamp() if opts.since is not None else None
-        self.prefix_pos = np.array([p for p, _ in sniffed.prefix], dtype=np.int64)
-        self.prefix_val = np.array([v for _, v in sniffed.prefix], dtype=np.uint8)
+        prefix = sniffed.prefix[:PREFIX_BYTES]
+        self.prefix_pos = np.array([p for p, _ in prefix], dtype=np.int64)
+        self.prefix_val = np.array([v for _, v in prefix], dtype=np.uint8)
+        self.swar = swar(prefix)
         self.offsets = [o for o in sniffed.offsets if 0 < o < _MAX_OFFSET]
         self.fast = len(self.prefix_pos) > 0 and bool(self.offsets or not sniffed.has_levels)
-        # Per word length: sorted 8-byte values and the level index of each.
-        groups: dict[int, list[tuple[int, int]]] = {}
-        for word, level in _spellings(sniffed.cases):
-            value = int.from_bytes(word.ljust(8, b"\0"), "little")
-            groups.setdefault(len(word), []).append((value, _LEVEL_INDEX[level]))
-        self.by_len = []
-        for length, pairs in sorted(groups.items()):
-            pairs.sort()
-            mask = int.from_bytes(b"\xff" * length + b"\0" * (8 - length), "little")
-            vals = np.array([v for v, _ in pairs], dtype=np.uint64)
-            lvls = np.array([lv for _, lv in pairs], dtype=np.int64)
-            self.by_len.append((length, np.uint64(mask), vals, lvls))
+        self.initial = np.zeros(256, dtype=bool)
+        for word, _level in spellings(sniffed.cases):
+            self.initial[word[0]] = True
+        # Per offset k in use: the pair table shifted to bit k (256 KiB each, made on demand).
+        self.plausible = self._plausible()
+        self.pair_bit: list[Any] = []
+        # Every spelling as its 8 bytes (zero-padded), sorted, with its level; and the mask
+        # that keeps the first n bytes of a word, for n = 0..9.
+        pairs = sorted(
+            (int.from_bytes(word.ljust(8, b"\0"), "little"), _LEVEL_INDEX[level])
+            for word, level in spellings(sniffed.cases)
+        )
+        self.vals = np.array([v for v, _ in pairs], dtype=np.uint64)
+        self.lvls = np.array([lv for _, lv in pairs], dtype=np.int64)
+        self.len_mask = np.array(
+            [
+                int.from_bytes(b"\xff" * min(n, 8) + b"\0" * (8 - min(n, 8)), "little")
+                for n in range(10)
+            ],
+            dtype=np.uint64,
+        )
         self.chosen_idx = np.zeros(len(CANONICAL) + 1, dtype=bool)
         for lv in opts.chosen:
             if lv in _LEVEL_INDEX:
@@ -186,8 +165,14 @@ class FileScan:
         }
         self.level_of = {t: lv for lv, t in self.tag_of.items()}
         self.cache = TemplateCache()
-        self.touched: set[tuple[str, str]] = set()
+        # This file's template keys: records per key, the header of each key's latest record,
+        # and its (level, masked template), or None when the table was full.
+        self.key_counts: Counter[bytes] = Counter()
+        self.key_last: dict[bytes, bytes] = {}
+        self.key_template: dict[bytes, tuple[str, str] | None] = {}
+        self.header_span = np.arange(_HEADER_BYTES)
         self.new_offsets: Counter[int] = Counter()
+        self.not_records: set[bytes] = set()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -316,13 +301,17 @@ class FileScan:
         slow = head.copy()
         if self.fast:
             ok = head & (lengths >= len(self.prefix_pos))
+            words = np.ndarray((len(a) - 7,), dtype="<u8", buffer=a, strides=(1,))
+            for k, (exact_m, exact_v, dig_m, dig_v, add6) in enumerate(self.swar):
+                w = words[starts + 8 * k]
+                # Exact bytes match; digit positions hold 0x30-0x39 (high nibble 3 before and
+                # after adding 6: the SWAR test of "is a digit" on eight bytes at once).
+                ok &= (
+                    ((w & exact_m) == exact_v)
+                    & ((w & dig_m) == dig_v)
+                    & (((w + add6) & dig_m) == dig_v)
+                )
             cand = np.flatnonzero(ok)
-            for pos, val in zip(self.prefix_pos.tolist(), self.prefix_val.tolist(), strict=True):
-                if not len(cand):
-                    break
-                b = a[starts[cand] + pos]
-                keep = self.luts.digit[b] if val == 0 else b == val
-                cand = cand[keep]
             is_rec[cand] = True
             if self.sn.has_levels:
                 self._fast_levels(a, starts, lengths, cand, level_idx, msg_at)
@@ -333,9 +322,21 @@ class FileScan:
                 slow[cand] = False
         extra: list[tuple[int, str, bytes | str]] = []
         bare = self.sn.format is None
-        for i in np.flatnonzero(slow).tolist():
-            s, e = int(starts[i]), int(ends[i])
-            p = self._parse(buf, s, e)
+        not_records = self.not_records
+        for i, s, e in zip(
+            *(x.tolist() for x in (np.flatnonzero(slow), starts[slow], ends[slow])), strict=True
+        ):
+            line = bytes(buf[s : min(e, s + _MESSAGE_BYTES)])
+            if line in not_records:
+                p = None
+            else:
+                p = parse_line(line.rstrip(b"\r"), self.sn.table)
+                if p is None and len(line) <= _HEADER_BYTES:
+                    # Continuation lines repeat (the same traceback after every such error):
+                    # remember a bounded number of them.
+                    if len(not_records) >= _MAX_REMEMBERED:
+                        not_records.clear()
+                    not_records.add(line)
             if p is None:
                 if bare:
                     is_rec[i] = True
@@ -382,28 +383,60 @@ class FileScan:
     ) -> None:
         """The level word at one of the known offsets of each candidate line, all at once."""
         np = self.np
+        if not len(cand):
+            return
         words = np.ndarray((len(a) - 7,), dtype="<u8", buffer=a, strides=(1,))
-        todo = cand
-        for off in self.offsets:
-            if not len(todo):
-                break
-            s = starts[todo]
-            left = self.luts.left[a[s + off - 1]]
-            g = words[s + off]
-            length = lengths[todo]
-            found = np.zeros(len(todo), dtype=bool)
-            for wlen, mask, vals, lvls in self.by_len:
-                m = g & mask
-                pos = np.minimum(np.searchsorted(vals, m), len(vals) - 1)
-                hit = (vals[pos] == m) & left & ~found & (length >= off + wlen)
-                if not hit.any():
-                    continue
-                hit &= self.luts.right[a[s + off + wlen]]
-                idx = todo[hit]
-                level_idx[idx] = lvls[pos[hit]]
-                msg_at[idx] = starts[idx] + off + wlen
-                found |= hit
-            todo = todo[~found]
+        pairs = np.ndarray((len(a) - 1,), dtype="<u2", buffer=a, strides=(1,))
+        s0 = starts[cand]
+        # One bit per offset where a level may sit: a delimiter before it and a level's first
+        # letter at it, looked up as one 16-bit pair. (Bits, not a 2-D mask: numpy reduces
+        # short rows slowly.)
+        bits = np.zeros(len(cand), dtype=np.int32)
+        while len(self.pair_bit) < len(self.offsets):
+            self.pair_bit.append(self.plausible << np.int32(len(self.pair_bit)))
+        for k, off in enumerate(self.offsets):
+            bits |= self.pair_bit[k][pairs[s0 + (off - 1)]]
+        rows = np.flatnonzero(bits)
+        offs = np.array(self.offsets, dtype=np.int64)
+        high = np.uint64(0x8080808080808080)
+        while len(rows):
+            b = bits[rows]
+            low = b & -b  # the leftmost offset not yet ruled out
+            s = s0[rows] + offs[self.luts.bit_index[low.astype(np.int64)]]
+            g = words[s]
+            # The word's length: its leading ASCII letters, found for 8 bytes at once (SWAR).
+            x = g | np.uint64(0x2020202020202020)
+            letters = ((x | high) - np.uint64(0x6161616161616161)) & high
+            letters &= (np.uint64(0xFAFAFAFAFAFAFAFA) - (x & ~high)) & high & ~g
+            stop = ~letters & high
+            first_stop = stop & (~stop + np.uint64(1))  # the lowest high bit: 2 ** (8 * n + 7)
+            eight = stop == 0
+            first_stop[eight] = np.uint64(1 << 7)
+            n_letters = ((np.log2(first_stop.astype(np.float64)) - 7) // 8).astype(np.int64)
+            n_letters[eight] = 8
+            right = np.where(
+                n_letters < 8,
+                (g >> (np.uint64(8) * n_letters.astype(np.uint64))) & np.uint64(0xFF),
+                a[s + 8],
+            ).astype(np.int64)
+            line = cand[rows]
+            ok = (n_letters >= 3) & self.luts.right[right]
+            ok &= lengths[line] >= s - s0[rows] + n_letters
+            gm = g & self.len_mask[n_letters]
+            pos = np.minimum(np.searchsorted(self.vals, gm), len(self.vals) - 1)
+            ok &= self.vals[pos] == gm
+            idx = line[ok]
+            level_idx[idx] = self.lvls[pos[ok]]
+            msg_at[idx] = s[ok] + n_letters[ok]
+            miss = rows[~ok]
+            bits[miss] &= ~low[~ok]
+            rows = miss[bits[miss] != 0]
+
+    def _plausible(self) -> Any:
+        """For a 16-bit (byte before, byte at) pair: 1 when a level word may start there."""
+        np = self.np
+        pair = np.arange(1 << 16)
+        return (self.luts.left[pair & 0xFF] & self.initial[pair >> 8]).astype(np.int32)
 
     def _learn_offsets(self) -> None:
         if not self.new_offsets:
@@ -463,28 +496,45 @@ class FileScan:
             lines = [p[0] for p in pairs]
             parts = [b"\n".join(p[1] for p in pairs)]
         joined = parts[0].replace(b"\r\n", b"\n") if parts else b""
+        if joined.endswith(b"\r"):
+            joined = joined[:-1]
         keys, known = self.cache.keyed(joined)
-        firsts = dict(zip(reversed(keys), reversed(lines), strict=True))
-        lasts = dict(zip(keys, lines, strict=True))
-        per_key = Counter(keys)
+        # Per record and at C speed: counts per key, and the header of each key's latest
+        # record (kept as bytes, its time parsed once per file): nothing here is per template,
+        # so a chunk costs the same whether its records take 5 templates or 500.
+        self.key_counts.update(keys)
+        idx = np.array(lines, dtype=np.int64)
+        at = starts[idx]
+        width = np.minimum(ends[idx] - at, _HEADER_BYTES).tolist()
+        blob = np.frombuffer(buf, dtype=np.uint8)[at[:, None] + self.header_span].tobytes()
+        self.key_last.update(
+            zip(
+                keys,
+                [blob[k * _HEADER_BYTES : k * _HEADER_BYTES + w] for k, w in enumerate(width)],
+                strict=True,
+            )
+        )
+        fresh = set(keys).difference(self.key_template)
+        if not fresh:
+            return
         table = self.acc.templates
-        latest: dict[tuple[str, str], int] = {}
-        for k, c in per_key.items():
+        firsts = dict(zip(reversed(keys), reversed(lines), strict=True))
+        for k in sorted(fresh, key=firsts.__getitem__):  # the first record shows the row
             key = (self.level_of[k[:1]], known[k])
             stats = table.get(key)
             if stats is None:
                 if len(table) >= self.opts.max_templates:
                     self.acc.templates_truncated = True
+                    self.key_template[k] = None
                     continue
-                stats = self._new_stats(buf, starts, ends, head, firsts[k], key)
-                table[key] = stats
-            stats.count += c
-            if lasts[k] > latest.get(key, -1):
-                latest[key] = lasts[k]
-        for key, i in latest.items():
-            s = int(starts[i])
-            table[key].last_line = bytes(buf[s : min(int(ends[i]), s + _HEADER_BYTES)])
-            self.touched.add(key)
+                table[key] = self._new_stats(buf, starts, ends, head, firsts[k], key)
+            else:
+                i = firsts[k]
+                p = self._parse(buf, int(starts[i]), int(ends[i]))
+                stats.seen(p.timestamp(self.opts.now) if p is not None else None)
+            self.key_template[k] = key
+        if len(self.key_template) > _MAX_KEYS:
+            self._flush()
 
     def _new_stats(
         self, buf: bytearray, starts: Any, ends: Any, head: Any, i: int, key: tuple[str, str]
@@ -504,16 +554,24 @@ class FileScan:
         stats.seen(p.timestamp(self.opts.now) if p is not None else None)
         return stats
 
-    def finish(self) -> None:
-        """Parse the time of each template's latest record in this file."""
-        for key in self.touched:
-            stats = self.acc.templates.get(key)
-            if stats is None or not stats.last_line:
+    def _flush(self) -> None:
+        """Add the keys' counts to their templates and parse each key's latest time."""
+        table = self.acc.templates
+        for k, count in self.key_counts.items():
+            key = self.key_template.get(k)
+            stats = table.get(key) if key is not None else None
+            if stats is None:
                 continue
-            p = parse_line(stats.last_line.split(b"\n", 1)[0].rstrip(b"\r"), self.sn.table)
+            stats.count += count
+            p = parse_line(self.key_last[k].rstrip(b"\r"), self.sn.table)
             stats.seen(p.timestamp(self.opts.now) if p is not None else None)
-            stats.last_line = b""
-        self.touched.clear()
+        self.key_counts.clear()
+        self.key_last.clear()
+        self.key_template.clear()
+
+    def finish(self) -> None:
+        """Fold this file's keys into the template table (once per file, not per chunk)."""
+        self._flush()
 
     def _matches(self, buf: bytearray, lo: int, hi: int) -> None:
         """Count the lines matching the pattern (like ``grep -c``) and keep a few of them."""

@@ -1,8 +1,8 @@
 """
 The scanner's side of templates: key whole batches of messages at numpy speed, mask each key once.
 
-A message's *key* is the message with every run of ASCII digits collapsed to one ``0``
-(``_mine.shape``), computed for a whole chunk's batch with a few vectorised numpy operations. Its
+A message's *key* is the message with every run of hex digits that holds a decimal digit collapsed
+to one ``0`` (``_mine.shape``), computed for a whole chunk's batch with a few vectorised numpy operations. Its
 masked template is a function of the key alone (``_mine.mask``), so messages that differ only in
 numbers share a key, and a key is masked once, whichever message brought it. The final grouping
 (``_mine.merge``) runs once per report over the distinct masked templates.
@@ -18,22 +18,25 @@ from ._mine import mask
 
 __all__ = ["TemplateCache", "TemplateStats", "keys_of"]
 
-_DIGIT_LUT: list[Any] = []
+_LUTS: list[Any] = []
 
 
-def _digit_lut() -> Any:
-    if not _DIGIT_LUT:
+def _luts() -> tuple[Any, Any]:
+    if not _LUTS:
         import numpy as np
 
-        lut = np.zeros(256, dtype=bool)
-        lut[48:58] = True
-        _DIGIT_LUT.append(lut)
-    return _DIGIT_LUT[0]
+        digit = np.zeros(256, dtype=bool)
+        digit[48:58] = True
+        hexish = np.zeros(256, dtype=np.int8)
+        hexish[list(b"0123456789abcdefABCDEF")] = 1
+        _LUTS[:] = [digit, hexish]
+    return _LUTS[0], _LUTS[1]
 
 
 def keys_of(joined: bytes) -> list[bytes]:
     """
-    Keys of newline-joined messages: every run of digits becomes one ``0``.
+    Keys of newline-joined messages: every run of hex digits holding a decimal digit becomes
+    one ``0`` (the bytes twin of ``_mine.shape``).
 
     Args:
         joined: Records separated by newlines.
@@ -43,15 +46,24 @@ def keys_of(joined: bytes) -> list[bytes]:
     """
     import numpy as np
 
+    digit, hexish = _luts()
     arr = np.frombuffer(joined, dtype=np.uint8)
-    is_digit = _digit_lut()[arr]
+    is_digit = digit[arr]
     if not is_digit.any():
         return joined.split(b"\n")
+    edges = np.diff(hexish[arr], prepend=np.int8(0), append=np.int8(0))
+    run_start = np.flatnonzero(edges == 1)
+    run_end = np.flatnonzero(edges == -1)
+    seen = np.concatenate(([0], np.cumsum(is_digit, dtype=np.int64)))
+    with_digit = seen[run_end] > seen[run_start]
+    run_start, run_end = run_start[with_digit], run_end[with_digit]
     key = arr.copy()
-    key[is_digit] = 48
-    keep = np.ones(len(arr), dtype=bool)
-    keep[1:] = ~(is_digit[1:] & is_digit[:-1])
-    return key[keep].tobytes().split(b"\n")
+    key[run_start] = 48
+    delta = np.zeros(len(arr) + 1, dtype=np.int32)
+    delta[run_start + 1] += 1  # each index once per statement: no np.add.at needed
+    delta[run_end] -= 1
+    drop = np.cumsum(delta[:-1]) > 0
+    return key[~drop].tobytes().split(b"\n")
 
 
 class TemplateCache:
@@ -95,7 +107,6 @@ class TemplateStats:
     last_seen: datetime | None
     example: str
     level: str
-    last_line: bytes = b""  # the header of the latest record, parsed when the file ends
 
     def seen(self, when: datetime | None) -> None:
         """Widen first/last seen to include ``when``."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -54,6 +55,15 @@ class _Server:
         self.last_error: str | None = None
         self.last_failure: float | None = None
         self.last_success: float | None = None
+
+
+class _Escape:
+    """A SystemExit or KeyboardInterrupt carried out of the recovery task to its callers."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 class MCPConnectionRecovery:
@@ -104,8 +114,19 @@ class MCPConnectionRecovery:
     ) -> None:
         if max_retries < 1:
             raise ValueError("max_retries must be at least 1")
-        if retry_delay < 0 or max_delay < 0:
+        if not (retry_delay >= 0 and max_delay >= 0):  # NaN fails too
             raise ValueError("delays must not be negative")
+        for name, value in (("connect_timeout", connect_timeout), ("test_timeout", test_timeout)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(
+                    f"{name} must be a positive number of seconds or None, got {value!r}"
+                )
+        for name, value in (
+            ("breaker_cooldown", breaker_cooldown),
+            ("max_breaker_cooldown", max_breaker_cooldown),
+        ):
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
         self.max_retries = max_retries
         self.retry_delay = float(retry_delay)
         self.max_delay = float(max_delay)
@@ -214,7 +235,10 @@ class MCPConnectionRecovery:
             task.add_done_callback(functools.partial(self._landed, st, flight))
         flight.waiters += 1
         try:
-            return await asyncio.shield(flight.task)
+            result = await asyncio.shield(flight.task)
+            if isinstance(result, _Escape):
+                raise result.error  # SystemExit or KeyboardInterrupt from the host's connect
+            return result
         except asyncio.CancelledError:
             if flight.task.done():
                 raise
@@ -257,6 +281,17 @@ class MCPConnectionRecovery:
         return conn
 
     async def _recover(self, server_id: str, st: _Server, server_config: Any, attempts: int) -> Any:
+        try:
+            return await self._recover_attempts(server_id, st, server_config, attempts)
+        except (SystemExit, KeyboardInterrupt) as err:
+            # Raised out of a task, these would stop the loop and reach the caller as a
+            # CancelledError: hand them over as a value, re-raised in the caller's frame.
+            st.breaker.abandon_probe()
+            return _Escape(err)
+
+    async def _recover_attempts(
+        self, server_id: str, st: _Server, server_config: Any, attempts: int
+    ) -> Any:
         # tenacity pulls in asyncio helpers; imported here to keep `import safla_diag` light.
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
         from tenacity.wait import wait_random_exponential

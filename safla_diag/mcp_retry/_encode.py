@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
+import os
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["encode_task"]
+__all__ = ["encode_task", "new_task_id"]
 
 _MAX_DEPTH = 64
 
@@ -35,24 +37,87 @@ def _check_json(value: object, where: str, depth: int = 0) -> None:
     raise TypeError(f"{where}: {type(value).__name__} is not JSON-serialisable")
 
 
+_MS_MASK = (1 << 48) - 1
+_LOW62 = (1 << 62) - 1
+_LOW_MAX = (1 << 74) - 1
+_id_lock = threading.Lock()
+_last_ms = -1
+_last_low = 0
+
+
+def new_task_id() -> str:
+    """
+    A fresh task id, time-ordered (a UUIDv7 as 32 hex digits): ids saved together sort together,
+    so a batch of new tasks lands on the tail of the primary-key index, whatever the backlog.
+    """
+    global _last_ms, _last_low
+    ms = time.time_ns() // 1_000_000
+    with _id_lock:
+        if ms <= _last_ms and _last_low < _LOW_MAX:
+            # Same millisecond (or the clock stepped back): count on, so ids stay in order.
+            ms, low = _last_ms, _last_low + 1
+        else:
+            low = int.from_bytes(os.urandom(10), "big") >> 8  # 72 random bits, top one clear
+        _last_ms, _last_low = ms, low
+    # 48 bits of milliseconds, version 7, 12 bits then (variant 0b10) 62 bits of `low`.
+    value = (ms & _MS_MASK) << 80 | 0x7 << 76 | (low >> 62) << 64 | 0b10 << 62
+    return f"{value | (low & _LOW62):032x}"
+
+
+def _bad_text(value: object, where: str) -> str | None:
+    """Where the first string (or key) that is not valid UTF-8 (a lone surrogate) is, if any."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found = _bad_text(k, f"{where} key {k!r}") or _bad_text(v, f"{where}[{k!r}]")
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _bad_text(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
 def encode_task(task: Mapping[str, Any]) -> tuple[str, str]:
     """
     Validate a task and return ``(id, payload_json)``; a missing id gets a fresh uuid.
 
     Raises:
         TypeError: The task is not a mapping, or holds something JSON cannot represent.
-        ValueError: NaN or infinity, a bad id, or nesting too deep.
+        ValueError: NaN or infinity, a bad id, nesting too deep, a number too long to write, or
+            text that is not valid UTF-8 (a lone surrogate, as ``os.fsdecode`` makes of a bad byte):
+            the message names the field.
     """
     if not isinstance(task, Mapping):
         raise TypeError(f"a task must be a mapping, got {type(task).__name__}")
     t = dict(task)
     task_id = t.get("id")
     if task_id is None:
-        task_id = t["id"] = uuid.uuid4().hex
+        task_id = t["id"] = new_task_id()
     if isinstance(task_id, bool) or not isinstance(task_id, (str, int)):
         raise TypeError(f"task id must be a string or an int, got {type(task_id).__name__}")
     key = str(task_id)
     if not key or len(key) > 1024:
         raise ValueError("task id must be a non-empty string of at most 1024 characters")
     _check_json(t, "task")
-    return key, json.dumps(t, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        payload = json.dumps(t, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as err:  # an int longer than Python will write as text
+        raise ValueError(f"task: {err}") from None
+    if not payload.isascii():
+        try:
+            payload.encode("utf-8")
+        except UnicodeEncodeError:
+            where = _bad_text(t, "task") or "task"
+            raise ValueError(
+                f"{where}: holds a lone surrogate, not valid UTF-8 text "
+                "(decode bytes with errors='replace', or store them as hex)"
+            ) from None
+    return key, payload

@@ -21,8 +21,8 @@ The model:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -34,8 +34,11 @@ __all__ = [
     "KIND",
     "LEASE_EXPIRED",
     "SQL_DEAD",
+    "SQL_IMPORT_MERGE",
     "SQL_NEXT_DUE",
     "SQL_PENDING",
+    "SQL_PURGE_ALL",
+    "SQL_REQUEUE_ALL",
     "SQL_STATS",
     "ClaimedTask",
     "DeadLetter",
@@ -48,6 +51,7 @@ __all__ = [
     "TaskStore",
     "check_meta",
     "dead_letter",
+    "map_rows",
     "queue_stats",
     "stored_task",
 ]
@@ -219,6 +223,25 @@ def dead_letter(r: Sequence[Any]) -> DeadLetter:
     )
 
 
+R = TypeVar("R")
+
+
+def map_rows(
+    rows: Iterable[Sequence[Any]],
+    mapper: Callable[[Sequence[Any]], R],
+    error: Callable[[str], QueueStoreError],
+) -> list[R]:
+    """Rows as records; a row with wrong column types (a damaged or hand-edited queue) raises
+    QueueStoreError, one line, instead of a TypeError or ValueError from deep inside."""
+    try:
+        return [mapper(r) for r in rows]
+    except (TypeError, ValueError, OverflowError) as err:
+        raise error(
+            f"holds a row that is not a task ({type(err).__name__}: {str(err)[:120]}); "
+            "the queue was damaged or edited by hand"
+        ) from None
+
+
 def queue_stats(r: Sequence[Any] | None, *, location: str, now: float) -> QueueStats:
     """A :class:`QueueStats` from the row of :data:`SQL_STATS`."""
     if r is None:
@@ -252,6 +275,18 @@ SQL_STATS = """SELECT
         min(due_at) FILTER (WHERE dead_at IS NULL AND (lease IS NULL OR due_at <= :now)),
         min(due_at) FILTER (WHERE dead_at IS NULL))
     FROM {tasks}"""
+
+
+# Dead letters back to the queue (due now, a fresh attempt count) or deleted; ``:cutoff`` is the
+# latest ``dead_at`` touched (infinity: all).
+SQL_REQUEUE_ALL = """UPDATE {tasks} SET dead_at = NULL, due_at = :now, attempts = 0, lease = NULL
+    WHERE dead_at IS NOT NULL AND dead_at <= :cutoff"""
+SQL_PURGE_ALL = "DELETE FROM {tasks} WHERE dead_at IS NOT NULL AND dead_at <= :cutoff"
+# A guide import: new ids inserted; an id this import inserted earlier (same created_at) takes the
+# higher attempt count of a later copy. Anything else already there is left as it is.
+SQL_IMPORT_MERGE = """UPDATE {tasks} SET attempts = :attempts, payload = :payload
+    WHERE id = :id AND created_at = :now AND attempts < :attempts
+    AND lease IS NULL AND dead_at IS NULL"""
 
 
 def check_meta(
@@ -390,5 +425,27 @@ class TaskStore(Protocol):
         ...
 
     async def wait_for_change(self) -> None:
-        """Return when another process changed the queue; backends without notifications never return."""
+        """Return when another process or object changed the queue (a notification or a poll)."""
+        ...
+
+    async def requeue_dead(self, ids: Sequence[str] | None = None, *, now: float) -> int:
+        """Dead letters (all, or these ids) back to the queue, due ``now``, attempts reset."""
+        ...
+
+    async def purge_dead(
+        self, ids: Sequence[str] | None = None, *, dead_before: float = INF
+    ) -> int:
+        """Delete dead letters (all, or these ids) that died at or before ``dead_before``."""
+        ...
+
+    async def meta(self, key: str) -> str | None:
+        """Read one ``safla_meta`` value (import markers)."""
+        ...
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Write one ``safla_meta`` value."""
+        ...
+
+    async def import_rows(self, rows: Sequence[tuple[str, str, int]], *, now: float) -> int:
+        """Insert ``(id, payload, attempts)`` rows due ``now`` in one transaction; how many were new."""
         ...

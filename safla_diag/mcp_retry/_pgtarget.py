@@ -21,8 +21,11 @@ from .._redact import redact
 from ._model import (
     KIND,
     SQL_DEAD,
+    SQL_IMPORT_MERGE,
     SQL_NEXT_DUE,
     SQL_PENDING,
+    SQL_PURGE_ALL,
+    SQL_REQUEUE_ALL,
     SQL_STATS,
     DeadLetter,
     QueueStats,
@@ -30,6 +33,7 @@ from ._model import (
     StoredTask,
     check_meta,
     dead_letter,
+    map_rows,
     queue_stats,
     stored_task,
 )
@@ -160,6 +164,9 @@ class PgTarget:
             "dead": pg_sql(SQL_DEAD.format(**names)),
             "next_due": pg_sql(SQL_NEXT_DUE.format(**names)),
             "stats": pg_sql(SQL_STATS.format(**names)),
+            "requeue": pg_sql(SQL_REQUEUE_ALL.format(**names)),
+            "purge": pg_sql(SQL_PURGE_ALL.format(**names)),
+            "merge": pg_sql(SQL_IMPORT_MERGE.format(**names)),
             "meta": f"SELECT key, value FROM {self.quoted}.safla_meta",
         }
 
@@ -259,6 +266,14 @@ class PostgresQueueView:
         self.target = PgTarget(url, schema=schema)
         self._conn: psycopg.Connection[Any] | None = None
 
+    @classmethod
+    def of(cls, target: PgTarget) -> PostgresQueueView:
+        """A view of the queue at ``target`` (a store's), on a connection of its own."""
+        view = cls.__new__(cls)
+        view.target = target
+        view._conn = None
+        return view
+
     def __repr__(self) -> str:
         return f"<PostgresQueueView {self.location!r}>"
 
@@ -294,15 +309,19 @@ class PostgresQueueView:
     def stats(self, *, now: float) -> QueueStats:
         """Counts and times for a status display."""
         rows = self._query("stats", {"now": now})
-        return queue_stats(rows[0] if rows else None, location=self.location, now=now)
+        return map_rows(
+            rows[:1] or [()],
+            lambda r: queue_stats(r or None, location=self.location, now=now),
+            self.target.error,
+        )[0]
 
     def pending(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        return [stored_task(r) for r in self._query("pending", {"limit": limit})]
+        return map_rows(self._query("pending", {"limit": limit}), stored_task, self.target.error)
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
-        return [dead_letter(r) for r in self._query("dead", {"limit": limit})]
+        return map_rows(self._query("dead", {"limit": limit}), dead_letter, self.target.error)
 
     def close(self) -> None:
         """Close the connection; idempotent."""

@@ -48,9 +48,11 @@ from ._model import (
     QueueStoreError,
     StoredTask,
     dead_letter,
+    map_rows,
     queue_stats,
     stored_task,
 )
+from ._pglisten import PgListener
 from ._pgtarget import (
     DEFAULT_SCHEMA,
     PG_SCHEMA_VERSION,
@@ -113,13 +115,11 @@ class PostgresTaskStore:
         self.op_timeout_s = op_timeout_s
         self.verdict_retry_s = verdict_retry_s
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._listen: psycopg.AsyncConnection[Any] | None = None
         self._lock: asyncio.Lock | None = None
         self._schema_ok = False
-        self._closed = False
         self._s = self.target.quoted
         self._reconnect = Backoff(0.05, 2.0)
-        self._relisten = Backoff(0.1, 30.0)
+        self._listener = PgListener(self.target, self._connect)
 
     def __repr__(self) -> str:
         state = "open" if self._conn is not None and not self._conn.closed else "closed"
@@ -200,7 +200,7 @@ class PostgresTaskStore:
         pg = import_optional("psycopg")
         deadline = time.monotonic() + retry_for
         tries = sleeps = 0
-        self._closed = False
+        self._listener.closed = False
         while True:
             tries += 1
             async with self._get_lock():
@@ -259,16 +259,10 @@ class PostgresTaskStore:
 
     async def close(self) -> None:
         """Close both connections; idempotent."""
-        self._closed = True
+        self._listener.closed = True
         await self._drop()
-        await self._close_listen()
+        await self._listener.close()
         self._schema_ok = False
-
-    async def _close_listen(self) -> None:
-        conn, self._listen = self._listen, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
 
     # -- the protocol -----------------------------------------------------------------------------
 
@@ -522,83 +516,112 @@ class PostgresTaskStore:
 
     async def pending(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        return [
-            stored_task(r) for r in await self._select("listing tasks", "pending", {"limit": limit})
-        ]
+        return map_rows(
+            await self._select("listing tasks", "pending", {"limit": limit}),
+            stored_task,
+            self._error,
+        )
 
     async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
         rows = await self._select("listing dead letters", "dead", {"limit": limit})
-        return [dead_letter(r) for r in rows]
+        return map_rows(rows, dead_letter, self._error)
 
     async def stats(self, *, now: float) -> QueueStats:
         """Counts and times for a status display, read in one statement (one snapshot)."""
         rows = await self._select("reading queue stats", "stats", {"now": now})
-        return queue_stats(rows[0] if rows else None, location=self.location, now=now)
+        return map_rows(
+            rows[:1] or [()],
+            lambda r: queue_stats(r or None, location=self.location, now=now),
+            self._error,
+        )[0]
+
+    async def requeue_dead(self, ids: Sequence[str] | None = None, *, now: float) -> int:
+        """Dead letters (all, or these ids) back to the queue, due ``now``; every worker is woken."""
+        return await self._dead_op("requeueing dead letters", "requeue", ids, {"now": now})
+
+    async def purge_dead(
+        self, ids: Sequence[str] | None = None, *, dead_before: float = INF
+    ) -> int:
+        """Delete dead letters (all, or these ids) that died at or before ``dead_before``."""
+        return await self._dead_op("purging dead letters", "purge", ids, {"cutoff": dead_before})
+
+    async def _dead_op(
+        self, what: str, name: str, ids: Sequence[str] | None, params: dict[str, Any]
+    ) -> int:
+        self._writable()
+        sql = self.target.sql[name]
+        params = {"cutoff": INF, **params, "ids": None if ids is None else list(ids)}
+        sql += " AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))"
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+            async with conn.transaction():
+                n = (await conn.execute(sql, params)).rowcount
+                if n and name == "requeue":
+                    await conn.execute("SELECT pg_notify(%s, 'requeue')", (self.channel,))
+            return n
+
+        return await self._run(what, work, safe_to_repeat=True)
+
+    async def meta(self, key: str) -> str | None:
+        """Read one ``safla_meta`` value."""
+        sql = f"SELECT value FROM {self._s}.safla_meta WHERE key = %s"
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> str | None:
+            row = await (await conn.execute(sql, (key,))).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run("reading queue metadata", work, safe_to_repeat=True)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Write one ``safla_meta`` value."""
+        self._writable()
+        sql = (
+            f"INSERT INTO {self._s}.safla_meta (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(sql, (key, value))
+
+        await self._run("writing queue metadata", work, safe_to_repeat=True)
+
+    async def import_rows(self, rows: Sequence[tuple[str, str, int]], *, now: float) -> int:
+        """Insert ``(id, payload, attempts)`` rows due ``now`` in one transaction; how many were new."""
+        self._writable()
+        s = self._s
+        merge = self.target.sql["merge"]
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    f"""INSERT INTO {s}.mcp_tasks (id, payload, attempts, due_at, created_at)
+                    SELECT r.id, r.payload, r.attempts, %(now)s, %(now)s
+                    FROM unnest(%(ids)s::text[], %(payloads)s::text[], %(attempts)s::int[])
+                        AS r(id, payload, attempts)
+                    ON CONFLICT (id) DO NOTHING RETURNING id""",
+                    {
+                        "now": now,
+                        "ids": [r[0] for r in rows],
+                        "payloads": [r[1] for r in rows],
+                        "attempts": [r[2] for r in rows],
+                    },
+                )
+                new = {str(r[0]) for r in await cur.fetchall()}
+                for task_id, payload, attempts in rows:
+                    if task_id not in new:
+                        args = {"id": task_id, "payload": payload, "attempts": attempts}
+                        await conn.execute(merge, {**args, "now": now})
+                if new:
+                    await conn.execute("SELECT pg_notify(%s, 'import')", (self.channel,))
+            return len(new)
+
+        return await self._run("importing tasks", work, safe_to_repeat=True)
 
     async def wait_for_change(self) -> None:
-        """
-        Return when any replica saved a task, scheduled a retry or gave leases back.
-
-        The first call (and the first after a lost connection) starts listening and returns at
-        once, so that nothing saved before listening began is missed: the caller looks again.
-        Cancelling the wait stops listening until the next call. When PostgreSQL cannot be reached
-        this keeps trying with backoff, and returns once it listens again.
-        """
-        pg = import_optional("psycopg")
-        if self._listen is not None and not self._listen.closed and not self._listen.broken:
-            conn = self._listen
-            try:
-                async with contextlib.aclosing(conn.notifies(stop_after=1)) as gen:
-                    async for _ in gen:
-                        break
-                # Drain what else is buffered: one wake-up covers them all.
-                async with contextlib.aclosing(conn.notifies(timeout=0)) as gen:
-                    async for _ in gen:
-                        pass
-                return
-            except asyncio.CancelledError:
-                await self._close_listen()
-                raise
-            except pg.Error as err:
-                await self._close_listen()
-                logger.warning(
-                    "MCP task queue %s: lost the notification connection (%s); reconnecting",
-                    self.location,
-                    describe_pg_error(err),
-                )
-        if self._closed:
-            # Closed meanwhile (the worker is stopping): listen no more, wait to be cancelled.
-            await asyncio.get_running_loop().create_future()
-        failures = 0
-        while True:
-            delay = self._relisten.delay(failures)
-            failures += 1
-            try:
-                conn = await self._connect()
-            except QueueStoreError as err:
-                logger.warning("%s; retrying in %.1fs", err, delay)
-                await asyncio.sleep(delay)
-                continue
-            try:
-                await conn.execute(f'LISTEN "{self.channel}"')
-            except pg.Error as err:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-                logger.warning(
-                    "%s: cannot listen (%s); retrying in %.1fs",
-                    self.location,
-                    describe_pg_error(err),
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-                raise
-            self._listen = conn
-            return
+        """Return when any replica saved a task, scheduled a retry, requeued or gave leases back
+        (see :meth:`~._pglisten.PgListener.wait`)."""
+        await self._listener.wait()
 
     def _writable(self) -> None:
         if self.readonly:

@@ -2,8 +2,7 @@
 The embedded backend of the failed-task queue: one SQLite file in WAL mode, one row per task.
 
 :class:`SQLiteQueue` is the plain blocking queue (for tools, the CLI, a REPL, hosts without a loop);
-:class:`SQLiteTaskStore` adapts it to the :class:`~._model.TaskStore` protocol, running each call
-off the loop. The model and the SQL for listings and stats are shared with PostgreSQL (``_model``):
+:class:`~._sqlite_store.SQLiteTaskStore` adapts it to the :class:`~._model.TaskStore` protocol. The model and the SQL for listings and stats are shared with PostgreSQL (``_model``):
 queued and dead-lettered tasks share the ``tasks`` table (``dead_at`` set, due at infinity), and the
 view ``dead_letters`` lists the dead ones.
 
@@ -23,16 +22,16 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict, TypeVar
 
-from typing_extensions import Unpack
-
-from .._aio import off_loop
 from ._model import (
     INF,
     KIND,
     LEASE_EXPIRED,
     SQL_DEAD,
+    SQL_IMPORT_MERGE,
     SQL_NEXT_DUE,
     SQL_PENDING,
+    SQL_PURGE_ALL,
+    SQL_REQUEUE_ALL,
     SQL_STATS,
     ClaimedTask,
     DeadLetter,
@@ -43,11 +42,12 @@ from ._model import (
     StoredTask,
     check_meta,
     dead_letter,
+    map_rows,
     queue_stats,
     stored_task,
 )
 
-__all__ = ["SCHEMA_VERSION", "SQLiteQueue", "SQLiteTaskStore"]
+__all__ = ["SCHEMA_VERSION", "SQLiteOptions", "SQLiteQueue"]
 
 SCHEMA_VERSION = 2
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -111,12 +111,18 @@ _SQL = {
     "dead": SQL_DEAD.format(dead="dead_letters"),
     "next_due": SQL_NEXT_DUE.format(tasks="tasks"),
     "stats": SQL_STATS.format(tasks="tasks"),
+    "requeue": SQL_REQUEUE_ALL.format(tasks="tasks"),
+    "purge": SQL_PURGE_ALL.format(tasks="tasks"),
+    "merge": SQL_IMPORT_MERGE.format(tasks="tasks"),
 }
 
 # A known id (queued or dead-lettered) stores nothing: the id is the idempotency key.
 _INSERT = (
     "INSERT OR IGNORE INTO tasks (id, payload, attempts, due_at, created_at) VALUES (?, ?, 0, ?, ?)"
 )
+
+_INSERT_MANY = "INSERT OR IGNORE INTO tasks (id, payload, attempts, due_at, created_at) VALUES "
+_ROWS_PER_INSERT = 500
 
 # One statement claims the head of the due index: lease, lease end and attempt count together.
 _CLAIM = (
@@ -192,6 +198,19 @@ class SQLiteQueue:
     def _error(self, what: str, *, missing: bool = False) -> QueueStoreError:
         return QueueStoreError(f"{self.path}: {what}", location=str(self.path), missing=missing)
 
+    def _db_error(self, err: sqlite3.DatabaseError, what: str) -> QueueStoreError:
+        """One line for a database error: read-only and locked files get their own advice."""
+        text = str(err)
+        if isinstance(err, sqlite3.OperationalError):
+            if "readonly" in text or "read-only" in text:
+                return self._error(
+                    f"is read-only ({text}): the service needs write access to the file and its "
+                    "folder (check permissions and mounts); inspect it with safla-diag mcp queue"
+                )
+            if "locked" in text:
+                return self._error(f"is locked by another process: {text}")
+        return self._error(f"{what}: {text}")
+
     def open(self) -> None:
         """Open the file (create or migrate the schema). Raises QueueStoreError for a bad file."""
         with self._lock:
@@ -259,7 +278,7 @@ class SQLiteQueue:
                     self._migrate(conn)
         except sqlite3.DatabaseError as err:
             conn.close()
-            raise self._error(f"is not a usable MCP task queue: {err}") from err
+            raise self._db_error(err, "is not a usable MCP task queue") from err
         except BaseException:
             conn.close()
             raise
@@ -339,9 +358,7 @@ class SQLiteQueue:
                 conn.execute("COMMIT")
                 return out
             except sqlite3.DatabaseError as err:
-                if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
-                    raise self._error(f"is locked by another process: {err}") from err
-                raise self._error(f"database error: {err}") from err
+                raise self._db_error(err, "database error") from err
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
         return self._run(lambda c: c.execute(sql, params).fetchall(), write=False)
@@ -351,12 +368,28 @@ class SQLiteQueue:
     def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
         """Insert tasks in one transaction; per task, whether it was new (a known id is kept as is)."""
 
-        def work(conn: sqlite3.Connection) -> list[bool]:
+        if len(tasks) == 1:
+            t = tasks[0]
+            row = (t.id, t.payload, t.due_at, now)
             return [
-                conn.execute(_INSERT, (t.id, t.payload, t.due_at, now)).rowcount == 1 for t in tasks
+                self._run(lambda c: c.execute(_INSERT, row).rowcount == 1, write=True, single=True)
             ]
 
-        return self._run(work, write=True, single=len(tasks) == 1)
+        def work(conn: sqlite3.Connection) -> list[bool]:
+            # One multi-row statement per chunk: the rows it returns are the ids that were new.
+            new: set[str] = set()
+            for k in range(0, len(tasks), _ROWS_PER_INSERT):
+                chunk = tasks[k : k + _ROWS_PER_INSERT]
+                sql = _INSERT_MANY + ", ".join(["(?, ?, 0, ?, ?)"] * len(chunk)) + " RETURNING id"
+                args = [v for t in chunk for v in (t.id, t.payload, t.due_at, now)]
+                new.update(r[0] for r in conn.execute(sql, args))
+            out = []
+            for t in tasks:
+                out.append(t.id in new)
+                new.discard(t.id)  # a repeated id in one batch is new only once
+            return out
+
+        return self._run(work, write=True)
 
     def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
         """Store a task straight into the dead letters; False when its id is already known."""
@@ -374,10 +407,8 @@ class SQLiteQueue:
             single=True,
         )
 
-    def import_rows(
-        self, rows: Iterable[tuple[str, str, int]], *, now: float, marker: tuple[str, str]
-    ) -> int:
-        """Insert ``(id, payload, attempts)`` rows and record ``marker`` in one transaction."""
+    def import_rows(self, rows: Iterable[tuple[str, str, int]], *, now: float) -> int:
+        """Insert ``(id, payload, attempts)`` rows due ``now`` in one transaction; how many were new."""
 
         def work(conn: sqlite3.Connection) -> int:
             n = 0
@@ -387,8 +418,11 @@ class SQLiteQueue:
                     "VALUES (?, ?, ?, ?, ?)",
                     (task_id, payload, attempts, now, now),
                 )
-                n += cur.rowcount
-            conn.execute("INSERT OR REPLACE INTO safla_meta (key, value) VALUES (?, ?)", marker)
+                if cur.rowcount == 1:
+                    n += 1
+                else:
+                    args = {"id": task_id, "payload": payload, "attempts": attempts, "now": now}
+                    conn.execute(_SQL["merge"], args)
             return n
 
         return self._run(work, write=True)
@@ -397,6 +431,35 @@ class SQLiteQueue:
         """Read one ``safla_meta`` value."""
         rows = self._rows("SELECT value FROM safla_meta WHERE key = ?", (key,))
         return None if not rows else str(rows[0][0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Write one ``safla_meta`` value."""
+        self._run(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO safla_meta (key, value) VALUES (?, ?)", (key, value)
+            ),
+            write=True,
+            single=True,
+        )
+
+    def requeue_dead(self, ids: Sequence[str] | None = None, *, now: float) -> int:
+        """Dead letters (all, or these ids) back to the queue, due ``now``, attempts reset."""
+        return self._dead_op("requeue", ids, {"now": now, "cutoff": INF})
+
+    def purge_dead(self, ids: Sequence[str] | None = None, *, dead_before: float = INF) -> int:
+        """Delete dead letters (all, or these ids) that died at or before ``dead_before``."""
+        return self._dead_op("purge", ids, {"cutoff": dead_before})
+
+    def _dead_op(self, name: str, ids: Sequence[str] | None, params: dict[str, Any]) -> int:
+        sql = _SQL[name]
+        if ids is None:
+            return self._run(lambda c: c.execute(sql, params).rowcount, write=True, single=True)
+        one = sql + " AND id = :id"
+        unique = list(dict.fromkeys(ids))
+        return self._run(
+            lambda c: sum(c.execute(one, {**params, "id": i}).rowcount for i in unique),
+            write=True,
+        )
 
     def claim(
         self, *, now: float, limit: int, lease_s: float, max_attempts: int
@@ -499,125 +562,28 @@ class SQLiteQueue:
 
     def pending(self, limit: int | None = None) -> list[StoredTask]:
         """The queued tasks, soonest due first."""
-        return [stored_task(r) for r in self._rows(_SQL["pending"], {"limit": _limit(limit)})]
+        return map_rows(
+            self._rows(_SQL["pending"], {"limit": _limit(limit)}), stored_task, self._error
+        )
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
-        return [dead_letter(r) for r in self._rows(_SQL["dead"], {"limit": _limit(limit)})]
+        return map_rows(
+            self._rows(_SQL["dead"], {"limit": _limit(limit)}), dead_letter, self._error
+        )
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: it changes when another connection commits."""
+        return int(self._rows("PRAGMA data_version", ())[0][0])
 
     def stats(self, *, now: float) -> QueueStats:
         """Counts and times for a status display (one statement: the figures agree)."""
         rows = self._rows(_SQL["stats"], {"now": now})
-        return queue_stats(rows[0] if rows else None, location=self.location, now=now)
-
-
-class SQLiteTaskStore:
-    """
-    The :class:`~._model.TaskStore` of a SQLite file: a :class:`SQLiteQueue` run off the loop.
-
-    Args:
-        path: The queue file.
-        **options: As for :class:`SQLiteQueue` (``synchronous``, ``readonly``, ``busy_timeout_s``).
-    """
-
-    def __init__(self, path: str | os.PathLike[str], **options: Unpack[SQLiteOptions]) -> None:
-        self.sync = SQLiteQueue(path, **options)
-
-    def __repr__(self) -> str:
-        return f"<SQLiteTaskStore {self.sync!r}>"
-
-    @property
-    def location(self) -> str:
-        """The queue file."""
-        return self.sync.location
-
-    @property
-    def path(self) -> Path:
-        """The queue file."""
-        return self.sync.path
-
-    async def open(self) -> None:
-        """See :meth:`SQLiteQueue.open`."""
-        await off_loop(self.sync.open)
-
-    async def close(self) -> None:
-        """See :meth:`SQLiteQueue.close`."""
-        await off_loop(self.sync.close)
-
-    async def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
-        """See :meth:`SQLiteQueue.put_many`."""
-        return await off_loop(self.sync.put_many, tasks, now=now)
-
-    async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
-        """See :meth:`SQLiteQueue.put_dead`."""
-        return await off_loop(self.sync.put_dead, task, error=error, now=now)
-
-    async def claim(
-        self, *, now: float, limit: int, lease_s: float, max_attempts: int
-    ) -> list[ClaimedTask]:
-        """See :meth:`SQLiteQueue.claim`."""
-        return await off_loop(
-            self.sync.claim, now=now, limit=limit, lease_s=lease_s, max_attempts=max_attempts
-        )
-
-    async def extend(self, leases: Sequence[tuple[str, str]], *, until: float) -> None:
-        """See :meth:`SQLiteQueue.extend`."""
-        await off_loop(self.sync.extend, leases, until=until)
-
-    async def ack(self, task_id: str, lease: str) -> bool:
-        """See :meth:`SQLiteQueue.ack`."""
-        return await off_loop(self.sync.ack, task_id, lease)
-
-    async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
-        """See :meth:`SQLiteQueue.ack_many`."""
-        return await off_loop(self.sync.ack_many, leases)
-
-    async def fail(
-        self,
-        task_id: str,
-        lease: str,
-        *,
-        error: str,
-        now: float,
-        next_attempt_at: float,
-        max_attempts: int,
-    ) -> Outcome:
-        """See :meth:`SQLiteQueue.fail`."""
-        return await off_loop(
-            self.sync.fail,
-            task_id,
-            lease,
-            error=error,
-            now=now,
-            next_attempt_at=next_attempt_at,
-            max_attempts=max_attempts,
-        )
-
-    async def release(self, leases: Sequence[tuple[str, str]], *, now: float) -> None:
-        """See :meth:`SQLiteQueue.release`."""
-        await off_loop(self.sync.release, leases, now=now)
-
-    async def next_due(self) -> float | None:
-        """See :meth:`SQLiteQueue.next_due`."""
-        return await off_loop(self.sync.next_due)
-
-    async def pending(self, limit: int | None = None) -> list[StoredTask]:
-        """See :meth:`SQLiteQueue.pending`."""
-        return await off_loop(self.sync.pending, limit)
-
-    async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
-        """See :meth:`SQLiteQueue.dead_letters`."""
-        return await off_loop(self.sync.dead_letters, limit)
-
-    async def stats(self, *, now: float) -> QueueStats:
-        """See :meth:`SQLiteQueue.stats`."""
-        return await off_loop(self.sync.stats, now=now)
-
-    async def wait_for_change(self) -> None:
-        """SQLite has no cross-process notifications: wait until cancelled."""
-        import asyncio
-
-        await asyncio.get_running_loop().create_future()
+        return map_rows(
+            rows[:1] or [()],
+            lambda r: queue_stats(r or None, location=self.location, now=now),
+            self._error,
+        )[0]
 
 
 def _quote_path(path: Path) -> str:

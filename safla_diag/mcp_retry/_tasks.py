@@ -14,25 +14,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
+import logging
 import math
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .._aio import off_loop
+from .._aio import is_async_callable, maybe_await
 from .._redact import redact
 from ._backends import postgres_store_for
 from ._backoff import Backoff
 from ._coalesce import Coalescer
 from ._encode import encode_task
 from ._guide import GuideImport, import_guide
-from ._model import ClaimedTask, NewTask, QueueStats, QueueStoreError, TaskStore
-from ._sqlite import SQLiteQueue, SQLiteTaskStore
-from ._util import call_host, describe_error, logger
+from ._model import INF, ClaimedTask, NewTask, QueueStats, QueueStoreError, QueueView, TaskStore
+from ._postgres import PostgresQueueView, PostgresTaskStore
+from ._sqlite_store import SQLiteTaskStore
+from ._threads import ThreadLane
+from ._util import describe_error, logger
+from ._worker import Worker
 
 __all__ = ["MCPTaskRecovery", "encode_task"]
 
@@ -132,6 +137,11 @@ class MCPTaskRecovery:
         )
         self._wake: asyncio.Event | None = None
         self._verdicts: set[asyncio.Future[Any]] = set()
+        # Threads of our own: a host's blocking execute (which may hang) and file reads never
+        # park threads in the host's default executor, nor block the store's thread.
+        self._host_threads = ThreadLane("safla_diag.mcp_retry.execute", concurrency)
+        self._execute_kind: tuple[object, bool] = (None, False)
+        self._file_thread = ThreadLane("safla_diag.mcp_retry.files")
 
     def __repr__(self) -> str:
         return (
@@ -151,10 +161,21 @@ class MCPTaskRecovery:
                 return  # type: ignore[unreachable]  # another caller opened it meanwhile
             await self.store.open()
             self._opened = True
-            if self._guide_file is not None and isinstance(self.store, SQLiteTaskStore):
-                exists = await off_loop(self._guide_file.is_file)
-                if exists:
-                    self.last_import = await self.import_guide_file(self._guide_file)
+            if self._guide_file is not None:
+                await self._import_beside()
+
+    async def _import_beside(self) -> None:
+        """Import the guide file beside the queue, if any; a failure costs no task, only a log."""
+        assert self._guide_file is not None
+        try:
+            if await self._file_thread.run(self._guide_file.is_file):
+                self.last_import = await self.import_guide_file(self._guide_file)
+        except (OSError, QueueStoreError) as err:
+            logger.warning(
+                "guide task file %s not imported (the queue works without it): %s",
+                redact(str(self._guide_file)),
+                describe_error(err),
+            )
 
     async def _put_batch(self, items: list[NewTask]) -> list[bool]:
         return await self.store.put_many(items, now=self._clock())
@@ -172,8 +193,12 @@ class MCPTaskRecovery:
         await self._acks.aclose()
         if self._verdicts:
             await asyncio.gather(*self._verdicts, return_exceptions=True)
-        await self.store.close()
-        self._opened = False
+        try:
+            await self.store.close()
+        finally:
+            self._host_threads.close()
+            self._file_thread.close()
+            self._opened = False
 
     async def __aenter__(self) -> MCPTaskRecovery:
         await self._ensure_open()
@@ -217,7 +242,7 @@ class MCPTaskRecovery:
         now = self._clock()
         due = now + (self._delay(0) if delay is None else max(0.0, delay))
         new = await self._saves.put(NewTask(id=key, payload=payload, due_at=due))
-        if new:
+        if new and logger.isEnabledFor(logging.DEBUG):  # redacting costs more than the save
             logger.debug("saved failed MCP task %s", redact(key))
         self._wake_event().set()
         return key
@@ -294,27 +319,89 @@ class MCPTaskRecovery:
             for d in await self.store.dead_letters()
         ]
 
-    def _sync_store(self) -> SQLiteQueue:
-        if not isinstance(self.store, SQLiteTaskStore):
+    @contextlib.contextmanager
+    def _view(self) -> Iterator[QueueView]:
+        """A blocking view of the queue: the SQLite file's own, or a short PostgreSQL connection."""
+        if isinstance(self.store, SQLiteTaskStore):
+            yield self.store.sync
+        elif isinstance(self.store, PostgresTaskStore):
+            view = PostgresQueueView.of(self.store.target)
+            try:
+                yield view
+            finally:
+                view.close()
+        else:
             raise TypeError("use the async twins (afailed_tasks, adead_letters) with this store")
-        return self.store.sync
 
     @property
     def failed_tasks(self) -> list[dict[str, Any]]:
         """
-        The queued tasks, soonest due first (reads the file: inside a loop, prefer ``afailed_tasks``).
+        The queued tasks, soonest due first (blocking: inside a loop, prefer ``afailed_tasks``).
         """
-        return [json.loads(t.payload) for t in self._sync_store().pending()]
+        with self._view() as view:
+            return [json.loads(t.payload) for t in view.pending()]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """
-        The dead-lettered tasks with ``last_error`` and ``attempts`` (inside a loop, prefer
-        ``adead_letters``).
+        The dead-lettered tasks with ``last_error`` and ``attempts`` (blocking: inside a loop,
+        prefer ``adead_letters``).
         """
-        return [
-            {**json.loads(d.payload), "last_error": d.last_error, "attempts": d.attempts}
-            for d in self._sync_store().dead_letters()
-        ]
+        with self._view() as view:
+            return [
+                {**json.loads(d.payload), "last_error": d.last_error, "attempts": d.attempts}
+                for d in view.dead_letters()
+            ]
+
+    # -- operating dead letters -------------------------------------------------------------------
+
+    async def requeue_dead(self, ids: Iterable[str] | None = None) -> int:
+        """
+        Give dead letters (all of them, or those ``ids``) another round: pending again, due now,
+        with a fresh attempt count (``max_retries`` more attempts). Idle workers are woken.
+
+        Args:
+            ids: Task ids; ids that are not dead letters (pending, running, unknown) are left alone.
+
+        Returns:
+            How many dead letters were requeued.
+        """
+        await self._ensure_open()
+        n = await self.store.requeue_dead(None if ids is None else list(ids), now=self._clock())
+        if n:
+            logger.info("requeued %d dead-lettered MCP tasks", n)
+            self._wake_event().set()
+        return n
+
+    async def purge_dead(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        older_than: float | datetime.timedelta | None = None,
+    ) -> int:
+        """
+        Delete dead letters (all of them, or those ``ids``); pending and running tasks are never
+        touched.
+
+        Args:
+            ids: Task ids; ids that are not dead letters are left alone.
+            older_than: Only those dead for at least this long (seconds or a timedelta).
+
+        Returns:
+            How many dead letters were deleted.
+
+        Raises:
+            ValueError: A negative or NaN ``older_than``.
+        """
+        if isinstance(older_than, datetime.timedelta):
+            older_than = older_than.total_seconds()
+        if older_than is not None and not older_than >= 0:
+            raise ValueError(f"older_than must be a non-negative duration, got {older_than!r}")
+        await self._ensure_open()
+        cutoff = INF if older_than is None else self._clock() - older_than
+        n = await self.store.purge_dead(None if ids is None else list(ids), dead_before=cutoff)
+        if n:
+            logger.info("purged %d dead-lettered MCP tasks", n)
+        return n
 
     async def stats(self) -> QueueStats:
         """Counts and times of the queue (pending, in flight, dead, oldest, next due)."""
@@ -336,9 +423,10 @@ class MCPTaskRecovery:
         Returns:
             What was found, imported, skipped.
         """
-        store = self._sync_store()
         await self._ensure_open()
-        report = await off_loop(import_guide, store, Path(path), now=self._clock())
+        report = await import_guide(
+            self.store, Path(path), now=self._clock(), lane=self._file_thread
+        )
         if report.truncated or report.problem:
             logger.warning(
                 "guide task file %s: %s; imported %d of %d recovered tasks",
@@ -365,10 +453,10 @@ class MCPTaskRecovery:
         task: dict[str, Any] = json.loads(c.payload)
         try:
             if self.task_timeout is None:
-                await call_host(self.execute, task)
+                await self._call_execute(task)
             else:
                 async with asyncio.timeout(self.task_timeout):
-                    await call_host(self.execute, task)
+                    await self._call_execute(task)
         except Exception as err:
             error = describe_error(err)
             now = self._clock()
@@ -403,8 +491,19 @@ class MCPTaskRecovery:
                 )
             return False
         await self._verdict(self._acks.put((c.id, c.lease)))
-        logger.info("MCP task %s succeeded on attempt %d", redact(c.id), c.attempts)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("MCP task %s succeeded on attempt %d", redact(c.id), c.attempts)
         return True
+
+    async def _call_execute(self, task: dict[str, Any]) -> None:
+        """The host's execute: a coroutine function on the loop, anything else on our threads."""
+        fn = self.execute
+        if self._execute_kind[0] is not fn:
+            self._execute_kind = (fn, is_async_callable(fn))
+        if self._execute_kind[1]:
+            await self.execute(task)
+        else:
+            await maybe_await(await self._host_threads.run(self.execute, task))
 
     async def retry_once(self) -> int:
         """
@@ -483,107 +582,4 @@ class MCPTaskRecovery:
             QueueStoreError: The queue file is corrupt or foreign.
         """
         await self._ensure_open()
-        await _Worker(self).run()
-
-
-class _Worker:
-    """One run of :meth:`MCPTaskRecovery.retry_failed_tasks`: its state and its steps."""
-
-    def __init__(self, rec: MCPTaskRecovery) -> None:
-        self.rec = rec
-        self.wake = rec._wake_event()
-        self.running: dict[asyncio.Future[bool], ClaimedTask] = {}
-        self.change: asyncio.Future[None] | None = None
-        self.renew_every = rec.lease_s / 3
-        self.last_renew = time.monotonic()
-        self.store_errors = 0
-        self.pause = Backoff(0.2, 30.0)
-
-    async def run(self) -> None:
-        """Fill the free slots, sleep until something happens, reap, renew; until cancelled."""
-        try:
-            while True:
-                self.wake.clear()
-                more, next_due = await self._fill()
-                if more:
-                    continue  # maybe more are due; the loop comes back when a slot frees
-                self._reap(await self._sleep(next_due))
-                await self._renew()
-        finally:
-            await self._stop()
-
-    async def _fill(self) -> tuple[bool, float | None]:
-        """Claim due tasks into the free slots; return (maybe more due now, next due time)."""
-        rec = self.rec
-        free = rec.concurrency - len(self.running)
-        try:
-            next_due = None
-            if free > 0:
-                claimed = await rec._claim(now=rec._clock(), limit=free)
-                for c in claimed:
-                    self.running[asyncio.ensure_future(rec._run_claimed(c))] = c
-                if len(claimed) == free:
-                    return True, None
-                next_due = await rec.store.next_due()
-            self.store_errors = 0
-            return False, next_due
-        except QueueStoreError as err:
-            pause = self.pause.base(self.store_errors)
-            self.store_errors += 1
-            logger.error("MCP task queue error, retrying in %.1fs: %s", pause, err)
-            return False, rec._clock() + pause
-
-    async def _sleep(self, next_due: float | None) -> set[asyncio.Future[Any]]:
-        """Wait for a save, a notification, a finished task, the next due time or a renewal."""
-        timeout: float | None = None
-        if next_due is not None:
-            timeout = max(0.0, next_due - self.rec._clock())
-        if self.running:
-            until_renew = max(0.0, self.last_renew + self.renew_every - time.monotonic())
-            timeout = until_renew if timeout is None else min(timeout, until_renew)
-        if self.change is None:
-            self.change = asyncio.ensure_future(self.rec.store.wait_for_change())
-        woken = asyncio.ensure_future(self.wake.wait())
-        waiting: set[asyncio.Future[Any]] = {woken, self.change, *self.running}
-        try:
-            done, _ = await asyncio.wait(
-                waiting,
-                timeout=timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            woken.cancel()
-        return done
-
-    def _reap(self, done: set[asyncio.Future[Any]]) -> None:
-        """Forget finished tasks and a fired change notification, logging their failures."""
-        if self.change in done:
-            assert self.change is not None
-            if not self.change.cancelled() and self.change.exception() is not None:
-                logger.warning(
-                    "MCP task queue notifications failed: %s",
-                    describe_error(self.change.exception()),  # type: ignore[arg-type]
-                )
-            self.change = None
-        for fut in [f for f in self.running if f.done()]:
-            del self.running[fut]
-            if not fut.cancelled() and fut.exception() is not None:
-                logger.error("MCP task worker error: %s", describe_error(fut.exception()))  # type: ignore[arg-type]
-
-    async def _renew(self) -> None:
-        """Renew the leases of running tasks every third of a lease."""
-        if self.running and time.monotonic() - self.last_renew >= self.renew_every:
-            self.last_renew = time.monotonic()
-            leases = [(c.id, c.lease) for c in self.running.values()]
-            with contextlib.suppress(QueueStoreError):
-                await self.rec.store.extend(leases, until=self.rec._clock() + self.rec.lease_s)
-
-    async def _stop(self) -> None:
-        """Stop listening, cancel the running tasks and give back the leases of those stopped."""
-        if self.change is not None:
-            self.change.cancel()
-        for fut in self.running:
-            fut.cancel()
-        if self.running:
-            await asyncio.gather(*self.running, return_exceptions=True)
-        await self.rec._release([c for f, c in self.running.items() if f.cancelled()])
+        await Worker(self).run()

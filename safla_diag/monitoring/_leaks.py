@@ -57,6 +57,8 @@ class LeakAnalysis(JsonMixin):
             allocation sites that grew most since the baseline taken at the first analysis:
             ``{file, size_diff, count_diff, current_size}`` (sizes in bytes).
         scales: Every scale's last verdict.
+        series: The memory floor the verdict was drawn from: ``(timestamp, mb)`` per bucket
+            (see ``MemoryLeakDetector.series()``); drawn by ``_repr_html_``.
     """
 
     leaking: bool
@@ -71,6 +73,7 @@ class LeakAnalysis(JsonMixin):
     reason: str
     top_consumers: tuple[dict[str, Any], ...] = ()
     scales: tuple[dict[str, Any], ...] = ()
+    series: tuple[tuple[float, float], ...] = attrs.field(default=(), repr=False)
 
     def __bool__(self) -> bool:
         return self.leaking
@@ -151,6 +154,9 @@ class LeakAnalysis(JsonMixin):
                     caption="top consumers",
                 )
             )
+        from ._svg import leak_svg
+
+        parts.insert(0, leak_svg(self, self.series))
         return html_block(f"{head}: {self.reason}", *parts, ok=not self.leaking)
 
 
@@ -300,6 +306,25 @@ class MemoryLeakDetector:
         self._engine.add(float(t), float(rss_mb))
         return self._engine.leaking
 
+    def series(self) -> list[tuple[float, float]]:
+        """
+        The memory floor the trend test looks at: ``(timestamp, mb)`` per bucket, oldest first.
+
+        Each point is a bucket's start time (in the samples' time base) and the smallest sample
+        in it; the bucket still filling comes last. Bounded: the longest window plus a GC period
+        of buckets (about 250 with the defaults), whatever the run's length.
+        """
+        eng = self._engine
+        out = [(idx * eng.bucket_s, mb) for idx, mb in eng._buckets]
+        if eng._cur_idx is not None and eng._cur_n:
+            out.append((eng._cur_idx * eng.bucket_s, eng._cur_min))
+        return out
+
+    def _repr_html_(self) -> str:
+        from ._svg import leak_detector_html
+
+        return leak_detector_html(self)
+
     def detect_memory_leak(self) -> bool:
         """Whether the RSS history shows a leak now (as of the last completed bucket)."""
         return self._engine.leaking
@@ -346,6 +371,7 @@ class MemoryLeakDetector:
             reason=best.reason if best is not None else "not enough history",
             top_consumers=self._top_consumers() if top_consumers else (),
             scales=tuple(_scale_dict(r) for r in eng.results.values()),
+            series=tuple(self.series()),
         )
         self.last_analysis = analysis
         return analysis

@@ -119,6 +119,11 @@ class MemoryMonitor:
             f"critical={self.critical_percent:g}% last={_pct(self.last_percent)} level={self.level}>"
         )
 
+    def _repr_html_(self) -> str:
+        from ._html import memory_monitor_html
+
+        return memory_monitor_html(self)
+
     # ------------------------------------------------------------------ reading
     def cgroup(self) -> CgroupMemory | None:
         """The cgroup memory limit and current usage, or None when no limit applies."""

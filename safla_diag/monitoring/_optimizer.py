@@ -155,6 +155,11 @@ class VectorMemoryOptimizer:
     def __repr__(self) -> str:
         return f"<VectorMemoryOptimizer max={self.max_memory_percent:g}% caches={len(self.caches)}>"
 
+    def _repr_html_(self) -> str:
+        from ._html import optimizer_html
+
+        return optimizer_html(self)
+
     # ------------------------------------------------------------------ caches
     def register_cache(self, obj: object, *, weak: bool = True) -> None:
         """

@@ -214,6 +214,11 @@ class PerformanceMonitor:
             f"total={self._total} breached={sorted(self._breached)}>"
         )
 
+    def _repr_html_(self) -> str:
+        from ._svg import performance_html
+
+        return performance_html(self)
+
     @property
     def _count(self) -> int:
         return min(self._total, self.window_size)

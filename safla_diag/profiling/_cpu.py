@@ -14,6 +14,9 @@ How sessions work (the fix for the guide's profiler):
   (``accumulate=True`` also sums them all). From 3.12 only one session can be enabled in the
   process at a time: a call starting while another thread's session runs is executed
   unprofiled (its work shows in the running session, which sees every thread); no exception.
+  cProfile keeps one call stack per profiler, so while other threads run, their calls and
+  returns interleave with the profiled thread's: counts in such a report are approximate, and a
+  call whose return was taken for another thread's may be missing.
 - A coroutine function is profiled over its whole run, resumption by resumption: the session is
   enabled while the coroutine runs and paused while it waits, so other tasks on the loop are not
   charged to it, and ``wall_time`` covers the awaits.
@@ -40,9 +43,10 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .._redact import describe_error, redact
 from . import _targets
-from ._report import FuncKey, ProfileReport, StatsDict, check_sort, check_top, merge_stats
-from ._report import stats_from_profile as _stats_from_profile
-from ._report import without as _without
+from ._report import ProfileReport
+from ._stats import FuncKey, StatsDict, check_sort, check_top, merge_stats
+from ._stats import stats_from_profile as _stats_from_profile
+from ._stats import without as _without
 
 __all__ = ["CPUProfiler", "ProfileSession", "profile"]
 

@@ -78,8 +78,8 @@ def load(ipython: Any) -> None:
 
     The magic runs the cell under a ``CPUProfiler``, displays the report (the sortable HTML
     table in Jupyter, text in a terminal) and stores it as ``_safla_profile`` in the user
-    namespace. A cell that raises still shows its report before the traceback. Top-level
-    ``await`` is not supported inside the magic: decorate the coroutine with ``@profile`` instead.
+    namespace. A cell that raises still shows its report before the traceback. A cell with
+    top-level ``await`` runs in the notebook's own loop (see ``_jupyter_async``).
     """
     from IPython.core.error import UsageError
     from IPython.display import display
@@ -112,3 +112,6 @@ def load(ipython: Any) -> None:
         return result
 
     ipython.register_magic_function(safla_profile, magic_kind="cell", magic_name="safla_profile")
+    from ._jupyter_async import install
+
+    install(ipython)

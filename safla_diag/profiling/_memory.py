@@ -163,6 +163,11 @@ class MemoryProfiler:
         self._tracing = False
         self._taken = 0
 
+    def _repr_html_(self) -> str:
+        from ._html import memory_profiler_html
+
+        return memory_profiler_html(self)
+
     @property
     def is_tracing(self) -> bool:
         """True between ``start_tracing()`` and ``stop_tracing()``."""

@@ -78,3 +78,21 @@ def test_help(cli: Cli) -> None:
     assert res.returncode == 0
     for opt in ("--since", "--grep", "--levels", "--top", "--json"):
         assert opt in res.stdout
+
+
+def test_scan_counts_late_warn_and_reads_past_nul_runs(cli: Cli, tmp_path: Path) -> None:
+    """
+    The CLI shows what the library finds: WARN first seen after 500 lines is WARNING, and a NUL
+    run in the middle of the log is reported, not a reason to drop the file.
+    """
+    path = tmp_path / "hadoop.log"
+    head = "".join(f"2015-10-18 18:01:47,978 INFO [main] x.Y: step {i}\n" for i in range(500))
+    tail = "".join(f"2015-10-18 18:02:47,978 WARN [main] x.Z: lost {i}\n" for i in range(100))
+    path.write_bytes(head.encode() + b"\0" * 4096 + tail.encode())
+    res = cli("logs", "scan", str(path), "--json", "--levels", "warn")
+    assert res.returncode == 1, res.stderr
+    data = json.loads(res.stdout)
+    assert data["counts"] == {"INFO": 500, "WARNING": 100}
+    assert data["records"] == 600
+    assert data["nul_bytes"] == 4096
+    assert [t["count"] for t in data["templates"]] == [100]

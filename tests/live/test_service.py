@@ -115,10 +115,12 @@ def test_a_blocking_call_shows_in_debug_loop(service: Service) -> None:
     deadline = time.monotonic() + 20
     while True:
         stalls = json.loads(service.get("/debug/loop")[2])["stalls"]
-        if stalls or time.monotonic() > deadline:
+        # On a loaded machine other work may also hold the loop past the threshold: find ours.
+        ours = [s for s in stalls if s["stack"][-1].endswith(" blocking_handler")]
+        if ours or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    [stall] = stalls
+    [stall] = ours
     assert stall["stack"][-1] == f"{SERVICE}:{BLOCK_LINE} blocking_handler"
     assert stall["duration_s"] >= 0.3
 
@@ -146,7 +148,29 @@ def test_tasks_lists_the_services_tasks(service: Service) -> None:
     assert any(frame.endswith(" main") for frame in by_coro["main"]["stack"])
 
 
-def test_html_pages_in_headless_chromium() -> None:
-    """The HTML pages open without console errors (needs a Chromium binary)."""
-    if not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")):
-        pytest.skip("no Chromium on this machine: the HTML pages are checked by parsing only")
+CHROMIUM = next(
+    (b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None
+)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine")
+@pytest.mark.parametrize(
+    ("path", "title"),
+    [
+        ("/debug/doctor?format=html", "Doctor"),
+        ("/debug/loop?format=html", "Event loop"),
+        ("/debug/profile?seconds=0.3&format=html", "CPU profile"),  # the page with a script
+    ],
+)
+def test_html_pages_in_headless_chromium(service: Service, path: str, title: str) -> None:
+    """Each HTML page renders in headless Chromium with nothing on its console (CSP included)."""
+    assert CHROMIUM is not None
+    out = subprocess.run(
+        [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+         "--v=0", "--dump-dom", f"http://127.0.0.1:{service.port}{path}"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"<title>{title}" in out.stdout or title in out.stdout
+    console = [line for line in out.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []

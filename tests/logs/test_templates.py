@@ -22,7 +22,8 @@ from safla_diag.logs._templates import TemplateCache, keys_of
         ("took 35 ms", "took <NUM> ms"),
         ("ratio 0.75 after 3 tries", "ratio <NUM> after <NUM> tries"),
         ("boot = -12 and +3", "boot = <NUM> and <NUM>"),
-        ("task 5f3a9c1b2e failed", "task <*> failed"),
+        ("task 5f3a9c1b2e failed", "task <NUM> failed"),
+        ("task deadbeef failed", "task deadbeef failed"),
         ("at 0x7ffd5e8c", "at <HEX>"),
         ("job 123e4567-e89b-12d3-a456-426614174000 done", "job <*> done"),
         ("connect 10.0.0.12:6379 refused", "connect <IP> refused"),
@@ -153,8 +154,8 @@ def test_mine_templates_is_the_grouping_analyze_logs_reports(msgs: list[str]) ->
 
 
 def test_keys_collapse_digit_runs() -> None:
-    """The scanner's numpy key is the message with every run of digits one 0."""
-    assert keys_of(b"\x01a 123 b45c 6\n\x01x") == [b"\x01a 0 b0c 0", b"\x01x"]
+    """The scanner's numpy key: every run of hex digits holding a digit is one 0."""
+    assert keys_of(b"\x01x 123 b45c 6 face\n\x01x") == [b"\x01x 0 0 0 face", b"\x01x"]
 
 
 def test_cache_is_bounded() -> None:

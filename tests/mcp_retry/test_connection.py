@@ -334,9 +334,9 @@ async def test_keyboard_interrupt_and_cancellation_never_retried() -> None:
         raise exc
 
     rec = MCPConnectionRecovery(connect=connect, sleep=Sleeps())
-    # Awaited in this coroutine: asyncio would re-raise a KeyboardInterrupt out of a task's step.
+    # Carried out of the recovery task and re-raised in the caller's frame.
     with pytest.raises(KeyboardInterrupt):
-        await rec._recover("s", rec._server("s"), {}, 3)
+        await rec.recover_connection("s", {})
     assert calls == 1
     exc = asyncio.CancelledError
     with pytest.raises(asyncio.CancelledError):
@@ -372,3 +372,35 @@ async def test_bad_arguments() -> None:
         MCPConnectionRecovery(0, connect=lambda c: c)
     with pytest.raises(ValueError):
         MCPConnectionRecovery(1, -1.0, connect=lambda c: c)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"connect_timeout": 0},
+        {"connect_timeout": float("nan")},
+        {"connect_timeout": -1.0},
+        {"test_timeout": float("inf")},
+        {"breaker_cooldown": float("nan")},
+        {"max_breaker_cooldown": float("nan")},
+        {"retry_delay": float("nan")},
+    ],
+)
+def test_bad_timeouts_and_cooldowns_refused(kwargs: dict[str, float]) -> None:
+    """A zero or NaN timeout, or a NaN cool-down (a breaker that never blocks), is a ValueError."""
+    with pytest.raises(ValueError):
+        MCPConnectionRecovery(connect=lambda cfg: None, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_system_exit_from_connect_reaches_the_caller() -> None:
+    """A SystemExit raised by the host's connect reaches the caller as SystemExit, loop intact."""
+
+    async def connect(cfg: Any) -> Any:
+        raise SystemExit(3)
+
+    rec = MCPConnectionRecovery(connect=connect)
+    with pytest.raises(SystemExit) as err:
+        await rec.recover_connection("s", {})
+    assert err.value.code == 3
+    await asyncio.sleep(0)  # the loop still runs
+    assert rec.status("s")["s"]["recovering"] is False

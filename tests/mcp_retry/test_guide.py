@@ -100,3 +100,56 @@ def test_any_prefix_recovers_the_complete_elements(tasks: list[dict[str, int]], 
     assert list(got.tasks) == tasks[: len(got.tasks)]
     if cut == len(text):
         assert got.tasks == tuple(tasks) and not got.truncated
+
+
+async def test_hostile_guide_file_skips_bad_entries_and_costs_no_task(tmp_path: Path) -> None:
+    """
+    Deep nesting, a retry_count of 1e23 or 10**30, a 5 000-digit number, a lone surrogate and a
+    huge entry: each bad entry is skipped with a reason, the good ones are imported, and the first
+    save of the process is stored.
+    """
+    good = [{"id": f"good{i}", "tool": "t", "retry_count": 2} for i in range(3)]
+    parts = [
+        json.dumps(good[0]),
+        "[" * 100_000 + "]" * 100_000,  # deep nesting: RecursionError in a plain json.loads
+        '{"id": "big-count", "retry_count": 1e23}',
+        '{"id": "huge-int-count", "retry_count": ' + "9" * 30 + "}",
+        '{"id": "digits", "n": ' + "7" * 5000 + "}",
+        '{"id": "surrogate", "path": "\\udcff"}',
+        json.dumps({"id": "oversized", "blob": "x" * (2 << 20)}),
+        json.dumps(good[1]),
+        json.dumps(good[2]),
+    ]
+    guide = tmp_path / "mcp_tasks.json"
+    guide.write_text("[" + ",\n".join(parts) + "]")
+    rec = MCPTaskRecovery(tmp_path / "mcp_tasks.db", execute=_noop)
+    assert await rec.save_failed_task({"id": "first-save"}) == "first-save"
+    report = rec.last_import
+    assert report is not None and not report.truncated and report.problem is None
+    assert report.found == 9
+    reasons = " | ".join(report.skipped)
+    assert len(report.skipped) == 4, reasons
+    assert "entry 1: nested too deeply" in reasons
+    assert "entry 4: not valid JSON" in reasons
+    assert "entry 5: task['path']: holds a lone surrogate" in reasons
+    assert "entry 6: longer than" in reasons
+    pending = {t.id: t.attempts for t in await rec.store.pending()}
+    assert set(pending) == {"good0", "good1", "good2", "big-count", "huge-int-count", "first-save"}
+    assert pending["big-count"] == 0 and pending["good0"] == 1
+    assert pending["huge-int-count"] <= 1_000_000
+    await rec.aclose()
+
+
+def test_reader_holds_at_most_one_entry(tmp_path: Path) -> None:
+    """Streaming: an oversized entry is scanned past, never held; the entries around it are read."""
+    import io
+
+    from safla_diag.mcp_retry._guide import GuideReader
+
+    text = '[{"a": 1}, {"b": "' + "y" * 5000 + '"}, {"c": [1, "]", {"d": "\\""}]}]'
+    reader = GuideReader(io.StringIO(text), chunk=7, max_entry=100)
+    entries = list(reader)
+    assert entries[0] == '{"a": 1}' and entries[1] is None
+    assert json.loads(entries[2] or "") == {"c": [1, "]", {"d": '"'}]}
+    assert not reader.truncated and reader.problem is None
+    assert len(reader._buf) < 200

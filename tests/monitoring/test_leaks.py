@@ -531,7 +531,14 @@ async def test_run_ends_when_the_watched_process_dies(caplog: pytest.LogCaptureF
 
 
 async def test_real_child_allocating_once_is_not_a_leak() -> None:
-    """A child that allocates a 100 MB block once is watched across the step: no alarm."""
+    """
+    A child that allocates a 100 MB block once is watched before and after the step: no alarm.
+
+    The detector pauses while the child allocates, so the step falls between two samples, as a
+    one-time allocation does at real scales (windows of minutes to hours). With this test's 1-2 s
+    windows, a loaded machine page-faulting 100 MB for over a second would make the step itself a
+    ramp as long as a window, a leak at that scale.
+    """
     child = Child("once")
     seen: list[LeakAnalysis] = []
     ticks = Ticks()
@@ -539,11 +546,18 @@ async def test_real_child_allocating_once_is_not_a_leak() -> None:
     try:
         task = det.start_monitoring()
         await ticks.reach(50)
+        det.stop_monitoring()
+        with pytest.raises(asyncio.CancelledError):
+            await task
         child.go()
         assert child.proc.stdout is not None
-        await asyncio.get_running_loop().run_in_executor(None, child.proc.stdout.readline)
+        line = await asyncio.get_running_loop().run_in_executor(None, child.proc.stdout.readline)
+        assert line.strip() == "allocated"
+        samples = det.samples
+        task = det.start_monitoring()
         # Watch for long enough that every scale has seen the step and the flat after it.
         await ticks.reach(ticks.n + 400, timeout=30)
+        assert det.samples > samples + 300  # the history spans the step
         det.stop_monitoring()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -252,3 +252,51 @@ def test_exporters_are_imported_lazily() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.anyio
+async def test_a_scrape_from_another_thread_reads_the_queue_in_the_hosts_loop(
+    tmp_path: Path,
+) -> None:
+    """prometheus_client's own server thread gets fresh queue counts, read in the host's loop."""
+    from prometheus_client import CollectorRegistry
+
+    async def execute(task: dict[str, Any]) -> None:
+        return None
+
+    queue = MCPTaskRecovery(tmp_path / "q.db", execute=execute)
+    try:
+        registry = CollectorRegistry()
+        register_prometheus(("jobs", queue), registry=registry)  # in the loop: it is remembered
+        await queue.save_failed_task({"server": "s", "tool": "t", "arguments": {}})
+        fams = await asyncio.to_thread(scrape, registry)  # a scrape thread, the loop free
+        assert value(fams, "safla_queue_tasks", monitor="jobs", state="pending") == 1
+        assert value(fams, "safla_queue_up", monitor="jobs") == 1
+    finally:
+        await queue.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_scrape_inside_the_loop_never_blocks_it(tmp_path: Path) -> None:
+    """Collected in the loop's own thread, the queue shows its last reading and refreshes later."""
+    from prometheus_client import CollectorRegistry
+
+    async def execute(task: dict[str, Any]) -> None:
+        return None
+
+    queue = MCPTaskRecovery(tmp_path / "q.db", execute=execute)
+    try:
+        registry = CollectorRegistry()
+        register_prometheus(("jobs", queue), registry=registry)
+        await queue.save_failed_task({"server": "s", "tool": "t", "arguments": {}})
+        first = scrape(registry)  # no reading yet: only queue_up, at 0
+        assert value(first, "safla_queue_up", monitor="jobs") == 0
+        assert "safla_queue_tasks" not in first
+        for _ in range(500):  # the refresh it scheduled runs as soon as we yield
+            await asyncio.sleep(0.01)
+            fams = scrape(registry)
+            if "safla_queue_tasks" in fams:
+                break
+        assert value(fams, "safla_queue_tasks", monitor="jobs", state="pending") == 1
+    finally:
+        await queue.aclose()

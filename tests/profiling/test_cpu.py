@@ -460,12 +460,16 @@ def test_many_threads_hammering_one_profiler() -> None:
     assert run_in_threads(run, [()] * 4) == []
     assert reports  # on 3.12+ some calls run unprofiled while another thread's session runs
     for r in reports:
+        assert all(row.ncalls >= 1 and row.tottime >= 0 for row in r.rows)
+        assert r.to_text() and r.to_dict()["rows"]
         if sys.version_info < (3, 12):
             assert r["branch"].ncalls == 1
             assert r["leaf"].ncalls == 2
-        else:  # the one active session also sees the other threads' calls
-            assert r["branch"].ncalls >= 1
-            assert r["leaf"].ncalls >= 2
+    if sys.version_info >= (3, 12):
+        # The one active session also sees the other threads' calls, on one call stack: their
+        # events interleave, and a call whose return was taken for another's is not counted. So
+        # a single report may lack branch; across 200 calls, some report has it.
+        assert any("branch" in r and "leaf" in r for r in reports)
 
 
 def test_foreign_setprofile_is_left_alone() -> None:

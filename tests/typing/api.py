@@ -30,10 +30,12 @@ from safla_diag import (
     ServiceReport,
     VectorIndexRecovery,
     VectorMemoryOptimizer,
+    aanalyze_logs,
     acheck_external_services,
     analyze_logs,
     check_dependencies,
     check_external_services,
+    mine_templates,
     profile,
     timed,
 )
@@ -125,6 +127,7 @@ assert_type(VectorMemoryOptimizer().optimize_memory_usage(), MemoryOptimization)
 assert_type(check_external_services({"db": "postgresql://127.0.0.1/x"}), ServiceReport)
 assert_type(check_dependencies(["faiss-cpu"]), DependencyReport)
 assert_type(analyze_logs(["/var/log/app.log"]), LogReport)
+assert_type(mine_templates(["task 1 failed", "task 2 failed"]), list[str])
 
 diagnostics = Diagnostics()
 assert_type(diagnostics.doctor(), DiagnosisReport)
@@ -138,9 +141,11 @@ assert_type(recovery.restore_from_backup(), bool)
 async def twins() -> None:
     assert_type(await acheck_external_services({"db": "postgresql://127.0.0.1/x"}), ServiceReport)
     assert_type(await diagnostics.adoctor(), DiagnosisReport)
+    assert_type(await aanalyze_logs(["/var/log/app.log"]), LogReport)
     assert_type(await recovery.adiagnose(), IndexHealth)
     assert_type(await recovery.alist_backups(), list[BackupInfo])
     assert_type(await recovery.arestore_from_backup(), bool)
+    assert_type(await aanalyze_logs(["/var/log/app.log"], since="1h"), LogReport)
 
 
 # -- every report renders the same way -------------------------------------------------------------

@@ -1,0 +1,56 @@
+"""``MemoryProfiler._repr_html_``: tracing state, snapshots and the process's memory."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .._html_util import when
+from .._report import Num, html_block, html_table
+
+if TYPE_CHECKING:
+    from ._memory import MemoryProfiler
+
+__all__ = ["memory_profiler_html"]
+
+
+def memory_profiler_html(profiler: MemoryProfiler) -> str:
+    """The profiler's state, its snapshots (newest last) and the system memory, for Jupyter."""
+    now = time.time()
+    state = html_table(
+        ("", "value"),
+        [
+            ("tracing", "yes" if profiler.is_tracing else "no"),
+            ("baseline", "taken" if profiler.baseline is not None else "none"),
+            ("frames per allocation", profiler.nframes),
+            ("top consumers shown", profiler.top),
+        ],
+    )
+    snaps = list(profiler.snapshots)
+    parts = [state]
+    if snaps:
+        parts.append(
+            html_table(
+                ("snapshot", "taken"),
+                [(str(s.get("name", "")), when(s.get("timestamp"), now=now)) for s in snaps],
+                caption="snapshots",
+            )
+        )
+    try:
+        info = profiler.get_system_memory_info()
+    except Exception:  # a repr must never raise (psutil may be refused /proc)
+        info = {}
+    if info:
+        parts.append(
+            html_table(
+                ("", "MB"),
+                [
+                    ("rss", Num(f"{info.get('rss', 0.0):.1f}")),
+                    ("vms", Num(f"{info.get('vms', 0.0):.1f}")),
+                    ("available", Num(f"{info.get('available', 0.0):.1f}")),
+                ],
+                caption=f"process memory ({info.get('percent', 0.0):.1f}% of the host)",
+            )
+        )
+    notes = [] if snaps else ["start_tracing(), then take_snapshot(), then analyze_memory_growth()"]
+    return html_block("MemoryProfiler", *parts, notes=notes)
