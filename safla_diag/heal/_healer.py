@@ -189,15 +189,21 @@ class Healer:
         remedy: Callable[[], Awaitable[Outcome]],
         *,
         would: str,
+        report_only: bool = False,
     ) -> dict[str, Any] | None:
-        """Run one remedy through the gate; record what happened. None when the gate said wait."""
+        """
+        Run one remedy through the gate; record what happened. None when the gate said wait.
+
+        ``report_only`` marks a "remedy" that changes nothing (reporting a failing check): it runs
+        in a dry run too.
+        """
         key = (action, target)
         if not self.gate.enter(key):
             return None
         failed = False
         data: dict[str, Any]
         try:
-            if self.policy.dry_run:
+            if self.policy.dry_run and not report_only:
                 outcome, detail, data = "skipped", f"dry run: would {would}", {}
             else:
                 try:
@@ -297,6 +303,7 @@ class Healer:
                 recovery.index_file,
                 lambda: _fail(why),
                 would="report that the index cannot be checked",
+                report_only=True,
             )
         if health.ok:
             return None
@@ -357,7 +364,9 @@ class Healer:
             data["kept_aside"] = kept
         index = await recovery.aload_index()
         data["ntotal"] = int(getattr(index, "ntotal", 0))
-        detail = f"{problem}; {how}" + (f"; damaged file kept as {kept[-1]}" if kept else "")
+        detail = f"{problem}; {how}" + (
+            f"; damaged files kept as {', '.join(kept)}" if kept else ""
+        )
         if self.policy.on_index is not None:
             try:
                 await maybe_await(self.policy.on_index(index))
@@ -389,6 +398,7 @@ class Healer:
                         check.__name__.removeprefix("_check_"),
                         lambda why=why: _fail(why),  # type: ignore[misc]
                         would=f"report a failing check: {why}",
+                        report_only=True,
                     )
             self.ticks += 1
             await self._sleep(self.policy.tick_s)
@@ -545,7 +555,8 @@ async def _fail(detail: str) -> Outcome:
 def _aside(recovery: VectorIndexRecovery) -> list[str]:
     try:
         return sorted(
-            p.name for p in Path(recovery.data_dir).glob(f"{recovery.index_file}.corrupt-*")
+            p.name
+            for p in Path(recovery.data_dir).glob("*.corrupt-*")  # the index and sidecars
         )
     except OSError:
         return []

@@ -178,7 +178,8 @@ async def aanalyze_logs(
     The coroutine twin of :func:`analyze_logs`: the reads run off the host's event loop.
 
     Arguments are checked on the loop (so a bad ``since`` raises at once); the files are read
-    in an executor thread, so the loop keeps serving while a large log is scanned.
+    on the library's own bounded thread pool (never the host's default executor), so the loop
+    keeps serving while a large log is scanned.
 
     Args:
         paths: As for :func:`analyze_logs`.

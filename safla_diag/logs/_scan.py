@@ -57,6 +57,7 @@ _MESSAGE_BYTES = 4096
 _MAX_CONTINUATION = 500
 _HEADER_BYTES = 256
 _MAX_REMEMBERED = 4096
+_MAX_KEYS = 100_000  # a file's distinct template keys held before they are folded in
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(CANONICAL)}
 
 
@@ -164,7 +165,12 @@ class FileScan:
         }
         self.level_of = {t: lv for lv, t in self.tag_of.items()}
         self.cache = TemplateCache()
-        self.touched: set[tuple[str, str]] = set()
+        # This file's template keys: records per key, the header of each key's latest record,
+        # and its (level, masked template), or None when the table was full.
+        self.key_counts: Counter[bytes] = Counter()
+        self.key_last: dict[bytes, bytes] = {}
+        self.key_template: dict[bytes, tuple[str, str] | None] = {}
+        self.header_span = np.arange(_HEADER_BYTES)
         self.new_offsets: Counter[int] = Counter()
         self.not_records: set[bytes] = set()
 
@@ -490,28 +496,45 @@ class FileScan:
             lines = [p[0] for p in pairs]
             parts = [b"\n".join(p[1] for p in pairs)]
         joined = parts[0].replace(b"\r\n", b"\n") if parts else b""
+        if joined.endswith(b"\r"):
+            joined = joined[:-1]
         keys, known = self.cache.keyed(joined)
-        firsts = dict(zip(reversed(keys), reversed(lines), strict=True))
-        lasts = dict(zip(keys, lines, strict=True))
-        per_key = Counter(keys)
+        # Per record and at C speed: counts per key, and the header of each key's latest
+        # record (kept as bytes, its time parsed once per file): nothing here is per template,
+        # so a chunk costs the same whether its records take 5 templates or 500.
+        self.key_counts.update(keys)
+        idx = np.array(lines, dtype=np.int64)
+        at = starts[idx]
+        width = np.minimum(ends[idx] - at, _HEADER_BYTES).tolist()
+        blob = np.frombuffer(buf, dtype=np.uint8)[at[:, None] + self.header_span].tobytes()
+        self.key_last.update(
+            zip(
+                keys,
+                [blob[k * _HEADER_BYTES : k * _HEADER_BYTES + w] for k, w in enumerate(width)],
+                strict=True,
+            )
+        )
+        fresh = set(keys).difference(self.key_template)
+        if not fresh:
+            return
         table = self.acc.templates
-        latest: dict[tuple[str, str], int] = {}
-        for k, c in per_key.items():
+        firsts = dict(zip(reversed(keys), reversed(lines), strict=True))
+        for k in sorted(fresh, key=firsts.__getitem__):  # the first record shows the row
             key = (self.level_of[k[:1]], known[k])
             stats = table.get(key)
             if stats is None:
                 if len(table) >= self.opts.max_templates:
                     self.acc.templates_truncated = True
+                    self.key_template[k] = None
                     continue
-                stats = self._new_stats(buf, starts, ends, head, firsts[k], key)
-                table[key] = stats
-            stats.count += c
-            if lasts[k] > latest.get(key, -1):
-                latest[key] = lasts[k]
-        for key, i in latest.items():
-            s = int(starts[i])
-            table[key].last_line = bytes(buf[s : min(int(ends[i]), s + _HEADER_BYTES)])
-            self.touched.add(key)
+                table[key] = self._new_stats(buf, starts, ends, head, firsts[k], key)
+            else:
+                i = firsts[k]
+                p = self._parse(buf, int(starts[i]), int(ends[i]))
+                stats.seen(p.timestamp(self.opts.now) if p is not None else None)
+            self.key_template[k] = key
+        if len(self.key_template) > _MAX_KEYS:
+            self._flush()
 
     def _new_stats(
         self, buf: bytearray, starts: Any, ends: Any, head: Any, i: int, key: tuple[str, str]
@@ -531,16 +554,24 @@ class FileScan:
         stats.seen(p.timestamp(self.opts.now) if p is not None else None)
         return stats
 
-    def finish(self) -> None:
-        """Parse the time of each template's latest record in this file."""
-        for key in self.touched:
-            stats = self.acc.templates.get(key)
-            if stats is None or not stats.last_line:
+    def _flush(self) -> None:
+        """Add the keys' counts to their templates and parse each key's latest time."""
+        table = self.acc.templates
+        for k, count in self.key_counts.items():
+            key = self.key_template.get(k)
+            stats = table.get(key) if key is not None else None
+            if stats is None:
                 continue
-            p = parse_line(stats.last_line.split(b"\n", 1)[0].rstrip(b"\r"), self.sn.table)
+            stats.count += count
+            p = parse_line(self.key_last[k].rstrip(b"\r"), self.sn.table)
             stats.seen(p.timestamp(self.opts.now) if p is not None else None)
-            stats.last_line = b""
-        self.touched.clear()
+        self.key_counts.clear()
+        self.key_last.clear()
+        self.key_template.clear()
+
+    def finish(self) -> None:
+        """Fold this file's keys into the template table (once per file, not per chunk)."""
+        self._flush()
 
     def _matches(self, buf: bytearray, lo: int, hi: int) -> None:
         """Count the lines matching the pattern (like ``grep -c``) and keep a few of them."""

@@ -107,7 +107,6 @@ class TemplateStats:
     last_seen: datetime | None
     example: str
     level: str
-    last_line: bytes = b""  # the header of the latest record, parsed when the file ends
 
     def seen(self, when: datetime | None) -> None:
         """Widen first/last seen to include ``when``."""
