@@ -57,7 +57,9 @@ _MESSAGE_BYTES = 4096
 _MAX_CONTINUATION = 500
 _HEADER_BYTES = 256
 _MAX_REMEMBERED = 4096
-_MAX_KEYS = 100_000  # a file's distinct template keys held before they are folded in
+_MAX_KEYS = (
+    20_000  # a file's distinct template keys held (with a header each) before they are folded in
+)
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(CANONICAL)}
 
 
