@@ -41,7 +41,7 @@ from _common import compare, save
 
 from safla_diag.mcp_retry._model import NewTask, TaskStore
 from safla_diag.mcp_retry._postgres import PostgresTaskStore
-from safla_diag.mcp_retry._sqlite import SQLiteTaskStore
+from safla_diag.mcp_retry._sqlite_store import SQLiteTaskStore
 
 BASE = "postgresql://postgres@127.0.0.1:5432/test"
 ARGS = "x" * 240

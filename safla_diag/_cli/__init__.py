@@ -90,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _describe(parser: argparse.ArgumentParser) -> None:
-    """A command registered without a description shows its one-line help in its ``--help``."""
+    """
+    A command registered without a description shows its one-line help in its ``--help``, and
+    every command also takes ``--color`` after its name (the global value unless given there).
+    """
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help for a in action._choices_actions}
@@ -98,6 +101,15 @@ def _describe(parser: argparse.ArgumentParser) -> None:
                 if not child.description and helps.get(name):
                     text = str(helps[name])
                     child.description = text[:1].upper() + text[1:] + "."
+                if not any("--color" in a.option_strings for a in child._actions):
+                    child.add_argument(
+                        "--color",
+                        "--colour",
+                        dest="color",
+                        choices=_term.COLOR_CHOICES,
+                        default=argparse.SUPPRESS,
+                        help="colour the status words: auto, always or never (default: auto)",
+                    )
                 _describe(child)
 
 

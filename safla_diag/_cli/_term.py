@@ -188,6 +188,11 @@ class _Painter(io.TextIOBase):
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._inner, "encoding", "utf-8")
 
+    @property
+    def buffer(self) -> Any:
+        # Bytes written to the buffer are passed through as they are (never coloured).
+        return self._inner.buffer  # type: ignore[attr-defined]
+
 
 @contextmanager
 def painting() -> Iterator[None]:

@@ -189,15 +189,21 @@ class Healer:
         remedy: Callable[[], Awaitable[Outcome]],
         *,
         would: str,
+        report_only: bool = False,
     ) -> dict[str, Any] | None:
-        """Run one remedy through the gate; record what happened. None when the gate said wait."""
+        """
+        Run one remedy through the gate; record what happened. None when the gate said wait.
+
+        ``report_only`` marks a "remedy" that changes nothing (reporting a failing check): it runs
+        in a dry run too.
+        """
         key = (action, target)
         if not self.gate.enter(key):
             return None
         failed = False
         data: dict[str, Any]
         try:
-            if self.policy.dry_run:
+            if self.policy.dry_run and not report_only:
                 outcome, detail, data = "skipped", f"dry run: would {would}", {}
             else:
                 try:
@@ -297,6 +303,7 @@ class Healer:
                 recovery.index_file,
                 lambda: _fail(why),
                 would="report that the index cannot be checked",
+                report_only=True,
             )
         if health.ok:
             return None
@@ -389,6 +396,7 @@ class Healer:
                         check.__name__.removeprefix("_check_"),
                         lambda why=why: _fail(why),  # type: ignore[misc]
                         would=f"report a failing check: {why}",
+                        report_only=True,
                     )
             self.ticks += 1
             await self._sleep(self.policy.tick_s)

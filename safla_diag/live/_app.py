@@ -305,6 +305,8 @@ class LiveApp:
         query = {k: v[0] for k, v in parse_qs(raw_query, max_num_fields=20).items()}
         if path == "/healthz":
             return _text(200, "ok\n")
+        if path == "/favicon.ico":  # browsers ask; an empty answer keeps their console clean
+            return _Response(204, b"", "image/x-icon")
         authorised, refusal = self._authorised(scope)
         if path == "/readyz":
             return await self._readyz(authorised)
@@ -347,6 +349,9 @@ class LiveApp:
             return self._report
         if self._doctor is None or self._doctor.done():
             self._doctor = asyncio.ensure_future(self._run_doctor())
+            # A failure is seen by whoever awaits it, or by nobody (a stale verdict was served):
+            # either way it must not end as "exception was never retrieved".
+            self._doctor.add_done_callback(_retrieve)
         if self._report is not None and not wait:
             return self._report
         return await asyncio.shield(self._doctor)
@@ -476,6 +481,11 @@ class LiveApp:
             )
             return _page(200, f"{len(tasks)} asyncio tasks", body)
         return _json(200, {"count": len(tasks), "shown": len(rows), "tasks": rows})
+
+
+def _retrieve(fut: Any) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        logger.warning("the doctor behind /readyz failed: %s", describe_error(fut.exception()))
 
 
 def _pstats_bytes(report: ProfileReport) -> bytes:

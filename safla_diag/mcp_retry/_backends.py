@@ -12,7 +12,8 @@ from typing import Literal
 
 from ._model import QueueView, TaskStore
 from ._postgres import PostgresQueueView, PostgresTaskStore, is_postgres_url
-from ._sqlite import SQLiteQueue, SQLiteTaskStore
+from ._sqlite import SQLiteQueue
+from ._sqlite_store import SQLiteTaskStore
 
 __all__ = ["inspect_store", "is_postgres_url", "open_store_for", "postgres_store_for", "store_for"]
 

@@ -52,6 +52,7 @@ from ._model import (
     queue_stats,
     stored_task,
 )
+from ._pglisten import PgListener
 from ._pgtarget import (
     DEFAULT_SCHEMA,
     PG_SCHEMA_VERSION,
@@ -114,13 +115,11 @@ class PostgresTaskStore:
         self.op_timeout_s = op_timeout_s
         self.verdict_retry_s = verdict_retry_s
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._listen: psycopg.AsyncConnection[Any] | None = None
         self._lock: asyncio.Lock | None = None
         self._schema_ok = False
-        self._closed = False
         self._s = self.target.quoted
         self._reconnect = Backoff(0.05, 2.0)
-        self._relisten = Backoff(0.1, 30.0)
+        self._listener = PgListener(self.target, self._connect)
 
     def __repr__(self) -> str:
         state = "open" if self._conn is not None and not self._conn.closed else "closed"
@@ -201,7 +200,7 @@ class PostgresTaskStore:
         pg = import_optional("psycopg")
         deadline = time.monotonic() + retry_for
         tries = sleeps = 0
-        self._closed = False
+        self._listener.closed = False
         while True:
             tries += 1
             async with self._get_lock():
@@ -260,16 +259,10 @@ class PostgresTaskStore:
 
     async def close(self) -> None:
         """Close both connections; idempotent."""
-        self._closed = True
+        self._listener.closed = True
         await self._drop()
-        await self._close_listen()
+        await self._listener.close()
         self._schema_ok = False
-
-    async def _close_listen(self) -> None:
-        conn, self._listen = self._listen, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
 
     # -- the protocol -----------------------------------------------------------------------------
 
@@ -626,68 +619,9 @@ class PostgresTaskStore:
         return await self._run("importing tasks", work, safe_to_repeat=True)
 
     async def wait_for_change(self) -> None:
-        """
-        Return when any replica saved a task, scheduled a retry or gave leases back.
-
-        The first call (and the first after a lost connection) starts listening and returns at
-        once, so that nothing saved before listening began is missed: the caller looks again.
-        Cancelling the wait stops listening until the next call. When PostgreSQL cannot be reached
-        this keeps trying with backoff, and returns once it listens again.
-        """
-        pg = import_optional("psycopg")
-        if self._listen is not None and not self._listen.closed and not self._listen.broken:
-            conn = self._listen
-            try:
-                async with contextlib.aclosing(conn.notifies(stop_after=1)) as gen:
-                    async for _ in gen:
-                        break
-                # Drain what else is buffered: one wake-up covers them all.
-                async with contextlib.aclosing(conn.notifies(timeout=0)) as gen:
-                    async for _ in gen:
-                        pass
-                return
-            except asyncio.CancelledError:
-                await self._close_listen()
-                raise
-            except pg.Error as err:
-                await self._close_listen()
-                logger.warning(
-                    "MCP task queue %s: lost the notification connection (%s); reconnecting",
-                    self.location,
-                    describe_pg_error(err),
-                )
-        if self._closed:
-            # Closed meanwhile (the worker is stopping): listen no more, wait to be cancelled.
-            await asyncio.get_running_loop().create_future()
-        failures = 0
-        while True:
-            delay = self._relisten.delay(failures)
-            failures += 1
-            try:
-                conn = await self._connect()
-            except QueueStoreError as err:
-                logger.warning("%s; retrying in %.1fs", err, delay)
-                await asyncio.sleep(delay)
-                continue
-            try:
-                await conn.execute(f'LISTEN "{self.channel}"')
-            except pg.Error as err:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-                logger.warning(
-                    "%s: cannot listen (%s); retrying in %.1fs",
-                    self.location,
-                    describe_pg_error(err),
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-                raise
-            self._listen = conn
-            return
+        """Return when any replica saved a task, scheduled a retry, requeued or gave leases back
+        (see :meth:`~._pglisten.PgListener.wait`)."""
+        await self._listener.wait()
 
     def _writable(self) -> None:
         if self.readonly:

@@ -2,8 +2,7 @@
 The embedded backend of the failed-task queue: one SQLite file in WAL mode, one row per task.
 
 :class:`SQLiteQueue` is the plain blocking queue (for tools, the CLI, a REPL, hosts without a loop);
-:class:`SQLiteTaskStore` adapts it to the :class:`~._model.TaskStore` protocol, running each call
-off the loop. The model and the SQL for listings and stats are shared with PostgreSQL (``_model``):
+:class:`~._sqlite_store.SQLiteTaskStore` adapts it to the :class:`~._model.TaskStore` protocol. The model and the SQL for listings and stats are shared with PostgreSQL (``_model``):
 queued and dead-lettered tasks share the ``tasks`` table (``dead_at`` set, due at infinity), and the
 view ``dead_letters`` lists the dead ones.
 
@@ -22,8 +21,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict, TypeVar
-
-from typing_extensions import Unpack
 
 from ._model import (
     INF,
@@ -49,9 +46,8 @@ from ._model import (
     queue_stats,
     stored_task,
 )
-from ._threads import ThreadLane
 
-__all__ = ["SCHEMA_VERSION", "SQLiteQueue", "SQLiteTaskStore"]
+__all__ = ["SCHEMA_VERSION", "SQLiteOptions", "SQLiteQueue"]
 
 SCHEMA_VERSION = 2
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -588,165 +584,6 @@ class SQLiteQueue:
             lambda r: queue_stats(r or None, location=self.location, now=now),
             self._error,
         )[0]
-
-
-class SQLiteTaskStore:
-    """
-    The :class:`~._model.TaskStore` of a SQLite file: a :class:`SQLiteQueue` run off the loop.
-
-    Args:
-        path: The queue file.
-        **options: As for :class:`SQLiteQueue` (``synchronous``, ``readonly``, ``busy_timeout_s``).
-    """
-
-    #: How often an idle worker looks for commits by other processes or objects (seconds).
-    poll_s = 0.25
-
-    def __init__(self, path: str | os.PathLike[str], **options: Unpack[SQLiteOptions]) -> None:
-        self.sync = SQLiteQueue(path, **options)
-        # SQLite calls run on the store's own thread, never in the host's default executor.
-        self._lane = ThreadLane("safla_diag.mcp_retry.sqlite")
-        self._seen: int | None = None
-
-    def __repr__(self) -> str:
-        return f"<SQLiteTaskStore {self.sync!r}>"
-
-    @property
-    def location(self) -> str:
-        """The queue file."""
-        return self.sync.location
-
-    @property
-    def path(self) -> Path:
-        """The queue file."""
-        return self.sync.path
-
-    async def open(self) -> None:
-        """See :meth:`SQLiteQueue.open`; also notes the file's version, to see others' commits."""
-        await self._lane.run(self.sync.open)
-        if self._seen is None:
-            self._seen = await self._lane.run(self.sync.data_version)
-
-    async def close(self) -> None:
-        """See :meth:`SQLiteQueue.close`; the store's thread ends."""
-        try:
-            await self._lane.run(self.sync.close)
-        finally:
-            self._lane.close()
-            self._seen = None
-
-    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run a blocking call on the store's own thread (guide import, file checks)."""
-        return await self._lane.run(fn, *args, **kwargs)
-
-    async def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
-        """See :meth:`SQLiteQueue.put_many`."""
-        return await self._lane.run(self.sync.put_many, tasks, now=now)
-
-    async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
-        """See :meth:`SQLiteQueue.put_dead`."""
-        return await self._lane.run(self.sync.put_dead, task, error=error, now=now)
-
-    async def claim(
-        self, *, now: float, limit: int, lease_s: float, max_attempts: int
-    ) -> list[ClaimedTask]:
-        """See :meth:`SQLiteQueue.claim`."""
-        return await self._lane.run(
-            self.sync.claim, now=now, limit=limit, lease_s=lease_s, max_attempts=max_attempts
-        )
-
-    async def extend(self, leases: Sequence[tuple[str, str]], *, until: float) -> None:
-        """See :meth:`SQLiteQueue.extend`."""
-        await self._lane.run(self.sync.extend, leases, until=until)
-
-    async def ack(self, task_id: str, lease: str) -> bool:
-        """See :meth:`SQLiteQueue.ack`."""
-        return await self._lane.run(self.sync.ack, task_id, lease)
-
-    async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
-        """See :meth:`SQLiteQueue.ack_many`."""
-        return await self._lane.run(self.sync.ack_many, leases)
-
-    async def fail(
-        self,
-        task_id: str,
-        lease: str,
-        *,
-        error: str,
-        now: float,
-        next_attempt_at: float,
-        max_attempts: int,
-    ) -> Outcome:
-        """See :meth:`SQLiteQueue.fail`."""
-        return await self._lane.run(
-            self.sync.fail,
-            task_id,
-            lease,
-            error=error,
-            now=now,
-            next_attempt_at=next_attempt_at,
-            max_attempts=max_attempts,
-        )
-
-    async def release(self, leases: Sequence[tuple[str, str]], *, now: float) -> None:
-        """See :meth:`SQLiteQueue.release`."""
-        await self._lane.run(self.sync.release, leases, now=now)
-
-    async def next_due(self) -> float | None:
-        """See :meth:`SQLiteQueue.next_due`."""
-        return await self._lane.run(self.sync.next_due)
-
-    async def pending(self, limit: int | None = None) -> list[StoredTask]:
-        """See :meth:`SQLiteQueue.pending`."""
-        return await self._lane.run(self.sync.pending, limit)
-
-    async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
-        """See :meth:`SQLiteQueue.dead_letters`."""
-        return await self._lane.run(self.sync.dead_letters, limit)
-
-    async def stats(self, *, now: float) -> QueueStats:
-        """See :meth:`SQLiteQueue.stats`."""
-        return await self._lane.run(self.sync.stats, now=now)
-
-    async def requeue_dead(self, ids: Sequence[str] | None = None, *, now: float) -> int:
-        """See :meth:`SQLiteQueue.requeue_dead`."""
-        return await self._lane.run(self.sync.requeue_dead, ids, now=now)
-
-    async def purge_dead(
-        self, ids: Sequence[str] | None = None, *, dead_before: float = INF
-    ) -> int:
-        """See :meth:`SQLiteQueue.purge_dead`."""
-        return await self._lane.run(self.sync.purge_dead, ids, dead_before=dead_before)
-
-    async def meta(self, key: str) -> str | None:
-        """See :meth:`SQLiteQueue.meta`."""
-        return await self._lane.run(self.sync.meta, key)
-
-    async def set_meta(self, key: str, value: str) -> None:
-        """See :meth:`SQLiteQueue.set_meta`."""
-        await self._lane.run(self.sync.set_meta, key, value)
-
-    async def import_rows(self, rows: Sequence[tuple[str, str, int]], *, now: float) -> int:
-        """See :meth:`SQLiteQueue.import_rows`."""
-        return await self._lane.run(self.sync.import_rows, rows, now=now)
-
-    async def wait_for_change(self) -> None:
-        """
-        Return when another connection (another process, or another object in this one) committed.
-
-        SQLite has no notifications: ``PRAGMA data_version`` (which changes when another connection
-        commits) is read every :attr:`poll_s` on the store's thread, a few microseconds each.
-        """
-        import asyncio
-
-        if self._seen is None:
-            self._seen = await self._lane.run(self.sync.data_version)
-        while True:
-            await asyncio.sleep(self.poll_s)
-            version = await self._lane.run(self.sync.data_version)
-            if version != self._seen:
-                self._seen = version
-                return
 
 
 def _quote_path(path: Path) -> str:

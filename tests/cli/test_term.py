@@ -216,3 +216,11 @@ def test_services_columns_line_up() -> None:
     assert len(rows) == 2
     assert len({line.index(" ms ") for line in rows}) == 1
     assert len({line.index("refused") for line in rows}) == 1
+
+
+def test_color_after_the_command_name() -> None:
+    """--color works after the command too, and the global one still applies without it."""
+    after = run_cli("deps", "--color=always")
+    assert "\x1b[32mok\x1b[0m" in after.stdout
+    assert "\x1b[" not in run_cli("--color=never", "deps").stdout
+    assert "\x1b[" in run_cli("--color=always", "deps").stdout

@@ -316,13 +316,15 @@ async def test_below_critical_nothing_is_cleared() -> None:
     assert cache.clears == 0 and diag.heal_history() == []
 
 
-async def test_a_broken_reader_is_reported_not_retried_in_a_loop() -> None:
-    """A memory reader that raises: one failed 'watch' action over many ticks, the host unharmed."""
+@pytest.mark.parametrize("dry_run", [False, True])
+async def test_a_broken_reader_is_reported_not_retried_in_a_loop(dry_run: bool) -> None:
+    """A memory reader that raises: one failed 'watch' action over many ticks (in a dry run too:
+    reporting changes nothing), the host unharmed."""
 
     def broken() -> float:
         raise OSError(f"cannot read {SECRET}")
 
-    policy = HealPolicy(tick_s=0.001, memory_percent=broken)
+    policy = HealPolicy(tick_s=0.001, memory_percent=broken, dry_run=dry_run)
     async with Diagnostics({}, heal=policy) as diag:
         await _ticks(diag, 20)
     (only,) = diag.heal_history()
@@ -334,7 +336,7 @@ async def test_a_broken_reader_is_reported_not_retried_in_a_loop() -> None:
 
 
 async def test_leak_window_stops_tracing_when_cancelled() -> None:
-    """Leaving async with in the middle of a leak window turns tracemalloc off again."""
+    """One leak window at a time; leaving async with in the middle of it turns tracemalloc off."""
     assert not tracemalloc.is_tracing()
     policy = HealPolicy(tick_s=0.001, leak_window_s=3600)
     async with Diagnostics({}, heal=policy) as diag:
@@ -342,6 +344,9 @@ async def test_leak_window_stops_tracing_when_cancelled() -> None:
         assert detector is not None
         _alarm(detector)
         await _until(tracemalloc.is_tracing)
+        await _ticks(diag, 20)  # the alarm is still raised at every tick: one window only
+        windows = [t for t in asyncio.all_tasks() if t.get_name() == "safla_diag.heal.leak_trace"]
+        assert len(windows) == 1 and diag.heal_history() == []
     assert not tracemalloc.is_tracing()
 
 

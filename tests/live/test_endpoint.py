@@ -263,3 +263,22 @@ async def test_serve_as_an_awaitable_with_a_given_monitor(registry: Any) -> None
         assert mon.running  # the host's monitor: the server leaves it alone
     finally:
         mon.stop()
+
+
+async def test_a_failing_doctor_is_a_redacted_500_and_is_retried(registry: Any) -> None:
+    """A doctor that raises gives a one-line redacted 500; the next probe runs it again."""
+
+    class BrokenDoctor:
+        calls = 0
+
+        async def adoctor(self) -> Any:
+            BrokenDoctor.calls += 1
+            raise RuntimeError("postgresql://app:hunter2@db/x refused")
+
+    async with serve(BrokenDoctor(), registry=registry) as server:
+        for expected_calls in (1, 2):
+            status, _, body = await http(server.port, "/readyz")
+            assert status == 500
+            assert b"hunter2" not in body
+            assert b"RuntimeError" in body
+            assert BrokenDoctor.calls == expected_calls

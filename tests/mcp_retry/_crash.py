@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[2]))
 
 from safla_diag.mcp_retry._model import NewTask, TaskStore  # noqa: E402
-from safla_diag.mcp_retry._sqlite import SQLiteQueue, SQLiteTaskStore  # noqa: E402
+from safla_diag.mcp_retry._sqlite import SQLiteQueue  # noqa: E402
+from safla_diag.mcp_retry._sqlite_store import SQLiteTaskStore  # noqa: E402
 
 MAX_ATTEMPTS = 4
 PAYLOAD = "x" * 260

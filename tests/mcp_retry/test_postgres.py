@@ -25,7 +25,7 @@ from safla_diag.mcp_retry._postgres import (
     PG_SCHEMA_VERSION,
     PostgresTaskStore,
 )
-from safla_diag.mcp_retry._sqlite import SQLiteTaskStore
+from safla_diag.mcp_retry._sqlite_store import SQLiteTaskStore
 
 from ._pg import Proxy, drop_schema, pg_queue_url_fixture, pg_schema_fixture, poll, sql  # noqa: F401
 
@@ -197,7 +197,7 @@ async def test_saves_on_one_replica_wake_the_worker_of_another(pg_queue_url: str
     assert isinstance(store, PostgresTaskStore)
 
     async def listening() -> bool:
-        return store._listen is not None
+        return store._listener._conn is not None
 
     await poll(listening)
     await asyncio.sleep(0.1)

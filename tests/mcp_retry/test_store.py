@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from safla_diag import RecoveryError
 from safla_diag.mcp_retry._model import NewTask, QueueStoreError, QueueView, TaskStore
-from safla_diag.mcp_retry._sqlite import SQLiteQueue, SQLiteTaskStore
+from safla_diag.mcp_retry._sqlite import SQLiteQueue
+from safla_diag.mcp_retry._sqlite_store import SQLiteTaskStore
 
 
 def _new(i: str, due: float = 0.0) -> NewTask:

@@ -14,7 +14,7 @@ import pytest
 
 from safla_diag import MCPTaskRecovery
 from safla_diag.mcp_retry._model import QueueStoreError
-from safla_diag.mcp_retry._sqlite import SQLiteTaskStore
+from safla_diag.mcp_retry._sqlite_store import SQLiteTaskStore
 
 pytestmark = pytest.mark.anyio
 

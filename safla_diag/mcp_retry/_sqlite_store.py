@@ -1,0 +1,180 @@
+"""
+:class:`SQLiteTaskStore`: the :class:`~._model.TaskStore` of a SQLite file, the blocking
+:class:`~._sqlite.SQLiteQueue` run on the store's own thread (never the host's default executor).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from typing_extensions import Unpack
+
+from ._model import INF, ClaimedTask, DeadLetter, NewTask, Outcome, QueueStats, StoredTask
+from ._sqlite import SQLiteOptions, SQLiteQueue
+from ._threads import ThreadLane
+
+__all__ = ["SQLiteTaskStore"]
+
+T = TypeVar("T")
+
+
+class SQLiteTaskStore:
+    """
+    The :class:`~._model.TaskStore` of a SQLite file: a :class:`SQLiteQueue` run off the loop.
+
+    Args:
+        path: The queue file.
+        **options: As for :class:`SQLiteQueue` (``synchronous``, ``readonly``, ``busy_timeout_s``).
+    """
+
+    #: How often an idle worker looks for commits by other processes or objects (seconds).
+    poll_s = 0.25
+
+    def __init__(self, path: str | os.PathLike[str], **options: Unpack[SQLiteOptions]) -> None:
+        self.sync = SQLiteQueue(path, **options)
+        # SQLite calls run on the store's own thread, never in the host's default executor.
+        self._lane = ThreadLane("safla_diag.mcp_retry.sqlite")
+        self._seen: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<SQLiteTaskStore {self.sync!r}>"
+
+    @property
+    def location(self) -> str:
+        """The queue file."""
+        return self.sync.location
+
+    @property
+    def path(self) -> Path:
+        """The queue file."""
+        return self.sync.path
+
+    async def open(self) -> None:
+        """See :meth:`SQLiteQueue.open`; also notes the file's version, to see others' commits."""
+        await self._lane.run(self.sync.open)
+        if self._seen is None:
+            self._seen = await self._lane.run(self.sync.data_version)
+
+    async def close(self) -> None:
+        """See :meth:`SQLiteQueue.close`; the store's thread ends."""
+        try:
+            await self._lane.run(self.sync.close)
+        finally:
+            self._lane.close()
+            self._seen = None
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a blocking call on the store's own thread (guide import, file checks)."""
+        return await self._lane.run(fn, *args, **kwargs)
+
+    async def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
+        """See :meth:`SQLiteQueue.put_many`."""
+        return await self._lane.run(self.sync.put_many, tasks, now=now)
+
+    async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
+        """See :meth:`SQLiteQueue.put_dead`."""
+        return await self._lane.run(self.sync.put_dead, task, error=error, now=now)
+
+    async def claim(
+        self, *, now: float, limit: int, lease_s: float, max_attempts: int
+    ) -> list[ClaimedTask]:
+        """See :meth:`SQLiteQueue.claim`."""
+        return await self._lane.run(
+            self.sync.claim, now=now, limit=limit, lease_s=lease_s, max_attempts=max_attempts
+        )
+
+    async def extend(self, leases: Sequence[tuple[str, str]], *, until: float) -> None:
+        """See :meth:`SQLiteQueue.extend`."""
+        await self._lane.run(self.sync.extend, leases, until=until)
+
+    async def ack(self, task_id: str, lease: str) -> bool:
+        """See :meth:`SQLiteQueue.ack`."""
+        return await self._lane.run(self.sync.ack, task_id, lease)
+
+    async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
+        """See :meth:`SQLiteQueue.ack_many`."""
+        return await self._lane.run(self.sync.ack_many, leases)
+
+    async def fail(
+        self,
+        task_id: str,
+        lease: str,
+        *,
+        error: str,
+        now: float,
+        next_attempt_at: float,
+        max_attempts: int,
+    ) -> Outcome:
+        """See :meth:`SQLiteQueue.fail`."""
+        return await self._lane.run(
+            self.sync.fail,
+            task_id,
+            lease,
+            error=error,
+            now=now,
+            next_attempt_at=next_attempt_at,
+            max_attempts=max_attempts,
+        )
+
+    async def release(self, leases: Sequence[tuple[str, str]], *, now: float) -> None:
+        """See :meth:`SQLiteQueue.release`."""
+        await self._lane.run(self.sync.release, leases, now=now)
+
+    async def next_due(self) -> float | None:
+        """See :meth:`SQLiteQueue.next_due`."""
+        return await self._lane.run(self.sync.next_due)
+
+    async def pending(self, limit: int | None = None) -> list[StoredTask]:
+        """See :meth:`SQLiteQueue.pending`."""
+        return await self._lane.run(self.sync.pending, limit)
+
+    async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """See :meth:`SQLiteQueue.dead_letters`."""
+        return await self._lane.run(self.sync.dead_letters, limit)
+
+    async def stats(self, *, now: float) -> QueueStats:
+        """See :meth:`SQLiteQueue.stats`."""
+        return await self._lane.run(self.sync.stats, now=now)
+
+    async def requeue_dead(self, ids: Sequence[str] | None = None, *, now: float) -> int:
+        """See :meth:`SQLiteQueue.requeue_dead`."""
+        return await self._lane.run(self.sync.requeue_dead, ids, now=now)
+
+    async def purge_dead(
+        self, ids: Sequence[str] | None = None, *, dead_before: float = INF
+    ) -> int:
+        """See :meth:`SQLiteQueue.purge_dead`."""
+        return await self._lane.run(self.sync.purge_dead, ids, dead_before=dead_before)
+
+    async def meta(self, key: str) -> str | None:
+        """See :meth:`SQLiteQueue.meta`."""
+        return await self._lane.run(self.sync.meta, key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """See :meth:`SQLiteQueue.set_meta`."""
+        await self._lane.run(self.sync.set_meta, key, value)
+
+    async def import_rows(self, rows: Sequence[tuple[str, str, int]], *, now: float) -> int:
+        """See :meth:`SQLiteQueue.import_rows`."""
+        return await self._lane.run(self.sync.import_rows, rows, now=now)
+
+    async def wait_for_change(self) -> None:
+        """
+        Return when another connection (another process, or another object in this one) committed.
+
+        SQLite has no notifications: ``PRAGMA data_version`` (which changes when another connection
+        commits) is read every :attr:`poll_s` on the store's thread, a few microseconds each.
+        """
+        import asyncio
+
+        if self._seen is None:
+            self._seen = await self._lane.run(self.sync.data_version)
+        while True:
+            await asyncio.sleep(self.poll_s)
+            version = await self._lane.run(self.sync.data_version)
+            if version != self._seen:
+                self._seen = version
+                return

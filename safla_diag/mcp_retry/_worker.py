@@ -1,0 +1,127 @@
+"""
+The worker loop of :meth:`MCPTaskRecovery.retry_failed_tasks`, as a few named steps: fill the free
+slots with claimed tasks, sleep until something happens, reap what finished, renew leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._backoff import Backoff
+from ._model import ClaimedTask, QueueStoreError
+from ._util import describe_error, logger
+
+if TYPE_CHECKING:
+    from ._tasks import MCPTaskRecovery
+
+__all__ = ["Worker"]
+
+
+class Worker:
+    """One run of :meth:`MCPTaskRecovery.retry_failed_tasks`: its state and its steps."""
+
+    def __init__(self, rec: MCPTaskRecovery) -> None:
+        self.rec = rec
+        self.wake = rec._wake_event()
+        self.running: dict[asyncio.Future[bool], ClaimedTask] = {}
+        self.change: asyncio.Future[None] | None = None
+        self.renew_every = rec.lease_s / 3
+        self.last_renew = time.monotonic()
+        self.store_errors = 0
+        self.pause = Backoff(0.2, 30.0)
+
+    async def run(self) -> None:
+        """Fill the free slots, sleep until something happens, reap, renew; until cancelled."""
+        try:
+            while True:
+                self.wake.clear()
+                more, next_due = await self._fill()
+                if more:
+                    continue  # maybe more are due; the loop comes back when a slot frees
+                self._reap(await self._sleep(next_due))
+                await self._renew()
+        finally:
+            await self._stop()
+
+    async def _fill(self) -> tuple[bool, float | None]:
+        """Claim due tasks into the free slots; return (maybe more due now, next due time)."""
+        rec = self.rec
+        free = rec.concurrency - len(self.running)
+        try:
+            next_due = None
+            if free > 0:
+                claimed = await rec._claim(now=rec._clock(), limit=free)
+                for c in claimed:
+                    self.running[asyncio.ensure_future(rec._run_claimed(c))] = c
+                if len(claimed) == free:
+                    return True, None
+                if not claimed:
+                    next_due = await rec.store.next_due()
+                # With tasks just claimed, their ends wake us to look again (or _sleep's cap).
+            self.store_errors = 0
+            return False, next_due
+        except QueueStoreError as err:
+            pause = self.pause.base(self.store_errors)
+            self.store_errors += 1
+            logger.error("MCP task queue error, retrying in %.1fs: %s", pause, err)
+            return False, rec._clock() + pause
+
+    async def _sleep(self, next_due: float | None) -> set[asyncio.Future[Any]]:
+        """Wait for a save, a notification, a finished task, the next due time or a renewal."""
+        timeout: float | None = None
+        if next_due is not None:
+            timeout = max(0.0, next_due - self.rec._clock())
+        if self.running:
+            until_renew = max(0.0, self.last_renew + self.renew_every - time.monotonic())
+            if next_due is None:  # not read while tasks run: look again within a second
+                until_renew = min(until_renew, 1.0)
+            timeout = until_renew if timeout is None else min(timeout, until_renew)
+        if self.change is None:
+            self.change = asyncio.ensure_future(self.rec.store.wait_for_change())
+        woken = asyncio.ensure_future(self.wake.wait())
+        waiting: set[asyncio.Future[Any]] = {woken, self.change, *self.running}
+        try:
+            done, _ = await asyncio.wait(
+                waiting,
+                timeout=timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            woken.cancel()
+        return done
+
+    def _reap(self, done: set[asyncio.Future[Any]]) -> None:
+        """Forget finished tasks and a fired change notification, logging their failures."""
+        if self.change in done:
+            assert self.change is not None
+            if not self.change.cancelled() and self.change.exception() is not None:
+                logger.warning(
+                    "MCP task queue notifications failed: %s",
+                    describe_error(self.change.exception()),  # type: ignore[arg-type]
+                )
+            self.change = None
+        for fut in [f for f in self.running if f.done()]:
+            del self.running[fut]
+            if not fut.cancelled() and fut.exception() is not None:
+                logger.error("MCP task worker error: %s", describe_error(fut.exception()))  # type: ignore[arg-type]
+
+    async def _renew(self) -> None:
+        """Renew the leases of running tasks every third of a lease."""
+        if self.running and time.monotonic() - self.last_renew >= self.renew_every:
+            self.last_renew = time.monotonic()
+            leases = [(c.id, c.lease) for c in self.running.values()]
+            with contextlib.suppress(QueueStoreError):
+                await self.rec.store.extend(leases, until=self.rec._clock() + self.rec.lease_s)
+
+    async def _stop(self) -> None:
+        """Stop listening, cancel the running tasks and give back the leases of those stopped."""
+        if self.change is not None:
+            self.change.cancel()
+        for fut in self.running:
+            fut.cancel()
+        if self.running:
+            await asyncio.gather(*self.running, return_exceptions=True)
+        await self.rec._release([c for f, c in self.running.items() if f.cancelled()])
