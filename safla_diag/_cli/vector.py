@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_FINDINGS, EXIT_OK, UsageError
+from . import EXIT_FINDINGS, EXIT_OK, UsageError, _term
 
 __all__ = ["register", "run"]
 
@@ -97,27 +96,6 @@ def register(sub: Any) -> None:
     rb.add_argument("--batch-size", type=_positive_int, default=65536, help="vectors per batch")
 
 
-def _progress(args: argparse.Namespace, label: str) -> Callable[[int, int], None] | None:
-    """
-    A progress line on stderr, only on a terminal and never with --json (a pipe or a script
-    gets nothing); each percent is drawn once, and the line ends at 100 %.
-    """
-    if args.json or not sys.stderr.isatty():
-        return None
-    last = [-1]
-
-    def show(done: int, total: int) -> None:
-        pct = 100 if total <= 0 else min(100, done * 100 // total)
-        if pct == last[0]:
-            return
-        last[0] = pct
-        end = "\n" if pct >= 100 else ""
-        sys.stderr.write(f"\r{label}: {pct:3d}%{end}")
-        sys.stderr.flush()
-
-    return show
-
-
 def _emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
@@ -163,9 +141,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     action = args.vector_action
     if action == "health-check":
-        health = recovery.diagnose(
-            deep=args.deep, progress=_progress(args, "deep check") if args.deep else None
-        )
+        with _term.progress("deep check" if args.deep else "check") as shown:
+            health = recovery.diagnose(deep=args.deep, progress=shown)
         _emit(args, health.to_dict(), health.to_text())
         return EXIT_OK if health.ok else EXIT_FINDINGS
     if action == "list-backups":
@@ -177,14 +154,16 @@ def _run(args: argparse.Namespace) -> int:
         from .._errors import IndexCorruptionError
 
         try:
-            path = recovery.backup_index(progress=_progress(args, "backup"))
+            with _term.progress("backup", unit="bytes") as shown:
+                path = recovery.backup_index(progress=shown)
         except IndexCorruptionError as err:
             _emit(args, {"ok": False, "error": str(err)}, f"backup refused: {err}")
             return EXIT_FINDINGS
         _emit(args, {"ok": True, "backup": path}, f"backed up to {path}")
         return EXIT_OK
     if action == "restore":
-        restored = recovery.restore_from_backup(args.backup, progress=_progress(args, "restore"))
+        with _term.progress("restore", unit="bytes") as shown:
+            restored = recovery.restore_from_backup(args.backup, progress=shown)
         skipped = [{"name": s.name, "problem": s.problem} for s in recovery.last_restore_skipped]
         lines = [f"skipped {s['name']}: {s['problem']}" for s in skipped]
         used = recovery.last_restored
@@ -206,14 +185,15 @@ def _run(args: argparse.Namespace) -> int:
         if not source.is_file():
             raise UsageError(f"no such file: {source}")
         try:
-            recovery.rebuild_index(
-                source,
-                ids=args.ids,
-                factory=args.factory,
-                metric=args.metric,
-                batch_size=args.batch_size,
-                progress=_progress(args, "rebuild"),
-            )
+            with _term.progress("rebuild") as shown:
+                recovery.rebuild_index(
+                    source,
+                    ids=args.ids,
+                    factory=args.factory,
+                    metric=args.metric,
+                    batch_size=args.batch_size,
+                    progress=shown,
+                )
         except ValueError as err:
             raise UsageError(str(err)) from None
         except RecoveryError as err:  # the data, not the command line: a failed rebuild

@@ -364,7 +364,9 @@ class Healer:
             data["kept_aside"] = kept
         index = await recovery.aload_index()
         data["ntotal"] = int(getattr(index, "ntotal", 0))
-        detail = f"{problem}; {how}" + (f"; damaged file kept as {kept[-1]}" if kept else "")
+        detail = f"{problem}; {how}" + (
+            f"; damaged files kept as {', '.join(kept)}" if kept else ""
+        )
         if self.policy.on_index is not None:
             try:
                 await maybe_await(self.policy.on_index(index))
@@ -553,7 +555,8 @@ async def _fail(detail: str) -> Outcome:
 def _aside(recovery: VectorIndexRecovery) -> list[str]:
     try:
         return sorted(
-            p.name for p in Path(recovery.data_dir).glob(f"{recovery.index_file}.corrupt-*")
+            p.name
+            for p in Path(recovery.data_dir).glob("*.corrupt-*")  # the index and sidecars
         )
     except OSError:
         return []

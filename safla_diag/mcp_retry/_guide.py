@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
+from .._redact import redact
+from .._report import JsonMixin, html_block, html_table
 from ._encode import encode_task
 
 if TYPE_CHECKING:
@@ -40,16 +42,16 @@ class GuideFile:
 
 
 @attrs.frozen(kw_only=True)
-class GuideImport:
+class GuideImport(JsonMixin):
     """
-    The outcome of importing a guide ``mcp_tasks.json`` into the queue.
+    The outcome of importing a guide ``mcp_tasks.json`` into the queue (a report).
 
     Attributes:
         path: The guide file (left in place, untouched).
         found: Complete entries read from the file.
         imported: Tasks newly stored in the queue.
         duplicates: Entries whose id was already stored (the guide lists a retried task again).
-        skipped: Entries that are not JSON objects or cannot be stored, with the reason.
+        skipped: Entries that cannot be tasks, with the reason (at most 100, then a count).
         truncated: Whether the file was cut short (entries after the damage are lost).
         problem: What was wrong with the file, if anything.
         already_imported: The same file content was imported before; nothing was done.
@@ -65,10 +67,42 @@ class GuideImport:
     already_imported: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
+        """Return a JSON-ready dict (the path redacted)."""
         d = attrs.asdict(self)
-        d["skipped"] = list(self.skipped)
+        d["path"] = redact(self.path)
+        d["skipped"] = [redact(r) for r in self.skipped]
         return d
+
+    def _rows(self) -> list[tuple[str, object]]:
+        return [
+            ("found", self.found),
+            ("imported", self.imported),
+            ("duplicates", self.duplicates),
+            ("skipped", len(self.skipped)),
+        ]
+
+    def _notes(self) -> list[str]:
+        notes = [f"skipped {r}" for r in self.to_dict()["skipped"]]
+        if self.problem:
+            notes.insert(0, self.problem)
+        if self.already_imported:
+            notes.insert(0, "already imported: nothing done")
+        return notes
+
+    def to_text(self) -> str:
+        """A summary in a few lines."""
+        lines = [f"guide task file {redact(self.path)}"]
+        lines += [f"  {k + ':':<12} {v}" for k, v in self._rows()]
+        lines += [f"  {n}" for n in self._notes()]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return html_block(
+            f"guide task file {redact(self.path)}",
+            html_table(["", "entries"], self._rows()),
+            notes=self._notes(),
+            ok=not (self.truncated or self.problem or self.skipped),
+        )
 
 
 _TOKEN = re.compile(r'[\[\]{}",]')

@@ -544,7 +544,9 @@ class PerformanceMonitor:
         from sortedcontainers import SortedList  # lazily: the first read pays for the import
 
         n = self._count
-        behind = self._total - self._synced_total
+        # More writes than the ring holds: the older ones were overwritten before anyone read
+        # them, so only the last lap's slots change (each once).
+        behind = min(self._total - self._synced_total, self.window_size)
         mirror = self._mirror
         if mirror is not None and behind == 0:
             return mirror

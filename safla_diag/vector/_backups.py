@@ -119,6 +119,7 @@ class BackupFolder:
                 backed_up_at=now,
                 index_file=self.index_file,
             )
+            manifest.body.pop("staged", None)  # the live save's temp names mean nothing here
             manifest.write(work / BACKUP_MANIFEST)
             fsync_dir(work)
             final = self._rename_unique(work, f"{stamp(now)}-g{source.generation:06d}")

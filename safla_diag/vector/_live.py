@@ -212,7 +212,7 @@ class LiveIndex:
             logger.info("discarded the manifest of an interrupted save; the old index stands")
             return
         fsync_dir(self.data_dir)
-        self._finish_commit(pending)
+        self._finish_commit()
         logger.warning("completed an interrupted save (generation %d)", pending.generation)
 
     # ------------------------------------------------------------------------- reading
@@ -507,15 +507,14 @@ class LiveIndex:
                         path.unlink()
             raise
         fsync_dir(self.data_dir)
-        self._finish_commit(manifest)
+        self._finish_commit()
         if aside is not None:
             self.prune_asides()
 
-    def _finish_commit(self, manifest: Manifest) -> None:
-        final = manifest.evolve()
-        final.body.pop("staged", None)
-        final.write(self.manifest_path)
-        self.next_manifest_path.unlink(missing_ok=True)
+    def _finish_commit(self) -> None:
+        # The next manifest becomes the manifest as it is: its list of staged names is stale from
+        # here on, and harmless (only a next manifest's list is ever acted on).
+        os.replace(self.next_manifest_path, self.manifest_path)
         fsync_dir(self.data_dir)
 
 

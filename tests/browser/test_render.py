@@ -84,6 +84,8 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     tmp_path = tmp_path_factory.mktemp("gallery")
     sections: dict[str, str] = {}
     for case in CASES:
+        if any(mark.name == "xfail" for mark in case.marks):
+            continue  # a report type its branch has not converted yet
         build = case.values[0]
         sub = tmp_path / str(case.id)
         sub.mkdir()

@@ -142,13 +142,13 @@ def test_progress_shows_on_a_terminal_and_never_with_json_or_a_pipe(tmp_path: Pa
     assert run_cli("vector", "rebuild-index", data, "--from", str(src)).returncode == 0
     code, out, err = _on_a_terminal("vector", "backup", data)
     assert code == 0 and "backed up" in out
-    assert "backup: 100%" in err and "\r" in err
+    assert "backup" in err and "%" in err  # the shared progress bar (drawn, then cleared)
     code, out, err = _on_a_terminal("vector", "backup", data, "--json")
-    assert code == 0 and json.loads(out)["ok"] and "%" not in err
+    assert code == 0 and json.loads(out)["ok"] and err == ""
     r = run_cli("vector", "restore", data, "--backup-dir", str(Path(data, "backups")))
-    assert r.returncode == 0 and "%" not in r.stderr
+    assert r.returncode == 0 and r.stderr == ""
     code, out, err = _on_a_terminal("vector", "health-check", data, "--deep")
-    assert code == 0 and "deep check: 100%" in err
+    assert code == 0 and "deep check" in err
 
 
 def test_a_langchain_folder_from_the_command_line(tmp_path: Path) -> None:

@@ -278,6 +278,18 @@ def test_stats_match_numpy_when_read_between_writes(
         assert stats["max_response_time"] == win.max()
 
 
+def test_more_writes_than_the_window_between_reads() -> None:
+    """Four writes into a window of two between reads: the mirror holds the last two, not a replay."""
+    mon = PerformanceMonitor(2, min_samples=10**9)
+    mon.record_request(0.0)
+    assert mon.get_performance_stats()["p95_response_time"] == 0.0
+    for s in (0.0, 1.0, 0.0, 1.0):
+        mon.record_request(s)
+    stats = mon.get_performance_stats()
+    assert stats["p95_response_time"] == float(np.percentile([0.0, 1.0], 95))
+    assert (stats["min_response_time"], stats["max_response_time"]) == (0.0, 1.0)
+
+
 def test_huge_times_never_overflow_in_the_request_path() -> None:
     """record_request(1e308) twice does not raise OverflowError; the stats stay readable."""
     mon = PerformanceMonitor(3, max_avg_s=1.0, min_samples=1)
