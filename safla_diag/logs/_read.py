@@ -1,6 +1,7 @@
 """
 Reading logs: paths and globs (each file once, symlink loops not followed), gzip and pipes, and
-the read loop that feeds the chunk scanner.
+the read loop that feeds the chunk scanner. A large regular file is read as two halves at once
+(``_scan_halves``), the second on a thread of its own, and the halves' figures are added up.
 """
 
 from __future__ import annotations
