@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -53,15 +52,11 @@ class BreachNotifier:
         Run an async ``on_breach``'s awaitable: a task in the running loop, or in the loop the
         monitor last saw when called from another thread; never dropped silently.
         """
+        from .._aio import running_loop  # lazily: a breach is rare, _aio imports thread pools
+
         # asyncio is imported by whoever made a coroutine; we look it up rather than import it.
-        aio = sys.modules.get("asyncio")
-        loop = None
-        if aio is not None:
-            try:
-                loop = aio.get_running_loop()
-            except RuntimeError:
-                loop = None
-        if loop is not None and aio is not None:
+        aio, loop = running_loop()
+        if loop is not None:
             self.loop = loop
             task = aio.ensure_future(awaitable)
             self.pending.add(task)
