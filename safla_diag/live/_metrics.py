@@ -26,7 +26,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,7 +209,7 @@ class _Memory(_Source):
 
     def samples(self) -> Iterator[Sample]:
         mon: MemoryMonitor = self.obj
-        info = mon.get_memory_info()
+        info: Mapping[str, Any] = mon.get_memory_info()
         percent = info.get("memory_percent")
         if percent is not None:
             yield self._s("memory_percent", percent)

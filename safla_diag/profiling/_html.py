@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .._html_util import when
 from .._report import Num, html_block, html_table
@@ -36,6 +37,7 @@ def memory_profiler_html(profiler: MemoryProfiler) -> str:
                 caption="snapshots",
             )
         )
+    info: Mapping[str, Any]
     try:
         info = profiler.get_system_memory_info()
     except Exception:  # a repr must never raise (psutil may be refused /proc)
