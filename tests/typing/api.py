@@ -170,6 +170,7 @@ assert_type(mine_templates(["task 1 failed", "task 2 failed"]), list[str])
 diagnostics = Diagnostics()
 assert_type(diagnostics.doctor(), DiagnosisReport)
 assert_type(diagnostics.doctor().findings, list[Finding])
+assert_type(diagnostics.last_report, DiagnosisReport | None)
 assert_type(diagnostics.doctor().section("host"), SectionResult)
 
 recovery = VectorIndexRecovery("/data", "/backups")
