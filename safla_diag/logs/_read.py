@@ -1,6 +1,7 @@
 """
 Reading logs: paths and globs (each file once, symlink loops not followed), gzip and pipes, and
-the read loop that feeds the chunk scanner.
+the read loop that feeds the chunk scanner. A large regular file is read as two halves at once
+(``_scan_halves``), the second on a thread of its own, and the halves' figures are added up.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import os
 import re
 import stat
 import sys
+import threading
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any, Protocol, TypeAlias, cast
 
 from .._redact import redact
-from ._formats import sniff
+from ._formats import Sniffed, parse_line, sniff
 from ._scan import PAD, Accumulator, FileScan, ScanOptions, Skip, note_skip
 
 __all__ = ["PathArg", "Stream", "scan_item"]
@@ -28,6 +31,8 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 _GZIP_STEP = 64 << 10  # small reads from gzip, so a truncated file loses at most this much
 _SNIFF_BYTES = 1 << 18
 _BINARY_AFTER = 64 << 20  # this much garbage and not one text line: the file is binary
+SPLIT_BYTES = 32 << 20  # a regular file this large is scanned as two halves at once
+_SPLIT_WINDOW = 1 << 20  # where a record start is looked for after the middle
 # Magic numbers of files that are never logs (gzip is read, not skipped).
 _MAGIC = (
     (b"\x7fELF", "an ELF executable"),
@@ -268,10 +273,147 @@ def _scan_path(path: str, opts: ScanOptions, acc: Accumulator, seen: set[tuple[i
         except OSError as err:
             _skip(acc, path, f"cannot open: {err.strerror or err}")
             return
+        if isinstance(stream, io.FileIO) and _scan_halves(redact(path), path, stream, opts, acc):
+            return
         scan_stream(redact(path), stream, opts, acc)
 
 
 # -- the read loop ----------------------------------------------------------------------------
+
+
+class _Limited:
+    """A file read up to a byte limit (the first half of a file scanned in two halves)."""
+
+    def __init__(self, raw: io.FileIO, limit: int) -> None:
+        self.raw = raw
+        self.left = limit
+
+    def readinto(self, buffer: Any, /) -> int | None:
+        if self.left <= 0:
+            return 0
+        mv = memoryview(buffer)
+        got = self.raw.readinto(mv[: min(len(mv), self.left)])
+        self.left -= got or 0
+        return got
+
+
+@dataclass
+class _Part:
+    """How the scan of one stream, or of one half of a file, ended."""
+
+    scan: FileScan | None = None
+    long_lines: int = 0
+    damaged: str | None = None
+    text_seen: bool = False
+    error: str | None = None  # a read error
+    skipped: str | None = None  # the whole file is skipped, and why
+    chunk: int = 0  # the read buffer's size
+
+
+def _split_point(path: str, size: int, sniffed: Sniffed) -> int | None:
+    """Where a record starts near the middle of the file, or None."""
+    mid = size // 2
+    with io.FileIO(path, "rb") as raw:
+        raw.seek(mid)
+        window = raw.read(_SPLIT_WINDOW)
+    nl = window.find(b"\n")
+    pos = nl + 1
+    while nl >= 0 and pos < len(window):
+        end = window.find(b"\n", pos)
+        if end < 0:
+            break
+        line = window[pos:end].rstrip(b"\r")
+        if line[:1] not in (b"", b" ", b"\t", b"\0") and (
+            sniffed.format is None or parse_line(line, sniffed.table) is not None
+        ):
+            return mid + pos
+        pos = end + 1
+    return None
+
+
+def _merge(acc: Accumulator, part: Accumulator, opts: ScanOptions) -> None:
+    """Add the second half's figures to the first's (rows of the first half come first)."""
+    acc.counts.update(part.counts)
+    acc.records += part.records
+    acc.lines += part.lines
+    acc.bytes += part.bytes
+    acc.garbage_lines += part.garbage_lines
+    acc.nul_bytes += part.nul_bytes
+    acc.templates_truncated |= part.templates_truncated
+    for key, stats in part.templates.items():
+        mine = acc.templates.get(key)
+        if mine is None:
+            if len(acc.templates) >= opts.max_templates:
+                acc.templates_truncated = True
+                continue
+            acc.templates[key] = stats
+            continue
+        mine.count += stats.count
+        mine.seen(stats.first_seen)
+        mine.seen(stats.last_seen)
+    acc.match_count += part.match_count
+    room = opts.max_examples - len(acc.match_examples)
+    acc.match_examples.extend(part.match_examples[: max(room, 0)])
+
+
+def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: Accumulator) -> bool:
+    """
+    Scan a large regular file as two halves at once, the second on a thread of its own
+    (numpy and the reads release the GIL: two cores share the work). False when the file is
+    not split (small, a window asked for, no record start found near the middle).
+    """
+    try:
+        size = os.fstat(raw.fileno()).st_size
+    except OSError:
+        return False
+    if size < SPLIT_BYTES or opts.since is not None:
+        return False
+    # The same checks and sniff as the first read of scan_stream (NUL bytes end lines there).
+    head = raw.read(min(_SNIFF_BYTES, max(opts.chunk_size, 1024))).replace(b"\0", b"\n")
+    raw.seek(0)
+    if b"\n" not in head or _magic(head[:16]) is not None or _binary(head[: 1 << 16]) is not None:
+        return False
+    sniffed = sniff(head)
+    try:
+        split = _split_point(path, size, sniffed)
+    except OSError:
+        return False
+    if split is None:
+        return False
+    second = Accumulator()
+    result: list[_Part | BaseException] = []
+
+    def run() -> None:
+        try:
+            with io.FileIO(path, "rb") as raw2:
+                raw2.seek(split)
+                result.append(_scan_part(name, raw2, opts, second, sniffed))
+        except BaseException as err:  # handed to the caller's thread below
+            result.append(err)
+
+    worker = threading.Thread(target=run, name="safla_diag-logs-half", daemon=True)
+    worker.start()
+    before = _before(acc)
+    try:
+        first = _scan_part(name, _Limited(raw, split), opts, acc, sniffed)
+    finally:
+        worker.join()
+    other = result[0] if result else RuntimeError("the second half's scan did not finish")
+    if isinstance(other, BaseException):
+        raise other
+    if other.scan is not None:
+        other.scan.finish()
+    _merge(acc, second, opts)
+    first.long_lines += other.long_lines
+    first.text_seen |= other.text_seen
+    first.error = first.error or other.error
+    first.damaged = first.damaged or other.damaged
+    _finish(name, first, acc, before)
+    return True
+
+
+def _before(acc: Accumulator) -> tuple[int, int, int, int]:
+    return (acc.records, acc.garbage_lines, acc.nul_bytes, acc.lines)
 
 
 def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) -> None:
@@ -283,19 +425,61 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
     truncated or corrupt gzip keeps what was read before the damage; over-long lines are skipped
     and counted.
     """
+    before = _before(acc)
+    _finish(name, _scan_part(name, stream, opts, acc), acc, before)
+
+
+def _finish(name: str, part: _Part, acc: Accumulator, before: tuple[int, int, int, int]) -> None:
+    """Fold a file's scan into ``acc``: its template keys, skip notes, the file list."""
+    if part.skipped is not None:
+        _skip(acc, name, part.skipped)
+        return
+    if part.error is not None:
+        _skip(acc, name, part.error, partial=part.scan is not None)
+        return
+    garbage = acc.garbage_lines - before[1]
+    nuls = acc.nul_bytes - before[2]
+    if part.scan is not None:
+        part.scan.finish()
+        if acc.records == before[0] and (garbage or nuls) and not part.text_seen:
+            acc.lines = before[3]
+            acc.garbage_lines, acc.nul_bytes = before[1], before[2]
+            _skip(acc, name, "binary data (no text lines)")
+            return
+    acc.files.append(name)
+    if garbage or nuls:
+        kinds = [f"{nuls} NUL byte(s)"] if nuls else []
+        kinds += [f"{garbage} binary line(s)"] if garbage else []
+        _skip(acc, name, f"garbage skipped: {', '.join(kinds)}", partial=True)
+    if part.long_lines:
+        _skip(
+            acc,
+            name,
+            f"{part.long_lines} line(s) longer than {part.chunk >> 10} KiB skipped",
+            partial=True,
+        )
+    if part.damaged:
+        _skip(acc, name, part.damaged, partial=part.scan is not None)
+
+
+def _scan_part(
+    name: str, stream: Stream, opts: ScanOptions, acc: Accumulator, sniffed: Sniffed | None = None
+) -> _Part:
+    """
+    The read loop over one stream into ``acc``. With ``sniffed`` the stream is the second half
+    of a file whose start was sniffed already (no binary checks, the same format).
+    """
     chunk = max(opts.chunk_size, 1024)
     buf = bytearray(chunk + PAD)
     mv = memoryview(buf)
     step = _GZIP_STEP if isinstance(stream, gzip.GzipFile) else None
     carry = 0
+    part = _Part(chunk=chunk)
     scan: FileScan | None = None
-    long_lines = 0
     dropping = False
-    damaged: str | None = None
     eof = False
     total = 0
-    before = (acc.records, acc.garbage_lines, acc.nul_bytes, acc.lines)
-    text_seen = False
+    records_before = acc.records
     try:
         while not eof:
             end = fresh = carry
@@ -310,7 +494,9 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
                     total += got
             except (EOFError, zlib.error, gzip.BadGzipFile) as err:
                 eof = True
-                damaged = f"damaged or truncated compressed data ({err}); analysed what was read"
+                part.damaged = (
+                    f"damaged or truncated compressed data ({err}); analysed what was read"
+                )
             if end > fresh and buf.find(b"\0", fresh, end) >= 0:
                 # NUL runs (a crash's zeroed blocks) end lines here, before the line-length
                 # check, so a run longer than the buffer never hides the record glued to it.
@@ -331,19 +517,20 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
                 carry = 0
                 continue
             if scan is None:
-                what = _magic(bytes(buf[:16]))
-                if what is not None:
-                    _skip(acc, name, f"binary data ({what})")
-                    return
-                why = _binary(bytes(buf[: min(end, 1 << 16)]))
-                if why is not None:
-                    _skip(acc, name, why)
-                    return
-                sniffed = sniff(bytes(buf[: min(end, _SNIFF_BYTES)]))
-                if opts.since is not None and not sniffed.has_timestamps:
-                    _skip(acc, name, "no timestamps found, so 'since' cannot apply")
-                    return
-                scan = FileScan(name, sniffed, opts, acc)
+                if sniffed is None:
+                    what = _magic(bytes(buf[:16]))
+                    if what is not None:
+                        part.skipped = f"binary data ({what})"
+                        return part
+                    why = _binary(bytes(buf[: min(end, 1 << 16)]))
+                    if why is not None:
+                        part.skipped = why
+                        return part
+                    sniffed = sniff(bytes(buf[: min(end, _SNIFF_BYTES)]))
+                    if opts.since is not None and not sniffed.has_timestamps:
+                        part.skipped = "no timestamps found, so 'since' cannot apply"
+                        return part
+                scan = part.scan = FileScan(name, sniffed, opts, acc)
             if eof:
                 if buf[end - 1] != 10:
                     buf[end] = 10
@@ -352,41 +539,21 @@ def scan_stream(name: str, stream: Stream, opts: ScanOptions, acc: Accumulator) 
             else:
                 nl = buf.rfind(b"\n", 0, end)
                 if nl < 0:
-                    long_lines += 1
+                    part.long_lines += 1
                     dropping = True
                     carry = 0
                     continue
                 cut = nl + 1
             consumed = scan.process(buf, cut, eof)
-            text_seen = text_seen or acc.records > before[0]
-            if not text_seen and total > _BINARY_AFTER:
+            part.text_seen = part.text_seen or acc.records > records_before
+            if not part.text_seen and total > _BINARY_AFTER:
                 break
             rest = end - consumed
             if rest:
                 buf[0:rest] = buf[consumed:end]
             carry = rest
     except OSError as err:
-        _skip(acc, name, f"read error: {err.strerror or err}", partial=scan is not None)
-        return
+        part.error = f"read error: {err.strerror or err}"
     finally:
         acc.bytes += total
-    garbage = acc.garbage_lines - before[1]
-    nuls = acc.nul_bytes - before[2]
-    if scan is not None:
-        scan.finish()
-        if acc.records == before[0] and (garbage or nuls) and not text_seen:
-            acc.lines = before[3]
-            acc.garbage_lines, acc.nul_bytes = before[1], before[2]
-            _skip(acc, name, "binary data (no text lines)")
-            return
-    acc.files.append(name)
-    if garbage or nuls:
-        kinds = [f"{nuls} NUL byte(s)"] if nuls else []
-        kinds += [f"{garbage} binary line(s)"] if garbage else []
-        _skip(acc, name, f"garbage skipped: {', '.join(kinds)}", partial=True)
-    if long_lines:
-        _skip(
-            acc, name, f"{long_lines} line(s) longer than {chunk >> 10} KiB skipped", partial=True
-        )
-    if damaged:
-        _skip(acc, name, damaged, partial=scan is not None)
+    return part

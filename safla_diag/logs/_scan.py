@@ -57,7 +57,9 @@ _MESSAGE_BYTES = 4096
 _MAX_CONTINUATION = 500
 _HEADER_BYTES = 256
 _MAX_REMEMBERED = 4096
-_MAX_KEYS = 100_000  # a file's distinct template keys held before they are folded in
+_MAX_KEYS = (
+    20_000  # a file's distinct template keys held (with a header each) before they are folded in
+)
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(CANONICAL)}
 
 
@@ -113,6 +115,27 @@ def example_text(text: str) -> str:
     if len(text) > _EXAMPLE_CHARS:
         text = text[:_EXAMPLE_CHARS] + " …"
     return redact(text)
+
+
+def _line_ends(np: Any, view: Any) -> Any:
+    """
+    Positions of the newlines in ``view``. The comparison's bytes are read 8 at a time: lines
+    longer than 8 bytes put at most one newline in a word, so only words holding one are listed
+    (numpy lists sparse hits slowly) and the newline's place in its word is its bit count.
+    """
+    nl = view == 10
+    whole = len(nl) & ~7
+    w = nl[:whole].view(np.uint64)
+    at = np.flatnonzero(w != 0)
+    hit = w[at]
+    one = np.uint64(1)
+    low = hit & (~hit + one)
+    if bool((hit != low).any()):  # short or blank lines: two newlines in one word
+        return np.flatnonzero(nl)
+    ends = at * 8 + (np.bitwise_count(low - one) >> np.uint8(3))
+    if whole < len(nl):
+        ends = np.concatenate((ends, np.flatnonzero(nl[whole:]) + whole))
+    return ends
 
 
 class FileScan:
@@ -218,7 +241,7 @@ class FileScan:
         np = self.np
         a = np.frombuffer(buf, dtype=np.uint8)
         view = a[:cut]
-        ends = np.flatnonzero(view == 10)
+        ends = _line_ends(np, view)
         real_lines = len(ends)
         garbage = None
         if np.count_nonzero(view < 32) > real_lines:
@@ -314,7 +337,7 @@ class FileScan:
             cand = np.flatnonzero(ok)
             is_rec[cand] = True
             if self.sn.has_levels:
-                self._fast_levels(a, starts, lengths, cand, level_idx, msg_at)
+                self._fast_levels(a, starts, ends, cand, level_idx, msg_at)
                 slow[cand] = False
                 slow[cand[level_idx[cand] < 0]] = True
                 is_rec[cand[level_idx[cand] < 0]] = False
@@ -379,7 +402,7 @@ class FileScan:
             self._templates(buf, starts, ends, is_rec, pick, level_idx, msg_at, extra)
 
     def _fast_levels(
-        self, a: Any, starts: Any, lengths: Any, cand: Any, level_idx: Any, msg_at: Any
+        self, a: Any, starts: Any, ends: Any, cand: Any, level_idx: Any, msg_at: Any
     ) -> None:
         """The level word at one of the known offsets of each candidate line, all at once."""
         np = self.np
@@ -398,36 +421,38 @@ class FileScan:
             bits |= self.pair_bit[k][pairs[s0 + (off - 1)]]
         rows = np.flatnonzero(bits)
         offs = np.array(self.offsets, dtype=np.int64)
+        e0 = ends[cand]
         high = np.uint64(0x8080808080808080)
+        one = np.uint64(1)
         while len(rows):
             b = bits[rows]
             low = b & -b  # the leftmost offset not yet ruled out
-            s = s0[rows] + offs[self.luts.bit_index[low.astype(np.int64)]]
+            s = s0[rows] + offs[self.luts.bit_index[low]]
             g = words[s]
-            # The word's length: its leading ASCII letters, found for 8 bytes at once (SWAR).
+            # The word's length: its leading ASCII letters, found for 8 bytes at once (SWAR):
+            # the lowest clear high bit is 2 ** (8 * n + 7), and its popcount below it gives n
+            # (no stop in eight bytes: 0 - 1 has 64 bits set, n = 8).
             x = g | np.uint64(0x2020202020202020)
-            letters = ((x | high) - np.uint64(0x6161616161616161)) & high
-            letters &= (np.uint64(0xFAFAFAFAFAFAFAFA) - (x & ~high)) & high & ~g
+            letters = (
+                ((x | high) - np.uint64(0x6161616161616161))
+                & (np.uint64(0xFAFAFAFAFAFAFAFA) - (x & ~high))
+                & ~g
+                & high
+            )
             stop = ~letters & high
-            first_stop = stop & (~stop + np.uint64(1))  # the lowest high bit: 2 ** (8 * n + 7)
-            eight = stop == 0
-            first_stop[eight] = np.uint64(1 << 7)
-            n_letters = ((np.log2(first_stop.astype(np.float64)) - 7) // 8).astype(np.int64)
-            n_letters[eight] = 8
-            right = np.where(
-                n_letters < 8,
-                (g >> (np.uint64(8) * n_letters.astype(np.uint64))) & np.uint64(0xFF),
-                a[s + 8],
-            ).astype(np.int64)
-            line = cand[rows]
-            ok = (n_letters >= 3) & self.luts.right[right]
-            ok &= lengths[line] >= s - s0[rows] + n_letters
+            n_letters = (np.bitwise_count((stop & (~stop + one)) - one) >> np.uint8(3)).astype(
+                np.int64
+            )
+            se = s + n_letters
+            ok = (n_letters >= 3) & self.luts.right[a[se]] & (e0[rows] >= se)
             gm = g & self.len_mask[n_letters]
-            pos = np.minimum(np.searchsorted(self.vals, gm), len(self.vals) - 1)
+            pos = np.searchsorted(self.vals, gm)
+            np.minimum(pos, len(self.vals) - 1, out=pos)
             ok &= self.vals[pos] == gm
+            line = cand[rows]
             idx = line[ok]
             level_idx[idx] = self.lvls[pos[ok]]
-            msg_at[idx] = s[ok] + n_letters[ok]
+            msg_at[idx] = se[ok]
             miss = rows[~ok]
             bits[miss] &= ~low[~ok]
             rows = miss[bits[miss] != 0]

@@ -268,3 +268,24 @@ def test_log_report_follows_the_report_contract(tmp_path: Path) -> None:
     assert "5 records" in report.to_text()
     html = report._repr_html_()
     assert "&lt;b&gt;" in html and "<b>" not in html.replace("<b>Log", "")
+
+
+def test_folding_keys_in_mid_file_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many distinct keys are folded into the table mid-file: same rows, counts and times."""
+    path = tmp_path / "x.log"
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa"]
+    path.write_text(
+        "".join(
+            _line(i, "ERROR", f"{words[i % 7]} {words[i // 7 % 7]} {words[i // 49 % 7]} {i}") + "\n"
+            for i in range(700)
+        )
+    )
+    want = analyze_logs(path, chunk_size=2048, top=1000)
+    monkeypatch.setattr(_scan, "_MAX_KEYS", 10)
+    got = analyze_logs(path, chunk_size=2048, top=1000)
+    assert [(t.template, t.count, t.first_seen, t.last_seen) for t in got.templates] == [
+        (t.template, t.count, t.first_seen, t.last_seen) for t in want.templates
+    ]
+    assert sum(t.count for t in got.templates) == 700
