@@ -186,8 +186,10 @@ async def test_limits_on_the_request(registry: Any) -> None:
 async def test_profile_one_at_a_time_and_capped(registry: Any) -> None:
     """A second profile while one runs is 409; too long or not a number is 400; formats work."""
     async with serve(Diagnostics(), registry=registry, max_profile_s=5) as server:
-        first = asyncio.create_task(http(server.port, "/debug/profile?seconds=1&format=text"))
-        await asyncio.sleep(0.3)
+        first = asyncio.create_task(http(server.port, "/debug/profile?seconds=3&format=text"))
+        async with asyncio.timeout(20):  # until the first profile runs (private: no event)
+            while not server.app._profiling:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
         assert (await http(server.port, "/debug/profile?seconds=1"))[0] == 409
         assert (await first)[0] == 200
         for bad in ("seconds=6", "seconds=nan", "seconds=-1", "seconds=x", "format=exe"):
