@@ -15,6 +15,7 @@ import contextvars
 import functools
 import inspect
 import os
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,7 @@ __all__ = [
     "maybe_await",
     "off_loop",
     "run_sync",
+    "running_loop",
 ]
 
 T = TypeVar("T")
@@ -256,3 +258,19 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
         t.cancel()
     if tasks:
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+def running_loop() -> tuple[Any, Any]:
+    """
+    The ``asyncio`` module and the loop running in this thread, each None when there is none.
+
+    asyncio is looked up, not imported: code that never touched it (a sync host recording
+    requests) does not pay for loading it, and a loop cannot run without it being imported.
+    """
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return None, None
+    try:
+        return aio, aio.get_running_loop()
+    except RuntimeError:
+        return aio, None

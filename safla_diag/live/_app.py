@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import parse_qs
 
 from .._aio import off_loop
@@ -39,9 +39,9 @@ from .._redact import describe_error, redact, redact_value
 from .._report import to_json
 from ..monitoring import LoopMonitor
 from ..profiling import CPUProfiler, ProfileReport
-from ._metrics import hub_for, register_prometheus
+from ._prometheus import hub_for, register_prometheus
 
-__all__ = ["LiveApp", "asgi_app", "is_loopback"]
+__all__ = ["AppOptions", "LiveApp", "asgi_app", "is_loopback"]
 
 logger = logging.getLogger("safla_diag.live")
 
@@ -166,6 +166,17 @@ def _speedscope(report: ProfileReport, name: str) -> dict[str, Any]:
         "exporter": "safla_diag",
         "name": name,
     }
+
+
+class AppOptions(TypedDict, total=False):
+    """The options of :func:`asgi_app` (and of :func:`serve`, which passes them on)."""
+
+    token: str | None
+    registry: Any
+    loop_monitor: LoopMonitor | None
+    objects: Iterable[Any]
+    ready_ttl_s: float
+    max_profile_s: float
 
 
 class LiveApp:
@@ -495,32 +506,24 @@ def _pstats_bytes(report: ProfileReport) -> bytes:
         return path.read_bytes()
 
 
-def asgi_app(
-    diagnostics: Any,
-    *,
-    token: str | None = None,
-    registry: Any = None,
-    loop_monitor: LoopMonitor | None = None,
-    objects: Iterable[Any] = (),
-    ready_ttl_s: float = 5.0,
-    max_profile_s: float = 30.0,
-) -> LiveApp:
+def asgi_app(diagnostics: Any, **options: Unpack[AppOptions]) -> LiveApp:
     """
     The live diagnostics endpoint as an ASGI application, to mount in FastAPI or Starlette.
 
     Args:
         diagnostics: The service's :class:`Diagnostics` (its doctor backs ``/readyz`` and
             ``/debug/doctor``).
-        token: When given, every endpoint but ``/healthz`` and ``/readyz`` needs
+        **options: Keyword options, each optional.
+            ``token``: when given, every endpoint but ``/healthz`` and ``/readyz`` needs
             ``Authorization: Bearer <token>`` (at least 16 characters). Without one, they answer
             loopback clients only.
-        registry: The Prometheus registry ``/metrics`` shows; the global one by default.
-        loop_monitor: The LoopMonitor ``/debug/loop`` shows; without one, the app starts its
-            own when its ASGI lifespan starts.
-        objects: Monitors and recovery objects to register with that registry (see
+            ``registry``: the Prometheus registry ``/metrics`` shows; the global one by default.
+            ``loop_monitor``: the LoopMonitor ``/debug/loop`` shows; without one, the app starts
+            its own when its ASGI lifespan starts.
+            ``objects``: monitors and recovery objects to register with that registry (see
             :func:`register_prometheus`).
-        ready_ttl_s: How long a doctor verdict is reused by ``/readyz``.
-        max_profile_s: The longest profile ``/debug/profile`` takes.
+            ``ready_ttl_s``: how long a doctor verdict is reused by ``/readyz`` (5 s).
+            ``max_profile_s``: the longest profile ``/debug/profile`` takes (30 s).
 
     Returns:
         The ASGI application.
@@ -529,12 +532,4 @@ def asgi_app(
         ValueError: For a token shorter than 16 characters or with spaces, or bad durations.
         TypeError: When ``diagnostics`` has no ``adoctor()``.
     """
-    return LiveApp(
-        diagnostics,
-        token=token,
-        registry=registry,
-        loop_monitor=loop_monitor,
-        objects=objects,
-        ready_ttl_s=ready_ttl_s,
-        max_profile_s=max_profile_s,
-    )
+    return LiveApp(diagnostics, **options)

@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Generator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import unquote
 
 from .._redact import describe_error
-from ..monitoring import LoopMonitor
-from ._app import LiveApp, check_token, is_loopback
+from ._app import AppOptions, LiveApp, check_token, is_loopback
 
 if TYPE_CHECKING:
     import asyncio
@@ -277,15 +276,10 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
-    token: str | None = None,
-    registry: Any = None,
-    loop_monitor: LoopMonitor | None = None,
-    objects: Iterable[Any] = (),
-    ready_ttl_s: float = 5.0,
-    max_profile_s: float = 30.0,
     header_timeout: float = 5.0,
     write_timeout: float = 10.0,
     max_connections: int = 32,
+    **app_options: Unpack[AppOptions],
 ) -> LiveServer:
     """
     Serve the live endpoint on a plain asyncio server in the running loop.
@@ -298,15 +292,12 @@ def serve(
         diagnostics: The service's :class:`Diagnostics`.
         host: The address to bind; loopback by default. Any other needs a ``token``.
         port: The port; 0 lets the system choose (read ``server.port``).
-        token: The Bearer token the ``/metrics`` and ``/debug/*`` endpoints require.
-        registry: The Prometheus registry ``/metrics`` shows (the global one by default).
-        loop_monitor: The LoopMonitor ``/debug/loop`` shows.
-        objects: Monitors and recovery objects to register with the registry.
-        ready_ttl_s: How long ``/readyz`` reuses a doctor verdict.
-        max_profile_s: The longest ``/debug/profile`` run.
         header_timeout: Seconds a client has to send its whole request head.
         write_timeout: Seconds a client has to take the response.
         max_connections: Connections served at once; more are closed at once.
+        **app_options: The options of :func:`asgi_app`: ``token`` (the Bearer token the
+            ``/metrics`` and ``/debug/*`` endpoints require), ``registry``, ``loop_monitor``,
+            ``objects``, ``ready_ttl_s``, ``max_profile_s``.
 
     Returns:
         The server (awaitable and an async context manager).
@@ -317,6 +308,7 @@ def serve(
     """
     if not isinstance(host, str) or not host:
         raise ValueError("host must be an address or host name")
+    token = app_options.get("token")
     check_token(token)
     if token is None and not is_loopback(host):
         raise ValueError(
@@ -334,15 +326,7 @@ def serve(
         raise ValueError(f"max_connections must be a positive int, got {max_connections!r}")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be an int in 0-65535, got {port!r}")
-    app = LiveApp(
-        diagnostics,
-        token=token,
-        registry=registry,
-        loop_monitor=loop_monitor,
-        objects=objects,
-        ready_ttl_s=ready_ttl_s,
-        max_profile_s=max_profile_s,
-    )
+    app = LiveApp(diagnostics, **app_options)
     return LiveServer(
         app,
         host=host,

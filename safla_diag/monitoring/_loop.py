@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._report import html_block, html_table, to_json
+from ._histogram import cumulative
 
 if TYPE_CHECKING:
     import asyncio
@@ -337,11 +338,7 @@ class LoopMonitor:
         """
         with self._lock:
             counts, total = list(self._lag_hist), self._lag_sum
-        out, running = [], 0
-        for bound, c in zip((*LAG_BUCKETS, math.inf), counts, strict=True):
-            running += c
-            out.append((bound, running))
-        return {"buckets": out, "count": running, "sum": total}
+        return cumulative(LAG_BUCKETS, counts, total)
 
     def to_dict(self) -> dict[str, Any]:
         """The stats and the stalls, as plain data."""

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import itertools
-import logging
 import math
 import numbers
-import sys
 import threading
 import time
 from array import array
-from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._errors import PerformanceError
-from .._redact import describe_error
+from ._breach import BreachNotifier
+from ._histogram import DEFAULT_BUCKETS, LatencyHistogram, check_buckets, cumulative
+from ._window import SortedMirror, percentile_linear
+from ._window import p95_index as _p95_index
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -24,72 +23,10 @@ __all__ = [
     "percentile_linear",
 ]
 
-logger = logging.getLogger("safla_diag.monitoring")
 
-_Q95 = 95 / 100  # the float numpy.percentile(a, 95) works with
 # Times at or above this are kept out of the running sum: a million of them stay below the float
 # maximum, two of 1e308 would not (and math.fsum raises OverflowError on such a sum).
 _HUGE = 1e300
-
-#: Prometheus's default latency buckets (seconds), the classic ones every dashboard knows.
-DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-)  # fmt: skip
-
-
-def check_buckets(buckets: Iterable[float]) -> tuple[float, ...]:
-    """
-    Histogram bucket upper bounds as a sorted tuple of floats.
-
-    Args:
-        buckets: Finite, strictly increasing upper bounds in seconds (``+Inf`` is implied).
-
-    Returns:
-        The bounds as floats.
-
-    Raises:
-        ValueError: When they are empty, not finite numbers, or not strictly increasing.
-    """
-    try:
-        out = tuple(float(b) for b in buckets if not (isinstance(b, float) and b == math.inf))
-    except (TypeError, ValueError):
-        raise ValueError("buckets must be numbers of seconds") from None
-    if not out or not all(math.isfinite(b) for b in out):
-        raise ValueError("buckets must be finite numbers of seconds, at least one")
-    if any(b >= c for b, c in itertools.pairwise(out)):
-        raise ValueError("buckets must be strictly increasing")
-    return out
-
-
-def percentile_linear(sorted_lo: float, sorted_hi: float, gamma: float) -> float:
-    """
-    Interpolate between two neighbouring order statistics exactly as numpy's 'linear' method.
-
-    numpy computes ``a + (b - a) * g``, or ``b - (b - a) * (1 - g)`` when ``g >= 0.5``, which is
-    what makes our p95 equal ``numpy.percentile(window, 95)`` to the last bit.
-
-    Args:
-        sorted_lo: The order statistic at the floor of the virtual index.
-        sorted_hi: The next one.
-        gamma: The fractional part of the virtual index.
-
-    Returns:
-        The interpolated value.
-    """
-    diff = sorted_hi - sorted_lo
-    if gamma >= 0.5:
-        return sorted_hi - diff * (1 - gamma)
-    return sorted_lo + diff * gamma
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
-def _p95_index(n: int) -> tuple[int, float]:
-    virtual = (n - 1) * _Q95
-    lo = math.floor(virtual)
-    return lo, virtual - lo
 
 
 def _check_sample(response_time: object) -> float:
@@ -178,24 +115,14 @@ class PerformanceMonitor:
         self._above = 0  # samples in the window above max_p95_s
         self._total = 0
         self._total_errors = 0
-        # Cumulative since start, for the Prometheus histogram: one slot per bucket plus +Inf.
-        self._hist = [0] * (len(self.buckets) + 1)
-        self._hist_sum = 0.0
-        # Folding a lap into the histogram is vectorised for windows worth it; numpy loads
-        # here, when such a monitor is made, not in the request path.
-        self._np: Any = None
-        if window_size >= 32:
-            import numpy
-
-            self._np = numpy
+        # Cumulative since start, for the Prometheus histogram. Folding a lap into it is
+        # vectorised for windows worth it; numpy loads here, when such a monitor is made, not in
+        # the request path.
+        self._hist = LatencyHistogram(self.buckets, vectorised=window_size >= 32)
         self._stats: dict[str, Any] | None = None
-        # The sorted mirror of the window, brought up to date when read (see _sync_mirror):
-        # writes stay O(1), a read after a write costs O(log W).
-        self._mirror: Any = None
-        self._known = array("d", bytes(8 * window_size))  # the ring as the mirror last saw it
-        self._synced_total = 0
-        self._synced_count = 0
-        self._incremental_max = max(8, window_size // 32)
+        # The sorted mirror of the window, brought up to date when read: writes stay O(1), a
+        # read after a write costs O(log W).
+        self._mirror = SortedMirror(window_size)
         lo, gamma = _p95_index(window_size)
         self._full_cut = (window_size - lo, gamma)
         self._above_limit = window_size - lo - 1
@@ -203,8 +130,7 @@ class PerformanceMonitor:
         self._alert = False  # breached, or a huge sample in the window: the slow check runs
         self._stats_at = -1
         self._limits()
-        self._loop: Any = None  # the host's loop, for an async on_breach called from a thread
-        self._pending: set[Any] = set()  # on_breach tasks, held until they finish
+        self._notifier = BreachNotifier()
         self._started = clock()
         self.start_time = time.time()
 
@@ -418,27 +344,7 @@ class PerformanceMonitor:
         vectorised pass, rather than one bisection per request.
         """
         self._resum()
-        counts, total = self._bucket_counts(self._times)
-        hist = self._hist
-        for i, c in enumerate(counts):
-            hist[i] += c
-        self._hist_sum += total
-
-    def _bucket_counts(self, values: array[float]) -> tuple[list[int], float]:
-        """Samples per bucket (the last is +Inf) and their sum, of ``values``."""
-        bounds = self.buckets
-        np = self._np
-        if np is None or len(values) < 32:
-            counts = [0] * (len(bounds) + 1)
-            for v in values:
-                counts[bisect_left(bounds, v)] += 1
-            return counts, sum(values)
-        arr = np.frombuffer(values, dtype=np.float64)
-        idx = np.searchsorted(np.asarray(bounds), arr, side="left")
-        # A sum of huge samples may overflow to inf, which a histogram's _sum may be.
-        with np.errstate(over="ignore"):
-            total = float(arr.sum())
-        return np.bincount(idx, minlength=len(bounds) + 1).tolist(), total
+        self._hist.add(self._times)
 
     def histogram(self) -> dict[str, Any]:
         """
@@ -449,15 +355,8 @@ class PerformanceMonitor:
             ``count``; ``sum`` (seconds).
         """
         with self._lock:
-            partial, partial_sum = self._bucket_counts(self._times[: self._pos])
-            counts = [a + b for a, b in zip(self._hist, partial, strict=True)]
-            total = self._hist_sum + partial_sum
-        out = []
-        running = 0
-        for bound, c in zip((*self.buckets, math.inf), counts, strict=True):
-            running += c
-            out.append((bound, running))
-        return {"buckets": out, "count": running, "sum": total}
+            counts, total = self._hist.with_partial(self._times[: self._pos])
+        return cumulative(self.buckets, counts, total)
 
     def _breach_error(self, kind: str) -> PerformanceError:
         stats = self._compute_locked()
@@ -470,55 +369,7 @@ class PerformanceMonitor:
         return PerformanceError(msg, kind=kind, stats=stats)
 
     def _report(self, err: PerformanceError) -> None:
-        logger.warning("performance threshold breached: %s", err)
-        if self.on_breach is None:
-            return
-        try:
-            result = self.on_breach(err)
-        except Exception as err2:
-            logger.warning("on_breach callback failed: %s", describe_error(err2))
-            return
-        if hasattr(result, "__await__"):
-            self._schedule(result)
-
-    def _schedule(self, awaitable: Any) -> None:
-        """
-        Run an async ``on_breach``'s awaitable: a task in the running loop, or in the loop the
-        monitor last saw when called from another thread; never dropped silently.
-        """
-        # asyncio is imported by whoever made a coroutine; we look it up rather than import it.
-        aio = sys.modules.get("asyncio")
-        loop = None
-        if aio is not None:
-            try:
-                loop = aio.get_running_loop()
-            except RuntimeError:
-                loop = None
-        if loop is not None and aio is not None:
-            self._loop = loop
-            task = aio.ensure_future(awaitable)
-            self._pending.add(task)
-            task.add_done_callback(self._breach_done)
-            return
-        known = self._loop
-        if aio is not None and known is not None and known.is_running() and not known.is_closed():
-            fut = aio.run_coroutine_threadsafe(_await(awaitable), known)
-            fut.add_done_callback(self._breach_done)
-            return
-        if hasattr(awaitable, "close"):
-            awaitable.close()  # no "never awaited" RuntimeWarning: we say what happened instead
-        logger.warning(
-            "on_breach is async but record_request ran outside a running event loop "
-            "(and no loop is known to run it in): the breach is logged here instead"
-        )
-
-    def _breach_done(self, fut: Any) -> None:
-        self._pending.discard(fut)
-        if fut.cancelled():
-            return
-        err = fut.exception()
-        if err is not None:
-            logger.warning("on_breach callback failed: %s", describe_error(err))
+        self._notifier.report(err, self.on_breach)
 
     def bind_loop(self, loop: Any) -> None:
         """
@@ -530,53 +381,9 @@ class PerformanceMonitor:
         Args:
             loop: The host's running event loop.
         """
-        self._loop = loop
+        self._notifier.loop = loop
 
     # ------------------------------------------------------------------ reading
-    def _sync_mirror(self) -> Any:
-        """
-        Bring the sorted mirror up to date with the ring; caller holds the lock.
-
-        The writes since the last read are applied one by one (a removal and an insertion,
-        O(log W) each), or, when there were many, the mirror is rebuilt from the ring
-        (O(W log W) in C, cheaper than many Python-level updates).
-        """
-        from sortedcontainers import SortedList  # lazily: the first read pays for the import
-
-        n = self._count
-        # More writes than the ring holds: the older ones were overwritten before anyone read
-        # them, so only the last lap's slots change (each once).
-        behind = min(self._total - self._synced_total, self.window_size)
-        mirror = self._mirror
-        if mirror is not None and behind == 0:
-            return mirror
-        if mirror is None or behind > self._incremental_max:
-            values = self._times[:n]
-            if n > 4096:
-                import numpy as np  # sorting 4096+ floats is cheaper in numpy than in sorted()
-
-                ordered = np.sort(np.frombuffer(values, dtype=np.float64)).tolist()
-            else:
-                ordered = sorted(values)
-            mirror = self._mirror = SortedList(ordered)
-            self._known[:n] = values
-        else:
-            known, times, size = self._known, self._times, self.window_size
-            filled = self._synced_count
-            p = (self._pos - behind) % size
-            for _ in range(behind):
-                if p < filled:
-                    mirror.remove(known[p])
-                v = times[p]
-                mirror.add(v)
-                known[p] = v
-                p += 1
-                if p == size:
-                    p = 0
-        self._synced_total = self._total
-        self._synced_count = n
-        return mirror
-
     def _mean(self, n: int) -> float:
         if not self._huge:
             return self._sum / n
@@ -599,7 +406,7 @@ class PerformanceMonitor:
                 "error_rate": 0.0,
             }
         else:
-            ordered = self._sync_mirror()
+            ordered = self._mirror.sync(self._times, self._total)
             lo, gamma = _p95_index(n)
             if lo + 1 < n:
                 p95 = percentile_linear(ordered[lo], ordered[lo + 1], gamma)
@@ -700,10 +507,8 @@ class PerformanceMonitor:
             # The write path reads the slot it overwrites as 0.0 / 0 while the ring fills.
             self._times = array("d", bytes(8 * self.window_size))
             self._errors = bytearray(self.window_size)
-            self._hist = [0] * (len(self.buckets) + 1)
-            self._hist_sum = 0.0
-            self._mirror = None
-            self._synced_total = self._synced_count = 0
+            self._hist.reset()
+            self._mirror.reset()
             self._total = self._total_errors = 0
             self._stats = None
             self._breached = frozenset()

@@ -14,7 +14,7 @@ from typing import Any
 from ._cpu import CPUProfiler
 from ._report import SORT_KEYS, ProfileReport
 
-__all__ = ["load", "parse_options"]
+__all__ = ["CellRun", "load", "parse_options"]
 
 USAGE = (
     "usage: %%safla_profile [--top N] [--sort KEY] [--save PATH] [--quiet]\n"
@@ -57,6 +57,41 @@ def parse_options(line: str) -> dict[str, Any]:
     return opts
 
 
+class CellRun:
+    """
+    One ``%%safla_profile`` run, sync or async: its options, its profiler, where its report goes.
+
+    Raises:
+        UsageError: For a bad magic line (IPython shows the message, not a traceback).
+    """
+
+    def __init__(self, ipython: Any, line: str) -> None:
+        from IPython.core.error import UsageError
+
+        try:
+            self.opts = parse_options(line)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        self.ipython = ipython
+        self.reports: list[ProfileReport] = []
+        self.profiler = CPUProfiler(
+            sort=self.opts["sort"],
+            top=self.opts["top"],
+            label="cell",
+            save_to=self.opts["save"],
+            on_report=self.reports.append,
+        )
+
+    def show(self) -> None:
+        """Store the report as ``_safla_profile`` and display it (unless ``--quiet``), if any."""
+        from IPython.display import display
+
+        if self.reports:
+            self.ipython.user_ns["_safla_profile"] = self.reports[-1]
+            if not self.opts["quiet"]:
+                display(self.reports[-1])  # type: ignore[no-untyped-call]
+
+
 def _compile_cell(shell: Any, cell: str) -> tuple[CodeType, CodeType | None]:
     """Compile ``cell`` as IPython would; the final expression (if any) is compiled apart."""
     source = shell.transform_cell(cell)
@@ -81,34 +116,18 @@ def load(ipython: Any) -> None:
     namespace. A cell that raises still shows its report before the traceback. A cell with
     top-level ``await`` runs in the notebook's own loop (see ``_jupyter_async``).
     """
-    from IPython.core.error import UsageError
-    from IPython.display import display
 
     def safla_profile(line: str, cell: str) -> Any:
-        try:
-            opts = parse_options(line)
-        except ValueError as err:
-            raise UsageError(str(err)) from None
-        reports: list[ProfileReport] = []
+        run = CellRun(ipython, line)
         result: Any = None
-        profiler = CPUProfiler(
-            sort=opts["sort"],
-            top=opts["top"],
-            label="cell",
-            save_to=opts["save"],
-            on_report=reports.append,
-        )
         try:
             body, last = _compile_cell(ipython, cell)
             ns = ipython.user_ns
-            with profiler:
+            with run.profiler:
                 exec(body, ns)
                 result = None if last is None else eval(last, ns)
         finally:
-            if reports:
-                ipython.user_ns["_safla_profile"] = reports[-1]
-                if not opts["quiet"]:
-                    display(reports[-1])  # type: ignore[no-untyped-call]
+            run.show()
         return result
 
     ipython.register_magic_function(safla_profile, magic_kind="cell", magic_name="safla_profile")

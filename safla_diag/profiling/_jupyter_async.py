@@ -110,25 +110,9 @@ async def arun(ipython: Any, line: str, cell: str) -> Any:
     The report is displayed (unless ``--quiet``) and stored as ``_safla_profile``, also when the
     cell raises; the value of the cell's last expression is returned, as IPython shows it.
     """
-    from IPython.core.error import UsageError
-    from IPython.display import display
+    from ._jupyter import CellRun
 
-    from ._cpu import CPUProfiler
-    from ._jupyter import parse_options
-    from ._report import ProfileReport
-
-    try:
-        opts = parse_options(line)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    reports: list[ProfileReport] = []
-    profiler = CPUProfiler(
-        sort=opts["sort"],
-        top=opts["top"],
-        label="cell",
-        save_to=opts["save"],
-        on_report=reports.append,
-    )
+    run = CellRun(ipython, line)
     ns = ipython.user_ns
     code = _compile(ipython, cell)
 
@@ -137,14 +121,11 @@ async def arun(ipython: Any, line: str, cell: str) -> Any:
         if pending is not None:
             await pending
 
-    profiled: Callable[[], Any] = profiler.profile_function(run_cell)
+    profiled: Callable[[], Any] = run.profiler.profile_function(run_cell)
     try:
         await profiled()
     finally:
-        if reports:
-            ns["_safla_profile"] = reports[-1]
-            if not opts["quiet"]:
-                display(reports[-1])  # type: ignore[no-untyped-call]
+        run.show()
     result = ns.get(_RESULT)
     with contextlib.suppress(KeyError):
         del ns[_RESULT]

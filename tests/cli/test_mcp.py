@@ -60,7 +60,9 @@ def test_queue_json(tmp_path: Path, cli: Cli) -> None:
 def test_empty_queue_exit_0(tmp_path: Path, cli: Cli) -> None:
     """An empty queue is healthy."""
     p = tmp_path / "q.db"
-    SQLiteQueue(p).open()
+    q = SQLiteQueue(p)
+    q.open()
+    q.close()  # left open, its connection would be collected (and warned about) in a later test
     r = cli("mcp", "queue", str(p), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["next_due_at"] is None
 

@@ -133,7 +133,11 @@ async def test_nothing_changes_state(registry: Any) -> None:
 
 
 async def test_a_dripping_client_does_not_hold_the_server(registry: Any) -> None:
-    """A client sending one byte at a time is cut off at the head deadline; others are served."""
+    """
+    A client sending one byte at a time is cut off at the head deadline; others are served.
+
+    It gets a 408, or a reset when its drip outlives the connection.
+    """
     async with serve(Diagnostics(), registry=registry, header_timeout=1.0) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 200
@@ -152,8 +156,14 @@ async def test_a_dripping_client_does_not_hold_the_server(registry: Any) -> None
 
         dripping = asyncio.create_task(drip())
         assert (await http(server.port, "/healthz"))[0] == 200  # served meanwhile
-        answer = await asyncio.wait_for(reader.read(), 10)
-        assert answer.startswith(b"HTTP/1.1 408")
+        try:
+            answer = await asyncio.wait_for(reader.read(), 10)
+        except ConnectionResetError:
+            # The server closed with the client's later bytes unread, so its kernel answered them
+            # with a reset, which may overtake the 408 in the client's buffer: cut off all the same.
+            pass
+        else:
+            assert answer.startswith(b"HTTP/1.1 408")
         sent = await asyncio.wait_for(dripping, 10)
         assert sent < len(request)  # cut off long before the drip would have ended
         writer.close()
