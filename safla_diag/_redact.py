@@ -6,6 +6,7 @@ Every URL, configuration value or message that the library shows, logs or raises
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -86,6 +87,12 @@ def is_secret_key(key: object) -> bool:
     """
     if not isinstance(key, str):
         return False
+    return _secret_key(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    # Cached: a log's templates repeat the same few keys (id=, user=) thousands of times.
     k = _KEY_NORMALISE.sub("_", key.lower())
     compact = k.replace("_", "")
     return any(

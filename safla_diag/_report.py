@@ -11,7 +11,9 @@ derive from it or from the same fields::
         def _repr_html_(self) -> str: ...
 
 :class:`JsonMixin` supplies ``to_json`` from ``to_dict``; :func:`html_table` renders rows with text
-left-aligned and numbers right-aligned, escaped; :func:`html_block` wraps a title, a table and notes.
+left-aligned and numbers right-aligned, escaped; :func:`html_block` wraps a title, a table and notes;
+:func:`text_table` lines up the columns of a ``to_text()`` the same way (the CLI colours it, never
+re-aligns it).
 Nothing here imports IPython: Jupyter calls ``_repr_html_`` by name.
 """
 
@@ -20,10 +22,22 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["JsonMixin", "Num", "Report", "html_block", "html_table", "json_default", "to_json"]
+__all__ = [
+    "JsonMixin",
+    "Num",
+    "Report",
+    "cell_width",
+    "html_block",
+    "html_table",
+    "json_default",
+    "text_table",
+    "to_json",
+]
 
 
 @runtime_checkable
@@ -139,6 +153,82 @@ def html_table(
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     ident = f' id="{html.escape(table_id)}"' if table_id else ""
     return f"<table{ident}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# A number as a text cell shows it, with an optional short unit: "12", "6.7 ms", "85%", "3/4".
+_NUMBER_TEXT = re.compile(r"[-+]?[\d.,/]*\d\s*[a-zA-Z%/]{0,3}")
+
+
+def _looks_numeric(cell: object) -> bool:
+    if _numeric(cell):
+        return True
+    return isinstance(cell, str) and bool(_NUMBER_TEXT.fullmatch(cell))
+
+
+def cell_width(text: str) -> int:
+    """
+    The columns ``text`` takes in a terminal: wide (CJK) characters count 2, combining marks 0.
+
+    Args:
+        text: One line of text.
+    """
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf", "Cc"):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+def text_table(
+    headers: Sequence[str] | None,
+    rows: Iterable[Sequence[object]],
+    *,
+    indent: str = "",
+    gap: str = "  ",
+    style: Callable[[int, int, str], str] | None = None,
+) -> str:
+    """
+    Rows as aligned text: each column as wide as its widest cell, numbers right-aligned.
+
+    A column is numeric when every non-empty cell (``""`` and ``"-"`` do not count) is an
+    ``int``, ``float``, :class:`Num` or a string that reads as a number with a short unit
+    (``"6.7 ms"``, ``"85%"``).
+
+    Args:
+        headers: Column titles, or None for no header line.
+        rows: One sequence of cells per row; ``str(cell)`` is shown.
+        indent: Put before every line.
+        gap: Between two columns.
+        style: ``style(line, column, cell) -> shown``, called after the padding is measured
+            (line 0 is the header when there is one): a terminal colours cells with it and
+            keeps the alignment.
+
+    Returns:
+        The lines joined with newlines, without a trailing one; trailing blanks stripped.
+    """
+    raw = [tuple(row) for row in rows]
+    ncols = max((len(r) for r in raw), default=0)
+    numeric = [
+        bool(column) and all(_looks_numeric(c) for c in column)
+        for column in (
+            [r[i] for r in raw if i < len(r) and str(r[i]) not in ("", "-")] for i in range(ncols)
+        )
+    ]
+    every = ([[str(h) for h in headers]] if headers is not None else []) + [
+        [str(c) for c in r] for r in raw
+    ]
+    ncols = max((len(r) for r in every), default=0)
+    widths = [max((cell_width(r[i]) for r in every if i < len(r)), default=0) for i in range(ncols)]
+    lines = []
+    for n, row in enumerate(every):
+        out = []
+        for i, cell in enumerate(row):
+            pad = " " * (widths[i] - cell_width(cell))
+            shown = style(n, i, cell) if style is not None else cell
+            out.append(pad + shown if i < len(numeric) and numeric[i] else shown + pad)
+        lines.append((indent + gap.join(out)).rstrip())
+    return "\n".join(lines)
 
 
 def html_block(title: str, *parts: str, notes: Iterable[str] = (), ok: bool | None = None) -> str:

@@ -29,7 +29,19 @@ CONTRACT = {
     "analyze_logs", "LogReport",
 }  # fmt: skip
 EXTRA: set[str] = {
+    "CgroupMemory",
+    "Finding",
+    "GCCounts",
+    "GuideImport",
     "HealPolicy",
+    "LogTemplate",
+    "LoopStats",
+    "MemoryInfo",
+    "PerformanceStats",
+    "ProfileRow",
+    "QueueStats",
+    "SectionResult",
+    "SystemMemoryInfo",
     "LoopMonitor",
     "MCPServer",
     "MemoryGrowth",
@@ -185,3 +197,25 @@ def test_the_error_tree_is_drawn_and_exported() -> None:
         assert issubclass(cls, safla_diag.SaflaDiagError)
         assert cls.__module__ == "safla_diag"
         assert repr(cls) == f"<class 'safla_diag.{name}'>"
+
+
+def test_stats_dicts_have_exactly_their_typed_keys() -> None:
+    """The TypedDicts are plain dicts at run time whose keys are exactly the declared ones."""
+    perf = safla_diag.PerformanceMonitor()
+    perf.record_request(0.2)
+    readings = [
+        (perf.get_performance_stats(), safla_diag.PerformanceStats),
+        (safla_diag.PerformanceMonitor().get_performance_stats(), safla_diag.PerformanceStats),
+        (safla_diag.LoopMonitor().stats(), safla_diag.LoopStats),
+        (safla_diag.MemoryMonitor().get_memory_info(), safla_diag.MemoryInfo),
+        (safla_diag.MemoryProfiler().get_system_memory_info(), safla_diag.SystemMemoryInfo),
+    ]
+    for value, typed in readings:
+        assert type(value) is dict, typed
+        assert set(value) == typed.__required_keys__, typed
+    system = readings[-1][0]
+    assert set(system["gc_stats"]) == safla_diag.GCCounts.__required_keys__
+    # a copy: the monitor's cached window statistics cannot be changed through it
+    first = perf.get_performance_stats()
+    first["total_requests"] = -1
+    assert perf.get_performance_stats()["total_requests"] == 1

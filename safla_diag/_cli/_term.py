@@ -9,8 +9,9 @@ This is the only module that imports ``rich``, and only ``_cli`` imports it, so
   stdout is a terminal, ``NO_COLOR`` is unset or empty and ``TERM`` is not ``dumb``.
   Commands need not know: :func:`painting` wraps stdout so that the status words of their
   text (``ok``, ``WARN``, ``ERROR``, ``FAIL``, ...) come out green, yellow or red.
-- :func:`table` lines columns up by their display width (text left, numbers right) and colours a
-  status column.
+- :func:`table` lines columns up as the reports' own ``to_text()`` do
+  (:func:`safla_diag._report.text_table`: display width, text left, numbers right) and colours a
+  status column; a report's text is printed as it is, never re-aligned.
 - :func:`progress` is a context manager that yields a ``progress(done, total)`` callback for the
   library's ``progress=`` parameters. It draws a bar on stderr only when stderr is a terminal,
   never with ``--json`` and never on a pipe; otherwise the callback does nothing.
@@ -209,20 +210,6 @@ def painting() -> Iterator[None]:
         sys.stdout = inner
 
 
-def _width(text: str) -> int:
-    from rich.cells import cell_len
-
-    return cell_len(text)
-
-
-def _is_number(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return True
-    return isinstance(value, str) and bool(re.fullmatch(r"[-+]?[\d.,]+\s*[a-zA-Z%/]{0,3}", value))
-
-
 def table(
     headers: Sequence[str] | None,
     rows: Iterable[Sequence[object]],
@@ -232,7 +219,7 @@ def table(
     status_column: int | None = None,
 ) -> str:
     """
-    Rows as aligned text: each column as wide as its widest cell, numbers right-aligned.
+    Rows as aligned text, as the reports align them (:func:`safla_diag._report.text_table`).
 
     Args:
         headers: Column titles, or None for no header line.
@@ -244,32 +231,16 @@ def table(
     Returns:
         The lines joined with newlines, without a trailing one; trailing blanks stripped.
     """
-    cells = [[str(c) for c in row] for row in rows]
-    numeric: list[bool] = []
-    if cells:
-        ncols = max(len(r) for r in cells)
-        for i in range(ncols):
-            column = [r[i] for r in cells if i < len(r) and r[i] not in ("", "-")]
-            numeric.append(bool(column) and all(_is_number(c) for c in column))
-    head = [str(h) for h in headers] if headers is not None else None
-    every = ([head] if head is not None else []) + cells
-    ncols = max((len(r) for r in every), default=0)
-    widths = [max((_width(r[i]) for r in every if i < len(r)), default=0) for i in range(ncols)]
-    lines = []
-    for n, row in enumerate(every):
-        out = []
-        for i, cell in enumerate(row):
-            pad = " " * (widths[i] - _width(cell))
-            right = i < len(numeric) and numeric[i]
-            shown = cell
-            is_header = head is not None and n == 0
-            if is_header:
-                shown = paint(cell, "bold")
-            elif status_column == i:
-                shown = paint(cell, _STYLES.get(cell, ""))
-            out.append(pad + shown if right else shown + pad)
-        lines.append((indent + gap.join(out)).rstrip())
-    return "\n".join(lines)
+    from .._report import text_table
+
+    def style(line: int, column: int, cell: str) -> str:
+        if headers is not None and line == 0:
+            return paint(cell, "bold")
+        if column == status_column:
+            return paint(cell, _STYLES.get(cell, ""))
+        return cell
+
+    return text_table(headers, rows, indent=indent, gap=gap, style=style)
 
 
 @contextmanager

@@ -115,8 +115,7 @@ def run(args: argparse.Namespace) -> int:
             doc["ports"] = port_rows
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        from ._render import services_text
-
-        out = ([services_text(report)] if report is not None else []) + port_lines
+        # The report aligns its own columns; painting() colours its status words.
+        out = ([report.to_text()] if report is not None else []) + port_lines
         sys.stdout.write("\n".join(out) + "\n")
     return EXIT_OK if report is None or report else EXIT_FINDINGS

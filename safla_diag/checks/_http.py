@@ -160,7 +160,11 @@ async def _read_body(
             break
         body += chunk
         if seen(body):
-            break
+            return bytes(body)
+    if done is not None and len(body) >= READ_BUDGET:
+        # A stream that fills the budget without the awaited answer is not a slow healthy peer:
+        # cut it here rather than hand a truncated stream on as if it had ended.
+        raise oversized("a streamed answer without the awaited message", len(body), _NOT_HTTP)
     return bytes(body)
 
 

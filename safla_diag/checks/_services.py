@@ -21,7 +21,7 @@ import attrs
 
 from .._aio import off_loop, run_sync
 from .._redact import redact
-from .._report import JsonMixin, html_block, html_table
+from .._report import JsonMixin, Num, html_block, html_table, text_table
 from ._http import probe_http, probe_mcp
 from ._net import Outcome, Phase, classify_error, connect, hostport, is_local, resolve
 from ._ports import describe_holders
@@ -136,21 +136,35 @@ class ServiceReport(JsonMixin):
         }
 
     def to_text(self) -> str:
-        """A small table, one line per service, with the next step under each failure."""
+        """
+        Aligned columns, one line per service, with the next step under each failure.
+
+        The columns: status (ok / FAIL), name, target (redacted), latency, result, detail. The
+        CLI prints this text as is, colouring the status words.
+        """
         n_ok = sum(r.ok for r in self.results)
         lines = [
             f"services: {n_ok} of {len(self.results)} ok in {self.elapsed_s:.2f} s "
             f"(timeout {self.timeout:g} s)"
         ]
-        width = max((len(r.name) for r in self.results), default=4)
-        for r in self.results:
-            mark = "ok  " if r.ok else "FAIL"
-            lines.append(
-                f"  {mark} {r.name:<{width}}  {r.target}  {r.latency_s * 1000:7.1f} ms  "
-                f"{r.status:<11} {r.detail}"
+        rows = [
+            (
+                "ok" if r.ok else "FAIL",
+                r.name,
+                r.target,
+                Num(f"{r.latency_s * 1000:.1f} ms"),
+                r.status,
+                r.detail,
             )
+            for r in self.results
+        ]
+        table = text_table(None, rows, indent="  ").splitlines()
+        # the next step goes under the name column, below its failure
+        under = "  " + " " * max((len(row[0]) for row in rows), default=0) + "  "
+        for r, line in zip(self.results, table, strict=True):
+            lines.append(line)
             if r.hint and not r.ok:
-                lines.append(f"       {'':<{width}}  next: {r.hint}")
+                lines.append(f"{under}next: {r.hint}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from ._diagnostics import Diagnostics
 from ._performance import PerformanceDiagnostic
-from ._report import DiagnosisReport
+from ._report import DiagnosisReport, Finding, SectionResult
 
-__all__ = ["DiagnosisReport", "Diagnostics", "PerformanceDiagnostic"]
+__all__ = ["DiagnosisReport", "Diagnostics", "Finding", "PerformanceDiagnostic", "SectionResult"]

@@ -108,9 +108,20 @@ class Diagnostics:
         self._heal = HealPolicy.coerce(heal)
         self._healer: Healer | None = None
         self._state: Literal["new", "running", "closed"] = "new"
+        self._last_report: DiagnosisReport | None = None
 
     def __repr__(self) -> str:
         return f"<Diagnostics source={self._source!r} state={self._state}>"
+
+    def _repr_html_(self) -> str:
+        from ._html import diagnostics_html
+
+        return diagnostics_html(self)
+
+    @property
+    def last_report(self) -> DiagnosisReport | None:
+        """The report of the last ``doctor()`` / ``adoctor()`` that finished; None before."""
+        return self._last_report
 
     @property
     def config(self) -> dict[str, Any]:
@@ -223,6 +234,7 @@ class Diagnostics:
             config_source=self._source,
         )
         log.info("doctor: %s in %.2f s", report.summary, report.elapsed_s)
+        self._last_report = report
         return report
 
     def doctor(self) -> DiagnosisReport:

@@ -16,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .._aio import running_loop
@@ -91,7 +91,7 @@ class _Memory(_Source):
 
     def samples(self) -> Iterator[Sample]:
         mon: MemoryMonitor = self.obj
-        info = mon.get_memory_info()
+        info: Mapping[str, Any] = mon.get_memory_info()
         percent = info.get("memory_percent")
         if percent is not None:
             yield self._s("memory_percent", percent)

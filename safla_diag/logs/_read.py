@@ -356,17 +356,29 @@ def _merge(acc: Accumulator, part: Accumulator, opts: ScanOptions) -> None:
     acc.match_examples.extend(part.match_examples[: max(room, 0)])
 
 
+def _spare_core() -> bool:
+    """
+    Whether a second core is idle (by the 1-minute load average): the library lives in the
+    host's process, so on a busy machine a second thread only adds GIL hand-offs.
+    """
+    try:
+        return (os.cpu_count() or 1) - os.getloadavg()[0] >= 1.0
+    except (AttributeError, OSError):
+        return False
+
+
 def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: Accumulator) -> bool:
     """
     Scan a large regular file as two halves at once, the second on a thread of its own
     (numpy and the reads release the GIL: two cores share the work). False when the file is
-    not split (small, a window asked for, no record start found near the middle).
+    not split (small, a window asked for, no idle second core, no record start found near the
+    middle).
     """
     try:
         size = os.fstat(raw.fileno()).st_size
     except OSError:
         return False
-    if size < SPLIT_BYTES or opts.since is not None:
+    if size < SPLIT_BYTES or opts.since is not None or not _spare_core():
         return False
     # The same checks and sniff as the first read of scan_stream (NUL bytes end lines there).
     head = raw.read(min(_SNIFF_BYTES, max(opts.chunk_size, 1024))).replace(b"\0", b"\n")

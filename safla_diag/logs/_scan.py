@@ -16,7 +16,7 @@ How one file is read (``scan_stream`` drives the reads, ``_FileScan.process`` on
   lines are counted, with their level, without a Python loop. Every other candidate line is
   parsed on its own (``_formats.parse_line``), trying the file's format and then all the others;
   a line that fits none continues the record before it. Offsets found that way join the fast path
-  (up to eight), so a level that shows up late (Hadoop's WARN) costs nothing after the first chunk.
+  (up to sixteen), so a level that shows up late (Hadoop's WARN) costs nothing after the first chunk.
 * Records of the chosen levels become templates: their messages are gathered into one batch per
   chunk, keyed by numpy (digit runs collapsed), and only keys not seen before are masked. The
   latest record of each template is remembered as bytes and its time parsed once per file.

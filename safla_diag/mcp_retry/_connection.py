@@ -149,6 +149,11 @@ class MCPConnectionRecovery:
             f"max_retries={self.max_retries}>"
         )
 
+    def _repr_html_(self) -> str:
+        from ._html import connection_recovery_html
+
+        return connection_recovery_html(self)
+
     def _server(self, server_id: str) -> _Server:
         st = self._servers.get(server_id)
         if st is None:

@@ -127,6 +127,7 @@ class MCPTaskRecovery:
             store = SQLiteTaskStore(path, synchronous=synchronous)
         self.store: TaskStore = store
         self.last_import: GuideImport | None = None
+        self._last_stats: QueueStats | None = None  # for _repr_html_, which never queries
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
         self._saves: Coalescer[NewTask, bool] = Coalescer(
@@ -148,6 +149,11 @@ class MCPTaskRecovery:
             f"<MCPTaskRecovery {redact(self.store.location)!r} max_retries={self.max_retries} "
             f"concurrency={self.concurrency}>"
         )
+
+    def _repr_html_(self) -> str:
+        from ._html import task_recovery_html
+
+        return task_recovery_html(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -406,7 +412,9 @@ class MCPTaskRecovery:
     async def stats(self) -> QueueStats:
         """Counts and times of the queue (pending, in flight, dead, oldest, next due)."""
         await self._ensure_open()
-        return await self.store.stats(now=self._clock())
+        stats = await self.store.stats(now=self._clock())
+        self._last_stats = stats
+        return stats
 
     # -- guide import -----------------------------------------------------------------------------
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from ._cgroup import CgroupMemory
 from ._leaks import LeakAnalysis, MemoryLeakDetector
-from ._loop import LoopMonitor
-from ._memory import MemoryMonitor
+from ._loop import LoopMonitor, LoopStats
+from ._memory import MemoryInfo, MemoryMonitor
 from ._optimizer import MemoryOptimization, VectorMemoryOptimizer
-from ._performance import PerformanceMonitor
+from ._performance import PerformanceMonitor, PerformanceStats
 
 __all__ = [
+    "CgroupMemory",
     "LeakAnalysis",
     "LoopMonitor",
+    "LoopStats",
+    "MemoryInfo",
     "MemoryLeakDetector",
     "MemoryMonitor",
     "MemoryOptimization",
     "PerformanceMonitor",
+    "PerformanceStats",
     "VectorMemoryOptimizer",
 ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .._report import Num, html_block, html_table
 
@@ -56,6 +56,7 @@ def _mb(value: object) -> object:
 
 def memory_monitor_html(monitor: MemoryMonitor) -> str:
     """The monitor's thresholds, level and the memory it watches (a fresh reading)."""
+    info: Mapping[str, Any]
     try:
         info = monitor.get_memory_info()
     except Exception:  # a repr must never raise (a process that is gone, /proc refused)

@@ -26,7 +26,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .._report import html_block, html_table, to_json
 from ._histogram import cumulative
@@ -34,7 +34,7 @@ from ._histogram import cumulative
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["LAG_BUCKETS", "LoopMonitor"]
+__all__ = ["LAG_BUCKETS", "LoopMonitor", "LoopStats"]
 
 logger = logging.getLogger("safla_diag.monitoring")
 
@@ -78,6 +78,22 @@ def _end(stop: threading.Event, thread: threading.Thread | None) -> None:
 def _idle(frame: Any) -> bool:
     """True when the loop thread is waiting in its selector (no code of the loop's running)."""
     return frame is not None and frame.f_code.co_filename.endswith("selectors.py")
+
+
+class LoopStats(TypedDict):
+    """What ``LoopMonitor.stats()`` returns: a plain dict, typed. Times in seconds."""
+
+    lag_p50_s: float
+    lag_p99_s: float
+    lag_max_s: float
+    stalls: int
+    """Stalls since start."""
+    starved: int
+    """Late wake-ups with no code to blame."""
+    ticks: int
+    threshold_s: float
+    interval_s: float
+    running: bool
 
 
 class LoopMonitor:
@@ -279,7 +295,7 @@ class LoopMonitor:
                     self._caught = stack
 
     # ------------------------------------------------------------------ reading
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> LoopStats:
         """
         Lag over the window and counts since start.
 

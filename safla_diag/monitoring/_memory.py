@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .._errors import MemoryPressureError
 from ._cgroup import CgroupMemory, read_cgroup_memory, refresh_usage
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import psutil
 
 __all__ = [
+    "MemoryInfo",
     "MemoryMonitor",
     "effective_memory",
 ]
@@ -23,6 +24,30 @@ __all__ = [
 logger = logging.getLogger("safla_diag.monitoring")
 
 MB = 1024 * 1024
+
+
+class MemoryInfo(TypedDict):
+    """
+    What ``MemoryMonitor.get_memory_info()`` returns: a plain dict, typed. Sizes in MB.
+
+    "system" is the cgroup where a limit applies (its limit, what is left, its working set as a
+    percent), else the host; the ``cgroup_*`` keys are None without a limit.
+    """
+
+    process_rss: float
+    process_vms: float
+    process_percent: float
+    system_total: float
+    system_available: float
+    system_percent: float
+    host_total: float
+    host_available: float
+    host_percent: float
+    cgroup_limit: float | None
+    cgroup_usage: float | None
+    cgroup_version: int | None
+    memory_percent: float
+    """The figure the thresholds apply to."""
 
 
 def effective_memory(
@@ -148,7 +173,7 @@ class MemoryMonitor:
             percent = max(percent, used_percent)
         return float(percent)
 
-    def get_memory_info(self) -> dict[str, Any]:
+    def get_memory_info(self) -> MemoryInfo:
         """
         Memory of the process and of what it runs in, in MB (percents 0-100).
 

@@ -8,7 +8,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypedDict
 
 from .._errors import PerformanceError
 from ._breach import BreachNotifier
@@ -19,6 +19,7 @@ from ._window import p95_index as _p95_index
 __all__ = [
     "DEFAULT_BUCKETS",
     "PerformanceMonitor",
+    "PerformanceStats",
     "check_buckets",
     "percentile_linear",
 ]
@@ -27,6 +28,26 @@ __all__ = [
 # Times at or above this are kept out of the running sum: a million of them stay below the float
 # maximum, two of 1e308 would not (and math.fsum raises OverflowError on such a sum).
 _HUGE = 1e300
+
+
+class PerformanceStats(TypedDict):
+    """
+    What ``PerformanceMonitor.get_performance_stats()`` returns: a plain dict, typed.
+
+    Times in seconds; with an empty window the times and ``error_rate`` are 0.0.
+    """
+
+    avg_response_time: float
+    p95_response_time: float
+    min_response_time: float
+    max_response_time: float
+    error_rate: float
+    """Failed share of the window, 0-1."""
+    window_requests: int
+    total_requests: int
+    total_errors: int
+    uptime: float
+    """Seconds since the monitor was created (or reset)."""
 
 
 def _check_sample(response_time: object) -> float:
@@ -119,7 +140,7 @@ class PerformanceMonitor:
         # vectorised for windows worth it; numpy loads here, when such a monitor is made, not in
         # the request path.
         self._hist = LatencyHistogram(self.buckets, vectorised=window_size >= 32)
-        self._stats: dict[str, Any] | None = None
+        self._stats: PerformanceStats | None = None
         # The sorted mirror of the window, brought up to date when read: writes stay O(1), a
         # read after a write costs O(log W).
         self._mirror = SortedMirror(window_size)
@@ -391,20 +412,14 @@ class PerformanceMonitor:
         # overflow it), so the mean is computed the slow way, scaled, in this rare case only.
         return sum(v / n for v in self._times[:n])
 
-    def _compute(self) -> dict[str, Any]:
+    def _compute(self) -> PerformanceStats:
         """Statistics of the window; caller holds the lock. Cached until the next write."""
         if self._stats is not None and self._stats_at == self._total:
             return self._stats
         n = self._count
         uptime = self._clock() - self._started
         if n == 0:
-            stats: dict[str, Any] = {
-                "avg_response_time": 0.0,
-                "p95_response_time": 0.0,
-                "min_response_time": 0.0,
-                "max_response_time": 0.0,
-                "error_rate": 0.0,
-            }
+            avg = p95 = low = high = rate = 0.0
         else:
             ordered = self._mirror.sync(self._times, self._total)
             lo, gamma = _p95_index(n)
@@ -412,25 +427,27 @@ class PerformanceMonitor:
                 p95 = percentile_linear(ordered[lo], ordered[lo + 1], gamma)
             else:
                 p95 = ordered[-1]
-            stats = {
-                "avg_response_time": self._mean(n),
-                "p95_response_time": p95,
-                "min_response_time": ordered[0],
-                "max_response_time": ordered[-1],
-                "error_rate": self._error_count / n,
-            }
-        stats["window_requests"] = n
-        stats["total_requests"] = self._total
-        stats["total_errors"] = self._total_errors
-        stats["uptime"] = uptime
+            avg, low, high = self._mean(n), ordered[0], ordered[-1]
+            rate = self._error_count / n
+        stats: PerformanceStats = {
+            "avg_response_time": avg,
+            "p95_response_time": p95,
+            "min_response_time": low,
+            "max_response_time": high,
+            "error_rate": rate,
+            "window_requests": n,
+            "total_requests": self._total,
+            "total_errors": self._total_errors,
+            "uptime": uptime,
+        }
         self._stats = stats
         self._stats_at = self._total
         return stats
 
-    def _compute_locked(self) -> dict[str, Any]:
+    def _compute_locked(self) -> PerformanceStats:
         return self._compute()
 
-    def get_performance_stats(self) -> dict[str, Any]:
+    def get_performance_stats(self) -> PerformanceStats:
         """
         Statistics of the current window, plus totals since start.
 
@@ -441,7 +458,7 @@ class PerformanceMonitor:
             ``uptime`` (seconds). With an empty window the times and rate are 0.0.
         """
         with self._lock:
-            stats = dict(self._compute())
+            stats = self._compute().copy()
         stats["uptime"] = self._clock() - self._started
         return stats
 

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from ._cpu import CPUProfiler, profile
-from ._memory import MemoryGrowth, MemoryProfiler
+from ._memory import GCCounts, MemoryGrowth, MemoryProfiler, SystemMemoryInfo
 from ._report import ProfileReport
+from ._stats import ProfileRow
 from ._timed import timed
 
-__all__ = ["CPUProfiler", "MemoryGrowth", "MemoryProfiler", "ProfileReport", "profile", "timed"]
+__all__ = [
+    "CPUProfiler",
+    "GCCounts",
+    "MemoryGrowth",
+    "MemoryProfiler",
+    "ProfileReport",
+    "ProfileRow",
+    "SystemMemoryInfo",
+    "profile",
+    "timed",
+]

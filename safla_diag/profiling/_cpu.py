@@ -466,6 +466,11 @@ class CPUProfiler:
     def __repr__(self) -> str:
         return f"<CPUProfiler sort={self.sort!r} top={self.top} profiling={self.is_profiling}>"
 
+    def _repr_html_(self) -> str:
+        from ._html import cpu_profiler_html
+
+        return cpu_profiler_html(self)
+
 
 @types.coroutine
 def _drive(

@@ -8,12 +8,12 @@ import threading
 import time
 import tracemalloc
 from collections import deque
-from typing import Any
+from typing import Any, TypedDict
 
 from .._lazy import import_optional
 from .._report import JsonMixin, html_block, html_table
 
-__all__ = ["MemoryGrowth", "MemoryProfiler"]
+__all__ = ["GCCounts", "MemoryGrowth", "MemoryProfiler", "SystemMemoryInfo"]
 
 logger = logging.getLogger("safla_diag.profiling")
 
@@ -60,6 +60,28 @@ def _filters() -> list[tracemalloc.Filter]:
 
 def _where(frame: tracemalloc.Frame) -> str:
     return f"{frame.filename}:{frame.lineno}"
+
+
+class GCCounts(TypedDict):
+    """Objects tracked per garbage-collector generation (``gc.get_count()``), as a dict."""
+
+    generation_0: int
+    generation_1: int
+    generation_2: int
+
+
+class SystemMemoryInfo(TypedDict):
+    """What ``MemoryProfiler.get_system_memory_info()`` returns: a plain dict, typed. Sizes in MB."""
+
+    rss: float
+    vms: float
+    percent: float
+    """Share of physical memory this process uses, 0-100."""
+    available: float
+    gc_stats: GCCounts
+    traced_current: float | None
+    """tracemalloc's current figure while it runs, else None."""
+    traced_peak: float | None
 
 
 class MemoryGrowth(dict[str, Any], JsonMixin):
@@ -279,7 +301,7 @@ class MemoryProfiler:
             }
         )
 
-    def get_system_memory_info(self) -> dict[str, Any]:
+    def get_system_memory_info(self) -> SystemMemoryInfo:
         """
         The process's memory as the OS sees it.
 

@@ -9,6 +9,8 @@ playwright drives the system's browser (``executable_path``) and never downloads
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -52,11 +54,58 @@ def _extra_reprs(tmp_path: Path) -> dict[str, str]:
     opt = sd.VectorMemoryOptimizer()
     opt.register_cache({}, weak=False)
     return {
+        **_live_objects(tmp_path),
         "MemoryMonitor": sd.MemoryMonitor()._repr_html_(),
         "VectorMemoryOptimizer": opt._repr_html_(),
         "MemoryProfiler": mp._repr_html_(),
         "SaflaConfig": cfg._repr_html_(),
         "MemoryLeakDetector": det._repr_html_(),
+    }
+
+
+def _live_objects(tmp_path: Path) -> dict[str, str]:
+    """The objects a service keeps alive, each after some work: what they show from memory."""
+    import difflib
+
+    cpu = sd.CPUProfiler()
+
+    @cpu.profile_function
+    def diff_lines(n: int) -> int:
+        a = [str(i) for i in range(n)]
+        return len(list(difflib.unified_diff(a, [s.replace("1", "x") for s in a])))
+
+    diff_lines(300)
+
+    async def refuse(cfg: object) -> object:
+        raise ConnectionRefusedError("refused by http://u:pw-render-1@127.0.0.1:1/mcp")
+
+    async def nap(_: float) -> None:
+        return None
+
+    async def execute(task: dict[str, Any]) -> None:
+        return None
+
+    conn = sd.MCPConnectionRecovery(max_retries=2, retry_delay=0, connect=refuse, sleep=nap)
+    tasks = sd.MCPTaskRecovery(tmp_path / "queue.db", execute=execute)
+
+    async def work() -> None:
+        with contextlib.suppress(sd.ServerUnavailable):
+            await conn.recover_connection("search", {})
+        try:
+            for i in range(3):
+                await tasks.save_failed_task({"id": f"t{i}", "tool": "search"})
+            await tasks.stats()
+        finally:
+            await tasks.aclose()
+
+    asyncio.run(work())
+    diag = sd.Diagnostics(sections=["platform", "cpu"])
+    diag.doctor()
+    return {
+        "CPUProfiler": cpu._repr_html_(),
+        "MCPConnectionRecovery": conn._repr_html_(),
+        "MCPTaskRecovery": tasks._repr_html_(),
+        "Diagnostics": diag._repr_html_(),
     }
 
 

@@ -111,7 +111,11 @@ async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 
 
 async def test_a_dripping_sse_stream_times_out_beside_a_healthy_probe() -> None:
-    """One-byte chunks end in a timeout; a healthy peer probed in the same call is ok."""
+    """
+    One-byte chunks never make the probe ok: a timeout, or a protocol error once the stream fills
+    the read budget (which comes first depends on the machine's speed); a healthy peer probed in
+    the same call is ok.
+    """
 
     async def quiet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(1)
@@ -125,7 +129,11 @@ async def test_a_dripping_sse_stream_times_out_beside_a_healthy_probe() -> None:
                 },
                 timeout=1,
             )
-    assert report["mcp:drip"].status == "timeout"
+    drip_result = report["mcp:drip"]
+    assert not drip_result.ok
+    assert drip_result.status in {"timeout", "protocol"}, drip_result
+    if drip_result.status == "protocol":
+        assert "without the awaited message" in drip_result.detail
     assert report["tcp"].ok
 
 

@@ -557,3 +557,31 @@ async def test_redis_over_a_unix_socket(tmp_path: Path) -> None:
         server.close()
         await server.wait_closed()
     assert r.ok and r.kind == "redis"
+
+
+def test_to_text_columns_line_up() -> None:
+    """Names, targets and latencies of different widths (a wide character too): columns align."""
+    from safla_diag import ServiceResult
+
+    results = [
+        ServiceResult(name="a", target="tcp://127.0.0.1:1", ok=False, latency_s=0.0112,
+                      detail="connection refused", status="refused", hint="start it"),
+        ServiceResult(name="数据库-main", target="postgresql://127.0.0.1:5432/test", ok=True,
+                      latency_s=1.5, detail="accepting", status="ok"),
+        ServiceResult(name="redis", target="redis://127.0.0.1:6379/0", ok=True,
+                      latency_s=0.0004, detail="PONG", status="ok"),
+    ]  # fmt: skip
+    text = ServiceReport(results=results, timeout=5.0, elapsed_s=1.6).to_text()
+    lines = text.splitlines()
+    assert lines[0] == "services: 2 of 3 ok in 1.60 s (timeout 5 s)"
+    rows = [lines[1], lines[3], lines[4]]
+    assert [r.split()[0] for r in rows] == ["FAIL", "ok", "ok"]
+    # latencies are right-aligned: each ends in the same display column
+    from safla_diag._report import cell_width
+
+    ends = {cell_width(r[: r.index(" ms") + 3]) for r in rows}
+    assert len(ends) == 1
+    assert [r[r.index(" ms") + 5 :].split()[0] for r in rows] == ["refused", "ok", "ok"]
+    assert lines[2].strip() == "next: start it"
+    assert lines[2].index("next") == rows[0].index("a ")
+    assert all(line == line.rstrip() for line in lines)

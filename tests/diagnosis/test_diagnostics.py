@@ -261,3 +261,26 @@ async def test_a_configuration_without_services_probes_nothing(tmp_path: Path) -
     report = await Diagnostics(cfg).adoctor()
     assert "services" not in names(report)
     assert all("not a URL" not in f.message for f in report.findings)
+
+
+@pytest.mark.parametrize(
+    ("busy", "load", "severity"),
+    [
+        (12.0, (0.5, 0.5, 0.5), "info"),
+        (89.9, (1.0, 1.0, 1.0), "info"),
+        (90.0, (1.0, 1.0, 1.0), "warning"),
+        (100.0, (float("nan"),) * 3, "warning"),
+        (5.0, (9.0, 8.0, 7.0), "warning"),
+    ],
+)
+def test_cpu_line_warns_when_busy_or_loaded(
+    busy: float, load: tuple[float, float, float], severity: str
+) -> None:
+    """100% busy is not ok: from CPU_BUSY_WARN_PERCENT busy, or twice the cores of load, a warning."""
+    from safla_diag.diagnosis._sections._host import cpu_findings
+
+    (found,) = cpu_findings(busy, 2, load)
+    assert found.severity == severity
+    assert f"{busy:.0f}% busy" in found.message
+    if severity == "warning":
+        assert found.hint

@@ -112,6 +112,7 @@ def test_two_halves_and_the_slow_path_agree(
 
         one = run()
         mp.setattr(_read, "SPLIT_BYTES", 1)
+        mp.setattr(_read, "_spare_core", lambda: True)
         halves = run()
         _slow(mp)
         slow = run()
@@ -137,8 +138,13 @@ def test_a_large_file_is_read_as_two_halves(
 
     monkeypatch.setattr(_read, "_scan_part", counted)
     monkeypatch.setattr(_read, "SPLIT_BYTES", 1 << 16)
+    monkeypatch.setattr(_read, "_spare_core", lambda: True)
     both = analyze_logs(path, chunk_size=4096, top=100)
     assert len(calls) == 2
+    monkeypatch.setattr(_read, "_spare_core", lambda: False)  # a busy machine: one pass
+    calls.clear()
+    assert _figures(analyze_logs(path, chunk_size=4096, top=100)) == _figures(seq)
+    assert len(calls) == 1
     assert _figures(both) == _figures(seq)
     assert both.records == 3000 + len(LOGGERS)
     assert both.files == (str(path),)

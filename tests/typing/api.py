@@ -13,21 +13,36 @@ from typing import Any, assert_type
 
 from safla_diag import (
     BackupInfo,
+    CgroupMemory,
     CPUProfiler,
     DependencyReport,
     DiagnosisReport,
     Diagnostics,
+    Finding,
+    GCCounts,
+    GuideImport,
     IndexHealth,
     LeakAnalysis,
     LogReport,
+    LogTemplate,
+    LoopMonitor,
+    LoopStats,
+    MCPTaskRecovery,
     MemoryGrowth,
+    MemoryInfo,
     MemoryLeakDetector,
+    MemoryMonitor,
     MemoryOptimization,
     MemoryProfiler,
     PerformanceMonitor,
+    PerformanceStats,
     ProfileReport,
+    ProfileRow,
+    QueueStats,
     SaflaDiagError,
+    SectionResult,
     ServiceReport,
+    SystemMemoryInfo,
     VectorIndexRecovery,
     VectorMemoryOptimizer,
     aanalyze_logs,
@@ -114,7 +129,30 @@ with MemoryProfiler() as memory:
 growth = memory.analyze_memory_growth()
 assert_type(growth, MemoryGrowth)
 assert_type(growth["top_consumers"], Any)  # still a dict
-assert_type(memory.get_system_memory_info(), dict[str, Any])
+system = memory.get_system_memory_info()
+assert_type(system, SystemMemoryInfo)
+assert_type(system["rss"], float)
+assert_type(system["traced_peak"], float | None)
+assert_type(system["gc_stats"], GCCounts)
+assert_type(system["gc_stats"]["generation_2"], int)
+system["rss_mb"]  # type: ignore[typeddict-item]
+
+# -- the stats dicts are TypedDicts: each key typed, a misspelt key an error -----------------------
+perf = PerformanceMonitor().get_performance_stats()
+assert_type(perf, PerformanceStats)
+assert_type(perf["p95_response_time"], float)
+assert_type(perf["total_requests"], int)
+perf["p99_response_time"]  # type: ignore[typeddict-item]
+loop_stats = LoopMonitor().stats()
+assert_type(loop_stats, LoopStats)
+assert_type(loop_stats["lag_p99_s"], float)
+assert_type(loop_stats["running"], bool)
+monitor = MemoryMonitor()
+info = monitor.get_memory_info()
+assert_type(info, MemoryInfo)
+assert_type(info["process_rss"], float)
+assert_type(info["cgroup_limit"], float | None)
+assert_type(monitor.cgroup(), CgroupMemory | None)
 
 detector = MemoryLeakDetector()
 assert_type(detector.add_sample(100.0), bool)
@@ -131,11 +169,31 @@ assert_type(mine_templates(["task 1 failed", "task 2 failed"]), list[str])
 
 diagnostics = Diagnostics()
 assert_type(diagnostics.doctor(), DiagnosisReport)
+assert_type(diagnostics.doctor().findings, list[Finding])
+assert_type(diagnostics.last_report, DiagnosisReport | None)
+assert_type(diagnostics.doctor().section("host"), SectionResult)
 
 recovery = VectorIndexRecovery("/data", "/backups")
 assert_type(recovery.diagnose(), IndexHealth)
 assert_type(recovery.list_backups(), list[BackupInfo])
 assert_type(recovery.restore_from_backup(), bool)
+
+
+# -- result records: importable from safla_diag, for annotations ----------------------------------
+assert_type(ProfileReport.load("run.pstats").top(5), list[ProfileRow])
+assert_type(analyze_logs(["/var/log/app.log"]).templates, tuple[LogTemplate, ...])
+
+
+async def execute(task: dict[str, Any]) -> None:
+    pass
+
+
+tasks = MCPTaskRecovery(execute=execute)
+
+
+async def queue_records() -> None:
+    assert_type(await tasks.stats(), QueueStats)
+    assert_type(await tasks.import_guide_file("mcp_tasks.json"), GuideImport)
 
 
 async def twins() -> None:

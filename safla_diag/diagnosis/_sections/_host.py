@@ -115,6 +115,49 @@ async def memory(ctx: Context) -> Outcome:
     return facts, [finding("memory", "info", msg)]
 
 
+#: CPU busy (all cores, over the check) from which the cpu line is a warning. Short spikes reach
+#: it; a machine that stays there has no headroom for the service's own bursts.
+CPU_BUSY_WARN_PERCENT = 90.0
+#: The 5-minute load average, per core, from which the cpu line is a warning.
+CPU_LOAD_WARN_PER_CORE = 2.0
+
+
+def cpu_findings(busy: float, cores: int, load: tuple[float, float, float]) -> list[Finding]:
+    """
+    The cpu line for a reading: a warning when busy or loaded, else information.
+
+    Args:
+        busy: Percent of all cores busy during the check (0-100).
+        cores: Logical cores.
+        load: The 1, 5 and 15-minute load averages (NaN where the platform has none).
+    """
+    msg = (
+        f"{plural(cores, 'core')}; {busy:.0f}% busy; "
+        f"load {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
+    )
+    per_core = load[1] / cores if not math.isnan(load[1]) else math.nan
+    if not math.isnan(per_core) and per_core >= CPU_LOAD_WARN_PER_CORE:
+        return [
+            finding(
+                "cpu",
+                "warning",
+                f"{msg}: the 5-minute load is {per_core:.1f}x the cores",
+                "the machine is overloaded: profile the hot paths or scale out",
+            )
+        ]
+    if busy >= CPU_BUSY_WARN_PERCENT:
+        return [
+            finding(
+                "cpu",
+                "warning",
+                f"{msg}: at or above {CPU_BUSY_WARN_PERCENT:g}% busy",
+                "see what uses it (top -o %CPU); if it is this service, profile it "
+                "with CPUProfiler (see the profiling page)",
+            )
+        ]
+    return [finding("cpu", "info", msg)]
+
+
 async def cpu(ctx: Context) -> Outcome:
     """CPU use since the diagnosis started, and the load average against the cores."""
     import psutil
@@ -131,20 +174,7 @@ async def cpu(ctx: Context) -> Outcome:
     except (AttributeError, OSError):
         load = (math.nan, math.nan, math.nan)
     facts = {"cores": cores, "percent": busy, "load_average": list(load)}
-    msg = (
-        f"{plural(cores, 'core')}; {busy:.0f}% busy; "
-        f"load {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
-    )
-    if not math.isnan(load[1]) and load[1] / cores >= 2.0:
-        return facts, [
-            finding(
-                "cpu",
-                "warning",
-                f"{msg}: the 5-minute load is {load[1] / cores:.1f}x the cores",
-                "the machine is overloaded: profile the hot paths or scale out",
-            )
-        ]
-    return facts, [finding("cpu", "info", msg)]
+    return facts, cpu_findings(busy, cores, load)
 
 
 def _disk_facts(path: str) -> dict[str, Any]:
