@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..config import default
 from . import EXIT_FINDINGS, EXIT_OK, UsageError, _term
 
 __all__ = ["register", "run"]
@@ -44,7 +45,7 @@ def register(sub: Any) -> None:
             "--backup-dir", metavar="PATH", help="the backup folder (default: DIR/backups)"
         )
         q.add_argument(
-            "--index-file", default="vector_index.faiss", help="the index's file name in DIR"
+            "--index-file", default=default("index_file"), help="the index's file name in DIR"
         )
         q.add_argument("--dimension", type=_positive_int, help="the dimension the host expects")
         q.add_argument(

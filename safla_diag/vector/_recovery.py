@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ import attrs
 from .._aio import off_loop
 from .._errors import IndexCorruptionError, RecoveryError
 from .._redact import redact
+from ..config import default
 from ._backups import BackupFolder
 from ._diagnose import Diagnosis, diagnose_index, read_verified_sidecar
 from ._fs import ALGORITHMS, DEFAULT_ALGORITHM, NotRegularFile, make_dirs
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = ["BackupInfo", "IndexHealth", "VectorIndexRecovery"]
+
+_DEFAULT_INDEX_FILE: str = default("index_file")  # the key table is the one home of defaults
 
 logger = logging.getLogger("safla_diag.vector")
 
@@ -68,7 +72,7 @@ class VectorIndexRecovery:
         data_dir: str | os.PathLike[str],
         backup_dir: str | os.PathLike[str],
         *,
-        index_file: str = "vector_index.faiss",
+        index_file: str = _DEFAULT_INDEX_FILE,
         keep_backups: int = 5,
         dimension: int | None = None,
         checksum: str = DEFAULT_ALGORITHM,
@@ -156,7 +160,25 @@ class VectorIndexRecovery:
         Returns:
             An IndexHealth; truthy when healthy. An empty index is healthy.
         """
-        return self._diagnosis(deep=deep, progress=progress).health
+        health = self._diagnosis(deep=deep, progress=progress).health
+        if health.advice and " DIR" in health.advice:
+            # The checks name the commands with a DIR placeholder: make them runnable as printed.
+            health = attrs.evolve(
+                health, advice=health.advice.replace(" DIR", f" {self.cli_args()}")
+            )
+        return health
+
+    def cli_args(self) -> str:
+        """
+        The ``safla-diag vector`` arguments that name this index: its folder (shell-quoted), plus
+        ``--backup-dir`` and ``--index-file`` where they differ from the command line's defaults.
+        """
+        args = [shlex.quote(str(self.data_dir))]
+        if os.path.normpath(self.backup_dir) != os.path.normpath(self.data_dir / "backups"):
+            args += ["--backup-dir", shlex.quote(str(self.backup_dir))]
+        if self.index_file != _DEFAULT_INDEX_FILE:
+            args += ["--index-file", shlex.quote(self.index_file)]
+        return " ".join(args)
 
     def _diagnosis(
         self,

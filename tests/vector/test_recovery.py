@@ -204,6 +204,18 @@ def test_missing_index_is_reported_with_advice(tmp_path: Path) -> None:
     assert _rec(tmp_path).detect_corruption() is True
 
 
+def test_advice_is_runnable_as_printed(tmp_path: Path) -> None:
+    """The advice names this index's folder (shell-quoted) and its non-default flags, not DIR."""
+    data = tmp_path / "my data"
+    health = VectorIndexRecovery(data, data / "backups").diagnose()
+    assert f"safla-diag vector restore '{data}')" in (health.advice or "")
+    assert " DIR" not in (health.advice or "")
+    other = VectorIndexRecovery(data, tmp_path / "bk", index_file="x.faiss").diagnose()
+    assert f"restore '{data}' --backup-dir {tmp_path / 'bk'} --index-file x.faiss" in (
+        other.advice or ""
+    )
+
+
 def test_empty_index_is_healthy(tmp_path: Path) -> None:
     """An index with no vectors is healthy, cheap and deep."""
     rec = _rec(tmp_path)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ..._aio import off_loop
-from ...config import default
 from .._context import Context, Outcome, plural
 from .._report import finding
 from .._settings import Settings
@@ -91,23 +90,10 @@ async def vector(ctx: Context) -> Outcome:
         ]
         findings += [finding("vector", "info", note) for note in health.notes]
         return facts, findings
-    flag = _cli_flags(ctx.settings, data_dir, state.backup_dir)
-    # The layer's advice names the commands with a DIR placeholder: make them runnable here.
-    advice = (health.advice or "restore it from a backup, or rebuild it").replace(
-        " DIR", f" {data_dir}{flag}"
-    )
+    # The vector layer's advice already names this index's folder and flags, runnable as printed.
+    advice = health.advice or "restore it from a backup, or rebuild it"
     if usable:
         advice += f"; newest usable backup: {usable[0].name}"
     elif "restore" in advice:
         advice += f"; there is no usable backup in {state.backup_dir}, so rebuild"
     return facts, [finding("vector", "error", f"{where}: {health.problem}", advice)]
-
-
-def _cli_flags(settings: Settings, data_dir: str, backup_dir: str) -> str:
-    # What the CLI needs beyond DIR: its defaults are DIR/backups and the default index file.
-    flags = ""
-    if os.path.normpath(backup_dir) != os.path.normpath(os.path.join(data_dir, "backups")):
-        flags += f" --backup-dir {backup_dir}"
-    if settings.index_file != default("index_file"):
-        flags += f" --index-file {settings.index_file}"
-    return flags
