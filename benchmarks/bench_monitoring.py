@@ -231,12 +231,12 @@ def main() -> None:
 
         ours.get_performance_stats()
         prev.get_performance_stats()
-        fo = fresh(ours, 2000)
-        fp = fresh(prev, 2000 if window <= 10_000 else 30)
-        fg = fresh(guide, max(1, guide_calls // 3), repeat=3 if window < 1_000_000 else 1)
+        f_ours = fresh(ours, 2000)
+        f_prev = fresh(prev, 2000 if window <= 10_000 else 30)
+        f_guide = fresh(guide, max(1, guide_calls // 3), repeat=3 if window < 1_000_000 else 1)
         label = f"write + fresh get_performance_stats window={window}"
-        rows.append(compare(label, fo, fp, "us", "previous"))
-        rows.append(compare(label, fo, fg, "us", "guide"))
+        rows.append(compare(label, f_ours, f_prev, "us", "previous"))
+        rows.append(compare(label, f_ours, f_guide, "us", "guide"))
         del ours, prev, guide
 
     print("\ntimed(PerformanceMonitor) end to end, ns added per call (window 100)")
