@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,12 +79,10 @@ _CELLS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def shell_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Every cell of _CELLS, run in order in one real IPython shell in a child process."""
-    tmp_path = tmp_path_factory.mktemp("ipython")
+def run_cells(cells: list[str], tmp_path: Path) -> dict[str, Any]:
+    """Run ``cells`` in order in one real IPython shell in a child process; its JSON summary."""
     proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, json.dumps(_CELLS)],
+        [sys.executable, "-c", _SCRIPT, json.dumps(cells)],
         capture_output=True,
         text=True,
         env=cli_env(IPYTHONDIR=str(tmp_path / "ipython")),
@@ -94,6 +93,12 @@ def shell_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
+
+
+@pytest.fixture(scope="module")
+def shell_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every cell of _CELLS, run in order in one real IPython shell in a child process."""
+    return run_cells(_CELLS, tmp_path_factory.mktemp("ipython"))
 
 
 def test_cell_magic_profiles_the_cell_and_shows_the_html_report(

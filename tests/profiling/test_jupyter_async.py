@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from safla_diag.profiling._jupyter_async import _rewrite, has_top_level_await
 
-from ..conftest import cli_env
-from .test_jupyter import _SCRIPT
+from .test_jupyter import run_cells
 
 pytest.importorskip("IPython")
 
@@ -50,19 +45,7 @@ _CELLS = [
 @pytest.fixture(scope="module")
 def shell_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The cells, in one real IPython shell (autoawait on) in a child process."""
-    tmp_path: Path = tmp_path_factory.mktemp("ipython-async")
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, json.dumps(_CELLS)],
-        capture_output=True,
-        text=True,
-        env=cli_env(IPYTHONDIR=str(tmp_path / "ipython")),
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_cells(_CELLS, tmp_path_factory.mktemp("ipython-async"))
 
 
 def test_await_in_the_magic_runs_in_the_shells_loop(shell_run: dict[str, Any]) -> None:
