@@ -31,6 +31,7 @@ import bisect
 import logging
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,9 @@ from typing import TYPE_CHECKING, Any
 from .._redact import redact
 from ._bytes import PREFIX_BYTES, luts, spellings, swar
 from ._formats import Parsed, Sniffed, json_extra, parse_line
+from ._kernel import NativeScan, kernel
 from ._levels import CANONICAL
-from ._templates import TemplateCache, TemplateStats
+from ._templates import TemplateCache, TemplateStats, keys_of
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -193,11 +195,27 @@ class FileScan:
         self.key_counts: Counter[bytes] = Counter()
         self.key_last: dict[bytes, bytes] = {}
         self.key_template: dict[bytes, tuple[str, str] | None] = {}
-        self.header_span = np.arange(_HEADER_BYTES)
         self.new_offsets: Counter[int] = Counter()
         self.not_records: set[bytes] = set()
+        mod = kernel()
+        self.native = NativeScan(mod, self) if mod is not None and NativeScan.usable(self) else None
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def parse_head(self, buf: bytearray, s: int, e: int) -> Parsed | None:
+        """Parse a line that may start a record, remembering lines that do not (tracebacks)."""
+        line = bytes(buf[s : min(e, s + _MESSAGE_BYTES)])
+        not_records = self.not_records
+        if line in not_records:
+            return None
+        p = parse_line(line.rstrip(b"\r"), self.sn.table)
+        if p is None and len(line) <= _HEADER_BYTES:
+            # Continuation lines repeat (the same traceback after every such error): remember a
+            # bounded number of them.
+            if len(not_records) >= _MAX_REMEMBERED:
+                not_records.clear()
+            not_records.add(line)
+        return p
 
     def _parse(self, buf: bytearray, s: int, e: int) -> Parsed | None:
         return parse_line(bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r"), self.sn.table)
@@ -238,6 +256,8 @@ class FileScan:
 
     def process(self, buf: bytearray, cut: int, final: bool) -> int:
         """Analyse ``buf[:cut]`` (whole lines); return how many bytes were consumed."""
+        if self.native is not None and self.in_window:
+            return self.native.process(buf, cut, final)
         np = self.np
         a = np.frombuffer(buf, dtype=np.uint8)
         view = a[:cut]
@@ -276,7 +296,7 @@ class FileScan:
             return consumed
         self._records(buf, a, starts[lo:stop], ends[lo:stop], lengths[lo:stop], head[lo:stop])
         if self.opts.pattern is not None:
-            self._matches(buf, int(starts[lo]), int(ends[stop - 1]) + 1)
+            self.matches(buf, int(starts[lo]), int(ends[stop - 1]) + 1)
         return consumed
 
     def _last_record(self, buf: bytearray, a: Any, starts: Any, ends: Any, head: Any) -> int:
@@ -345,21 +365,10 @@ class FileScan:
                 slow[cand] = False
         extra: list[tuple[int, str, bytes | str]] = []
         bare = self.sn.format is None
-        not_records = self.not_records
         for i, s, e in zip(
             *(x.tolist() for x in (np.flatnonzero(slow), starts[slow], ends[slow])), strict=True
         ):
-            line = bytes(buf[s : min(e, s + _MESSAGE_BYTES)])
-            if line in not_records:
-                p = None
-            else:
-                p = parse_line(line.rstrip(b"\r"), self.sn.table)
-                if p is None and len(line) <= _HEADER_BYTES:
-                    # Continuation lines repeat (the same traceback after every such error):
-                    # remember a bounded number of them.
-                    if len(not_records) >= _MAX_REMEMBERED:
-                        not_records.clear()
-                    not_records.add(line)
+            p = self.parse_head(buf, s, e)
             if p is None:
                 if bare:
                     is_rec[i] = True
@@ -382,7 +391,7 @@ class FileScan:
                 msg_at[i] = s + p.msg_start
             if p.format == self.sn.format and p.lvl_pos > 0 and self.fast:
                 self.new_offsets[p.lvl_pos] += 1
-        self._learn_offsets()
+        self.learn_offsets()
         self.acc.records += int(np.count_nonzero(is_rec))
         lv = np.where(level_idx <= -2, -2 - level_idx, level_idx)
         counted = np.bincount(lv[lv >= 0], minlength=len(CANONICAL))
@@ -463,7 +472,7 @@ class FileScan:
         pair = np.arange(1 << 16)
         return (self.luts.left[pair & 0xFF] & self.initial[pair >> 8]).astype(np.int32)
 
-    def _learn_offsets(self) -> None:
+    def learn_offsets(self) -> None:
         if not self.new_offsets:
             return
         for off, c in self.new_offsets.most_common():
@@ -523,57 +532,73 @@ class FileScan:
         joined = parts[0].replace(b"\r\n", b"\n") if parts else b""
         if joined.endswith(b"\r"):
             joined = joined[:-1]
-        keys, known = self.cache.keyed(joined)
-        # Per record and at C speed: counts per key, and the header of each key's latest
-        # record (kept as bytes, its time parsed once per file): nothing here is per template,
-        # so a chunk costs the same whether its records take 5 templates or 500.
+        keys = keys_of(joined)
+        sel = np.array(lines, dtype=np.int64)
+
+        def record_end(i: int, _e: int) -> int:
+            after = head[i + 1 : i + 1 + _MAX_CONTINUATION]
+            j = int(np.argmax(after)) if len(after) else 0
+            nxt = i + 1 + (j if len(after) and after[j] else len(after))
+            return int(ends[max(i, nxt - 1)])
+
+        self.fold(buf, keys, lines, starts[sel].tolist(), ends[sel].tolist(), record_end)
+
+    def fold(
+        self,
+        buf: bytearray,
+        keys: list[bytes],
+        lines: list[int],
+        starts: list[int],
+        ends: list[int],
+        record_end: Callable[[int, int], int],
+    ) -> None:
+        """
+        Fold a chunk's chosen records (their keys, line numbers and spans, in line order) into
+        the template table; ``record_end(line, end)`` is where the record whose first line is
+        ``line`` (ending at ``end``) ends.
+        """
+        known = self.cache.masks(keys)
+        # Per record and at C speed: counts per key, and where each key's latest record is
+        # (its header kept as bytes, its time parsed once per file): nothing here is per
+        # template, so a chunk costs the same whether its records take 5 templates or 500.
         self.key_counts.update(keys)
-        idx = np.array(lines, dtype=np.int64)
-        at = starts[idx]
-        width = np.minimum(ends[idx] - at, _HEADER_BYTES).tolist()
-        blob = np.frombuffer(buf, dtype=np.uint8)[at[:, None] + self.header_span].tobytes()
-        self.key_last.update(
-            zip(
-                keys,
-                [blob[k * _HEADER_BYTES : k * _HEADER_BYTES + w] for k, w in enumerate(width)],
-                strict=True,
-            )
-        )
-        fresh = set(keys).difference(self.key_template)
+        latest = dict(zip(keys, range(len(keys)), strict=True))
+        key_last = self.key_last
+        for k, j in latest.items():
+            s = starts[j]
+            key_last[k] = bytes(buf[s : min(ends[j], s + _HEADER_BYTES)])
+        fresh = latest.keys() - self.key_template.keys()
         if not fresh:
             return
         table = self.acc.templates
-        firsts = dict(zip(reversed(keys), reversed(lines), strict=True))
+        firsts = dict(zip(reversed(keys), reversed(range(len(keys))), strict=True))
         for k in sorted(fresh, key=firsts.__getitem__):  # the first record shows the row
             key = (self.level_of[k[:1]], known[k])
             stats = table.get(key)
+            j = firsts[k]
             if stats is None:
                 if len(table) >= self.opts.max_templates:
                     self.acc.templates_truncated = True
                     self.key_template[k] = None
                     continue
-                table[key] = self._new_stats(buf, starts, ends, head, firsts[k], key)
+                table[key] = self._new_stats(
+                    buf, starts[j], ends[j], record_end(lines[j], ends[j]), key
+                )
             else:
-                i = firsts[k]
-                p = self._parse(buf, int(starts[i]), int(ends[i]))
+                p = self._parse(buf, starts[j], ends[j])
                 stats.seen(p.timestamp(self.opts.now) if p is not None else None)
             self.key_template[k] = key
         if len(self.key_template) > _MAX_KEYS:
             self._flush()
 
     def _new_stats(
-        self, buf: bytearray, starts: Any, ends: Any, head: Any, i: int, key: tuple[str, str]
+        self, buf: bytearray, s: int, e_line: int, e: int, key: tuple[str, str]
     ) -> TemplateStats:
-        np = self.np
-        after = head[i + 1 : i + 1 + _MAX_CONTINUATION]
-        j = int(np.argmax(after)) if len(after) else 0
-        nxt = i + 1 + (j if len(after) and after[j] else len(after))
-        s = int(starts[i])
-        e = int(ends[max(i, nxt - 1)])
+        """A new template's row: the record [s, e) is its example, its first line parsed."""
         text = bytes(buf[s : min(e, s + 4 * _EXAMPLE_CHARS)]).decode("utf-8", "replace")
-        p = self._parse(buf, s, int(ends[i]))
+        p = self._parse(buf, s, e_line)
         if p is not None and p.format == "json":
-            extra = json_extra(bytes(buf[s : int(ends[i])]))
+            extra = json_extra(bytes(buf[s:e_line]))
             text = text + ("\n" + extra if extra else "")
         stats = TemplateStats(key[1], 0, None, None, example_text(text), key[0])
         stats.seen(p.timestamp(self.opts.now) if p is not None else None)
@@ -598,7 +623,7 @@ class FileScan:
         """Fold this file's keys into the template table (once per file, not per chunk)."""
         self._flush()
 
-    def _matches(self, buf: bytearray, lo: int, hi: int) -> None:
+    def matches(self, buf: bytearray, lo: int, hi: int) -> None:
         """Count the lines matching the pattern (like ``grep -c``) and keep a few of them."""
         rx = self.opts.pattern
         assert rx is not None

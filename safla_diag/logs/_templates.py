@@ -86,6 +86,10 @@ class TemplateCache:
             returned).
         """
         keys = keys_of(joined)
+        return keys, self.masks(keys)
+
+    def masks(self, keys: list[bytes]) -> dict[bytes, str]:
+        """Make sure every key has its masked template; return the key -> template memory."""
         known = self._known
         missing = set(keys).difference(known)
         if missing:
@@ -94,7 +98,7 @@ class TemplateCache:
                 missing = set(keys)
             for k in missing:
                 known[k] = mask(k[1:].decode("utf-8", "replace"))
-        return keys, known
+        return known
 
 
 @dataclass

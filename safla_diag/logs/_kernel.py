@@ -1,0 +1,245 @@
+"""
+The scanner's native path: one C pass per chunk (``_native.scan``), Python for what it hands back.
+
+The kernel (``_native.c``) finds the lines, skips garbage, tests every line's prefix shape and
+level word at the known offsets, counts those records by level and, for the chosen levels,
+returns their template keys already made. What it cannot decide (a line whose prefix or level
+is not where the file's format puts them: another format, a traceback line, a late-seen offset)
+comes back as a list of line spans for the per-line parser, exactly as on the numpy path.
+
+The numpy path in ``_scan`` stays: it is the fallback where the kernel was not built, it serves
+``since`` windows, and the tests run both and compare them (``SAFLA_DIAG_PURE=1`` forces it).
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from ._bytes import spellings
+from ._formats import Parsed, parse_line
+from ._levels import CANONICAL
+from ._templates import keys_of
+
+if TYPE_CHECKING:
+    from ._scan import FileScan
+
+__all__ = ["NativeScan", "kernel"]
+
+_MESSAGE_BYTES = 4096
+_MAX_CONTINUATION = 500
+_LEVEL_INDEX = {lv: i for i, lv in enumerate(CANONICAL)}
+_CTRL = bytes([*range(9), 11, 12, *range(14, 27), *range(28, 32), 127])
+_BLANK = (32, 9)
+
+
+def kernel() -> ModuleType | None:
+    """The compiled kernel, or None where it was not built or ``SAFLA_DIAG_PURE`` is set."""
+    if os.environ.get("SAFLA_DIAG_PURE", "") not in ("", "0"):
+        return None
+    try:
+        from . import _native
+    except ImportError:
+        return None
+    return _native
+
+
+class NativeScan:
+    """The kernel's fixed arguments for one file, and the Python half of each chunk."""
+
+    def __init__(self, mod: ModuleType, fs: FileScan) -> None:
+        self.mod = mod
+        self.fs = fs
+        np = fs.np
+        prefix = fs.sn.prefix[: len(fs.prefix_pos)]
+        self.prefix = bytes(v for _, v in prefix)
+        pairs: dict[int, int] = {}
+        for word, level in sorted(
+            (int.from_bytes(w.ljust(8, b"\0"), "little"), _LEVEL_INDEX[lv])
+            for w, lv in spellings(fs.sn.cases)
+        ):
+            pairs.setdefault(word, level)  # the lowest level first, as numpy's searchsorted
+        self.words = b"".join(w.to_bytes(8, "little") for w in pairs)
+        self.levels = bytes(pairs.values())
+        self.left = fs.luts.left.astype(np.uint8).tobytes()
+        self.right = fs.luts.right.astype(np.uint8).tobytes()
+        self.initial = fs.initial.astype(np.uint8).tobytes()
+        self.ctrl = fs.luts.ctrl.astype(np.uint8).tobytes()
+        self.tags = bytes(fs.tag_of.get(lv, b"\0")[0] for lv in CANONICAL)
+        self.known = b""
+        self.known_n = 0
+
+    def _known(self) -> bytes:
+        """The lines known not to start a record (the parser's memory), for the kernel to skip."""
+        memory = self.fs.not_records
+        if len(memory) != self.known_n:
+            self.known_n = len(memory)
+            self.known = b"\n".join(memory)
+        return self.known
+
+    @staticmethod
+    def usable(fs: FileScan) -> bool:
+        """Whether the kernel serves this file: its prefix is the contiguous shape the kernel
+        tests, and messages are slices of lines (not JSON fields)."""
+        if fs.sn.format == "json":
+            return False
+        return [p for p, _ in fs.sn.prefix[: len(fs.prefix_pos)]] == list(range(len(fs.prefix_pos)))
+
+    # -- one chunk ------------------------------------------------------------------------------
+
+    def process(self, buf: bytearray, cut: int, final: bool) -> int:
+        """Analyse ``buf[:cut]`` (whole lines); return how many bytes were consumed."""
+        fs = self.fs
+        acc = fs.acc
+        stop = cut if final else self._last_record(buf, cut)
+        lines, garbage, records, counts, slow, picks, keys = self.mod.scan(
+            buf,
+            stop,
+            self.prefix,
+            fs.offsets,
+            self.words,
+            self.levels,
+            self.left,
+            self.right,
+            self.initial,
+            self.ctrl,
+            self.tags,
+            fs.fast,
+            fs.sn.has_levels,
+            fs.sn.format is None,
+            self._known(),
+        )
+        acc.lines += lines
+        acc.garbage_lines += garbage
+        acc.records += records
+        for k, c in enumerate(counts):
+            if c:
+                acc.counts[CANONICAL[k]] += c
+        extra = self._slow(buf, memoryview(slow).cast("q").tolist()) if slow else []
+        fs.learn_offsets()
+        if fs.opts.pattern is not None and stop:
+            fs.matches(buf, 0, stop)
+        if picks or extra:
+            spans = memoryview(picks).cast("q").tolist()
+            key_list = keys.split(b"\n") if picks else []
+            lines_at, starts, ends = spans[0::3], spans[1::3], spans[2::3]
+            if extra:
+                extra_keys = keys_of(b"\n".join(t for *_, t in extra))
+                rows = sorted(
+                    [*zip(lines_at, starts, ends, key_list, strict=True)]
+                    + [(i, s, e, k) for (i, s, e, _), k in zip(extra, extra_keys, strict=True)]
+                )
+                lines_at = [r[0] for r in rows]
+                starts = [r[1] for r in rows]
+                ends = [r[2] for r in rows]
+                key_list = [r[3] for r in rows]
+            fs.fold(
+                buf, key_list, lines_at, starts, ends, lambda _i, e: self._record_end(buf, e, stop)
+            )
+        return stop
+
+    def _slow(self, buf: bytearray, spans: list[int]) -> list[tuple[int, int, int, bytes]]:
+        """
+        The lines the kernel left to the parser: count their records and levels; return the
+        chosen ones as (line, start, end, tagged message) in line order.
+        """
+        fs = self.fs
+        acc = fs.acc
+        chosen = fs.opts.chosen
+        bare = fs.sn.format is None
+        learn = fs.fast and fs.sn.format is not None
+        out: list[tuple[int, int, int, bytes]] = []
+        for j in range(0, len(spans), 3):
+            i, s, e = spans[j], spans[j + 1], spans[j + 2]
+            p = fs.parse_head(buf, s, e)
+            if p is None:
+                if bare:
+                    acc.records += 1
+                continue
+            acc.records += 1
+            if p.level is None:
+                continue
+            acc.counts[p.level] += 1
+            if learn and p.format == fs.sn.format and p.lvl_pos > 0 and p.level in _LEVEL_INDEX:
+                fs.new_offsets[p.lvl_pos] += 1
+            if p.level in chosen:
+                out.append((i, s, e, fs.tag_of.get(p.level, b"\0") + self._message(buf, s, e, p)))
+        return out
+
+    @staticmethod
+    def _message(buf: bytearray, s: int, e: int, p: Parsed) -> bytes:
+        """A slow record's message, as the numpy path keys it."""
+        if p.message is None and p.level in _LEVEL_INDEX:  # sliced from the line, as the kernel
+            body = s + p.msg_start
+            end = min(e, body + _MESSAGE_BYTES)
+            text = bytes(buf[min(body, end) : end])
+            return text[:-1] if text.endswith(b"\r") else text
+        msg = p.message if p.message is not None else bytes(buf[s + p.msg_start : e])
+        text = msg.encode("utf-8", "replace") if isinstance(msg, str) else msg
+        return text[:_MESSAGE_BYTES].replace(b"\n", b" ").replace(b"\r", b" ")
+
+    # -- lines around a record ----------------------------------------------------------------
+
+    def _is_record(self, line: bytes) -> bool:
+        """Whether a line starts a record: not blank-led, not garbage, and of the file's format
+        (any such line, in a file without a format)."""
+        if not line or line[0] in _BLANK or _garbage(line):
+            return False
+        fs = self.fs
+        if fs.sn.format is None or self._prefix_ok(line):
+            return True
+        return parse_line(line[:_MESSAGE_BYTES].rstrip(b"\r"), fs.sn.table) is not None
+
+    def _prefix_ok(self, line: bytes) -> bool:
+        if not self.fs.fast or len(line) < len(self.prefix):
+            return False
+        return all(
+            (48 <= line[k] <= 57) if want == 0 else line[k] == want
+            for k, want in enumerate(self.prefix)
+        )
+
+    def _last_record(self, buf: bytearray, cut: int) -> int:
+        """
+        Where the chunk's last record starts (its traceback may follow in the next read), as the
+        numpy path's ``_last_record``: among the last 200 record-like lines, the latest that has
+        the prefix or parses, else the latest of them; ``cut`` when that is the chunk's first
+        line or there is none.
+        """
+        end = cut - 1
+        heads = 0
+        fallback = -1
+        for _ in range(4096):
+            s = buf.rfind(b"\n", 0, end) + 1
+            line = bytes(buf[s:end])
+            if line and line[0] not in _BLANK and not _garbage(line):
+                fallback = s if fallback < 0 else fallback
+                heads += 1
+                if self._is_record(line):
+                    return s if s > 0 else cut
+                if heads >= 200:
+                    break
+            if s == 0:
+                break
+            end = s - 1
+        return fallback if fallback > 0 else cut
+
+    def _record_end(self, buf: bytearray, e: int, cut: int) -> int:
+        """Where a record whose first line ends at ``e`` ends: its continuation lines included."""
+        last = e
+        for _ in range(_MAX_CONTINUATION):
+            s = last + 1
+            if s >= cut:
+                break
+            nl = buf.find(b"\n", s, cut)
+            end = cut if nl < 0 else nl
+            if self._is_record(bytes(buf[s:end])):
+                break
+            last = end
+        return last
+
+
+def _garbage(line: bytes) -> bool:
+    """A line with control bytes making up 1/20 of it or more (binary data)."""
+    bad = len(line) - len(line.translate(None, _CTRL))
+    return bad > 0 and bad * 20 >= len(line)

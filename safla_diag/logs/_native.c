@@ -1,0 +1,632 @@
+/*
+ * The log scanner's native kernel: one pass over a chunk of whole lines, without the GIL.
+ *
+ * It does, in C, what safla_diag/logs/_scan.py's vectorised fast path does with numpy, and gives
+ * the same answers (tests/logs/test_native.py checks the two against each other):
+ *
+ *   - lines end at '\n' (the reader has already turned NUL bytes into '\n');
+ *   - a line with control bytes making up 1/20 of it or more is garbage, counted and skipped;
+ *   - a line starting with a blank, or empty, continues the record before it;
+ *   - any other line that starts with the file's prefix shape (exact bytes, and digits where
+ *     digits vary) and carries a level word at one of the known offsets is a record of that
+ *     level, counted here; chosen levels' records are also returned with their template keys;
+ *   - every other such line is returned for the Python parser.
+ *
+ * A template key is the message with every run of hex digits holding a decimal digit collapsed
+ * to one '0' (safla_diag/logs/_templates.py: keys_of), after the record's tag byte.
+ *
+ * No library offers this: regular-expression engines (re, re2, hyperscan) report matches one by
+ * one to Python, and millions of records per second cannot cross into Python one by one.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+#define MAX_OFFSETS 16
+#define MAX_LEVELS 64
+#define MAX_WORDS 256
+#define MESSAGE_BYTES 4096
+#define WORD_BITS 10
+#define WORD_SLOTS (1 << WORD_BITS) /* the level words' hash table: at most MAX_WORDS of them */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} Out;
+
+static int
+out_reserve(Out *o, size_t more)
+{
+    if (o->len + more <= o->cap)
+        return 0;
+    size_t cap = o->cap ? o->cap : 4096;
+    while (cap < o->len + more)
+        cap *= 2;
+    char *data = realloc(o->data, cap);
+    if (data == NULL)
+        return -1;
+    o->data = data;
+    o->cap = cap;
+    return 0;
+}
+
+static int
+out_i64(Out *o, int64_t v)
+{
+    if (out_reserve(o, 8) < 0)
+        return -1;
+    memcpy(o->data + o->len, &v, 8);
+    o->len += 8;
+    return 0;
+}
+
+/* The control bytes of _bytes._Luts.ctrl: C0 but tab, LF, CR and ESC; and DEL. */
+static inline int
+is_ctrl(unsigned char c)
+{
+    return (c < 32 && c != 9 && c != 10 && c != 13 && c != 27) || c == 127;
+}
+
+static inline int
+is_letter(unsigned char c)
+{
+    return c < 128 && (unsigned char)((c | 0x20) - 'a') < 26;
+}
+
+static inline int
+is_hex(unsigned char c)
+{
+    return (unsigned char)(c - '0') < 10 || (unsigned char)((c | 0x20) - 'a') < 6;
+}
+
+typedef struct {
+    const unsigned char *buf;
+    Py_ssize_t size; /* the whole buffer: reads past cut stay below it */
+    Py_ssize_t cut;
+    const unsigned char *prefix;
+    Py_ssize_t plen;
+    int offsets[MAX_OFFSETS];
+    int noffsets;
+    uint64_t words[MAX_WORDS];
+    unsigned char word_level[MAX_WORDS];
+    int nwords;
+    short word_index[WORD_SLOTS]; /* open addressing: the word's index, or -1 */
+    const unsigned char *left, *right, *initial, *ctrl, *tags;
+    int fast, has_levels, bare, nlevels;
+#ifdef __SSE2__
+    __m128i p_val, p_exact; /* the prefix's exact bytes and where they are */
+    unsigned p_digits;      /* where the prefix has digits, one bit per byte */
+#endif
+} Spec;
+
+typedef struct {
+    const unsigned char *ptr;
+    Py_ssize_t len;
+    uint64_t hash;
+} KnownLine;
+
+typedef struct {
+    KnownLine *slots;
+    size_t mask; /* slots - 1, a power of two less one; 0: no table */
+    Py_ssize_t longest;
+} Known;
+
+typedef struct {
+    int64_t lines, garbage, records;
+    int64_t counts[MAX_LEVELS];
+    Out slow;  /* (line, start, end) per line for the parser */
+    Out picks; /* (line, start, end) per chosen record */
+    Out keys;  /* tag + key per chosen record, '\n'-separated */
+    int64_t npicks;
+} Result;
+
+/* The slot of a word in the level words' hash table. */
+static inline unsigned
+word_slot(uint64_t w)
+{
+    return (unsigned)((w * 0x9E3779B97F4A7C15ULL) >> (64 - WORD_BITS));
+}
+
+/* The level word at offset o of the line [s, e), checked to its end: its level, or -1. */
+static inline int
+word_at(const Spec *sp, Py_ssize_t s, Py_ssize_t e, int o, Py_ssize_t *msg_at)
+{
+    const unsigned char *b = sp->buf;
+    Py_ssize_t q = s + o;
+    if (q + 9 > sp->size || !sp->initial[b[q]])
+        return -1;
+    int n;
+    uint64_t w;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* The word's leading ASCII letters, eight bytes at once: a byte is a letter when it is
+       below 0x80 and, with bit 5 set, between 'a' and 'z'. */
+    uint64_t g;
+    memcpy(&g, b + q, 8);
+    const uint64_t high = 0x8080808080808080ULL;
+    uint64_t x = g | 0x2020202020202020ULL;
+    uint64_t letters = ((x | high) - 0x6161616161616161ULL) &
+                       (0xFAFAFAFAFAFAFAFAULL - (x & ~high)) & ~g & high;
+    uint64_t stop = ~letters & high;
+    n = stop ? __builtin_ctzll(stop) / 8 : 8;
+    w = n == 8 ? g : g & ((1ULL << (8 * n)) - 1);
+#else
+    n = 0;
+    w = 0;
+    while (n < 8 && is_letter(b[q + n])) {
+        w |= (uint64_t)b[q + n] << (8 * n); /* as Python's int.from_bytes(word, "little") */
+        n++;
+    }
+#endif
+    if (n < 3 || !sp->right[b[q + n]] || q + n > e)
+        return -1;
+    for (unsigned slot = word_slot(w);; slot = (slot + 1) & (WORD_SLOTS - 1)) {
+        int k = sp->word_index[slot];
+        if (k < 0)
+            return -1;
+        if (sp->words[k] == w) {
+            *msg_at = q + n;
+            return sp->word_level[k];
+        }
+    }
+}
+
+/* The level word at the first of the known offsets that has one: its level, or -1. */
+static inline int
+level_of(const Spec *sp, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *msg_at)
+{
+    const unsigned char *b = sp->buf;
+    if (sp->noffsets == 0 || s + sp->offsets[sp->noffsets - 1] + 9 > sp->size)
+        return -1; /* past the buffer's padding: never the case for a reader's chunk */
+    /* The offsets right after a delimiter, one bit each, without a branch per offset. */
+    unsigned cand = 0;
+    for (int k = 0; k < sp->noffsets; k++)
+        cand |= (unsigned)sp->left[b[s + sp->offsets[k] - 1]] << k;
+    while (cand) {
+        int k = __builtin_ctz(cand);
+        cand &= cand - 1;
+        int level = word_at(sp, s, e, sp->offsets[k], msg_at);
+        if (level >= 0)
+            return level;
+    }
+    return -1;
+}
+
+/* The first decimal digit in b[p:end], or end. */
+static inline Py_ssize_t
+next_digit(const Spec *sp, Py_ssize_t p, Py_ssize_t end)
+{
+    const unsigned char *b = sp->buf;
+#ifdef __SSE2__
+    const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
+    while (p + 16 <= sp->size && p < end) {
+        __m128i d = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)(b + p)), zero);
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(d, nine), d));
+        if (m) {
+            Py_ssize_t at = p + __builtin_ctz(m);
+            return at < end ? at : end;
+        }
+        p += 16;
+    }
+#endif
+    while (p < end && (unsigned char)(b[p] - '0') >= 10)
+        p++;
+    return p < end ? p : end;
+}
+
+static int
+add_pick(const Spec *sp, Result *r, int64_t i, Py_ssize_t s, Py_ssize_t e, Py_ssize_t body,
+         int level)
+{
+    const unsigned char *b = sp->buf;
+    Py_ssize_t end = e < body + MESSAGE_BYTES ? e : body + MESSAGE_BYTES;
+    if (body > end)
+        body = end;
+    if (end > body && b[end - 1] == '\r')
+        end--;
+    if (out_i64(&r->picks, i) < 0 || out_i64(&r->picks, s) < 0 || out_i64(&r->picks, e) < 0)
+        return -1;
+    if (out_reserve(&r->keys, (size_t)(end - body) + 2) < 0)
+        return -1;
+    char *o = r->keys.data + r->keys.len;
+    if (r->npicks)
+        *o++ = '\n';
+    *o++ = (char)sp->tags[level];
+    /* Copy up to each decimal digit, then replace the run of hex digits around it with '0'
+       (runs are maximal, so the one around a digit starts after what was copied). */
+    Py_ssize_t p = body;
+    while (p < end) {
+        Py_ssize_t d = next_digit(sp, p, end);
+        if (d == end) {
+            memcpy(o, b + p, (size_t)(end - p));
+            o += end - p;
+            break;
+        }
+        Py_ssize_t run = d;
+        while (run > p && is_hex(b[run - 1]))
+            run--;
+        memcpy(o, b + p, (size_t)(run - p));
+        o += run - p;
+        *o++ = '0';
+        p = d + 1;
+        while (p < end && is_hex(b[p]))
+            p++;
+    }
+    r->keys.len = (size_t)(o - r->keys.data);
+    r->npicks++;
+    return 0;
+}
+
+/* FNV-1a: the known non-record lines are looked up by it. */
+static inline uint64_t
+hash_bytes(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t k = 0; k < n; k++)
+        h = (h ^ p[k]) * 1099511628211ULL;
+    return h;
+}
+
+/* Whether b[s:e] is one of the lines already known not to start a record (tracebacks). */
+static int
+known_line(const Spec *sp, const Known *kn, Py_ssize_t s, Py_ssize_t e)
+{
+    Py_ssize_t n = e - s;
+    if (kn->mask == 0 || n > kn->longest)
+        return 0;
+    uint64_t h = hash_bytes(sp->buf + s, n);
+    for (size_t slot = h & kn->mask;; slot = (slot + 1) & kn->mask) {
+        const KnownLine *k = &kn->slots[slot];
+        if (k->ptr == NULL)
+            return 0;
+        if (k->hash == h && k->len == n && memcmp(k->ptr, sp->buf + s, (size_t)n) == 0)
+            return 1;
+    }
+}
+
+static inline int
+prefix_ok(const Spec *sp, Py_ssize_t s, Py_ssize_t len)
+{
+    const unsigned char *b = sp->buf;
+    if (len < sp->plen)
+        return 0;
+#ifdef __SSE2__
+    if (s + 16 <= sp->size) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(b + s));
+        __m128i off = _mm_and_si128(_mm_xor_si128(x, sp->p_val), sp->p_exact);
+        if (_mm_movemask_epi8(_mm_cmpeq_epi8(off, _mm_setzero_si128())) != 0xFFFF)
+            return 0;
+        __m128i d = _mm_sub_epi8(x, _mm_set1_epi8('0'));
+        unsigned dig = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d));
+        return (dig & sp->p_digits) == sp->p_digits;
+    }
+#endif
+    for (Py_ssize_t k = 0; k < sp->plen; k++) {
+        unsigned char want = sp->prefix[k], got = b[s + k];
+        if (want ? got != want : (unsigned char)(got - '0') >= 10)
+            return 0;
+    }
+    return 1;
+}
+
+static int
+add_span(Out *o, int64_t i, Py_ssize_t s, Py_ssize_t e)
+{
+    return out_i64(o, i) < 0 || out_i64(o, s) < 0 || out_i64(o, e) < 0 ? -1 : 0;
+}
+
+/* One line [s, e), number i, holding bad control bytes. */
+static inline int
+line(const Spec *sp, const Known *kn, Result *r, int64_t bad, int64_t i, Py_ssize_t s,
+     Py_ssize_t e)
+{
+    const unsigned char *b = sp->buf;
+    Py_ssize_t len = e - s;
+    if (bad > 0 && bad * 20 >= len) { /* garbage: counted, never a record */
+        r->garbage++;
+        return 0;
+    }
+    if (len == 0 || b[s] == ' ' || b[s] == '\t')
+        return 0;
+    if (sp->fast && prefix_ok(sp, s, len)) {
+        if (!sp->has_levels) {
+            r->records++;
+            return 0;
+        }
+        Py_ssize_t body = 0;
+        int level = level_of(sp, s, e, &body);
+        if (level >= 0) {
+            r->records++;
+            r->counts[level]++;
+            return sp->tags[level] ? add_pick(sp, r, i, s, e, body, level) : 0;
+        }
+    }
+    Py_ssize_t head_end = e - s > MESSAGE_BYTES ? s + MESSAGE_BYTES : e;
+    if (known_line(sp, kn, s, head_end)) {
+        r->records += sp->bare; /* without a format, every line is a record */
+        return 0;
+    }
+    return add_span(&r->slow, i, s, e);
+}
+
+static int
+scan(const Spec *sp, const Known *kn, Result *r)
+{
+    const unsigned char *b = sp->buf;
+    Py_ssize_t cut = sp->cut;
+    Py_ssize_t s = 0, base = 0;
+    int64_t i = 0, bad = 0; /* bad: control bytes since the line's start */
+#ifdef __SSE2__
+    /* Sixty-four bytes at a time: their newlines and control bytes as bit masks, so that there
+       is no call and no second pass per line. */
+    const __m128i nl = _mm_set1_epi8('\n'), c31 = _mm_set1_epi8(31), c9 = _mm_set1_epi8(9),
+                  c13 = _mm_set1_epi8(13), c27 = _mm_set1_epi8(27), c127 = _mm_set1_epi8(127);
+    for (; base + 64 <= cut; base += 64) {
+        uint64_t m = 0, cm = 0;
+        for (int k = 0; k < 4; k++) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(b + base + 16 * k));
+            __m128i lf = _mm_cmpeq_epi8(x, nl);
+            __m128i low = _mm_cmpeq_epi8(_mm_min_epu8(x, c31), x); /* x <= 31, unsigned */
+            __m128i keep = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, c9), lf),
+                                        _mm_or_si128(_mm_cmpeq_epi8(x, c13),
+                                                     _mm_cmpeq_epi8(x, c27)));
+            __m128i hit = _mm_or_si128(_mm_andnot_si128(keep, low), _mm_cmpeq_epi8(x, c127));
+            m |= (uint64_t)(unsigned)_mm_movemask_epi8(lf) << (16 * k);
+            cm |= (uint64_t)(unsigned)_mm_movemask_epi8(hit) << (16 * k);
+        }
+        uint64_t done = 0;
+        while (m) {
+            int bit = __builtin_ctzll(m);
+            uint64_t upto = bit == 63 ? ~0ULL : (2ULL << bit) - 1;
+            m &= m - 1;
+            if (cm)
+                bad += __builtin_popcountll(cm & upto & ~done);
+            done = upto;
+            Py_ssize_t e = base + bit;
+            if (line(sp, kn, r, bad, i++, s, e) < 0)
+                return -1;
+            s = e + 1;
+            bad = 0;
+        }
+        if (cm)
+            bad += __builtin_popcountll(cm & ~done);
+    }
+#endif
+    for (Py_ssize_t e = base; e < cut; e++) {
+        if (b[e] != '\n') {
+            bad += is_ctrl(b[e]);
+            continue;
+        }
+        if (line(sp, kn, r, bad, i++, s, e) < 0)
+            return -1;
+        s = e + 1;
+        bad = 0;
+    }
+    r->lines = i;
+    return 0;
+}
+
+/* The known lines' table, from their '\n'-joined bytes. */
+static int
+known_build(Known *kn, const unsigned char *p, Py_ssize_t n)
+{
+    memset(kn, 0, sizeof *kn);
+    if (n == 0)
+        return 0;
+    size_t count = 1;
+    for (Py_ssize_t k = 0; k < n; k++)
+        count += p[k] == '\n';
+    size_t cap = 8;
+    while (cap < 2 * count)
+        cap *= 2;
+    kn->slots = calloc(cap, sizeof(KnownLine));
+    if (kn->slots == NULL)
+        return -1;
+    kn->mask = cap - 1;
+    Py_ssize_t s = 0;
+    while (s <= n) {
+        const unsigned char *nlp = memchr(p + s, '\n', (size_t)(n - s));
+        Py_ssize_t e = nlp ? nlp - p : n;
+        uint64_t h = hash_bytes(p + s, e - s);
+        size_t slot = h & kn->mask;
+        while (kn->slots[slot].ptr != NULL)
+            slot = (slot + 1) & kn->mask;
+        kn->slots[slot] = (KnownLine){p + s, e - s, h};
+        if (e - s > kn->longest)
+            kn->longest = e - s;
+        s = e + 1;
+    }
+    return 0;
+}
+
+static int
+table(PyObject *obj, const unsigned char **out, Py_ssize_t want, const char *what)
+{
+    if (!PyBytes_Check(obj) || (want >= 0 && PyBytes_GET_SIZE(obj) != want)) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd bytes", what, want);
+        return -1;
+    }
+    *out = (const unsigned char *)PyBytes_AS_STRING(obj);
+    return 0;
+}
+
+PyDoc_STRVAR(scan_doc,
+"scan(buf, cut, prefix, offsets, words, levels, left, right, initial, ctrl, tags, fast,\n"
+"     has_levels, bare, known)\n"
+"--\n\n"
+"Scan buf[:cut] (whole lines). Returns (lines, garbage_lines, records, counts, slow, picks,\n"
+"keys): counts per level index, slow and picks as packed int64 (line, start, end) triples,\n"
+"keys the '\\n'-joined template keys of the picks.");
+
+static PyObject *
+py_scan(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t cut;
+    PyObject *prefix, *offsets, *words, *levels, *left, *right, *initial, *ctrl, *tags, *known;
+    int fast, has_levels, bare;
+    if (!PyArg_ParseTuple(args, "y*nSOSSSSSSSpppS", &view, &cut, &prefix, &offsets, &words,
+                          &levels, &left, &right, &initial, &ctrl, &tags, &fast, &has_levels,
+                          &bare, &known))
+        return NULL;
+    Known kn;
+    memset(&kn, 0, sizeof kn);
+    Spec sp;
+    memset(&sp, 0, sizeof sp);
+    Result r;
+    memset(&r, 0, sizeof r);
+    PyObject *res = NULL;
+    sp.buf = view.buf;
+    sp.size = view.len;
+    sp.cut = cut;
+    sp.fast = fast;
+    sp.has_levels = has_levels;
+    sp.bare = bare;
+    if (cut < 0 || cut > view.len) {
+        PyErr_SetString(PyExc_ValueError, "cut outside the buffer");
+        goto done;
+    }
+    if (table(prefix, &sp.prefix, -1, "prefix") < 0 || table(left, &sp.left, 256, "left") < 0 ||
+        table(right, &sp.right, 256, "right") < 0 ||
+        table(initial, &sp.initial, 256, "initial") < 0 || table(ctrl, &sp.ctrl, 256, "ctrl") < 0 ||
+        table(tags, &sp.tags, -1, "tags") < 0)
+        goto done;
+    for (int c = 0; c < 256; c++) {
+        /* The sixteen-byte tests hard-code these two tables: they must be what they test. */
+        int left_char = c == ' ' || c == '\t' || c == '[' || c == '<' || c == '(' || c == '"';
+        if ((sp.ctrl[c] != 0) != is_ctrl((unsigned char)c) || (sp.left[c] != 0) != left_char) {
+            PyErr_SetString(PyExc_ValueError, "ctrl or left is not the kernel's table");
+            goto done;
+        }
+    }
+    sp.plen = PyBytes_GET_SIZE(prefix);
+    if (sp.plen > 16) {
+        PyErr_SetString(PyExc_ValueError, "prefix longer than 16 bytes");
+        goto done;
+    }
+#ifdef __SSE2__
+    {
+        unsigned char val[16] = {0}, exact[16] = {0};
+        for (Py_ssize_t k = 0; k < sp.plen; k++) {
+            if (sp.prefix[k]) {
+                val[k] = sp.prefix[k];
+                exact[k] = 0xFF;
+            }
+            else {
+                sp.p_digits |= 1u << k;
+            }
+        }
+        sp.p_val = _mm_loadu_si128((const __m128i *)val);
+        sp.p_exact = _mm_loadu_si128((const __m128i *)exact);
+    }
+#endif
+    sp.nlevels = (int)PyBytes_GET_SIZE(tags);
+    if (sp.nlevels > MAX_LEVELS) {
+        PyErr_SetString(PyExc_ValueError, "too many levels");
+        goto done;
+    }
+    PyObject *seq = PySequence_Fast(offsets, "offsets must be a sequence");
+    if (seq == NULL)
+        goto done;
+    Py_ssize_t noff = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t k = 0; k < noff && sp.noffsets < MAX_OFFSETS; k++) {
+        long off = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, k));
+        if (off == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            goto done;
+        }
+        if (off > 0 && off < view.len)
+            sp.offsets[sp.noffsets++] = (int)off;
+    }
+    Py_DECREF(seq);
+    for (int x = 1; x < sp.noffsets; x++) /* sorted: the first level found is the leftmost */
+        for (int y = x; y > 0 && sp.offsets[y - 1] > sp.offsets[y]; y--) {
+            int t = sp.offsets[y];
+            sp.offsets[y] = sp.offsets[y - 1];
+            sp.offsets[y - 1] = t;
+        }
+    Py_ssize_t nw = PyBytes_GET_SIZE(words) / 8;
+    if (PyBytes_GET_SIZE(words) % 8 || nw > MAX_WORDS || PyBytes_GET_SIZE(levels) != nw) {
+        PyErr_SetString(PyExc_ValueError, "words and levels do not match");
+        goto done;
+    }
+    sp.nwords = (int)nw;
+    memcpy(sp.words, PyBytes_AS_STRING(words), (size_t)nw * 8);
+    memcpy(sp.word_level, PyBytes_AS_STRING(levels), (size_t)nw);
+    memset(sp.word_index, 0xFF, sizeof sp.word_index);
+    for (int k = 0; k < sp.nwords; k++) {
+        if (sp.word_level[k] >= sp.nlevels || (k && sp.words[k - 1] >= sp.words[k])) {
+            PyErr_SetString(PyExc_ValueError, "words must be sorted, their levels known");
+            goto done;
+        }
+        unsigned slot = word_slot(sp.words[k]);
+        while (sp.word_index[slot] >= 0)
+            slot = (slot + 1) & (WORD_SLOTS - 1);
+        sp.word_index[slot] = (short)k;
+    }
+    if (known_build(&kn, (const unsigned char *)PyBytes_AS_STRING(known),
+                    PyBytes_GET_SIZE(known)) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = scan(&sp, &kn, &r);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    PyObject *counts = PyTuple_New(sp.nlevels);
+    if (counts == NULL)
+        goto done;
+    for (int k = 0; k < sp.nlevels; k++) {
+        PyObject *c = PyLong_FromLongLong(r.counts[k]);
+        if (c == NULL) {
+            Py_DECREF(counts);
+            goto done;
+        }
+        PyTuple_SET_ITEM(counts, k, c);
+    }
+    res = Py_BuildValue("LLLNy#y#y#", (long long)r.lines, (long long)r.garbage,
+                        (long long)r.records, counts, r.slow.data ? r.slow.data : "",
+                        (Py_ssize_t)r.slow.len, r.picks.data ? r.picks.data : "",
+                        (Py_ssize_t)r.picks.len, r.keys.data ? r.keys.data : "",
+                        (Py_ssize_t)r.keys.len);
+done:
+    free(kn.slots);
+    free(r.slow.data);
+    free(r.picks.data);
+    free(r.keys.data);
+    PyBuffer_Release(&view);
+    return res;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", py_scan, METH_VARARGS, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef_Slot slots[] = {
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#ifdef Py_GIL_DISABLED
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_native", "The log scanner's native kernel.", 0, methods, slots,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    return PyModuleDef_Init(&module);
+}

@@ -1,0 +1,18 @@
+def scan(
+    buf: bytes | bytearray | memoryview,
+    cut: int,
+    prefix: bytes,
+    offsets: list[int],
+    words: bytes,
+    levels: bytes,
+    left: bytes,
+    right: bytes,
+    initial: bytes,
+    ctrl: bytes,
+    tags: bytes,
+    fast: bool,
+    has_levels: bool,
+    bare: bool,
+    known: bytes,
+    /,
+) -> tuple[int, int, int, tuple[int, ...], bytes, bytes, bytes]: ...

@@ -1,0 +1,180 @@
+"""
+The native kernel gives the numpy path's answers: over generated variety, over public logs, at
+every chunk boundary; and it refuses arguments it cannot honour.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from safla_diag import LogReport, analyze_logs
+from safla_diag.logs import _kernel
+
+from .test_split import _figures
+
+DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "loghub2k-dev"
+
+needs_native = pytest.mark.skipif(
+    _kernel.kernel() is None and not os.environ.get("SAFLA_DIAG_REQUIRE_NATIVE"),
+    reason="the native kernel was not built here (no C compiler at install time)",
+)
+
+# Lines of many shapes: two logging layouts, loggers of several lengths (so several level
+# offsets), level words in messages, lower case and title case levels, CRLF, blank and tab-led
+# continuations, tracebacks, control bytes, NUL runs, hex and decimal ids, over-long lines,
+# syslog and bracketed lines that only the parser reads.
+LOGGERS = ["a", "app", "app.x", "db.pool", "safla.vector.index", "mcp.client.session"]
+LEVELS = ["DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL", "Info", "error"]
+MESSAGES = [
+    "event {i} done",
+    "ERROR in {i} - INFO - WARNING later",
+    "task {i:x} failed: 'q' returned 503",
+    "id=deadbeef{i} peer 10.0.{i}.1 path /var/lib/x_{i}.faiss",
+    "abc def",
+    "",
+    "x" * 300,
+]
+EXTRA = [
+    "}}",
+    "Traceback (most recent call last):",
+    '  File "/srv/a.py", line 3, in run',
+    "\t{{",
+    "ValueError: bad {i}",
+    "",
+    "Nov 28 10:00:{s:02d} host sshd[{i}]: error: auth failed for root",
+    "[2026-11-28 10:00:{s:02d}] [error] [client 10.0.0.{i}] denied",
+    "\x01\x02\x03\x04binary\x05\x06",
+    "\x00" * 40,
+    "2026-11-28 10:00:{s:02d},000 - late.logger.name - ERROR - late {i}",
+    "2026-11-28 10:00:{s:02d},000 - app - NOTALEVEL - x",
+]
+
+
+def _build(rows: list[tuple[int, int, int, int, bool]], layout: int) -> bytes:
+    out: list[str] = []
+    for i, (name, level, msg, extra, crlf) in enumerate(rows):
+        s = i % 60
+        ts = f"2026-11-28 10:{i // 60 % 60:02d}:{s:02d},{i % 1000:03d}"
+        text = MESSAGES[msg].format(i=i)
+        if layout == 0:
+            line = f"{ts} - {LOGGERS[name]} - {LEVELS[level]} - {text}"
+        else:
+            line = f"{ts} {LEVELS[level]} {LOGGERS[name]}: {text}"
+        out.append(line + ("\r" if crlf else ""))
+        if extra >= 0:
+            out.append(EXTRA[extra].format(i=i, s=s))
+    return ("\n".join(out) + "\n").encode()
+
+
+def _both(path: Path, **kw: Any) -> tuple[LogReport, LogReport]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("SAFLA_DIAG_PURE", raising=False)
+        native = analyze_logs(path, **kw)
+        mp.setenv("SAFLA_DIAG_PURE", "1")
+        pure = analyze_logs(path, **kw)
+    return native, pure
+
+
+@needs_native
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(LOGGERS) - 1),
+            st.integers(0, len(LEVELS) - 1),
+            st.integers(0, len(MESSAGES) - 1),
+            st.integers(-4, len(EXTRA) - 1),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=120,
+    ),
+    st.integers(0, 1),
+    st.sampled_from([1024, 1500, 4096, 1 << 16]),
+    st.sampled_from([("ERROR", "CRITICAL"), ("WARNING", "ERROR", "INFO"), ()]),
+)
+def test_native_and_numpy_paths_agree(
+    rows: list[tuple[int, int, int, int, bool]],
+    layout: int,
+    chunk_size: int,
+    levels: tuple[str, ...],
+) -> None:
+    """Generated logs, every chunk size: the same counts, records, lines, garbage, templates."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "svc.log"
+        path.write_bytes(_build(rows, layout))
+        native, pure = _both(path, chunk_size=chunk_size, top=1000, levels=levels, pattern="ERR")
+    assert _figures(native) == _figures(pure)
+    assert [t.example for t in native.templates] == [t.example for t in pure.templates]
+
+
+@needs_native
+@pytest.mark.skipif(
+    not DEV.is_dir(), reason="the Loghub development samples are not beside the repo"
+)
+@pytest.mark.parametrize("name", ["BGL", "HDFS", "HPC", "Hadoop", "Spark", "Thunderbird", "Windows", "Zookeeper"])  # fmt: skip
+def test_native_and_numpy_paths_agree_on_loghub(name: str) -> None:
+    """Public logs nobody here wrote: both paths read them alike, at two chunk sizes."""
+    path = DEV / f"{name}_2k.log"
+    for chunk_size in (4096, 1 << 21):
+        native, pure = _both(path, chunk_size=chunk_size, top=1000, levels=("ERROR", "WARNING"))
+        assert _figures(native) == _figures(pure)
+        assert native.records >= 2000
+
+
+@needs_native
+def test_the_kernel_is_used_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _kernel.kernel() is not None
+    monkeypatch.setenv("SAFLA_DIAG_PURE", "1")
+    assert _kernel.kernel() is None
+    monkeypatch.setenv("SAFLA_DIAG_PURE", "0")
+    assert _kernel.kernel() is not None
+
+
+@needs_native
+def test_the_kernel_refuses_what_it_cannot_honour() -> None:
+    mod = _kernel.kernel()
+    assert mod is not None
+    z = bytes(256)
+    buf = bytearray(b"2026 - INFO - x\n" * 4)
+    ok_left = bytes(1 if c in b' \t[<("' else 0 for c in range(256))
+    ctrl = bytes(
+        1 if c in {*range(9), 11, 12, *range(14, 27), *range(28, 32), 127} else 0
+        for c in range(256)
+    )
+
+    def call(**kw: Any) -> Any:
+        args: dict[str, Any] = {
+            "buf": buf, "cut": len(buf), "prefix": b"", "offsets": [], "words": b"",
+            "levels": b"", "left": ok_left, "right": z, "initial": z, "ctrl": ctrl,
+            "tags": bytes(6), "fast": False, "has_levels": False, "bare": False, "known": b"",
+        }  # fmt: skip
+        args.update(kw)
+        return mod.scan(*args.values())
+
+    assert call()[0] == 4  # four lines
+    with pytest.raises(ValueError, match="cut"):
+        call(cut=len(buf) + 1)
+    with pytest.raises(ValueError, match="cut"):
+        call(cut=-1)
+    with pytest.raises(ValueError, match="left"):
+        call(left=z)  # the sixteen-byte tests hard-code the delimiters
+    with pytest.raises(ValueError, match="ctrl"):
+        call(ctrl=z)
+    with pytest.raises(ValueError, match="prefix"):
+        call(prefix=b"x" * 17)
+    with pytest.raises(ValueError, match="sorted"):
+        call(words=(2).to_bytes(8, "little") + (1).to_bytes(8, "little"), levels=b"\0\0")
+    with pytest.raises(ValueError, match="match"):
+        call(words=b"\0" * 8, levels=b"")
+    with pytest.raises(TypeError):
+        call(buf="text")
+    # A buffer without a trailing newline: the partial line is not a line.
+    assert call(buf=bytearray(b"a\nb"), cut=3)[0] == 1
