@@ -353,50 +353,93 @@ line(const Spec *sp, const Known *kn, Result *r, int64_t bad, int64_t i, Py_ssiz
     return add_span(&r->slow, i, s, e);
 }
 
+#ifdef __SSE2__
+/* Of 64 bytes: the newlines, and the bytes below 32 or DEL (a superset of the control bytes). */
+static inline void
+masks64_sse2(const unsigned char *p, uint64_t *nl, uint64_t *low)
+{
+    const __m128i lf = _mm_set1_epi8('\n'), c31 = _mm_set1_epi8(31), c127 = _mm_set1_epi8(127);
+    uint64_t m = 0, l = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(p + 16 * k));
+        __m128i small =
+            _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(x, c31), x), _mm_cmpeq_epi8(x, c127));
+        m |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, lf)) << (16 * k);
+        l |= (uint64_t)(unsigned)_mm_movemask_epi8(small) << (16 * k);
+    }
+    *nl = m;
+    *low = l;
+}
+
+/* Of 64 bytes: the control bytes (is_ctrl). */
+static inline uint64_t
+ctrl64_sse2(const unsigned char *p)
+{
+    uint64_t cm = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(p + 16 * k));
+        __m128i keep = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(9)), _mm_cmpeq_epi8(x, _mm_set1_epi8(10))),
+            _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(13)), _mm_cmpeq_epi8(x, _mm_set1_epi8(27))));
+        __m128i low = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(31)), x);
+        __m128i hit = _mm_or_si128(_mm_andnot_si128(keep, low), _mm_cmpeq_epi8(x, _mm_set1_epi8(127)));
+        cm |= (uint64_t)(unsigned)_mm_movemask_epi8(hit) << (16 * k);
+    }
+    return cm;
+}
+#endif
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define HAVE_AVX2_CLONE 1
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2")))
+
+AVX2 static inline void
+masks64_avx2(const unsigned char *p, uint64_t *nl, uint64_t *low)
+{
+    const __m256i lf = _mm256_set1_epi8('\n'), c31 = _mm256_set1_epi8(31),
+                  c127 = _mm256_set1_epi8(127);
+    uint64_t m = 0, l = 0;
+    for (int k = 0; k < 2; k++) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(p + 32 * k));
+        __m256i small = _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_min_epu8(x, c31), x),
+                                        _mm256_cmpeq_epi8(x, c127));
+        m |= (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(x, lf)) << (32 * k);
+        l |= (uint64_t)(uint32_t)_mm256_movemask_epi8(small) << (32 * k);
+    }
+    *nl = m;
+    *low = l;
+}
+#endif
+
+/* Lines [base, end) of the 64-byte block at base whose newlines are m, control bytes cm. */
+#define BLOCK_LINES()                                                                          \
+    do {                                                                                       \
+        uint64_t done = 0;                                                                     \
+        while (m) {                                                                            \
+            int bit = __builtin_ctzll(m);                                                      \
+            uint64_t upto = bit == 63 ? ~0ULL : (2ULL << bit) - 1;                             \
+            m &= m - 1;                                                                        \
+            if (cm)                                                                            \
+                bad += __builtin_popcountll(cm & upto & ~done);                                \
+            done = upto;                                                                       \
+            Py_ssize_t e = base + bit;                                                         \
+            if (line(sp, kn, r, bad, i++, s, e) < 0)                                           \
+                return -1;                                                                     \
+            s = e + 1;                                                                         \
+            bad = 0;                                                                           \
+        }                                                                                      \
+        if (cm)                                                                                \
+            bad += __builtin_popcountll(cm & ~done);                                           \
+    } while (0)
+
+/* The lines after the last whole 64-byte block, one byte at a time. */
 static int
-scan(const Spec *sp, const Known *kn, Result *r)
+scan_tail(const Spec *sp, const Known *kn, Result *r, Py_ssize_t base, Py_ssize_t s, int64_t i,
+          int64_t bad)
 {
     const unsigned char *b = sp->buf;
-    Py_ssize_t cut = sp->cut;
-    Py_ssize_t s = 0, base = 0;
-    int64_t i = 0, bad = 0; /* bad: control bytes since the line's start */
-#ifdef __SSE2__
-    /* Sixty-four bytes at a time: their newlines and control bytes as bit masks, so that there
-       is no call and no second pass per line. */
-    const __m128i nl = _mm_set1_epi8('\n'), c31 = _mm_set1_epi8(31), c9 = _mm_set1_epi8(9),
-                  c13 = _mm_set1_epi8(13), c27 = _mm_set1_epi8(27), c127 = _mm_set1_epi8(127);
-    for (; base + 64 <= cut; base += 64) {
-        uint64_t m = 0, cm = 0;
-        for (int k = 0; k < 4; k++) {
-            __m128i x = _mm_loadu_si128((const __m128i *)(b + base + 16 * k));
-            __m128i lf = _mm_cmpeq_epi8(x, nl);
-            __m128i low = _mm_cmpeq_epi8(_mm_min_epu8(x, c31), x); /* x <= 31, unsigned */
-            __m128i keep = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, c9), lf),
-                                        _mm_or_si128(_mm_cmpeq_epi8(x, c13),
-                                                     _mm_cmpeq_epi8(x, c27)));
-            __m128i hit = _mm_or_si128(_mm_andnot_si128(keep, low), _mm_cmpeq_epi8(x, c127));
-            m |= (uint64_t)(unsigned)_mm_movemask_epi8(lf) << (16 * k);
-            cm |= (uint64_t)(unsigned)_mm_movemask_epi8(hit) << (16 * k);
-        }
-        uint64_t done = 0;
-        while (m) {
-            int bit = __builtin_ctzll(m);
-            uint64_t upto = bit == 63 ? ~0ULL : (2ULL << bit) - 1;
-            m &= m - 1;
-            if (cm)
-                bad += __builtin_popcountll(cm & upto & ~done);
-            done = upto;
-            Py_ssize_t e = base + bit;
-            if (line(sp, kn, r, bad, i++, s, e) < 0)
-                return -1;
-            s = e + 1;
-            bad = 0;
-        }
-        if (cm)
-            bad += __builtin_popcountll(cm & ~done);
-    }
-#endif
-    for (Py_ssize_t e = base; e < cut; e++) {
+    for (Py_ssize_t e = base; e < sp->cut; e++) {
         if (b[e] != '\n') {
             bad += is_ctrl(b[e]);
             continue;
@@ -408,6 +451,57 @@ scan(const Spec *sp, const Known *kn, Result *r)
     }
     r->lines = i;
     return 0;
+}
+
+/* The whole chunk: 64 bytes at a time, their newlines and control bytes as bit masks, so that
+   there is no call and no second pass per line. */
+static int
+scan_sse2(const Spec *sp, const Known *kn, Result *r)
+{
+    Py_ssize_t s = 0, base = 0;
+    int64_t i = 0, bad = 0; /* bad: control bytes since the line's start */
+#ifdef __SSE2__
+    const unsigned char *b = sp->buf;
+    for (; base + 64 <= sp->cut; base += 64) {
+        uint64_t m, low, cm = 0;
+        masks64_sse2(b + base, &m, &low);
+        if (low != m) /* something below 32 besides newlines: find the control bytes */
+            cm = ctrl64_sse2(b + base);
+        BLOCK_LINES();
+    }
+#endif
+    return scan_tail(sp, kn, r, base, s, i, bad);
+}
+
+#ifdef HAVE_AVX2_CLONE
+/* scan_sse2 with 32-byte loads, where the processor has them (checked once, at import). */
+AVX2 static int
+scan_avx2(const Spec *sp, const Known *kn, Result *r)
+{
+    Py_ssize_t s = 0, base = 0;
+    int64_t i = 0, bad = 0;
+    const unsigned char *b = sp->buf;
+    for (; base + 64 <= sp->cut; base += 64) {
+        uint64_t m, low, cm = 0;
+        masks64_avx2(b + base, &m, &low);
+        if (low != m)
+            cm = ctrl64_sse2(b + base);
+        BLOCK_LINES();
+    }
+    return scan_tail(sp, kn, r, base, s, i, bad);
+}
+#endif
+
+static int use_avx2 = 0;
+
+static int
+scan(const Spec *sp, const Known *kn, Result *r)
+{
+#ifdef HAVE_AVX2_CLONE
+    if (use_avx2)
+        return scan_avx2(sp, kn, r);
+#endif
+    return scan_sse2(sp, kn, r);
 }
 
 /* The known lines' table, from their '\n'-joined bytes. */
@@ -628,5 +722,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
+#ifdef HAVE_AVX2_CLONE
+    __builtin_cpu_init();
+    use_avx2 = __builtin_cpu_supports("avx2") && !getenv("SAFLA_DIAG_NO_AVX2");
+#endif
     return PyModuleDef_Init(&module);
 }

@@ -76,6 +76,8 @@ class ScanOptions:
     max_templates: int = 20000
     now: datetime | None = None
     chunk_size: int = CHUNK_SIZE
+    # Masked templates by key, shared by every file and both halves of one: a key is masked once.
+    cache: TemplateCache = field(default_factory=TemplateCache)
 
 
 @dataclass
@@ -189,7 +191,6 @@ class FileScan:
             lv: bytes([1 + k + (k >= 9)]) for k, lv in enumerate(sorted(opts.chosen)[:200])
         }
         self.level_of = {t: lv for lv, t in self.tag_of.items()}
-        self.cache = TemplateCache()
         # This file's template keys: records per key, the header of each key's latest record,
         # and its (level, masked template), or None when the table was full.
         self.key_counts: Counter[bytes] = Counter()
@@ -557,7 +558,7 @@ class FileScan:
         the template table; ``record_end(line, end)`` is where the record whose first line is
         ``line`` (ending at ``end``) ends.
         """
-        known = self.cache.masks(keys)
+        known = self.opts.cache.masks(keys)
         # Per record and at C speed: counts per key, and where each key's latest record is
         # (its header kept as bytes, its time parsed once per file): nothing here is per
         # template, so a chunk costs the same whether its records take 5 templates or 500.

@@ -94,7 +94,9 @@ class TemplateCache:
         missing = set(keys).difference(known)
         if missing:
             if len(known) + len(missing) > self.max_keys:
-                known.clear()
+                # A new table, not a cleared one: a scan on another thread (the other half of
+                # a file) may still be reading the old one for its own batch.
+                known = self._known = {}
                 missing = set(keys)
             for k in missing:
                 known[k] = mask(k[1:].decode("utf-8", "replace"))
