@@ -178,3 +178,38 @@ def test_the_kernel_refuses_what_it_cannot_honour() -> None:
         call(buf="text")
     # A buffer without a trailing newline: the partial line is not a line.
     assert call(buf=bytearray(b"a\nb"), cut=3)[0] == 1
+
+
+@needs_native
+def test_sixteen_and_thirty_two_byte_loads_agree(tmp_path: Path) -> None:
+    """The SSE2 scan (forced in a child process) and the AVX2 one give the same figures."""
+    import random
+    import subprocess
+    import sys
+
+    rng = random.Random(5)
+    rows = [
+        (rng.randrange(len(LOGGERS)), rng.randrange(len(LEVELS)), rng.randrange(len(MESSAGES)),
+         rng.randrange(-4, len(EXTRA)), rng.random() < 0.1)
+        for _ in range(3000)
+    ]  # fmt: skip
+    path = tmp_path / "svc.log"
+    path.write_bytes(_build(rows, 0))
+    code = (
+        "import sys; from safla_diag import analyze_logs; "
+        "r = analyze_logs(sys.argv[1], chunk_size=4096, top=1000); "
+        "print(repr((sorted(r.counts.items()), r.records, r.lines, r.garbage_lines, "
+        "[(t.level, t.template, t.count) for t in r.templates])))"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            env={**os.environ, "SAFLA_DIAG_NO_AVX2": flag, "SAFLA_DIAG_PURE": "0"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for flag in ("1", "0")
+    ]
+    assert runs[0] == runs[1]
+    assert "ERROR" in runs[0]
