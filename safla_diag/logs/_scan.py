@@ -41,7 +41,7 @@ from ._bytes import PREFIX_BYTES, luts, spellings, swar
 from ._formats import Parsed, Sniffed, json_extra, parse_line
 from ._kernel import NativeScan, kernel
 from ._levels import CANONICAL
-from ._templates import TemplateCache, TemplateStats, keys_of
+from ._templates import TemplateCache, TemplateStats, example_text, keys_of
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -111,14 +111,6 @@ class Accumulator:
     garbage_lines: int = 0
     nul_bytes: int = 0
     templates_truncated: bool = False
-
-
-def example_text(text: str) -> str:
-    """A record's text as shown in a report: bounded and redacted."""
-    text = text.replace("\r\n", "\n").rstrip("\r\n")
-    if len(text) > _EXAMPLE_CHARS:
-        text = text[:_EXAMPLE_CHARS] + " …"
-    return redact(text)
 
 
 def _line_ends(np: Any, view: Any) -> Any:
@@ -601,7 +593,7 @@ class FileScan:
         if p is not None and p.format == "json":
             extra = json_extra(bytes(buf[s:e_line]))
             text = text + ("\n" + extra if extra else "")
-        stats = TemplateStats(key[1], 0, None, None, example_text(text), key[0])
+        stats = TemplateStats(key[1], 0, None, None, text, key[0])
         stats.seen(p.timestamp(self.opts.now) if p is not None else None)
         return stats
 

@@ -10,13 +10,16 @@ numbers share a key, and a key is masked once, whichever message brought it. The
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .._redact import redact
 from ._mine import mask
 
-__all__ = ["TemplateCache", "TemplateStats", "keys_of"]
+__all__ = ["TemplateCache", "TemplateStats", "example_text", "keys_of"]
+
+_EXAMPLE_CHARS = 4000
 
 _LUTS: list[Any] = []
 
@@ -103,16 +106,36 @@ class TemplateCache:
         return known
 
 
+def example_text(text: str) -> str:
+    """A record's text as shown in a report: bounded and redacted."""
+    text = text.replace("\r\n", "\n").rstrip("\r\n")
+    if len(text) > _EXAMPLE_CHARS:
+        text = text[:_EXAMPLE_CHARS] + " …"
+    return redact(text)
+
+
 @dataclass
 class TemplateStats:
-    """Running figures for one (level, masked template)."""
+    """
+    Running figures for one (level, masked template). The example is kept as read and made
+    presentable (bounded, redacted) only when a report shows it: most rows of a large scan are
+    merged away or never shown.
+    """
 
     template: str
     count: int
     first_seen: datetime | None
     last_seen: datetime | None
-    example: str
+    raw_example: str = field(repr=False)
     level: str
+    _example: str | None = field(default=None, repr=False)
+
+    @property
+    def example(self) -> str:
+        """The example record, bounded and redacted."""
+        if self._example is None:
+            self._example = example_text(self.raw_example)
+        return self._example
 
     def seen(self, when: datetime | None) -> None:
         """Widen first/last seen to include ``when``."""
