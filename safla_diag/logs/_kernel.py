@@ -25,7 +25,7 @@ from ._templates import keys_of
 if TYPE_CHECKING:
     from ._scan import FileScan
 
-__all__ = ["NativeScan", "kernel"]
+__all__ = ["NativeScan", "add_record", "kernel"]
 
 _MESSAGE_BYTES = 4096
 _MAX_CONTINUATION = 500
@@ -121,22 +121,16 @@ class NativeScan:
         if fs.opts.pattern is not None and stop:
             fs.matches(buf, 0, stop)
         if picks or extra:
-            spans = memoryview(picks).cast("q").tolist()
-            key_list = keys.split(b"\n") if picks else []
-            lines_at, starts, ends = spans[0::3], spans[1::3], spans[2::3]
+            figures = memoryview(picks).cast("q").tolist()
+            by_key = {
+                key: figures[7 * j : 7 * j + 7]
+                for j, key in enumerate(keys.split(b"\n") if picks else ())
+            }
             if extra:
                 extra_keys = keys_of(b"\n".join(t for *_, t in extra))
-                rows = sorted(
-                    [*zip(lines_at, starts, ends, key_list, strict=True)]
-                    + [(i, s, e, k) for (i, s, e, _), k in zip(extra, extra_keys, strict=True)]
-                )
-                lines_at = [r[0] for r in rows]
-                starts = [r[1] for r in rows]
-                ends = [r[2] for r in rows]
-                key_list = [r[3] for r in rows]
-            fs.fold(
-                buf, key_list, lines_at, starts, ends, lambda _i, e: self._record_end(buf, e, stop)
-            )
+                for (i, s, e, _), key in zip(extra, extra_keys, strict=True):
+                    add_record(by_key, key, i, s, e)
+            fs.fold(buf, by_key, lambda _i, e: self._record_end(buf, e, stop))
         return stop
 
     def _slow(self, buf: bytearray, spans: list[int]) -> list[tuple[int, int, int, bytes]]:
@@ -237,6 +231,20 @@ class NativeScan:
                 break
             last = end
         return last
+
+
+def add_record(by_key: dict[bytes, list[int]], key: bytes, i: int, s: int, e: int) -> None:
+    """Count the record on line ``i`` (span [s, e)) under ``key``: the kernel's seven figures
+    (count, first line, start, end, last line, start, end)."""
+    f = by_key.get(key)
+    if f is None:
+        by_key[key] = [1, i, s, e, i, s, e]
+        return
+    f[0] += 1
+    if i < f[1]:
+        f[1:4] = [i, s, e]
+    if i > f[4]:
+        f[4:7] = [i, s, e]
 
 
 def _garbage(line: bytes) -> bool:

@@ -117,12 +117,23 @@ typedef struct {
 } Known;
 
 typedef struct {
+    size_t at;    /* where the key starts in Result.keys */
+    size_t len;   /* its length */
+    uint64_t hash;
+    int64_t index; /* its number, in order of first record; -1: an empty slot */
+} KeySlot;
+
+#define KEY_STATS 7 /* count, first (line, start, end), last (line, start, end) */
+
+typedef struct {
     int64_t lines, garbage, records;
     int64_t counts[MAX_LEVELS];
     Out slow;  /* (line, start, end) per line for the parser */
-    Out picks; /* (line, start, end) per chosen record */
-    Out keys;  /* tag + key per chosen record, '\n'-separated */
-    int64_t npicks;
+    Out picks; /* per distinct key: KEY_STATS int64s (count, first and last record) */
+    Out keys;  /* the distinct keys (tag + key), '\n'-separated, in order of first record */
+    int64_t nkeys;
+    KeySlot *slots; /* the distinct keys' hash table */
+    size_t mask;    /* its size less one (a power of two), 0 before the first key */
 } Result;
 
 /* The slot of a word in the level words' hash table. */
@@ -196,6 +207,16 @@ level_of(const Spec *sp, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *msg_at)
     return -1;
 }
 
+/* FNV-1a: template keys and known non-record lines are looked up by it. */
+static inline uint64_t
+hash_bytes(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t k = 0; k < n; k++)
+        h = (h ^ p[k]) * 1099511628211ULL;
+    return h;
+}
+
 /* The first decimal digit in b[p:end], or end. */
 static inline Py_ssize_t
 next_digit(const Spec *sp, Py_ssize_t p, Py_ssize_t end)
@@ -218,6 +239,31 @@ next_digit(const Spec *sp, Py_ssize_t p, Py_ssize_t end)
     return p < end ? p : end;
 }
 
+/* Double the distinct keys' hash table (or make its first). */
+static int
+keys_grow(Result *r)
+{
+    size_t cap = r->mask ? 2 * (r->mask + 1) : 256;
+    KeySlot *slots = malloc(cap * sizeof(KeySlot));
+    if (slots == NULL)
+        return -1;
+    for (size_t k = 0; k < cap; k++)
+        slots[k].index = -1;
+    for (size_t k = 0; r->mask && k <= r->mask; k++) {
+        if (r->slots[k].index < 0)
+            continue;
+        size_t slot = r->slots[k].hash & (cap - 1);
+        while (slots[slot].index >= 0)
+            slot = (slot + 1) & (cap - 1);
+        slots[slot] = r->slots[k];
+    }
+    free(r->slots);
+    r->slots = slots;
+    r->mask = cap - 1;
+    return 0;
+}
+
+/* A chosen record: make its template key and add it to its key's figures. */
 static int
 add_pick(const Spec *sp, Result *r, int64_t i, Py_ssize_t s, Py_ssize_t e, Py_ssize_t body,
          int level)
@@ -228,13 +274,13 @@ add_pick(const Spec *sp, Result *r, int64_t i, Py_ssize_t s, Py_ssize_t e, Py_ss
         body = end;
     if (end > body && b[end - 1] == '\r')
         end--;
-    if (out_i64(&r->picks, i) < 0 || out_i64(&r->picks, s) < 0 || out_i64(&r->picks, e) < 0)
-        return -1;
     if (out_reserve(&r->keys, (size_t)(end - body) + 2) < 0)
         return -1;
-    char *o = r->keys.data + r->keys.len;
-    if (r->npicks)
+    size_t mark = r->keys.len;
+    char *o = r->keys.data + mark;
+    if (r->nkeys)
         *o++ = '\n';
+    char *key = o;
     *o++ = (char)sp->tags[level];
     /* Copy up to each decimal digit, then replace the run of hex digits around it with '0'
        (runs are maximal, so the one around a digit starts after what was copied). */
@@ -256,19 +302,34 @@ add_pick(const Spec *sp, Result *r, int64_t i, Py_ssize_t s, Py_ssize_t e, Py_ss
         while (p < end && is_hex(b[p]))
             p++;
     }
+    size_t len = (size_t)(o - key);
+    uint64_t h = hash_bytes((const unsigned char *)key, (Py_ssize_t)len);
+    if (r->mask == 0 && keys_grow(r) < 0)
+        return -1;
+    size_t slot = h & r->mask;
+    for (; r->slots[slot].index >= 0; slot = (slot + 1) & r->mask) {
+        KeySlot *k = &r->slots[slot];
+        if (k->hash == h && k->len == len && memcmp(r->keys.data + k->at, key, len) == 0) {
+            int64_t *st = (int64_t *)(r->picks.data) + k->index * KEY_STATS;
+            st[0]++;
+            st[4] = i;
+            st[5] = s;
+            st[6] = e;
+            r->keys.len = mark; /* the key is known: drop the copy */
+            return 0;
+        }
+    }
+    int64_t st[KEY_STATS] = {1, i, s, e, i, s, e};
+    if (out_reserve(&r->picks, sizeof st) < 0)
+        return -1;
+    memcpy(r->picks.data + r->picks.len, st, sizeof st);
+    r->picks.len += sizeof st;
+    r->slots[slot] = (KeySlot){(size_t)(key - r->keys.data), len, h, r->nkeys};
     r->keys.len = (size_t)(o - r->keys.data);
-    r->npicks++;
+    r->nkeys++;
+    if (2 * (size_t)r->nkeys > r->mask && keys_grow(r) < 0)
+        return -1;
     return 0;
-}
-
-/* FNV-1a: the known non-record lines are looked up by it. */
-static inline uint64_t
-hash_bytes(const unsigned char *p, Py_ssize_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (Py_ssize_t k = 0; k < n; k++)
-        h = (h ^ p[k]) * 1099511628211ULL;
-    return h;
 }
 
 /* Whether b[s:e] is one of the lines already known not to start a record (tracebacks). */
@@ -552,9 +613,10 @@ PyDoc_STRVAR(scan_doc,
 "scan(buf, cut, prefix, offsets, words, levels, left, right, initial, ctrl, tags, fast,\n"
 "     has_levels, bare, known)\n"
 "--\n\n"
-"Scan buf[:cut] (whole lines). Returns (lines, garbage_lines, records, counts, slow, picks,\n"
-"keys): counts per level index, slow and picks as packed int64 (line, start, end) triples,\n"
-"keys the '\\n'-joined template keys of the picks.");
+"Scan buf[:cut] (whole lines). Returns (lines, garbage_lines, records, counts, slow, stats,\n"
+"keys): counts per level index; slow as packed int64 (line, start, end) triples; keys the\n"
+"distinct template keys of the chosen records, '\\n'-joined in order of first record, and\n"
+"stats seven packed int64 per key: count, first (line, start, end), last (line, start, end).");
 
 static PyObject *
 py_scan(PyObject *self, PyObject *args)
@@ -693,6 +755,7 @@ py_scan(PyObject *self, PyObject *args)
                         (Py_ssize_t)r.keys.len);
 done:
     free(kn.slots);
+    free(r.slots);
     free(r.slow.data);
     free(r.picks.data);
     free(r.keys.data);

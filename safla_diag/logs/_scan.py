@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from .._redact import redact
 from ._bytes import PREFIX_BYTES, luts, spellings, swar
 from ._formats import Parsed, Sniffed, json_extra, parse_line
-from ._kernel import NativeScan, kernel
+from ._kernel import NativeScan, add_record, kernel
 from ._levels import CANONICAL
 from ._templates import TemplateCache, TemplateStats, example_text, keys_of
 
@@ -525,8 +525,11 @@ class FileScan:
         joined = parts[0].replace(b"\r\n", b"\n") if parts else b""
         if joined.endswith(b"\r"):
             joined = joined[:-1]
-        keys = keys_of(joined)
-        sel = np.array(lines, dtype=np.int64)
+        by_key: dict[bytes, list[int]] = {}
+        for i, k, s, e in zip(
+            lines, keys_of(joined), starts[lines].tolist(), ends[lines].tolist(), strict=True
+        ):
+            add_record(by_key, k, i, s, e)
 
         def record_end(i: int, _e: int) -> int:
             after = head[i + 1 : i + 1 + _MAX_CONTINUATION]
@@ -534,51 +537,45 @@ class FileScan:
             nxt = i + 1 + (j if len(after) and after[j] else len(after))
             return int(ends[max(i, nxt - 1)])
 
-        self.fold(buf, keys, lines, starts[sel].tolist(), ends[sel].tolist(), record_end)
+        self.fold(buf, by_key, record_end)
 
     def fold(
         self,
         buf: bytearray,
-        keys: list[bytes],
-        lines: list[int],
-        starts: list[int],
-        ends: list[int],
+        by_key: dict[bytes, list[int]],
         record_end: Callable[[int, int], int],
     ) -> None:
         """
-        Fold a chunk's chosen records (their keys, line numbers and spans, in line order) into
-        the template table; ``record_end(line, end)`` is where the record whose first line is
-        ``line`` (ending at ``end``) ends.
+        Fold a chunk's chosen records into the template table: per template key, the kernel's
+        seven figures (count, first record's line, start and end, last record's line, start and
+        end); ``record_end(line, end)`` is where the record whose first line is ``line`` (ending
+        at ``end``) ends.
         """
-        known = self.opts.cache.masks(keys)
-        # Per record and at C speed: counts per key, and where each key's latest record is
-        # (its header kept as bytes, its time parsed once per file): nothing here is per
-        # template, so a chunk costs the same whether its records take 5 templates or 500.
-        self.key_counts.update(keys)
-        latest = dict(zip(keys, range(len(keys)), strict=True))
+        known = self.opts.cache.masks(by_key)
+        # Per key, not per record: counts, and the header of each key's latest record (kept as
+        # bytes, its time parsed once per file): a chunk costs the same whether its records
+        # take 5 templates or 500.
+        key_counts = self.key_counts
         key_last = self.key_last
-        for k, j in latest.items():
-            s = starts[j]
-            key_last[k] = bytes(buf[s : min(ends[j], s + _HEADER_BYTES)])
-        fresh = latest.keys() - self.key_template.keys()
+        for k, f in by_key.items():
+            key_counts[k] += f[0]
+            key_last[k] = bytes(buf[f[5] : min(f[6], f[5] + _HEADER_BYTES)])
+        fresh = by_key.keys() - self.key_template.keys()
         if not fresh:
             return
         table = self.acc.templates
-        firsts = dict(zip(reversed(keys), reversed(range(len(keys))), strict=True))
-        for k in sorted(fresh, key=firsts.__getitem__):  # the first record shows the row
+        for k in sorted(fresh, key=lambda k: by_key[k][1]):  # the first record shows the row
             key = (self.level_of[k[:1]], known[k])
             stats = table.get(key)
-            j = firsts[k]
+            _, line, s, e = by_key[k][:4]
             if stats is None:
                 if len(table) >= self.opts.max_templates:
                     self.acc.templates_truncated = True
                     self.key_template[k] = None
                     continue
-                table[key] = self._new_stats(
-                    buf, starts[j], ends[j], record_end(lines[j], ends[j]), key
-                )
+                table[key] = self._new_stats(buf, s, e, record_end(line, e), key)
             else:
-                p = self._parse(buf, starts[j], ends[j])
+                p = self._parse(buf, s, e)
                 stats.seen(p.timestamp(self.opts.now) if p is not None else None)
             self.key_template[k] = key
         if len(self.key_template) > _MAX_KEYS:

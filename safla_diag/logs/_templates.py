@@ -10,6 +10,7 @@ numbers share a key, and a key is masked once, whichever message brought it. The
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -91,7 +92,7 @@ class TemplateCache:
         keys = keys_of(joined)
         return keys, self.masks(keys)
 
-    def masks(self, keys: list[bytes]) -> dict[bytes, str]:
+    def masks(self, keys: Iterable[bytes]) -> dict[bytes, str]:
         """Make sure every key has its masked template; return the key -> template memory."""
         known = self._known
         missing = set(keys).difference(known)
