@@ -254,6 +254,15 @@ def _round_robin(
     return {k: min(v) for k, v in times.items()}, results
 
 
+def _pure(fn: Callable[[], object]) -> object:
+    """Run ``fn`` on the numpy path (the fallback where the kernel was not built)."""
+    os.environ["SAFLA_DIAG_PURE"] = "1"
+    try:
+        return fn()
+    finally:
+        del os.environ["SAFLA_DIAG_PURE"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size-mb", type=int, default=int(os.environ.get("SAFLA_BENCH_LOG_MB", 512)))
@@ -280,10 +289,16 @@ def main() -> None:
             "guide": lambda: shell(guide),
             "counts": lambda: analyze_logs(path, levels=()),
             "full": lambda: analyze_logs(path),
+            "pure": lambda: _pure(lambda: analyze_logs(path, levels=())),
         },
         r,
     )
     full = res["full"]
+    same = (res["pure"].counts, res["pure"].records) == (
+        res["counts"].counts,
+        res["counts"].records,
+    )  # type: ignore[attr-defined]
+    assert same, "the C kernel and the numpy path disagree"
     grep_count = int(str(res["grep"]).strip())
     print(
         f"ERROR records: ours {full.counts.get('ERROR', 0):,} ({full.records:,} records); "  # type: ignore[attr-defined]
@@ -295,12 +310,14 @@ def main() -> None:
         ("guide: grep ERROR | awk '{print $5}' | sort | uniq -c | sort -nr", "guide"),
         ("ours: analyze_logs(levels=()) - counts of every level", "counts"),
         ("ours: analyze_logs() - counts + templates", "full"),
+        ("ours without the C kernel (SAFLA_DIAG_PURE=1) - counts", "pure"),
     ]:
         print(
             f"  {label:<66} {secs[key]:8.3f} s  {gb / secs[key]:6.2f} GB/s   cpu {CPU[key]:7.3f} s"
         )
     rows = [
         compare("counts vs grep -c ERROR", secs["counts"], secs["grep"], "s", "grep_c"),
+        compare("counts: C kernel vs numpy fallback", secs["counts"], secs["pure"], "s", "numpy"),
         compare("counts+templates vs guide pipeline", secs["full"], secs["guide"], "s", "guide"),
     ]
     print(
