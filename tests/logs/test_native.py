@@ -213,3 +213,50 @@ def test_sixteen_and_thirty_two_byte_loads_agree(tmp_path: Path) -> None:
     ]
     assert runs[0] == runs[1]
     assert "ERROR" in runs[0]
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=600),
+    st.binary(max_size=16),
+    st.lists(st.integers(1, 80), max_size=16),
+    st.booleans(),
+    st.booleans(),
+    st.data(),
+)
+def test_the_kernel_survives_any_bytes(
+    data: bytes,
+    prefix: bytes,
+    offsets: list[int],
+    fast: bool,
+    has_levels: bool,
+    draw: st.DataObject,
+) -> None:
+    """Random bytes, prefixes, offsets and cuts (buffers without padding, offsets past their
+    end): no crash, and the figures stay within what the buffer holds."""
+    from safla_diag.logs._bytes import luts
+
+    mod = _kernel.kernel()
+    assert mod is not None
+    lt = luts()
+    buf = bytearray(data)
+    cut = draw.draw(st.integers(0, len(buf)))
+    words = sorted(
+        {int.from_bytes(w.ljust(8, b"\0"), "little") for w in (b"INFO", b"ERROR", b"WARN")}
+    )
+    lines, garbage, records, counts, slow, stats, keys = mod.scan(
+        buf, cut, prefix, offsets,
+        b"".join(w.to_bytes(8, "little") for w in words), bytes([1, 4, 3]),
+        lt.left.astype("u1").tobytes(), lt.right.astype("u1").tobytes(),
+        bytes(1 if chr(c) in "IEWiew" else 0 for c in range(256)), lt.ctrl.astype("u1").tobytes(),
+        bytes([0, 0, 0, 1, 2, 0]), fast, has_levels, False, b"Traceback\nx",
+    )  # fmt: skip
+    assert lines == bytes(buf[:cut]).count(b"\n")
+    assert records + garbage + len(slow) // 24 <= lines
+    assert sum(counts) <= records
+    spans = memoryview(slow).cast("q").tolist()
+    assert all(0 <= spans[k + 1] <= spans[k + 2] < cut for k in range(0, len(spans), 3))
+    figures = memoryview(stats).cast("q").tolist()
+    assert sum(figures[0::7]) == counts[3] + counts[4]
+    assert len(figures) // 7 == (keys.count(b"\n") + 1 if keys else 0)
