@@ -381,9 +381,10 @@ def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: A
     if size < SPLIT_BYTES or opts.since is not None or not _spare_core():
         return False
     # The same checks and sniff as the first read of scan_stream (NUL bytes end lines there).
-    head = raw.read(min(_SNIFF_BYTES, max(opts.chunk_size, 1024))).replace(b"\0", b"\n")
+    raw_head = raw.read(min(_SNIFF_BYTES, max(opts.chunk_size, 1024)))
     raw.seek(0)
-    if b"\n" not in head or _magic(head[:16]) is not None or _binary(head[: 1 << 16]) is not None:
+    head = raw_head.replace(b"\0", b"\n")
+    if b"\n" not in head or _magic(raw_head[:16]) is not None or _binary(head[: 1 << 16]) is not None:
         return False
     sniffed = sniff(head)
     try:
@@ -489,6 +490,7 @@ def _scan_part(
     part = _Part(chunk=chunk)
     scan: FileScan | None = None
     dropping = False
+    magic: str | None = None
     eof = False
     total = 0
     records_before = acc.records
@@ -509,6 +511,8 @@ def _scan_part(
                 part.damaged = (
                     f"damaged or truncated compressed data ({err}); analysed what was read"
                 )
+            if scan is None and fresh == 0:
+                magic = _magic(bytes(buf[:16]))  # before NUL bytes become line ends
             if end > fresh and buf.find(b"\0", fresh, end) >= 0:
                 # NUL runs (a crash's zeroed blocks) end lines here, before the line-length
                 # check, so a run longer than the buffer never hides the record glued to it.
@@ -530,9 +534,8 @@ def _scan_part(
                 continue
             if scan is None:
                 if sniffed is None:
-                    what = _magic(bytes(buf[:16]))
-                    if what is not None:
-                        part.skipped = f"binary data ({what})"
+                    if magic is not None:
+                        part.skipped = f"binary data ({magic})"
                         return part
                     why = _binary(bytes(buf[: min(end, 1 << 16)]))
                     if why is not None:

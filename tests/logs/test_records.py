@@ -133,6 +133,30 @@ def test_a_binary_file_is_skipped_whole(tmp_path: Path, content: bytes, reason: 
     assert reason in report.skipped[0].reason
 
 
+def test_magic_with_nul_bytes_is_seen_before_nul_bytes_end_lines(tmp_path: Path) -> None:
+    """
+    A real SQLite database full of log lines (its magic ends in a NUL byte, and NUL bytes end
+    lines for the scanner) is skipped as one, at any size; so is WebAssembly (magic ``\\0asm``).
+    """
+    import sqlite3
+
+    db = tmp_path / "logs.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE log (line TEXT)")
+        conn.executemany(
+            "INSERT INTO log VALUES (?)",
+            [(f"\n2026-11-28 10:00:{i % 60:02d},000 - app - ERROR - failed {i}\n",) for i in range(20000)],
+        )  # fmt: skip
+    assert db.stat().st_size > 1 << 20
+    wasm = tmp_path / "mod.wasm"
+    wasm.write_bytes(b"\0asm\x01\0\0\0" + b"\n2026-11-28 10:00:00,000 - app - ERROR - x\n" * 40_000)
+    for path, what in ((db, "SQLite"), (wasm, "WebAssembly")):
+        for chunk_size in (4096, 1 << 21):
+            report = analyze_logs(path, chunk_size=chunk_size)
+            assert (report.records, report.files) == (0, ()), path
+            assert what in report.skipped[0].reason
+
+
 def test_two_loggers_and_short_continuation_lines(tmp_path: Path) -> None:
     """
     ``%(asctime)s - %(name)s - %(levelname)s - %(message)s`` with loggers ``app`` and ``app.x``
