@@ -82,37 +82,50 @@ def _both(path: Path, **kw: Any) -> tuple[LogReport, LogReport]:
     return native, pure
 
 
-@needs_native
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.lists(
-        st.tuples(
-            st.integers(0, len(LOGGERS) - 1),
-            st.integers(0, len(LEVELS) - 1),
-            st.integers(0, len(MESSAGES) - 1),
-            st.integers(-4, len(EXTRA) - 1),
-            st.booleans(),
-        ),
-        min_size=1,
-        max_size=120,
+_ROWS = st.lists(
+    st.tuples(
+        st.integers(0, len(LOGGERS) - 1),
+        st.integers(0, len(LEVELS) - 1),
+        st.integers(0, len(MESSAGES) - 1),
+        st.integers(-4, len(EXTRA) - 1),
+        st.booleans(),
     ),
-    st.integers(0, 1),
-    st.sampled_from([1024, 1500, 4096, 1 << 16]),
-    st.sampled_from([("ERROR", "CRITICAL"), ("WARNING", "ERROR", "INFO"), ()]),
+    min_size=1,
+    max_size=120,
 )
-def test_native_and_numpy_paths_agree(
-    rows: list[tuple[int, int, int, int, bool]],
-    layout: int,
-    chunk_size: int,
-    levels: tuple[str, ...],
-) -> None:
-    """Generated logs, every chunk size: the same counts, records, lines, garbage, templates."""
+_CHUNKS = st.sampled_from([1024, 1500, 4096, 1 << 16])
+_LEVEL_SETS = st.sampled_from([("ERROR", "CRITICAL"), ("WARNING", "ERROR", "INFO"), ()])
+Rows = list[tuple[int, int, int, int, bool]]
+
+
+def _agree(rows: Rows, layout: int, chunk_size: int, levels: tuple[str, ...]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "svc.log"
         path.write_bytes(_build(rows, layout))
         native, pure = _both(path, chunk_size=chunk_size, top=1000, levels=levels, pattern="ERR")
     assert _figures(native) == _figures(pure)
     assert [t.example for t in native.templates] == [t.example for t in pure.templates]
+
+
+@needs_native
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ROWS, st.integers(0, 1), _CHUNKS, _LEVEL_SETS)
+def test_native_and_numpy_paths_agree(
+    rows: Rows, layout: int, chunk_size: int, levels: tuple[str, ...]
+) -> None:
+    """Generated logs, every chunk size: the same counts, records, lines, garbage, templates."""
+    _agree(rows, layout, chunk_size, levels)
+
+
+@needs_native
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ROWS, st.integers(0, 1), _CHUNKS, _LEVEL_SETS)
+def test_native_and_numpy_paths_agree_soak(
+    rows: Rows, layout: int, chunk_size: int, levels: tuple[str, ...]
+) -> None:
+    """The same with a soak's budget (``nox -s soak``)."""
+    _agree(rows, layout, chunk_size, levels)
 
 
 @needs_native
