@@ -15,6 +15,7 @@ temporary views, changing nothing. A file that is not SQLite, or is SQLite witho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -182,7 +183,9 @@ class SQLiteQueue:
         self.readonly = readonly
         self.busy_timeout_s = busy_timeout_s
         self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        # Re-entrant: the writes of a group (run_group) run their own _run inside its transaction.
+        self._lock = threading.RLock()
+        self._in_group = False
 
     def __repr__(self) -> str:
         state = "open" if self._conn is not None else "closed"
@@ -347,7 +350,7 @@ class SQLiteQueue:
             try:
                 if write and self.readonly:
                     raise self._error("is open read-only")
-                if not write or single:
+                if not write or single or self._in_group:
                     return fn(conn)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -359,6 +362,54 @@ class SQLiteQueue:
                 return out
             except sqlite3.DatabaseError as err:
                 raise self._db_error(err, "database error") from err
+
+    def run_group(self, calls: Sequence[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+        """
+        Run writes (calls of this queue's methods) in one transaction, committed once: group commit
+        across operations, one commit (one fsync at ``FULL``) for all. Each call runs in a
+        savepoint of its own, so one that fails is rolled back alone; a failed commit fails all.
+
+        Returns:
+            Per call, ``(True, result)`` or ``(False, exception)``.
+        """
+        if len(calls) == 1:
+            return [_outcome(calls[0])]
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._open()
+                conn = self._conn
+                if self.readonly:
+                    raise self._error("is open read-only")
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as err:
+                failed = self._db_error(err, "database error")
+                return [(False, failed) for _ in calls]
+            except Exception as err:
+                return [(False, err) for _ in calls]
+            out: list[tuple[bool, Any]] = []
+            self._in_group = True
+            try:
+                for call in calls:
+                    conn.execute("SAVEPOINT op")
+                    ok, value = _outcome(call)
+                    if not ok:
+                        conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    out.append((ok, value))
+                conn.execute("COMMIT")
+            except BaseException as err:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if not isinstance(err, Exception):
+                    raise
+                lost: Exception = err
+                if isinstance(err, sqlite3.DatabaseError):
+                    lost = self._db_error(err, "database error")
+                return [(False, lost) for _ in calls]
+            finally:
+                self._in_group = False
+            return out
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
         return self._run(lambda c: c.execute(sql, params).fetchall(), write=False)
@@ -584,6 +635,13 @@ class SQLiteQueue:
             lambda r: queue_stats(r or None, location=self.location, now=now),
             self._error,
         )[0]
+
+
+def _outcome(call: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, call()
+    except Exception as err:  # delivered to the caller of that operation
+        return False, err
 
 
 def _quote_path(path: Path) -> str:

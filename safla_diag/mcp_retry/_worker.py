@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._backoff import Backoff
 from ._model import ClaimedTask, QueueStoreError
@@ -17,7 +17,38 @@ from ._util import describe_error, logger
 if TYPE_CHECKING:
     from ._tasks import MCPTaskRecovery
 
-__all__ = ["Worker"]
+__all__ = ["Wake", "Worker"]
+
+
+class Wake:
+    """
+    A flag raised by every save (and requeue) and the futures of the workers sleeping on it: an
+    :class:`asyncio.Event` without its task and callbacks per wait.
+    """
+
+    __slots__ = ("flag", "sleepers")
+
+    def __init__(self) -> None:
+        self.flag = False
+        self.sleepers: set[asyncio.Future[None]] = set()
+
+    def set(self) -> None:
+        """Raise the flag and wake the sleeping workers."""
+        self.flag = True
+        if self.sleepers:
+            for fut in self.sleepers:
+                if not fut.done():
+                    fut.set_result(None)
+            self.sleepers.clear()
+
+    def clear(self) -> None:
+        """Lower the flag."""
+        self.flag = False
+
+
+def _poke(fut: asyncio.Future[None] | None) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(None)
 
 
 class Worker:
@@ -25,23 +56,27 @@ class Worker:
 
     def __init__(self, rec: MCPTaskRecovery) -> None:
         self.rec = rec
-        self.wake = rec._wake_event()
+        self.wake = rec._wake
         self.running: dict[asyncio.Future[bool], ClaimedTask] = {}
+        self.finished: list[asyncio.Future[bool]] = []
         self.change: asyncio.Future[None] | None = None
+        # What a sleeping worker awaits: set by a save, a finished task, a change or a timer.
+        self.kick: asyncio.Future[None] | None = None
         self.renew_every = rec.lease_s / 3
         self.last_renew = time.monotonic()
         self.store_errors = 0
         self.pause = Backoff(0.2, 30.0)
 
     async def run(self) -> None:
-        """Fill the free slots, sleep until something happens, reap, renew; until cancelled."""
+        """Reap, fill the free slots, sleep until something happens, renew; until cancelled."""
         try:
             while True:
                 self.wake.clear()
+                self._reap()
                 more, next_due = await self._fill()
                 if more:
                     continue  # maybe more are due; the loop comes back when a slot frees
-                self._reap(await self._sleep(next_due))
+                await self._sleep(next_due)
                 await self._renew()
         finally:
             await self._stop()
@@ -54,8 +89,11 @@ class Worker:
             next_due = None
             if free > 0:
                 claimed = await rec._claim(now=rec._clock(), limit=free)
+                loop = asyncio.get_running_loop()
                 for c in claimed:
-                    self.running[asyncio.ensure_future(rec._run_claimed(c))] = c
+                    fut = loop.create_task(rec._run_claimed(c, await_ack=False))
+                    fut.add_done_callback(self._task_done)
+                    self.running[fut] = c
                 if len(claimed) == free:
                     return True, None
                 if not claimed:
@@ -69,7 +107,14 @@ class Worker:
             logger.error("MCP task queue error, retrying in %.1fs: %s", pause, err)
             return False, rec._clock() + pause
 
-    async def _sleep(self, next_due: float | None) -> set[asyncio.Future[Any]]:
+    def _task_done(self, fut: asyncio.Future[bool]) -> None:
+        self.finished.append(fut)
+        _poke(self.kick)
+
+    def _changed(self, fut: asyncio.Future[None]) -> None:
+        _poke(self.kick)
+
+    async def _sleep(self, next_due: float | None) -> None:
         """Wait for a save, a notification, a finished task, the next due time or a renewal."""
         timeout: float | None = None
         if next_due is not None:
@@ -81,29 +126,34 @@ class Worker:
             timeout = until_renew if timeout is None else min(timeout, until_renew)
         if self.change is None:
             self.change = asyncio.ensure_future(self.rec.store.wait_for_change())
-        woken = asyncio.ensure_future(self.wake.wait())
-        waiting: set[asyncio.Future[Any]] = {woken, self.change, *self.running}
+            self.change.add_done_callback(self._changed)
+        if self.finished or self.wake.flag or self.change.done() or timeout == 0:
+            await asyncio.sleep(0)  # something happened already: look again, after others ran
+            return
+        loop = asyncio.get_running_loop()
+        self.kick = kick = loop.create_future()
+        self.wake.sleepers.add(kick)
+        timer = None if timeout is None else loop.call_later(timeout, _poke, kick)
         try:
-            done, _ = await asyncio.wait(
-                waiting,
-                timeout=timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            await kick
         finally:
-            woken.cancel()
-        return done
+            self.kick = None
+            self.wake.sleepers.discard(kick)
+            if timer is not None:
+                timer.cancel()
 
-    def _reap(self, done: set[asyncio.Future[Any]]) -> None:
+    def _reap(self) -> None:
         """Forget finished tasks and a fired change notification, logging their failures."""
-        if self.change in done:
-            assert self.change is not None
-            if not self.change.cancelled() and self.change.exception() is not None:
+        change = self.change
+        if change is not None and change.done():
+            if not change.cancelled() and change.exception() is not None:
                 logger.warning(
                     "MCP task queue notifications failed: %s",
-                    describe_error(self.change.exception()),  # type: ignore[arg-type]
+                    describe_error(change.exception()),  # type: ignore[arg-type]
                 )
             self.change = None
-        for fut in [f for f in self.running if f.done()]:
+        finished, self.finished = self.finished, []
+        for fut in finished:
             del self.running[fut]
             if not fut.cancelled() and fut.exception() is not None:
                 logger.error("MCP task worker error: %s", describe_error(fut.exception()))  # type: ignore[arg-type]
@@ -121,6 +171,7 @@ class Worker:
         if self.change is not None:
             self.change.cancel()
         for fut in self.running:
+            fut.remove_done_callback(self._task_done)
             fut.cancel()
         if self.running:
             await asyncio.gather(*self.running, return_exceptions=True)
