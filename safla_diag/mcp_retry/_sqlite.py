@@ -366,50 +366,44 @@ class SQLiteQueue:
     def run_group(self, calls: Sequence[Callable[[], Any]]) -> list[tuple[bool, Any]]:
         """
         Run writes (calls of this queue's methods) in one transaction, committed once: group commit
-        across operations, one commit (one fsync at ``FULL``) for all. Each call runs in a
-        savepoint of its own, so one that fails is rolled back alone; a failed commit fails all.
+        across operations, one commit (one fsync at ``FULL``) for all. When one fails, or the
+        commit does, the whole transaction is rolled back and each call runs again on its own, so
+        each gets its own outcome (no savepoints: they would copy every page a call touches).
 
         Returns:
             Per call, ``(True, result)`` or ``(False, exception)``.
         """
-        if len(calls) == 1:
-            return [_outcome(calls[0])]
-        with self._lock:
-            try:
-                if self._conn is None:
-                    self._conn = self._open()
-                conn = self._conn
-                if self.readonly:
-                    raise self._error("is open read-only")
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.DatabaseError as err:
-                failed = self._db_error(err, "database error")
-                return [(False, failed) for _ in calls]
-            except Exception as err:
-                return [(False, err) for _ in calls]
-            out: list[tuple[bool, Any]] = []
-            self._in_group = True
-            try:
-                for call in calls:
-                    conn.execute("SAVEPOINT op")
-                    ok, value = _outcome(call)
-                    if not ok:
-                        conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    out.append((ok, value))
-                conn.execute("COMMIT")
-            except BaseException as err:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                if not isinstance(err, Exception):
-                    raise
-                lost: Exception = err
-                if isinstance(err, sqlite3.DatabaseError):
-                    lost = self._db_error(err, "database error")
-                return [(False, lost) for _ in calls]
-            finally:
-                self._in_group = False
-            return out
+        if len(calls) > 1:
+            with self._lock:
+                out = self._try_group(calls)
+            if out is not None:
+                return out
+        return [_outcome(call) for call in calls]
+
+    def _try_group(self, calls: Sequence[Callable[[], Any]]) -> list[tuple[bool, Any]] | None:
+        """All calls in one transaction; None when something failed (nothing is committed)."""
+        try:
+            if self._conn is None:
+                self._conn = self._open()
+            conn = self._conn
+            if self.readonly:
+                return None
+            conn.execute("BEGIN IMMEDIATE")
+        except Exception:
+            return None  # each call meets the error on its own, and reports it
+        self._in_group = True
+        try:
+            out = [(True, call()) for call in calls]
+            conn.execute("COMMIT")
+        except BaseException as err:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if not isinstance(err, Exception):
+                raise
+            return None
+        finally:
+            self._in_group = False
+        return out
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
         return self._run(lambda c: c.execute(sql, params).fetchall(), write=False)
@@ -564,15 +558,18 @@ class SQLiteQueue:
         if not leases:
             return 0
         # Success ends a task even if its lease expired and was taken over: the lease is not used.
-        return self._run(
-            lambda c: (
-                c.executemany(
-                    "DELETE FROM tasks WHERE id = ? AND dead_at IS NULL", [(i,) for i, _ in leases]
-                ).rowcount
-            ),
-            write=True,
-            single=len(leases) == 1,
-        )
+        ids = [i for i, _ in leases]
+
+        def work(conn: sqlite3.Connection) -> int:
+            n = 0
+            for k in range(0, len(ids), _ROWS_PER_INSERT):  # one statement per chunk
+                chunk = ids[k : k + _ROWS_PER_INSERT]
+                marks = ", ".join(["?"] * len(chunk))
+                sql = f"DELETE FROM tasks WHERE id IN ({marks}) AND dead_at IS NULL"
+                n += conn.execute(sql, chunk).rowcount
+            return n
+
+        return self._run(work, write=True, single=len(ids) <= _ROWS_PER_INSERT)
 
     def fail(
         self,

@@ -239,10 +239,11 @@ class MCPTaskRecovery:
             QueueStoreError: The queue file is corrupt, foreign or cannot be written.
         """
         key, payload = encode_task(task)
-        await self._ensure_open()
+        if not self._opened:
+            await self._ensure_open()
         now = self._clock()
         due = now + (self._delay(0) if delay is None else max(0.0, delay))
-        new = await self._saves.put(NewTask(id=key, payload=payload, due_at=due))
+        new = await self._saves.submit(NewTask(id=key, payload=payload, due_at=due))
         if new and logger.isEnabledFor(logging.DEBUG):  # redacting costs more than the save
             logger.debug("saved failed MCP task %s", redact(key))
         self._wake.set()
