@@ -126,9 +126,10 @@ _INSERT_MANY = "INSERT OR IGNORE INTO tasks (id, payload, attempts, due_at, crea
 _ROWS_PER_INSERT = 500
 
 # One statement claims the head of the due index: lease, lease end and attempt count together.
+# By rowid: the due index holds it (a covering read, no look-up of the random ids' index).
 _CLAIM = (
-    "UPDATE tasks SET attempts = attempts + 1, lease = ?, due_at = ? WHERE id IN "
-    "(SELECT id FROM tasks WHERE due_at <= ? ORDER BY due_at LIMIT ?) "
+    "UPDATE tasks SET attempts = attempts + 1, lease = ?, due_at = ? WHERE rowid IN "
+    "(SELECT rowid FROM tasks WHERE due_at <= ? ORDER BY due_at LIMIT ?) "
     "RETURNING id, payload, attempts"
 )
 
@@ -421,17 +422,23 @@ class SQLiteQueue:
             ]
 
         def work(conn: sqlite3.Connection) -> list[bool]:
-            # One multi-row statement per chunk: the rows it returns are the ids that were new.
-            new: set[str] = set()
+            # Per chunk, one statement reads which ids are known already (usually none: one row
+            # to fetch, where RETURNING would hand back every new id) and one inserts them all;
+            # both in this transaction, so nothing changes between the two.
+            known: set[str] = set()
             for k in range(0, len(tasks), _ROWS_PER_INSERT):
                 chunk = tasks[k : k + _ROWS_PER_INSERT]
-                sql = _INSERT_MANY + ", ".join(["(?, ?, 0, ?, ?)"] * len(chunk)) + " RETURNING id"
-                args = [v for t in chunk for v in (t.id, t.payload, t.due_at, now)]
-                new.update(r[0] for r in conn.execute(sql, args))
+                ids = [t.id for t in chunk]
+                marks = ", ".join(["?"] * len(chunk))
+                known.update(
+                    r[0] for r in conn.execute(f"SELECT id FROM tasks WHERE id IN ({marks})", ids)
+                )
+                sql = _INSERT_MANY + ", ".join(["(?, ?, 0, ?, ?)"] * len(chunk))
+                conn.execute(sql, [v for t in chunk for v in (t.id, t.payload, t.due_at, now)])
             out = []
             for t in tasks:
-                out.append(t.id in new)
-                new.discard(t.id)  # a repeated id in one batch is new only once
+                out.append(t.id not in known)
+                known.add(t.id)  # a repeated id in one batch is new only once
             return out
 
         return self._run(work, write=True)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Wake", "Worker"]
 
+AHEAD = 1
+
 
 class Wake:
     """
@@ -103,7 +105,7 @@ class Worker:
         try:
             next_due = None
             if free > 0:
-                limit = free if self.running else free + rec.concurrency
+                limit = free if self.running else free + AHEAD * rec.concurrency
                 claimed = await rec._claim(now=rec._clock(), limit=limit)
                 for c in claimed[:free]:
                     self._start(c)

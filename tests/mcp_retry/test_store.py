@@ -159,7 +159,8 @@ def test_claim_reads_only_the_head_of_the_due_index(store: SQLiteQueue) -> None:
     from safla_diag.mcp_retry._sqlite import _CLAIM
 
     plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + _CLAIM, ("t", 2, 1, 4)))
-    assert "SEARCH tasks USING INDEX tasks_due" in plan and "SCAN" not in plan
+    # The head of the due index (covering: it holds the rowids), then the rows by rowid.
+    assert "SEARCH tasks USING COVERING INDEX tasks_due" in plan and "SCAN" not in plan
     plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN SELECT min(due_at) FROM tasks"))
     assert "tasks_due" in plan
 
