@@ -434,7 +434,11 @@ class SQLiteQueue:
                     r[0] for r in conn.execute(f"SELECT id FROM tasks WHERE id IN ({marks})", ids)
                 )
                 sql = _INSERT_MANY + ", ".join(["(?, ?, 0, ?, ?)"] * len(chunk))
-                conn.execute(sql, [v for t in chunk for v in (t.id, t.payload, t.due_at, now)])
+                args = [v for t in chunk for v in (t.id, t.payload, t.due_at, now)]
+                fresh = set(ids) - known
+                if conn.execute(sql, args).rowcount != len(fresh):  # a row was ignored after all
+                    rows = conn.execute(f"SELECT id FROM tasks WHERE id IN ({marks})", ids)
+                    known |= fresh - {r[0] for r in rows}
             out = []
             for t in tasks:
                 out.append(t.id not in known)

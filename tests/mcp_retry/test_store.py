@@ -352,3 +352,24 @@ def test_queue_stats_is_a_report(store: SQLiteQueue) -> None:
     assert stats.oldest_pending_age_s == 2.0
     assert "pending:" in stats.to_text() and "2.0s ago" in stats.to_text()
     assert "<table>" in stats._repr_html_() and str(store.path) in stats._repr_html_()
+
+
+def test_a_failing_write_in_a_group_fails_alone(store: SQLiteQueue) -> None:
+    """A group commits its writes together; one that fails fails alone and whole (the group is
+    rolled back and its writes run one by one, each in its own transaction)."""
+
+    def half_done(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO tasks (id, payload, due_at, created_at) VALUES ('x', '{}', 1, 1)")
+        conn.execute("SELECT * FROM no_such_table")
+
+    out = store.run_group(
+        [
+            lambda: store.put_many([_new("a", 1.0), _new("b", 1.0)], now=1.0),
+            lambda: store._run(half_done, write=True),
+            lambda: store.put_many([_new("c", 1.0), _new("a", 1.0)], now=1.0),
+        ]
+    )
+    assert out[0] == (True, [True, True])
+    assert out[1][0] is False and isinstance(out[1][1], QueueStoreError)
+    assert out[2] == (True, [True, False])
+    assert sorted(t.id for t in store.pending()) == ["a", "b", "c"]  # not x: all of it or none
