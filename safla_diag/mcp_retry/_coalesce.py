@@ -23,13 +23,20 @@ class Coalescer(Generic[ItemT, T]):
     (ids are idempotent). No ``asyncio.shield`` (an extra task and callbacks per write) is needed.
     """
 
-    __slots__ = ("_flush_fn", "_flusher", "_futs", "_items", "_name")
+    __slots__ = ("_flush_fn", "_flusher", "_futs", "_items", "_lost", "_name")
 
-    def __init__(self, flush: Callable[[list[ItemT]], Awaitable[list[T]]], name: str) -> None:
+    def __init__(
+        self,
+        flush: Callable[[list[ItemT]], Awaitable[list[T]]],
+        name: str,
+        *,
+        lost: Callable[[BaseException, int], None] | None = None,
+    ) -> None:
         self._flush_fn = flush
         self._name = name
+        self._lost = lost  # told of a failed batch's writes nobody awaits (submit_nowait)
         self._items: list[ItemT] = []
-        self._futs: list[asyncio.Future[T]] = []
+        self._futs: list[asyncio.Future[T] | None] = []
         self._flusher: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -47,6 +54,15 @@ class Coalescer(Generic[ItemT, T]):
             self._flusher = loop.create_task(self._flush(), name=self._name)
         return fut
 
+    def submit_nowait(self, item: ItemT) -> None:
+        """Queue a write nobody awaits (no future): a failure goes to ``lost``; :meth:`aclose`
+        waits for it like for the others."""
+        self._items.append(item)
+        self._futs.append(None)
+        flusher = self._flusher
+        if flusher is None or flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name=self._name)
+
     async def put(self, item: ItemT) -> T:
         """Queue a write and return its result once its batch has committed."""
         return await self.submit(item)
@@ -59,21 +75,27 @@ class Coalescer(Generic[ItemT, T]):
                 results = await self._flush_fn(batch)
             except BaseException as err:
                 cancelled = isinstance(err, asyncio.CancelledError)
+                unawaited = 0
                 for fut in futs:
-                    if not fut.done():
+                    if fut is None:
+                        unawaited += 1
+                    elif not fut.done():
                         if cancelled:
                             fut.cancel()
                         else:
                             fut.set_exception(err)
                             fut.add_done_callback(_consume)
+                if unawaited and self._lost is not None:
+                    self._lost(err, unawaited)
                 if cancelled:
                     for fut in self._futs:
-                        fut.cancel()
+                        if fut is not None:
+                            fut.cancel()
                     self._items, self._futs = [], []
                     raise
                 continue
             for fut, result in zip(futs, results, strict=True):
-                if not fut.done():
+                if fut is not None and not fut.done():
                     fut.set_result(result)
 
     async def aclose(self) -> None:

@@ -134,7 +134,7 @@ class MCPTaskRecovery:
             self._put_batch, "safla_diag.mcp_retry.save"
         )
         self._acks: Coalescer[tuple[str, str], None] = Coalescer(
-            self._ack_batch, "safla_diag.mcp_retry.ack"
+            self._ack_batch, "safla_diag.mcp_retry.ack", lost=_acks_lost
         )
         self._wake = Wake()
         self._verdicts: set[asyncio.Future[Any]] = set()
@@ -505,7 +505,7 @@ class MCPTaskRecovery:
         if await_ack:
             await self._acks.put((c.id, c.lease))
         else:
-            self._acks.submit((c.id, c.lease)).add_done_callback(_ack_done)
+            self._acks.submit_nowait((c.id, c.lease))
         if logger.isEnabledFor(logging.INFO):
             logger.info("MCP task %s succeeded on attempt %d", redact(c.id), c.attempts)
         return True
@@ -603,9 +603,10 @@ class MCPTaskRecovery:
         await Worker(self).run()
 
 
-def _ack_done(fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
+def _acks_lost(err: BaseException, n: int) -> None:
+    if not isinstance(err, asyncio.CancelledError):
         logger.error(
-            "MCP task ack not recorded (the task runs again once its lease expires): %s",
-            describe_error(fut.exception()),  # type: ignore[arg-type]
+            "%d MCP task acks not recorded (those tasks run again once their leases expire): %s",
+            n,
+            describe_error(err),
         )
