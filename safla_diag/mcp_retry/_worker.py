@@ -1,6 +1,9 @@
 """
-The worker loop of :meth:`MCPTaskRecovery.retry_failed_tasks`, as a few named steps: fill the free
-slots with claimed tasks, sleep until something happens, reap what finished, renew leases.
+The worker loop of :meth:`MCPTaskRecovery.retry_failed_tasks`, as a few named steps: reap what
+finished, fill the free slots with claimed tasks, sleep until something happens, renew leases.
+
+A sleeping worker awaits one future, which a save, a finished task, a change by another writer or a
+timer resolves: no wait over every running task, no task per wake-up.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Wake", "Worker"]
 
+#: Batches claimed ahead when every task of the last claim has finished (short tasks).
 AHEAD = 1
 
 
