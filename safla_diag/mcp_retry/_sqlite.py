@@ -422,23 +422,29 @@ class SQLiteQueue:
             ]
 
         def work(conn: sqlite3.Connection) -> list[bool]:
-            # Per chunk, one statement reads which ids are known already (usually none: one row
-            # to fetch, where RETURNING would hand back every new id) and one inserts them all;
-            # both in this transaction, so nothing changes between the two.
+            # One multi-row statement per chunk. When it inserted every distinct id (the usual
+            # case) all are new, with no row to fetch (RETURNING would hand back each new id).
+            # Otherwise the new ones are those with the rowids it just took: SQLite gives the rows
+            # of a table without AUTOINCREMENT the rowids after the largest, in order, and this
+            # transaction is the only writer.
             known: set[str] = set()
             for k in range(0, len(tasks), _ROWS_PER_INSERT):
                 chunk = tasks[k : k + _ROWS_PER_INSERT]
-                ids = [t.id for t in chunk]
-                marks = ", ".join(["?"] * len(chunk))
-                known.update(
-                    r[0] for r in conn.execute(f"SELECT id FROM tasks WHERE id IN ({marks})", ids)
-                )
+                ids = list(dict.fromkeys(t.id for t in chunk))
                 sql = _INSERT_MANY + ", ".join(["(?, ?, 0, ?, ?)"] * len(chunk))
                 args = [v for t in chunk for v in (t.id, t.payload, t.due_at, now)]
-                fresh = set(ids) - known
-                if conn.execute(sql, args).rowcount != len(fresh):  # a row was ignored after all
-                    rows = conn.execute(f"SELECT id FROM tasks WHERE id IN ({marks})", ids)
-                    known |= fresh - {r[0] for r in rows}
+                inserted = conn.execute(sql, args).rowcount
+                if inserted != len(ids):
+                    marks = ", ".join(["?"] * len(ids))
+                    new = {
+                        r[0]
+                        for r in conn.execute(
+                            f"SELECT id FROM tasks WHERE id IN ({marks}) "
+                            "AND rowid > (SELECT max(rowid) FROM tasks) - ?",
+                            [*ids, inserted],
+                        )
+                    }
+                    known.update(i for i in ids if i not in new)
             out = []
             for t in tasks:
                 out.append(t.id not in known)

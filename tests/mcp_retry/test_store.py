@@ -373,3 +373,13 @@ def test_a_failing_write_in_a_group_fails_alone(store: SQLiteQueue) -> None:
     assert out[1][0] is False and isinstance(out[1][1], QueueStoreError)
     assert out[2] == (True, [True, False])
     assert sorted(t.id for t in store.pending()) == ["a", "b", "c"]  # not x: all of it or none
+
+
+def test_put_many_tells_new_from_known_ids(store: SQLiteQueue) -> None:
+    """Per task, whether it was new: known ids (queued or dead) and repeats in the batch are not."""
+    assert store.put_many([_new("a"), _new("b")], now=1.0) == [True, True]
+    store.put_dead(_new("d"), error="x", now=1.0)
+    got = store.put_many([_new("c"), _new("a"), _new("e"), _new("c"), _new("d")], now=2.0)
+    assert got == [True, False, True, False, False]
+    assert store.put_many([_new("f"), _new("f")], now=3.0) == [True, False]
+    assert sorted(t.id for t in store.pending()) == ["a", "b", "c", "e", "f"]
