@@ -8,11 +8,66 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 __all__ = ["encode_task", "new_task_id"]
 
 _MAX_DEPTH = 64
+
+# One encoder for every task (json.dumps builds one per call). Without a circular-reference
+# check: a task is checked for nesting depth before it is encoded.
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False
+)
+_C_ENCODE = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(
+        None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, False
+    )
+)
+
+
+def _dumps(task: dict[str, Any]) -> str:
+    if _C_ENCODE is None:  # no C accelerator (another Python implementation)
+        return _ENCODER.encode(task)
+    return "".join(_C_ENCODE(task, 0))
+
+
+def _plain(value: object, depth: int) -> bool:
+    """
+    Whether a value is plain JSON (dicts with str keys, lists, tuples, str, int, bool, None,
+    finite floats) nested at most :data:`_MAX_DEPTH` deep: the fast check of every save, without
+    the field names; anything else (a problem, or a Mapping or str subclass) goes to
+    :func:`_check_json`, which decides and names the field.
+    """
+    t = type(value)
+    if t is dict:
+        if depth >= _MAX_DEPTH:
+            return False
+        for k, v in value.items():  # type: ignore[attr-defined]
+            if type(k) is not str:
+                return False
+            tv = type(v)
+            if tv is str or tv is int or tv is bool or v is None:
+                continue
+            if not _plain(v, depth + 1):
+                return False
+        return True
+    if t is list or t is tuple:
+        if depth >= _MAX_DEPTH:
+            return False
+        for v in value:  # type: ignore[attr-defined]
+            tv = type(v)
+            if tv is str or tv is int or tv is bool or v is None:
+                continue
+            if not _plain(v, depth + 1):
+                return False
+        return True
+    if t is float:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    return t is str or t is int or t is bool or value is None
 
 
 def _check_json(value: object, where: str, depth: int = 0) -> None:
@@ -106,9 +161,10 @@ def encode_task(task: Mapping[str, Any]) -> tuple[str, str]:
     key = str(task_id)
     if not key or len(key) > 1024:
         raise ValueError("task id must be a non-empty string of at most 1024 characters")
-    _check_json(t, "task")
+    if not _plain(t, 0):
+        _check_json(t, "task")
     try:
-        payload = json.dumps(t, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        payload = _dumps(t)
     except ValueError as err:  # an int longer than Python will write as text
         raise ValueError(f"task: {err}") from None
     if not payload.isascii():

@@ -80,7 +80,7 @@ def task_recovery_html(recovery: MCPTaskRecovery) -> str:
             ("concurrency", recovery.concurrency),
             ("lease s", Num(f"{recovery.lease_s:g}")),
             ("task timeout s", "-" if recovery.task_timeout is None else recovery.task_timeout),
-            ("verdicts in flight", len(recovery._verdicts)),
+            ("verdicts in flight", len(recovery._verdicts) + len(recovery._acks)),
         ],
     )
     parts = [state]

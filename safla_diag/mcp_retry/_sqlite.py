@@ -15,6 +15,7 @@ temporary views, changing nothing. A file that is not SQLite, or is SQLite witho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -125,9 +126,10 @@ _INSERT_MANY = "INSERT OR IGNORE INTO tasks (id, payload, attempts, due_at, crea
 _ROWS_PER_INSERT = 500
 
 # One statement claims the head of the due index: lease, lease end and attempt count together.
+# By rowid: the due index holds it (a covering read, no look-up of the random ids' index).
 _CLAIM = (
-    "UPDATE tasks SET attempts = attempts + 1, lease = ?, due_at = ? WHERE id IN "
-    "(SELECT id FROM tasks WHERE due_at <= ? ORDER BY due_at LIMIT ?) "
+    "UPDATE tasks SET attempts = attempts + 1, lease = ?, due_at = ? WHERE rowid IN "
+    "(SELECT rowid FROM tasks WHERE due_at <= ? ORDER BY due_at LIMIT ?) "
     "RETURNING id, payload, attempts"
 )
 
@@ -182,7 +184,9 @@ class SQLiteQueue:
         self.readonly = readonly
         self.busy_timeout_s = busy_timeout_s
         self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        # Re-entrant: the writes of a group (run_group) run their own _run inside its transaction.
+        self._lock = threading.RLock()
+        self._in_group = False
 
     def __repr__(self) -> str:
         state = "open" if self._conn is not None else "closed"
@@ -347,7 +351,7 @@ class SQLiteQueue:
             try:
                 if write and self.readonly:
                     raise self._error("is open read-only")
-                if not write or single:
+                if not write or single or self._in_group:
                     return fn(conn)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -359,6 +363,48 @@ class SQLiteQueue:
                 return out
             except sqlite3.DatabaseError as err:
                 raise self._db_error(err, "database error") from err
+
+    def run_group(self, calls: Sequence[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+        """
+        Run writes (calls of this queue's methods) in one transaction, committed once: group commit
+        across operations, one commit (one fsync at ``FULL``) for all. When one fails, or the
+        commit does, the whole transaction is rolled back and each call runs again on its own, so
+        each gets its own outcome (no savepoints: they would copy every page a call touches).
+
+        Returns:
+            Per call, ``(True, result)`` or ``(False, exception)``.
+        """
+        if len(calls) > 1:
+            with self._lock:
+                out = self._try_group(calls)
+            if out is not None:
+                return out
+        return [_outcome(call) for call in calls]
+
+    def _try_group(self, calls: Sequence[Callable[[], Any]]) -> list[tuple[bool, Any]] | None:
+        """All calls in one transaction; None when something failed (nothing is committed)."""
+        try:
+            if self._conn is None:
+                self._conn = self._open()
+            conn = self._conn
+            if self.readonly:
+                return None
+            conn.execute("BEGIN IMMEDIATE")
+        except Exception:
+            return None  # each call meets the error on its own, and reports it
+        self._in_group = True
+        try:
+            out = [(True, call()) for call in calls]
+            conn.execute("COMMIT")
+        except BaseException as err:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if not isinstance(err, Exception):
+                raise
+            return None
+        finally:
+            self._in_group = False
+        return out
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
         return self._run(lambda c: c.execute(sql, params).fetchall(), write=False)
@@ -376,17 +422,33 @@ class SQLiteQueue:
             ]
 
         def work(conn: sqlite3.Connection) -> list[bool]:
-            # One multi-row statement per chunk: the rows it returns are the ids that were new.
-            new: set[str] = set()
+            # One multi-row statement per chunk. When it inserted every distinct id (the usual
+            # case) all are new, with no row to fetch (RETURNING would hand back each new id).
+            # Otherwise the new ones are those with the rowids it just took: SQLite gives the rows
+            # of a table without AUTOINCREMENT the rowids after the largest, in order, and this
+            # transaction is the only writer.
+            known: set[str] = set()
             for k in range(0, len(tasks), _ROWS_PER_INSERT):
                 chunk = tasks[k : k + _ROWS_PER_INSERT]
-                sql = _INSERT_MANY + ", ".join(["(?, ?, 0, ?, ?)"] * len(chunk)) + " RETURNING id"
+                ids = list(dict.fromkeys(t.id for t in chunk))
+                sql = _INSERT_MANY + ", ".join(["(?, ?, 0, ?, ?)"] * len(chunk))
                 args = [v for t in chunk for v in (t.id, t.payload, t.due_at, now)]
-                new.update(r[0] for r in conn.execute(sql, args))
+                inserted = conn.execute(sql, args).rowcount
+                if inserted != len(ids):
+                    marks = ", ".join(["?"] * len(ids))
+                    new = {
+                        r[0]
+                        for r in conn.execute(
+                            f"SELECT id FROM tasks WHERE id IN ({marks}) "
+                            "AND rowid > (SELECT max(rowid) FROM tasks) - ?",
+                            [*ids, inserted],
+                        )
+                    }
+                    known.update(i for i in ids if i not in new)
             out = []
             for t in tasks:
-                out.append(t.id in new)
-                new.discard(t.id)  # a repeated id in one batch is new only once
+                out.append(t.id not in known)
+                known.add(t.id)  # a repeated id in one batch is new only once
             return out
 
         return self._run(work, write=True)
@@ -513,15 +575,18 @@ class SQLiteQueue:
         if not leases:
             return 0
         # Success ends a task even if its lease expired and was taken over: the lease is not used.
-        return self._run(
-            lambda c: (
-                c.executemany(
-                    "DELETE FROM tasks WHERE id = ? AND dead_at IS NULL", [(i,) for i, _ in leases]
-                ).rowcount
-            ),
-            write=True,
-            single=len(leases) == 1,
-        )
+        ids = [i for i, _ in leases]
+
+        def work(conn: sqlite3.Connection) -> int:
+            n = 0
+            for k in range(0, len(ids), _ROWS_PER_INSERT):  # one statement per chunk
+                chunk = ids[k : k + _ROWS_PER_INSERT]
+                marks = ", ".join(["?"] * len(chunk))
+                sql = f"DELETE FROM tasks WHERE id IN ({marks}) AND dead_at IS NULL"
+                n += conn.execute(sql, chunk).rowcount
+            return n
+
+        return self._run(work, write=True, single=len(ids) <= _ROWS_PER_INSERT)
 
     def fail(
         self,
@@ -584,6 +649,13 @@ class SQLiteQueue:
             lambda r: queue_stats(r or None, location=self.location, now=now),
             self._error,
         )[0]
+
+
+def _outcome(call: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, call()
+    except Exception as err:  # delivered to the caller of that operation
+        return False, err
 
 
 def _quote_path(path: Path) -> str:

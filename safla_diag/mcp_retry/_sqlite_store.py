@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +22,18 @@ from ._threads import ThreadLane
 __all__ = ["SQLiteTaskStore"]
 
 T = TypeVar("T")
+
+_Write = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+
+
+def _settle_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in results:
+        if fut.done():
+            continue  # its caller was cancelled meanwhile (the write is done all the same)
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
 
 class SQLiteTaskStore:
@@ -38,6 +53,9 @@ class SQLiteTaskStore:
         # SQLite calls run on the store's own thread, never in the host's default executor.
         self._lane = ThreadLane("safla_diag.mcp_retry.sqlite")
         self._seen: int | None = None
+        # Writes waiting for the store's thread: it commits all of them in one transaction.
+        self._group: list[_Write] = []
+        self._group_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<SQLiteTaskStore {self.sync!r}>"
@@ -70,33 +88,70 @@ class SQLiteTaskStore:
         """Run a blocking call on the store's own thread (guide import, file checks)."""
         return await self._lane.run(fn, *args, **kwargs)
 
+    async def _write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """
+        Run a write on the store's thread in the next group: the writes that arrive while one
+        group commits (saves, claims, acks, verdicts, from every coroutine) share the next commit.
+        Returns once the commit holding it is done.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        call = functools.partial(fn, *args, **kwargs)
+        with self._group_lock:
+            self._group.append((loop, fut, call))
+            first = len(self._group) == 1
+        if first:
+            self._lane.post(self._commit_group)
+        return await fut
+
+    def _commit_group(self) -> None:
+        """On the store's thread: commit the writes waiting, then settle their futures at once."""
+        with self._group_lock:
+            group, self._group = self._group, []
+        if not group:
+            return
+        try:
+            outcomes = self.sync.run_group([call for _, _, call in group])
+        except BaseException as err:  # KeyboardInterrupt and the like: every write gets it
+            outcomes = [(False, err)] * len(group)
+        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]]
+        settled = {}
+        for (loop, fut, _), (ok, value) in zip(group, outcomes, strict=True):
+            settled.setdefault(loop, []).append((fut, ok, value))
+        del group, outcomes
+        for loop, results in settled.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, results)
+            except RuntimeError:
+                pass  # the loop is closed: nobody is waiting any more
+
     async def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
         """See :meth:`SQLiteQueue.put_many`."""
-        return await self._lane.run(self.sync.put_many, tasks, now=now)
+        return await self._write(self.sync.put_many, tasks, now=now)
 
     async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
         """See :meth:`SQLiteQueue.put_dead`."""
-        return await self._lane.run(self.sync.put_dead, task, error=error, now=now)
+        return await self._write(self.sync.put_dead, task, error=error, now=now)
 
     async def claim(
         self, *, now: float, limit: int, lease_s: float, max_attempts: int
     ) -> list[ClaimedTask]:
         """See :meth:`SQLiteQueue.claim`."""
-        return await self._lane.run(
+        return await self._write(
             self.sync.claim, now=now, limit=limit, lease_s=lease_s, max_attempts=max_attempts
         )
 
     async def extend(self, leases: Sequence[tuple[str, str]], *, until: float) -> None:
         """See :meth:`SQLiteQueue.extend`."""
-        await self._lane.run(self.sync.extend, leases, until=until)
+        await self._write(self.sync.extend, leases, until=until)
 
     async def ack(self, task_id: str, lease: str) -> bool:
         """See :meth:`SQLiteQueue.ack`."""
-        return await self._lane.run(self.sync.ack, task_id, lease)
+        return await self._write(self.sync.ack, task_id, lease)
 
     async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
         """See :meth:`SQLiteQueue.ack_many`."""
-        return await self._lane.run(self.sync.ack_many, leases)
+        return await self._write(self.sync.ack_many, leases)
 
     async def fail(
         self,
@@ -109,7 +164,7 @@ class SQLiteTaskStore:
         max_attempts: int,
     ) -> Outcome:
         """See :meth:`SQLiteQueue.fail`."""
-        return await self._lane.run(
+        return await self._write(
             self.sync.fail,
             task_id,
             lease,
@@ -121,7 +176,7 @@ class SQLiteTaskStore:
 
     async def release(self, leases: Sequence[tuple[str, str]], *, now: float) -> None:
         """See :meth:`SQLiteQueue.release`."""
-        await self._lane.run(self.sync.release, leases, now=now)
+        await self._write(self.sync.release, leases, now=now)
 
     async def next_due(self) -> float | None:
         """See :meth:`SQLiteQueue.next_due`."""
@@ -168,8 +223,6 @@ class SQLiteTaskStore:
         SQLite has no notifications: ``PRAGMA data_version`` (which changes when another connection
         commits) is read every :attr:`poll_s` on the store's thread, a few microseconds each.
         """
-        import asyncio
-
         if self._seen is None:
             self._seen = await self._lane.run(self.sync.data_version)
         while True:

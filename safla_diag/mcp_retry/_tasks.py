@@ -37,7 +37,7 @@ from ._postgres import PostgresQueueView, PostgresTaskStore
 from ._sqlite_store import SQLiteTaskStore
 from ._threads import ThreadLane
 from ._util import describe_error, logger
-from ._worker import Worker
+from ._worker import Wake, Worker
 
 __all__ = ["MCPTaskRecovery", "encode_task"]
 
@@ -134,9 +134,9 @@ class MCPTaskRecovery:
             self._put_batch, "safla_diag.mcp_retry.save"
         )
         self._acks: Coalescer[tuple[str, str], None] = Coalescer(
-            self._ack_batch, "safla_diag.mcp_retry.ack"
+            self._ack_batch, "safla_diag.mcp_retry.ack", lost=_acks_lost
         )
-        self._wake: asyncio.Event | None = None
+        self._wake = Wake()
         self._verdicts: set[asyncio.Future[Any]] = set()
         # Threads of our own: a host's blocking execute (which may hang) and file reads never
         # park threads in the host's default executor, nor block the store's thread.
@@ -213,11 +213,6 @@ class MCPTaskRecovery:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _wake_event(self) -> asyncio.Event:
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        return self._wake
-
     # -- saving ---------------------------------------------------------------------------------
 
     def _delay(self, attempts: int) -> float:
@@ -244,13 +239,14 @@ class MCPTaskRecovery:
             QueueStoreError: The queue file is corrupt, foreign or cannot be written.
         """
         key, payload = encode_task(task)
-        await self._ensure_open()
+        if not self._opened:
+            await self._ensure_open()
         now = self._clock()
         due = now + (self._delay(0) if delay is None else max(0.0, delay))
-        new = await self._saves.put(NewTask(id=key, payload=payload, due_at=due))
+        new = await self._saves.submit(NewTask(id=key, payload=payload, due_at=due))
         if new and logger.isEnabledFor(logging.DEBUG):  # redacting costs more than the save
             logger.debug("saved failed MCP task %s", redact(key))
-        self._wake_event().set()
+        self._wake.set()
         return key
 
     async def save_failed_tasks(self, tasks: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -273,7 +269,7 @@ class MCPTaskRecovery:
         now = self._clock()
         items = [NewTask(id=k, payload=p, due_at=now + self._delay(0)) for k, p in encoded]
         await self.store.put_many(items, now=now)
-        self._wake_event().set()
+        self._wake.set()
         return [k for k, _ in encoded]
 
     async def save_needs_decision(self, task: Mapping[str, Any], *, reason: str) -> bool:
@@ -375,7 +371,7 @@ class MCPTaskRecovery:
         n = await self.store.requeue_dead(None if ids is None else list(ids), now=self._clock())
         if n:
             logger.info("requeued %d dead-lettered MCP tasks", n)
-            self._wake_event().set()
+            self._wake.set()
         return n
 
     async def purge_dead(
@@ -451,12 +447,18 @@ class MCPTaskRecovery:
 
     # -- running ----------------------------------------------------------------------------------
 
-    async def _run_claimed(self, c: ClaimedTask, not_before: float | None = None) -> bool:
+    async def _run_claimed(
+        self, c: ClaimedTask, not_before: float | None = None, *, await_ack: bool = True
+    ) -> bool:
         """
         Run one claimed task and record the verdict; True on success.
 
         A failed task is next due after ``not_before`` (retry_once's start: not run again by the
-        same call, even when the delay is 0 and the clock has not moved).
+        same call, even when the delay is 0 and the clock has not moved). Without ``await_ack``
+        (the worker) a success returns once its ack is queued for the next group commit, so the
+        slot is free for the next claim, which then shares that commit; the ack is tracked until
+        committed (:meth:`_release` and :meth:`aclose` wait for it) and a failed one is logged
+        (the task runs again once its lease expires: at least once).
         """
         task: dict[str, Any] = json.loads(c.payload)
         try:
@@ -498,7 +500,12 @@ class MCPTaskRecovery:
                     error,
                 )
             return False
-        await self._verdict(self._acks.put((c.id, c.lease)))
+        # Not shielded: a cancelled caller cancels only its own future, the ack stays in its batch
+        # (and _release waits for that batch before giving back the leases of cancelled tasks).
+        if await_ack:
+            await self._acks.put((c.id, c.lease))
+        else:
+            self._acks.submit_nowait((c.id, c.lease))
         if logger.isEnabledFor(logging.INFO):
             logger.info("MCP task %s succeeded on attempt %d", redact(c.id), c.attempts)
         return True
@@ -568,6 +575,9 @@ class MCPTaskRecovery:
         return await asyncio.shield(fut)
 
     async def _release(self, claimed: Sequence[ClaimedTask]) -> None:
+        # The verdicts and acks recorded so far reach the store first: a task that succeeded is
+        # deleted, not given back to be run again.
+        await self._acks.aclose()
         if self._verdicts:
             await asyncio.shield(asyncio.gather(*self._verdicts, return_exceptions=True))
         if not claimed:
@@ -591,3 +601,12 @@ class MCPTaskRecovery:
         """
         await self._ensure_open()
         await Worker(self).run()
+
+
+def _acks_lost(err: BaseException, n: int) -> None:
+    if not isinstance(err, asyncio.CancelledError):
+        logger.error(
+            "%d MCP task acks not recorded (those tasks run again once their leases expire): %s",
+            n,
+            describe_error(err),
+        )

@@ -21,9 +21,10 @@ __all__ = ["ThreadLane"]
 
 T = TypeVar("T")
 
-_Job = tuple[
-    asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[[], Any]
-]
+_Job = (
+    tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[[], Any]]
+    | tuple[None, None, None, Callable[[], Any]]
+)
 
 
 def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -75,9 +76,17 @@ class ThreadLane:
         fut: asyncio.Future[T] = loop.create_future()
         ctx = contextvars.copy_context()
         call = (lambda: fn(*args, **kwargs)) if kwargs else (lambda: fn(*args))
+        self._put((loop, fut, ctx, call))
+        return await fut
+
+    def post(self, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` on one of the lane's threads, without waiting; it must not raise."""
+        self._put((None, None, None, fn))
+
+    def _put(self, job: _Job) -> None:
         with self._lock:
             pool = self._pool
-            pool.jobs.put((loop, fut, ctx, call))
+            pool.jobs.put(job)
             spawn = pool.idle == 0 and pool.threads < self.max_threads
             if spawn:
                 pool.threads += 1
@@ -85,7 +94,6 @@ class ThreadLane:
         if spawn:
             name = f"{self.name}-{pool.threads}"
             threading.Thread(target=self._work, args=(pool,), name=name, daemon=True).start()
-        return await fut
 
     def _work(self, pool: _Pool) -> None:
         while True:
@@ -94,6 +102,12 @@ class ThreadLane:
                 return
             with self._lock:
                 pool.idle -= 1
+            if job[0] is None:  # posted: settles its own futures
+                job[3]()
+                del job
+                with self._lock:
+                    pool.idle += 1
+                continue
             loop, fut, ctx, call = job
             try:
                 result: tuple[bool, Any] = (True, ctx.run(call))

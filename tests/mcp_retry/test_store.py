@@ -159,7 +159,8 @@ def test_claim_reads_only_the_head_of_the_due_index(store: SQLiteQueue) -> None:
     from safla_diag.mcp_retry._sqlite import _CLAIM
 
     plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + _CLAIM, ("t", 2, 1, 4)))
-    assert "SEARCH tasks USING INDEX tasks_due" in plan and "SCAN" not in plan
+    # The head of the due index (covering: it holds the rowids), then the rows by rowid.
+    assert "SEARCH tasks USING COVERING INDEX tasks_due" in plan and "SCAN" not in plan
     plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN SELECT min(due_at) FROM tasks"))
     assert "tasks_due" in plan
 
@@ -351,3 +352,34 @@ def test_queue_stats_is_a_report(store: SQLiteQueue) -> None:
     assert stats.oldest_pending_age_s == 2.0
     assert "pending:" in stats.to_text() and "2.0s ago" in stats.to_text()
     assert "<table>" in stats._repr_html_() and str(store.path) in stats._repr_html_()
+
+
+def test_a_failing_write_in_a_group_fails_alone(store: SQLiteQueue) -> None:
+    """A group commits its writes together; one that fails fails alone and whole (the group is
+    rolled back and its writes run one by one, each in its own transaction)."""
+
+    def half_done(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO tasks (id, payload, due_at, created_at) VALUES ('x', '{}', 1, 1)")
+        conn.execute("SELECT * FROM no_such_table")
+
+    out = store.run_group(
+        [
+            lambda: store.put_many([_new("a", 1.0), _new("b", 1.0)], now=1.0),
+            lambda: store._run(half_done, write=True),
+            lambda: store.put_many([_new("c", 1.0), _new("a", 1.0)], now=1.0),
+        ]
+    )
+    assert out[0] == (True, [True, True])
+    assert out[1][0] is False and isinstance(out[1][1], QueueStoreError)
+    assert out[2] == (True, [True, False])
+    assert sorted(t.id for t in store.pending()) == ["a", "b", "c"]  # not x: all of it or none
+
+
+def test_put_many_tells_new_from_known_ids(store: SQLiteQueue) -> None:
+    """Per task, whether it was new: known ids (queued or dead) and repeats in the batch are not."""
+    assert store.put_many([_new("a"), _new("b")], now=1.0) == [True, True]
+    store.put_dead(_new("d"), error="x", now=1.0)
+    got = store.put_many([_new("c"), _new("a"), _new("e"), _new("c"), _new("d")], now=2.0)
+    assert got == [True, False, True, False, False]
+    assert store.put_many([_new("f"), _new("f")], now=3.0) == [True, False]
+    assert sorted(t.id for t in store.pending()) == ["a", "b", "c", "e", "f"]

@@ -420,3 +420,108 @@ async def test_repr_is_short() -> None:
     """The repr names the queue and its limits, nothing more."""
     rec = MCPTaskRecovery("x.db", execute=Recorder())
     assert repr(rec).startswith("<MCPTaskRecovery 'x.db' max_retries=3")
+
+
+async def test_saves_claims_and_acks_share_commits(tmp_path: Path) -> None:
+    """Writes of different kinds waiting together (saves, a claim, acks) commit as one group."""
+    all_ran = asyncio.Event()
+    ran: list[str] = []
+
+    async def execute(task: dict[str, Any]) -> None:
+        ran.append(task["id"])
+        if len(ran) == 80:
+            all_ran.set()
+
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=execute, retry_delay=0, concurrency=8)
+    await rec.save_failed_tasks([{"id": f"old{i}"} for i in range(40)])
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore)
+    groups: list[int] = []
+    real = store.sync.run_group
+
+    def spy(calls: Any) -> list[tuple[bool, Any]]:
+        groups.append(len(calls))
+        return real(calls)
+
+    store.sync.run_group = spy  # type: ignore[method-assign]
+    worker = asyncio.ensure_future(rec.retry_failed_tasks())
+    await asyncio.gather(*(rec.save_failed_task({"id": f"new{i}"}, delay=0) for i in range(40)))
+    try:
+        async with asyncio.timeout(20):
+            await all_ran.wait()
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)  # a stopped worker's acks are in
+    assert max(groups) > 1  # some commit held more than one operation
+    assert await rec.load_failed_tasks() == 0 and (await rec.stats()).dead == 0
+    await rec.aclose()
+
+
+async def test_short_tasks_are_claimed_a_batch_ahead_and_run_once(tmp_path: Path) -> None:
+    """With short tasks the worker claims up to twice its concurrency; each task runs once and
+    never more than ``concurrency`` at a time."""
+    running = 0
+    peak = 0
+    calls: Counter[str] = Counter()
+    gate = asyncio.Event()
+
+    async def execute(task: dict[str, Any]) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        calls[task["id"]] += 1
+        await asyncio.sleep(0)
+        running -= 1
+        if len(calls) == 40:
+            gate.set()
+
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=execute, concurrency=4, retry_delay=0)
+    await rec.save_failed_tasks([{"id": f"t{i}"} for i in range(40)])
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore)
+    limits: list[int] = []
+    real = store.sync.claim
+
+    def spy(**kw: Any) -> Any:
+        limits.append(kw["limit"])
+        return real(**kw)
+
+    store.sync.claim = spy  # type: ignore[method-assign]
+    worker = asyncio.ensure_future(rec.retry_failed_tasks())
+    try:
+        async with asyncio.timeout(20):
+            await gate.wait()
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert max(limits) == 8 and peak <= 4
+    assert set(calls.values()) == {1}
+    assert await rec.load_failed_tasks() == 0
+    await rec.aclose()
+
+
+async def test_stopped_worker_gives_back_tasks_claimed_ahead(tmp_path: Path) -> None:
+    """Tasks claimed ahead and not started are released when the worker stops: due again."""
+    started: list[str] = []
+    two = asyncio.Event()
+    block = asyncio.Event()
+
+    async def execute(task: dict[str, Any]) -> None:
+        started.append(task["id"])
+        if len(started) == 2:
+            two.set()
+        await block.wait()
+
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=execute, concurrency=2, retry_delay=0)
+    await rec.save_failed_tasks([{"id": f"t{i}"} for i in range(6)])
+    worker = asyncio.ensure_future(rec.retry_failed_tasks())
+    async with asyncio.timeout(20):
+        await two.wait()
+    stats = await rec.stats()
+    assert stats.in_flight == 4  # two running, two claimed ahead
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    stats = await rec.stats()
+    assert (stats.pending, stats.in_flight) == (6, 0)
+    assert len(started) == 2
+    await rec.aclose()
