@@ -44,30 +44,25 @@ def _plain(value: object, depth: int) -> bool:
     """
     t = type(value)
     if t is dict:
-        if depth >= _MAX_DEPTH:
-            return False
-        for k, v in value.items():  # type: ignore[attr-defined]
+        for k in value:  # type: ignore[attr-defined]
             if type(k) is not str:
                 return False
-            tv = type(v)
-            if tv is str or tv is int or tv is bool or v is None:
-                continue
-            if not _plain(v, depth + 1):
-                return False
-        return True
-    if t is list or t is tuple:
-        if depth >= _MAX_DEPTH:
-            return False
-        for v in value:  # type: ignore[attr-defined]
-            tv = type(v)
-            if tv is str or tv is int or tv is bool or v is None:
-                continue
-            if not _plain(v, depth + 1):
-                return False
-        return True
-    if t is float:
+        items = value.values()  # type: ignore[attr-defined]
+    elif t is list or t is tuple:
+        items = value
+    elif t is float:
         return math.isfinite(value)  # type: ignore[arg-type]
-    return t is str or t is int or t is bool or value is None
+    else:
+        return t is str or t is int or t is bool or value is None
+    if depth >= _MAX_DEPTH:
+        return False
+    for v in items:
+        tv = type(v)
+        if tv is str or tv is int or tv is bool or v is None:
+            continue
+        if not _plain(v, depth + 1):
+            return False
+    return True
 
 
 def _check_json(value: object, where: str, depth: int = 0) -> None:
