@@ -255,10 +255,10 @@ def check_canaries(index: Any, canaries: dict[str, Any]) -> tuple[int, list[str]
         return 0, ["canary queries were recorded for another kind of index"]
     d = int(index.d) // 8 if binary else int(index.d)
     raw = base64.b64decode(canaries["queries"])
-    q = np.frombuffer(raw, dtype=np.uint8 if binary else "<f4").copy()
-    if q.size == 0 or q.size % d:
+    flat = np.frombuffer(raw, dtype=np.uint8 if binary else "<f4").copy()
+    if flat.size == 0 or flat.size % d:
         return 0, [f"canary queries do not fit dimension {int(index.d)}"]
-    q = q.reshape(-1, d) if binary else q.astype(np.float32).reshape(-1, d)
+    q = flat.reshape(-1, d) if binary else flat.astype(np.float32).reshape(-1, d)
     k = int(canaries["k"])
     subset = canaries.get("subset")
     dist, ids = _canary_search(index, q, k, int(subset) if subset else None)

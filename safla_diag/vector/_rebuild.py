@@ -293,7 +293,7 @@ def _batch(
         xb = np.array(xb, dtype=np.float32, order="C")  # a private, writable copy
     # A sum propagates NaN and infinity in one fast pass; only a non-finite sum (which a huge but
     # finite vector could also cause) pays for the exact check.
-    if xb.size and not np.isfinite(np.add.reduce(xb, axis=None)) and not np.isfinite(xb).all():
+    if xb.size and not np.isfinite(xb.sum()) and not np.isfinite(xb).all():
         bad = int(np.flatnonzero(~np.isfinite(xb).all(axis=1))[0])
         where = start + bad if isinstance(rows, slice) else int(np.asarray(rows)[bad])
         raise RecoveryError(f"source vector {where} contains NaN or infinity; not indexing it")
