@@ -1,6 +1,10 @@
 """
 The chunked scanner: large byte chunks, numpy line indexes, and Python only for the lines that need it.
 
+Where the C kernel was built (``_kernel``, ``_native.c``), ``FileScan.process`` hands each chunk
+to it instead; the numpy path below is the fallback and the reference the kernel is tested
+against, and it still serves ``since`` windows and JSON lines.
+
 How one file is read (``scan_stream`` drives the reads, ``_FileScan.process`` one chunk):
 
 * The stream is read into one reusable buffer of ``chunk_size`` bytes (2 MiB by default), cut after
