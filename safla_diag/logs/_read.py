@@ -384,7 +384,11 @@ def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: A
     raw_head = raw.read(min(_SNIFF_BYTES, max(opts.chunk_size, 1024)))
     raw.seek(0)
     head = raw_head.replace(b"\0", b"\n")
-    if b"\n" not in head or _magic(raw_head[:16]) is not None or _binary(head[: 1 << 16]) is not None:
+    if (
+        b"\n" not in head
+        or _magic(raw_head[:16]) is not None
+        or _binary(head[: 1 << 16]) is not None
+    ):
         return False
     sniffed = sniff(head)
     try:
