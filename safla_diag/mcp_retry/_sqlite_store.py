@@ -112,6 +112,8 @@ class SQLiteTaskStore:
             return
         try:
             outcomes = self.sync.run_group([call for _, _, call in group])
+            if len(outcomes) != len(group):
+                raise RuntimeError("a group commit lost track of its writes")
         except BaseException as err:  # KeyboardInterrupt and the like: every write gets it
             outcomes = [(False, err)] * len(group)
         settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]]

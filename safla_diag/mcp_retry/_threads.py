@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ._util import logger
+
 __all__ = ["ThreadLane"]
 
 T = TypeVar("T")
@@ -103,7 +105,10 @@ class ThreadLane:
             with self._lock:
                 pool.idle -= 1
             if job[0] is None:  # posted: settles its own futures
-                job[3]()
+                try:
+                    job[3]()
+                except BaseException:  # a bug; the thread must live on, or later calls hang
+                    logger.exception("a posted job failed on %s", self.name)
                 del job
                 with self._lock:
                     pool.idle += 1

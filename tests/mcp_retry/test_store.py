@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -383,3 +384,20 @@ def test_put_many_tells_new_from_known_ids(store: SQLiteQueue) -> None:
     assert got == [True, False, True, False, False]
     assert store.put_many([_new("f"), _new("f")], now=3.0) == [True, False]
     assert sorted(t.id for t in store.pending()) == ["a", "b", "c", "e", "f"]
+
+
+@pytest.mark.anyio
+async def test_a_posted_job_that_raises_leaves_the_lane_working(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A posted job's bug is logged; the lane's thread lives on and later calls still run."""
+    from safla_diag.mcp_retry._threads import ThreadLane
+
+    lane = ThreadLane("test-lane")
+    try:
+        lane.post(lambda: 1 / 0)
+        async with asyncio.timeout(5):
+            assert await lane.run(lambda: 41 + 1) == 42
+    finally:
+        lane.close()
+    assert "a posted job failed on test-lane" in caplog.text
