@@ -153,14 +153,23 @@ def redact(text: object) -> str:
     s = text if isinstance(text, str) else str(text)
     if not s:
         return s
-    s = _URL_USERINFO.sub(
-        lambda m: f"{m.group('scheme')}{m.group('user')}:{MASK}@" if m.group("pw") else m.group(0),
-        s,
-    )
-    s = _QUERY_SECRET.sub(_query_sub, s)
+    # Each pattern runs only where the ASCII it cannot match without is there (log templates
+    # pass through here by the thousand).
+    if "@" in s and "://" in s:
+        s = _URL_USERINFO.sub(
+            lambda m: (
+                f"{m.group('scheme')}{m.group('user')}:{MASK}@" if m.group("pw") else m.group(0)
+            ),
+            s,
+        )
+    has_eq = "=" in s
+    if has_eq:
+        s = _QUERY_SECRET.sub(_query_sub, s)
     # Bearer first: "Authorization: Bearer abc" must lose abc, not the word Bearer.
-    s = _BEARER.sub(lambda m: (m.group("pre") or m.group("tpre")) + MASK, s)
-    s = _redact_pairs(s)
+    if not s.isascii() or any(w in s.lower() for w in _AUTH_SCHEMES):  # re.I: ASCII only
+        s = _BEARER.sub(lambda m: (m.group("pre") or m.group("tpre")) + MASK, s)
+    if has_eq or ":" in s:
+        s = _redact_pairs(s)
     return s
 
 

@@ -52,8 +52,14 @@ def _rows(table: dict[tuple[str, str], TemplateStats], top: int) -> tuple[LogTem
     rows: dict[tuple[str, str], list[TemplateStats]] = {}
     for (level, masked), st in table.items():
         rows.setdefault((level, final[masked]), []).append(st)
-    out = []
+    ranked = []
     for (level, template), members in rows.items():
+        ranked.append((-sum(m.count for m in members), level, template, members))
+    ranked.sort(key=lambda r: r[:3])
+    out = []
+    for neg_count, level, template, members in ranked[:top]:
+        # Only the rows shown: an example is redacted, and the first and last times compared,
+        # for top rows, not for each of (maybe thousands of) templates.
         firsts = [m.first_seen for m in members if m.first_seen is not None]
         lasts = [m.last_seen for m in members if m.last_seen is not None]
         lead = min(members, key=lambda m: (-m.count, m.template))
@@ -61,14 +67,13 @@ def _rows(table: dict[tuple[str, str], TemplateStats], top: int) -> tuple[LogTem
             LogTemplate(
                 template=template,
                 level=level,
-                count=sum(m.count for m in members),
+                count=-neg_count,
                 first_seen=min(firsts) if firsts else None,
                 last_seen=max(lasts) if lasts else None,
                 example=lead.example,
             )
         )
-    out.sort(key=lambda t: (-t.count, t.level, t.template))
-    return tuple(out[:top])
+    return tuple(out)
 
 
 def analyze_logs(

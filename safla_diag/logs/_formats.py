@@ -40,6 +40,7 @@ __all__ = [
     "json_extra",
     "json_fields",
     "parse_line",
+    "parse_time",
     "sniff",
 ]
 
@@ -364,6 +365,35 @@ def parse_line(line: bytes, table: list[tuple[Format, ...]] | None = None) -> Pa
                 return Parsed(fmt.name, level, start, at, length, ts, fmt_ts)
             return Parsed(fmt.name, level, start, at, length)
         return Parsed(fmt.name, level, start, at, length, ts, fmt.ts_style if ts else None)
+    return None
+
+
+def parse_time(
+    line: bytes, table: list[tuple[Format, ...]] | None = None, now: datetime | None = None
+) -> datetime | None:
+    """
+    ``parse_line(line, table).timestamp(now)`` without reading the level where the format does not
+    need it to accept the line (the level search costs more than the time): the first and last
+    record of every template are timed, so this runs per template and file.
+    """
+    if not line:
+        return None
+    if line.lstrip()[:1] == b"{":
+        p = parse_line(line, table)
+        return p.timestamp(now) if p is not None else None
+    for fmt in (table or _DEFAULT_TABLE)[line[0]]:
+        if fmt.levels == "json":
+            continue
+        m = fmt.rx.match(line)
+        if m is None:
+            continue
+        if fmt.levels == "pg" or fmt.name == "level_first":  # the level decides: read it all
+            p = parse_line(line, table)
+            return p.timestamp(now) if p is not None else None
+        ts = m.groupdict().get("ts")
+        if not ts or fmt.ts_style is None:
+            return None
+        return parse_ts(fmt.ts_style, ts.decode("ascii", "replace"), now)
     return None
 
 

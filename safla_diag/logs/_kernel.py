@@ -14,6 +14,7 @@ The numpy path in ``_scan`` stays: it is the fallback where the kernel was not b
 from __future__ import annotations
 
 import os
+import re
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,10 @@ class NativeScan:
         np = fs.np
         prefix = fs.sn.prefix[: len(fs.prefix_pos)]
         self.prefix = bytes(v for _, v in prefix)
+        # The same test for the lines Python looks at (around records): one regex match.
+        self.prefix_rx = re.compile(
+            b"".join(rb"[0-9]" if v == 0 else re.escape(bytes([v])) for v in self.prefix)
+        )
         pairs: dict[int, int] = {}
         for word, level in sorted(
             (int.from_bytes(w.ljust(8, b"\0"), "little"), _LEVEL_INDEX[lv])
@@ -186,12 +191,7 @@ class NativeScan:
         return parse_line(line[:_MESSAGE_BYTES].rstrip(b"\r"), fs.sn.table) is not None
 
     def _prefix_ok(self, line: bytes) -> bool:
-        if not self.fs.fast or len(line) < len(self.prefix):
-            return False
-        return all(
-            (48 <= line[k] <= 57) if want == 0 else line[k] == want
-            for k, want in enumerate(self.prefix)
-        )
+        return self.fs.fast and self.prefix_rx.match(line) is not None
 
     def _last_record(self, buf: bytearray, cut: int) -> int:
         """

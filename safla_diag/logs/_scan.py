@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._redact import redact
 from ._bytes import PREFIX_BYTES, luts, spellings, swar
-from ._formats import Parsed, Sniffed, json_extra, parse_line
+from ._formats import Parsed, Sniffed, json_extra, parse_line, parse_time
 from ._kernel import NativeScan, add_record, kernel
 from ._levels import CANONICAL
 from ._templates import TemplateCache, TemplateStats, example_text, keys_of
@@ -216,6 +216,10 @@ class FileScan:
 
     def _parse(self, buf: bytearray, s: int, e: int) -> Parsed | None:
         return parse_line(bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r"), self.sn.table)
+
+    def _time(self, buf: bytearray, s: int, e: int) -> datetime | None:
+        line = bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r")
+        return parse_time(line, self.sn.table, self.opts.now)
 
     def _ts(self, buf: bytearray, s: int, e: int) -> float | None:
         p = self._parse(buf, s, e)
@@ -579,8 +583,7 @@ class FileScan:
                     continue
                 table[key] = self._new_stats(buf, s, e, record_end(line, e), key)
             else:
-                p = self._parse(buf, s, e)
-                stats.seen(p.timestamp(self.opts.now) if p is not None else None)
+                stats.seen(self._time(buf, s, e))
             self.key_template[k] = key
         if len(self.key_template) > _MAX_KEYS:
             self._flush()
@@ -590,12 +593,17 @@ class FileScan:
     ) -> TemplateStats:
         """A new template's row: the record [s, e) is its example, its first line parsed."""
         text = bytes(buf[s : min(e, s + 4 * _EXAMPLE_CHARS)]).decode("utf-8", "replace")
-        p = self._parse(buf, s, e_line)
-        if p is not None and p.format == "json":
-            extra = json_extra(bytes(buf[s:e_line]))
-            text = text + ("\n" + extra if extra else "")
+        line = bytes(buf[s : min(e_line, s + _MESSAGE_BYTES)]).rstrip(b"\r")
+        if line.lstrip()[:1] == b"{":  # maybe JSON: its traceback fields join the example
+            p = parse_line(line, self.sn.table)
+            if p is not None and p.format == "json":
+                extra = json_extra(bytes(buf[s:e_line]))
+                text = text + ("\n" + extra if extra else "")
+            when = p.timestamp(self.opts.now) if p is not None else None
+        else:
+            when = parse_time(line, self.sn.table, self.opts.now)
         stats = TemplateStats(key[1], 0, None, None, text, key[0])
-        stats.seen(p.timestamp(self.opts.now) if p is not None else None)
+        stats.seen(when)
         return stats
 
     def _flush(self) -> None:
@@ -607,8 +615,7 @@ class FileScan:
             if stats is None:
                 continue
             stats.count += count
-            p = parse_line(self.key_last[k].rstrip(b"\r"), self.sn.table)
-            stats.seen(p.timestamp(self.opts.now) if p is not None else None)
+            stats.seen(parse_time(self.key_last[k].rstrip(b"\r"), self.sn.table, self.opts.now))
         self.key_counts.clear()
         self.key_last.clear()
         self.key_template.clear()

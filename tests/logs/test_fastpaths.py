@@ -1,0 +1,89 @@
+"""
+The shortcuts of the template path give the answers of the long way round: the mask rules'
+guards, the time read without the level, the top rows built alone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from safla_diag import redact
+from safla_diag.logs import _mine
+from safla_diag.logs._formats import format_table, parse_line, parse_time
+from safla_diag.logs._mine import mask
+
+from .test_formats import LINES, NOW
+
+_LOGHUB = Path(__file__).resolve().parents[3] / "shared" / "data" / "loghub2k-dev"
+
+
+def _mask_unguarded(shaped: str) -> str:
+    text = redact(shaped.lstrip(_mine._LEAD))
+    for pattern, repl in _mine._RULES:
+        text = pattern.sub(repl, text)
+    return _mine._SPACES.sub(" ", text).strip()
+
+
+_pieces = st.sampled_from(
+    ["0", "0.0.0.0", ":0", "::", "0:0:0:0:0:0", "fe0::0", "/", "/var/0", "~/x", "C:\\x", "0x0",
+     "0X0f", "-0", "+0.0", "http://h/0", "a-0", "=", " ", "\t", "[", "]", '"', "id", "user",
+     "blk_-0", "token=x", "é", "0e"]
+)  # fmt: skip
+
+
+@given(st.lists(_pieces | st.text(max_size=5), max_size=16).map("".join))
+def test_mask_guards_change_nothing(shaped: str) -> None:
+    """A mask rule skipped by its guard could not have matched: same template as running all."""
+    assert mask(shaped) == _mask_unguarded(shaped)
+
+
+def _same_time(line: bytes, table: object = None) -> None:
+    p = parse_line(line, table)  # type: ignore[arg-type]
+    want = p.timestamp(NOW) if p is not None else None
+    assert parse_time(line, table, NOW) == want, line  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("name", "line", "level"), LINES, ids=[x[0] for x in LINES])
+def test_parse_time_is_parse_line_s_time(name: str, line: bytes, level: str | None) -> None:
+    _same_time(line)
+    _same_time(line, format_table(parse_line(line).format))  # type: ignore[union-attr]
+
+
+_headers = st.sampled_from([x[1] for x in LINES])
+
+
+@given(_headers, st.integers(0, 80), st.binary(max_size=12), st.sampled_from(list(LINES)))
+def test_parse_time_on_damaged_headers(line: bytes, cut: int, junk: bytes, own: tuple) -> None:  # type: ignore[type-arg]
+    """Cut, spliced or any-format-first: the time read alone is the time of the whole parse."""
+    table = format_table(parse_line(own[1]).format)  # type: ignore[union-attr]
+    for candidate in (line[:cut], line[:cut] + junk, junk + line, line[:cut] + junk + line[cut:]):
+        _same_time(candidate.split(b"\n")[0], table)
+
+
+@pytest.mark.skipif(not _LOGHUB.is_dir(), reason="the Loghub development samples are not here")
+def test_parse_time_on_loghub_lines() -> None:
+    """Every line of the eight Loghub development samples (nobody here wrote them)."""
+    n = 0
+    for path in sorted(_LOGHUB.glob("*_2k.log")):
+        for line in path.read_bytes().splitlines():
+            _same_time(line.rstrip(b"\r"))
+            n += 1
+    assert n >= 8 * 2000
+
+
+def test_now_matters_for_syslog() -> None:
+    """A year-less syslog time takes its year from ``now``, as the full parse does."""
+    line = b"Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user"
+    for now in (datetime(2020, 12, 31), datetime(2021, 1, 2), datetime(2021, 12, 9, 12)):
+        p = parse_line(line)
+        assert p is not None
+        got = parse_time(line, None, now.astimezone())
+        assert got == p.timestamp(now.astimezone())
+        assert got is not None and got.year == (
+            2021 if now.month == 12 and now.year == 2021 else 2020
+        )
