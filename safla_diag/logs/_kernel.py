@@ -26,10 +26,11 @@ from ._templates import keys_of
 if TYPE_CHECKING:
     from ._scan import FileScan
 
-__all__ = ["NativeScan", "add_record", "kernel"]
+__all__ = ["HEADER_BYTES", "NativeScan", "add_record", "kernel"]
 
 _MESSAGE_BYTES = 4096
 _MAX_CONTINUATION = 500
+HEADER_BYTES = 256  # of each template key's latest record: its time is read at the file's end
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(CANONICAL)}
 _CTRL = bytes([*range(9), 11, 12, *range(14, 27), *range(28, 32), 127])
 _BLANK = (32, 9)
@@ -74,6 +75,8 @@ class NativeScan:
         self.tags = bytes(fs.tag_of.get(lv, b"\0")[0] for lv in CANONICAL)
         self.known = b""
         self.known_n = 0
+        # The file's template keys across chunks, in the kernel: Python meets each key once.
+        self.memo = mod.memo(HEADER_BYTES)
 
     def _known(self) -> bytes:
         """The lines known not to start a record (the parser's memory), for the kernel to skip."""
@@ -114,6 +117,8 @@ class NativeScan:
             fs.sn.has_levels,
             fs.sn.format is None,
             self._known(),
+            self.memo,
+            fs.chunk_no << 32,
         )
         acc.lines += lines
         acc.garbage_lines += garbage
@@ -126,17 +131,24 @@ class NativeScan:
         if fs.opts.pattern is not None and stop:
             fs.matches(buf, 0, stop)
         if picks or extra:
+            # The keys new to the memo (which counts them and keeps their latest record), and
+            # the parser's records, counted here.
             figures = memoryview(picks).cast("q").tolist()
-            by_key = {
+            new = {
                 key: figures[7 * j : 7 * j + 7]
                 for j, key in enumerate(keys.split(b"\n") if picks else ())
             }
+            tally: dict[bytes, list[int]] = {}
             if extra:
                 extra_keys = keys_of(b"\n".join(t for *_, t in extra))
                 for (i, s, e, _), key in zip(extra, extra_keys, strict=True):
-                    add_record(by_key, key, i, s, e)
-            fs.fold(buf, by_key, lambda _i, e: self._record_end(buf, e, stop))
+                    add_record(tally, key, i, s, e)
+            fs.fold(buf, new, lambda _i, e: self._record_end(buf, e, stop), tally)
         return stop
+
+    def memo_items(self) -> list[tuple[bytes, int, int, bytes]]:
+        """The memo's keys (key, records, order of the latest, its header); the memo empties."""
+        return self.mod.memo_items(self.memo, True)  # type: ignore[no-any-return]
 
     def _slow(self, buf: bytearray, spans: list[int]) -> list[tuple[int, int, int, bytes]]:
         """
@@ -188,6 +200,8 @@ class NativeScan:
         fs = self.fs
         if fs.sn.format is None or self._prefix_ok(line):
             return True
+        if line[:_MESSAGE_BYTES] in fs.not_records:  # the parser's memory: a traceback line
+            return False
         return parse_line(line[:_MESSAGE_BYTES].rstrip(b"\r"), fs.sn.table) is not None
 
     def _prefix_ok(self, line: bytes) -> bool:

@@ -332,6 +332,217 @@ add_pick(const Spec *sp, Result *r, int64_t i, Py_ssize_t s, Py_ssize_t e, Py_ss
     return 0;
 }
 
+
+/* -- the memo: a file's template keys across chunks ------------------------------------------ */
+
+/* Per distinct key of a file (since the memo was last cleared): its records, the order of the
+   latest (chunk << 32 | line) and that record's first head_bytes. Python sees a key once, when it
+   is new; the rest stays here until the file ends, so a chunk costs the same for 5 keys or 500. */
+typedef struct {
+    size_t at, len; /* the key's bytes in Memo.keys */
+    uint64_t hash;
+    int64_t count, last_order;
+    Py_ssize_t head_len;
+} MemoItem;
+
+typedef struct {
+    Out keys;            /* every key's bytes, back to back */
+    MemoItem *items;
+    size_t nitems, cap;
+    int64_t *slots;      /* open addressing: an item's index, or -1 */
+    size_t mask;         /* slots less one (a power of two); 0 before the first key */
+    char *heads;         /* head_bytes per item */
+    Py_ssize_t head_bytes;
+} Memo;
+
+#define MEMO_NAME "safla_diag.logs._native.memo"
+
+static void
+memo_free(Memo *m)
+{
+    free(m->keys.data);
+    free(m->items);
+    free(m->slots);
+    free(m->heads);
+}
+
+static void
+memo_destroy(PyObject *capsule)
+{
+    Memo *m = PyCapsule_GetPointer(capsule, MEMO_NAME);
+    if (m != NULL) {
+        memo_free(m);
+        free(m);
+    }
+}
+
+static void
+memo_clear(Memo *m)
+{
+    Py_ssize_t head_bytes = m->head_bytes;
+    memo_free(m);
+    memset(m, 0, sizeof *m);
+    m->head_bytes = head_bytes;
+}
+
+static int
+memo_grow(Memo *m)
+{
+    size_t cap = m->mask ? 2 * (m->mask + 1) : 256;
+    int64_t *slots = malloc(cap * sizeof(int64_t));
+    if (slots == NULL)
+        return -1;
+    for (size_t k = 0; k < cap; k++)
+        slots[k] = -1;
+    for (size_t k = 0; k < m->nitems; k++) {
+        size_t slot = m->items[k].hash & (cap - 1);
+        while (slots[slot] >= 0)
+            slot = (slot + 1) & (cap - 1);
+        slots[slot] = (int64_t)k;
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->mask = cap - 1;
+    return 0;
+}
+
+/* Fold a chunk's distinct keys (Result.keys/picks/slots) into the memo; the keys new to it go to
+   fresh_keys/fresh_picks, in the chunk's order of first record. */
+static int
+memo_fold(Memo *m, const Spec *sp, const Result *r, int64_t order_base, Out *fresh_keys,
+          Out *fresh_picks)
+{
+    const unsigned char *b = sp->buf;
+    if (r->nkeys == 0)
+        return 0;
+    /* The chunk's keys by index: its hash table holds them in no order. */
+    const KeySlot **by_index = malloc((size_t)r->nkeys * sizeof *by_index);
+    if (by_index == NULL)
+        return -1;
+    for (size_t k = 0; k <= r->mask; k++)
+        if (r->slots[k].index >= 0)
+            by_index[r->slots[k].index] = &r->slots[k];
+    int rc = -1;
+    for (int64_t j = 0; j < r->nkeys; j++) {
+        const KeySlot *ks = by_index[j];
+        const char *key = r->keys.data + ks->at;
+        const int64_t *st = (const int64_t *)r->picks.data + j * KEY_STATS;
+        if (m->mask == 0 && memo_grow(m) < 0)
+            goto done;
+        size_t slot = ks->hash & m->mask;
+        MemoItem *it = NULL;
+        for (; m->slots[slot] >= 0; slot = (slot + 1) & m->mask) {
+            MemoItem *c = &m->items[m->slots[slot]];
+            if (c->hash == ks->hash && c->len == ks->len &&
+                memcmp(m->keys.data + c->at, key, ks->len) == 0) {
+                it = c;
+                break;
+            }
+        }
+        if (it == NULL) {
+            if (m->nitems == m->cap) {
+                size_t cap = m->cap ? 2 * m->cap : 256;
+                MemoItem *items = realloc(m->items, cap * sizeof(MemoItem));
+                if (items == NULL)
+                    goto done;
+                m->items = items;
+                char *heads = realloc(m->heads, cap * (size_t)m->head_bytes + 1);
+                if (heads == NULL)
+                    goto done;
+                m->heads = heads;
+                m->cap = cap;
+            }
+            if (out_reserve(&m->keys, ks->len) < 0)
+                goto done;
+            memcpy(m->keys.data + m->keys.len, key, ks->len);
+            it = &m->items[m->nitems];
+            *it = (MemoItem){m->keys.len, ks->len, ks->hash, 0, 0, 0};
+            m->keys.len += ks->len;
+            m->slots[slot] = (int64_t)m->nitems++;
+            if (out_reserve(fresh_keys, ks->len + 1) < 0 ||
+                out_reserve(fresh_picks, KEY_STATS * 8) < 0)
+                goto done;
+            if (fresh_keys->len)
+                fresh_keys->data[fresh_keys->len++] = '\n';
+            memcpy(fresh_keys->data + fresh_keys->len, key, ks->len);
+            fresh_keys->len += ks->len;
+            memcpy(fresh_picks->data + fresh_picks->len, st, KEY_STATS * 8);
+            fresh_picks->len += KEY_STATS * 8;
+            if (2 * m->nitems > m->mask && memo_grow(m) < 0)
+                goto done;
+        }
+        it->count += st[0];
+        it->last_order = order_base + st[4];
+        Py_ssize_t s = (Py_ssize_t)st[5], e = (Py_ssize_t)st[6];
+        Py_ssize_t n = e - s < m->head_bytes ? e - s : m->head_bytes;
+        memcpy(m->heads + (size_t)(it - m->items) * (size_t)m->head_bytes, b + s, (size_t)n);
+        it->head_len = n;
+    }
+    rc = 0;
+done:
+    free(by_index);
+    return rc;
+}
+
+PyDoc_STRVAR(memo_doc,
+"memo(head_bytes)\n--\n\n"
+"A new, empty memo of template keys for scan(): per key, its records, the order of its latest\n"
+"record and that record's first head_bytes.");
+
+static PyObject *
+py_memo(PyObject *self, PyObject *args)
+{
+    Py_ssize_t head_bytes;
+    if (!PyArg_ParseTuple(args, "n", &head_bytes))
+        return NULL;
+    if (head_bytes < 1 || head_bytes > 65536) {
+        PyErr_SetString(PyExc_ValueError, "head_bytes must be between 1 and 65536");
+        return NULL;
+    }
+    Memo *m = calloc(1, sizeof(Memo));
+    if (m == NULL)
+        return PyErr_NoMemory();
+    m->head_bytes = head_bytes;
+    PyObject *capsule = PyCapsule_New(m, MEMO_NAME, memo_destroy);
+    if (capsule == NULL)
+        free(m);
+    return capsule;
+}
+
+PyDoc_STRVAR(memo_items_doc,
+"memo_items(memo, clear)\n--\n\n"
+"The memo's keys, in order of first record: a list of (key, records, order of the latest,\n"
+"its head); with clear, the memo is emptied.");
+
+static PyObject *
+py_memo_items(PyObject *self, PyObject *args)
+{
+    PyObject *capsule;
+    int clear;
+    if (!PyArg_ParseTuple(args, "Op", &capsule, &clear))
+        return NULL;
+    Memo *m = PyCapsule_GetPointer(capsule, MEMO_NAME);
+    if (m == NULL)
+        return NULL;
+    PyObject *out = PyList_New((Py_ssize_t)m->nitems);
+    if (out == NULL)
+        return NULL;
+    for (size_t k = 0; k < m->nitems; k++) {
+        const MemoItem *it = &m->items[k];
+        PyObject *row = Py_BuildValue("y#LLy#", m->keys.data + it->at, (Py_ssize_t)it->len,
+                                      (long long)it->count, (long long)it->last_order,
+                                      m->heads + k * (size_t)m->head_bytes, it->head_len);
+        if (row == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, (Py_ssize_t)k, row);
+    }
+    if (clear)
+        memo_clear(m);
+    return out;
+}
+
 /* Whether b[s:e] is one of the lines already known not to start a record (tracebacks). */
 static int
 known_line(const Spec *sp, const Known *kn, Py_ssize_t s, Py_ssize_t e)
@@ -611,12 +822,14 @@ table(PyObject *obj, const unsigned char **out, Py_ssize_t want, const char *wha
 
 PyDoc_STRVAR(scan_doc,
 "scan(buf, cut, prefix, offsets, words, levels, left, right, initial, ctrl, tags, fast,\n"
-"     has_levels, bare, known)\n"
+"     has_levels, bare, known, memo=None, order_base=0)\n"
 "--\n\n"
 "Scan buf[:cut] (whole lines). Returns (lines, garbage_lines, records, counts, slow, stats,\n"
 "keys): counts per level index; slow as packed int64 (line, start, end) triples; keys the\n"
 "distinct template keys of the chosen records, '\\n'-joined in order of first record, and\n"
-"stats seven packed int64 per key: count, first (line, start, end), last (line, start, end).");
+"stats seven packed int64 per key: count, first (line, start, end), last (line, start, end).\n"
+"With a memo (see memo()), the keys are folded into it (the latest record's order is\n"
+"order_base + its line) and only those new to it are returned.");
 
 static PyObject *
 py_scan(PyObject *self, PyObject *args)
@@ -624,11 +837,15 @@ py_scan(PyObject *self, PyObject *args)
     Py_buffer view;
     Py_ssize_t cut;
     PyObject *prefix, *offsets, *words, *levels, *left, *right, *initial, *ctrl, *tags, *known;
+    PyObject *memo_obj = Py_None;
+    long long order_base = 0;
     int fast, has_levels, bare;
-    if (!PyArg_ParseTuple(args, "y*nSOSSSSSSSpppS", &view, &cut, &prefix, &offsets, &words,
+    if (!PyArg_ParseTuple(args, "y*nSOSSSSSSSpppS|OL", &view, &cut, &prefix, &offsets, &words,
                           &levels, &left, &right, &initial, &ctrl, &tags, &fast, &has_levels,
-                          &bare, &known))
+                          &bare, &known, &memo_obj, &order_base))
         return NULL;
+    Memo *memo = NULL;
+    Out fresh_keys = {0}, fresh_picks = {0};
     Known kn;
     memset(&kn, 0, sizeof kn);
     Spec sp;
@@ -642,6 +859,11 @@ py_scan(PyObject *self, PyObject *args)
     sp.fast = fast;
     sp.has_levels = has_levels;
     sp.bare = bare;
+    if (memo_obj != Py_None) {
+        memo = PyCapsule_GetPointer(memo_obj, MEMO_NAME);
+        if (memo == NULL)
+            goto done;
+    }
     if (cut < 0 || cut > view.len) {
         PyErr_SetString(PyExc_ValueError, "cut outside the buffer");
         goto done;
@@ -732,6 +954,8 @@ py_scan(PyObject *self, PyObject *args)
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = scan(&sp, &kn, &r);
+    if (rc == 0 && memo != NULL) /* the memo is its file's alone: no other thread touches it */
+        rc = memo_fold(memo, &sp, &r, order_base, &fresh_keys, &fresh_picks);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         PyErr_NoMemory();
@@ -748,12 +972,15 @@ py_scan(PyObject *self, PyObject *args)
         }
         PyTuple_SET_ITEM(counts, k, c);
     }
+    const Out *picks = memo ? &fresh_picks : &r.picks, *keys = memo ? &fresh_keys : &r.keys;
     res = Py_BuildValue("LLLNy#y#y#", (long long)r.lines, (long long)r.garbage,
                         (long long)r.records, counts, r.slow.data ? r.slow.data : "",
-                        (Py_ssize_t)r.slow.len, r.picks.data ? r.picks.data : "",
-                        (Py_ssize_t)r.picks.len, r.keys.data ? r.keys.data : "",
-                        (Py_ssize_t)r.keys.len);
+                        (Py_ssize_t)r.slow.len, picks->data ? picks->data : "",
+                        (Py_ssize_t)picks->len, keys->data ? keys->data : "",
+                        (Py_ssize_t)keys->len);
 done:
+    free(fresh_keys.data);
+    free(fresh_picks.data);
     free(kn.slots);
     free(r.slots);
     free(r.slow.data);
@@ -765,6 +992,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"scan", py_scan, METH_VARARGS, scan_doc},
+    {"memo", py_memo, METH_VARARGS, memo_doc},
+    {"memo_items", py_memo_items, METH_VARARGS, memo_items_doc},
     {NULL, NULL, 0, NULL},
 };
 

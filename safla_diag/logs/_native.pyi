@@ -1,3 +1,7 @@
+from typing import NewType
+
+Memo = NewType("Memo", object)
+
 def scan(
     buf: bytes | bytearray | memoryview,
     cut: int,
@@ -14,5 +18,9 @@ def scan(
     has_levels: bool,
     bare: bool,
     known: bytes,
+    memo: Memo | None = None,
+    order_base: int = 0,
     /,
 ) -> tuple[int, int, int, tuple[int, ...], bytes, bytes, bytes]: ...
+def memo(head_bytes: int, /) -> Memo: ...
+def memo_items(memo: Memo, clear: bool, /) -> list[tuple[bytes, int, int, bytes]]: ...

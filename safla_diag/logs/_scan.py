@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from .._redact import redact
 from ._bytes import PREFIX_BYTES, luts, spellings, swar
 from ._formats import Parsed, Sniffed, json_extra, parse_line, parse_time
+from ._kernel import HEADER_BYTES as _HEADER_BYTES
 from ._kernel import NativeScan, add_record, kernel
 from ._levels import CANONICAL
 from ._templates import TemplateCache, TemplateStats, example_text, keys_of
@@ -61,7 +62,6 @@ _MAX_OFFSETS = 16
 _EXAMPLE_CHARS = 4000
 _MESSAGE_BYTES = 4096
 _MAX_CONTINUATION = 500
-_HEADER_BYTES = 256
 _MAX_REMEMBERED = 4096
 _MAX_KEYS = (
     20_000  # a file's distinct template keys held (with a header each) before they are folded in
@@ -189,8 +189,10 @@ class FileScan:
         self.level_of = {t: lv for lv, t in self.tag_of.items()}
         # This file's template keys: records per key, the header of each key's latest record,
         # and its (level, masked template), or None when the table was full.
+        # (Keys the kernel handles are held in its memo instead, until the file ends.)
         self.key_counts: Counter[bytes] = Counter()
-        self.key_last: dict[bytes, bytes] = {}
+        self.key_last: dict[bytes, tuple[int, bytes]] = {}  # (chunk << 32 | line, header)
+        self.chunk_no = 0
         self.key_template: dict[bytes, tuple[str, str] | None] = {}
         self.new_offsets: Counter[int] = Counter()
         self.not_records: set[bytes] = set()
@@ -257,6 +259,7 @@ class FileScan:
 
     def process(self, buf: bytearray, cut: int, final: bool) -> int:
         """Analyse ``buf[:cut]`` (whole lines); return how many bytes were consumed."""
+        self.chunk_no += 1
         if self.native is not None and self.in_window:
             return self.native.process(buf, cut, final)
         np = self.np
@@ -552,30 +555,43 @@ class FileScan:
         buf: bytearray,
         by_key: dict[bytes, list[int]],
         record_end: Callable[[int, int], int],
+        tally: dict[bytes, list[int]] | None = None,
     ) -> None:
         """
         Fold a chunk's chosen records into the template table: per template key, the kernel's
         seven figures (count, first record's line, start and end, last record's line, start and
         end); ``record_end(line, end)`` is where the record whose first line is ``line`` (ending
         at ``end``) ends.
+
+        With ``tally``, ``by_key`` holds only the keys new to the kernel's memo (which counts
+        them and keeps their latest record itself) and ``tally`` the records counted here: a
+        chunk then costs Python the keys it has not met before, not every key it holds.
         """
-        known = self.opts.cache.masks(by_key)
+        if tally is None:
+            tally = candidates = by_key
+        else:
+            candidates = dict(by_key)
+            for k, f in tally.items():
+                c = candidates.get(k)
+                if c is None or f[1] < c[1]:
+                    candidates[k] = f
         # Per key, not per record: counts, and the header of each key's latest record (kept as
-        # bytes, its time parsed once per file): a chunk costs the same whether its records
-        # take 5 templates or 500.
+        # bytes, its time parsed once per file).
         key_counts = self.key_counts
         key_last = self.key_last
-        for k, f in by_key.items():
+        base = self.chunk_no << 32
+        for k, f in tally.items():
             key_counts[k] += f[0]
-            key_last[k] = bytes(buf[f[5] : min(f[6], f[5] + _HEADER_BYTES)])
-        fresh = by_key.keys() - self.key_template.keys()
+            key_last[k] = (base + f[4], bytes(buf[f[5] : min(f[6], f[5] + _HEADER_BYTES)]))
+        fresh = candidates.keys() - self.key_template.keys()
         if not fresh:
             return
+        known = self.opts.cache.masks(fresh)
         table = self.acc.templates
-        for k in sorted(fresh, key=lambda k: by_key[k][1]):  # the first record shows the row
+        for k in sorted(fresh, key=lambda k: candidates[k][1]):  # the first record shows the row
             key = (self.level_of[k[:1]], known[k])
             stats = table.get(key)
-            _, line, s, e = by_key[k][:4]
+            _, line, s, e = candidates[k][:4]
             if stats is None:
                 if len(table) >= self.opts.max_templates:
                     self.acc.templates_truncated = True
@@ -609,13 +625,21 @@ class FileScan:
     def _flush(self) -> None:
         """Add the keys' counts to their templates and parse each key's latest time."""
         table = self.acc.templates
-        for k, count in self.key_counts.items():
+        key_counts, key_last = self.key_counts, self.key_last
+        if self.native is not None:
+            for k, count, order, head in self.native.memo_items():
+                key_counts[k] += count
+                last = key_last.get(k)
+                if last is None or last[0] < order:
+                    key_last[k] = (order, head)
+        for k, count in key_counts.items():
             key = self.key_template.get(k)
             stats = table.get(key) if key is not None else None
             if stats is None:
                 continue
             stats.count += count
-            stats.seen(parse_time(self.key_last[k].rstrip(b"\r"), self.sn.table, self.opts.now))
+            head = key_last[k][1].rstrip(b"\r")
+            stats.seen(parse_time(head, self.sn.table, self.opts.now))
         self.key_counts.clear()
         self.key_last.clear()
         self.key_template.clear()

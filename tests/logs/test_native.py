@@ -273,3 +273,81 @@ def test_the_kernel_survives_any_bytes(
     figures = memoryview(stats).cast("q").tolist()
     assert sum(figures[0::7]) == counts[3] + counts[4]
     assert len(figures) // 7 == (keys.count(b"\n") + 1 if keys else 0)
+
+
+_WORDS = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta", "iota", "kappa"]
+
+
+@needs_native
+@pytest.mark.parametrize("max_keys", [2, 7, 20_000])
+def test_the_kernel_s_memo_agrees_when_keys_are_flushed_mid_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_keys: int
+) -> None:
+    """
+    Hundreds of templates over many small chunks, the file's key table folded in every few keys
+    (the kernel's memo emptied with it): counts, first and last times, examples as on the numpy
+    path, where every chunk's keys are counted in Python.
+    """
+    import random
+
+    from safla_diag.logs import _scan
+
+    monkeypatch.setattr(_scan, "_MAX_KEYS", max_keys)
+    rng = random.Random(7)
+    lines = []
+    for i in range(3000):
+        words = " ".join(rng.sample(_WORDS, rng.randint(1, 4)))
+        level = rng.choice(["ERROR", "ERROR", "WARNING", "INFO"])
+        lines.append(
+            f"2026-11-28 10:{i // 60 % 60:02d}:{i % 60:02d},{i % 1000:03d} - app - {level} - {words} n={i}"
+        )
+        if rng.random() < 0.05:
+            lines.append('Traceback (most recent call last):\n  File "a.py", line 1\nValueError: x')
+    path = tmp_path / "many.log"
+    path.write_text("\n".join(lines) + "\n")
+    native, pure = _both(path, chunk_size=4096, top=10_000, levels=("ERROR", "WARNING"))
+    assert _figures(native) == _figures(pure)
+    assert [t.example for t in native.templates] == [t.example for t in pure.templates]
+    assert (
+        sum(t.count for t in native.templates) == native.counts["ERROR"] + native.counts["WARNING"]
+    )
+    assert len(native.templates) > 50
+
+
+@needs_native
+def test_the_memo_holds_each_key_once_and_refuses_what_is_not_one() -> None:
+    mod = _kernel.kernel()
+    assert mod is not None
+    with pytest.raises(ValueError, match="head_bytes"):
+        mod.memo(0)
+    memo = mod.memo(8)
+    assert mod.memo_items(memo, False) == []
+    ok_left = bytes(1 if c in b' \t[<("' else 0 for c in range(256))
+    ctrl = bytes(
+        1 if c in {*range(9), 11, 12, *range(14, 27), *range(28, 32), 127} else 0
+        for c in range(256)
+    )
+    word = int.from_bytes(b"ERROR".ljust(8, b"\0"), "little").to_bytes(8, "little")
+    initial = bytes(1 if c == ord("E") else 0 for c in range(256))
+    right = bytes(1 if c in b" :]" else 0 for c in range(256))
+    text = b"11 ERROR a 1\n22 ERROR a 22\n33 ERROR b\n"
+    buf = bytearray(text + bytes(64))  # a reader's chunk: padding after the cut
+
+    def scan(memo_arg: object, order: int) -> Any:
+        return mod.scan(
+            buf, len(text), b"\0\0 ", [3], word, b"\4", ok_left, right, initial, ctrl,
+            b"\0\0\0\0\1\0", True, True, False, b"", memo_arg, order,
+        )  # fmt: skip
+
+    first = scan(memo, 1 << 32)
+    assert first[6].split(b"\n") == [b"\1 a 0", b"\1 b"]  # two keys, new
+    second = scan(memo, 2 << 32)
+    assert second[6] == b"" and second[5] == b""  # nothing new the second time
+    items = mod.memo_items(memo, True)
+    assert items == [
+        (b"\1 a 0", 4, (2 << 32) + 1, b"22 ERROR"),  # counted in both chunks; the latest's head
+        (b"\1 b", 2, (2 << 32) + 2, b"33 ERROR"),
+    ]
+    assert mod.memo_items(memo, False) == []  # cleared
+    with pytest.raises(ValueError):
+        scan(object(), 0)  # not a memo
