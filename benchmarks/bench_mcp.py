@@ -208,6 +208,70 @@ def api_raw_sqlite(d: Path, backlog: int, sync: str) -> tuple[float, float, floa
     return out
 
 
+BLOCKING_SAVES = 1000
+
+
+def blocking_saves(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
+    """
+    The blocking save of a host without a loop (``save_failed_task_sync``: one commit per call,
+    on the calling thread) beside persist-queue's ``put`` and a raw sqlite3 insert in autocommit,
+    at the same synchronous setting: µs per durable save, median of interleaved rounds.
+    """
+    import sqlite3
+    import statistics
+
+    from persistqueue import SQLiteAckQueue
+
+    def ours(sync: str) -> float:
+        rec = MCPTaskRecovery(tmp / f"bs-{uuid.uuid4().hex[:6]}.db", execute=lambda t: None,
+                              synchronous=sync)  # type: ignore[arg-type]  # fmt: skip
+        tasks = [_task(i) for i in range(BLOCKING_SAVES)]
+        rec.save_failed_task_sync(_task(-1))  # opens the file
+        w = time.perf_counter()
+        for t in tasks:
+            rec.save_failed_task_sync(t)
+        return (time.perf_counter() - w) / BLOCKING_SAVES * 1e6
+
+    def pq(sync: str) -> float:
+        q = SQLiteAckQueue(str(tmp / f"bpq-{uuid.uuid4().hex[:6]}"), auto_resume=False)
+        q._conn.execute(f"PRAGMA synchronous={sync}")
+        tasks = [_task(i) for i in range(BLOCKING_SAVES)]
+        w = time.perf_counter()
+        for t in tasks:
+            q.put(t)
+        out = (time.perf_counter() - w) / BLOCKING_SAVES * 1e6
+        q.close()
+        return out
+
+    def raw(sync: str) -> float:
+        conn = sqlite3.connect(tmp / f"braw-{uuid.uuid4().hex[:6]}.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={sync}")
+        conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, payload TEXT, due_at REAL)")
+        tasks = [_task(i) for i in range(BLOCKING_SAVES)]
+        w = time.perf_counter()
+        for t in tasks:
+            conn.execute("INSERT OR IGNORE INTO t VALUES (?, ?, ?)", (t["id"], json.dumps(t), 0.0))
+        out = (time.perf_counter() - w) / BLOCKING_SAVES * 1e6
+        conn.close()
+        return out
+
+    rows: list[dict[str, Any]] = []
+    print(f"blocking save (no loop), {BLOCKING_SAVES} saves, µs per durable save (lower is better)")
+    for sync in ("NORMAL", "FULL"):
+        got: dict[str, list[float]] = {"ours": [], "persist-queue": [], "raw sqlite3": []}
+        for _ in range(rounds):
+            got["ours"].append(ours(sync))
+            got["persist-queue"].append(pq(sync))
+            got["raw sqlite3"].append(raw(sync))
+        med = {k: statistics.median(v) for k, v in got.items()}
+        print(f"  {sync:<6} " + "  ".join(f"{k} {v:7.1f} µs" for k, v in med.items())
+              + f"  persist-queue/ours {med['persist-queue'] / med['ours']:.2f}x")  # fmt: skip
+        rows.append({"synchronous": sync, "label": "blocking save µs (median)", **med,
+                     "ratio_persist_queue_over_ours": med["persist-queue"] / med["ours"]})  # fmt: skip
+    return rows
+
+
 def api_table(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
     """The table of issue 14: min and median of interleaved rounds, tasks/s, with ratios."""
     import statistics
@@ -519,7 +583,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench_mcp_"))
     try:
-        save("bench_mcp_api", api_table(tmp), cpus=os.cpu_count())
+        save("bench_mcp_api", api_table(tmp) + blocking_saves(tmp), cpus=os.cpu_count())
         if "--api" in sys.argv[1:]:
             return
         print("enqueue + claim + ack of ~300-byte tasks (tasks/s; higher is better)")

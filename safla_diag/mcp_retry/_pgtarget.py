@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,6 +28,7 @@ from ._model import (
     SQL_REQUEUE_ALL,
     SQL_STATS,
     DeadLetter,
+    NewTask,
     QueueStats,
     QueueStoreError,
     StoredTask,
@@ -47,8 +48,10 @@ __all__ = [
     "PgTarget",
     "PostgresQueueView",
     "describe_pg_error",
+    "inserted_flags",
     "is_postgres_url",
     "pg_sql",
+    "put_params",
 ]
 
 logger = logging.getLogger("safla_diag.mcp_retry")
@@ -94,6 +97,26 @@ _PARAM = re.compile(r"(?<![:\w]):([a-z_]+)\b")
 def pg_sql(sql: str) -> str:
     """``:name`` parameters (the shared SQL's style) as psycopg's ``%(name)s``."""
     return _PARAM.sub(r"%(\1)s", sql)
+
+
+def put_params(tasks: Sequence[NewTask], *, now: float, channel: str) -> dict[str, Any]:
+    """The parameters of the ``put`` statement for these tasks."""
+    return {
+        "ids": [t.id for t in tasks],
+        "payloads": [t.payload for t in tasks],
+        "dues": [t.due_at for t in tasks],
+        "now": now,
+        "channel": channel,
+    }
+
+
+def inserted_flags(tasks: Sequence[NewTask], inserted: set[str]) -> list[bool]:
+    """Per task, whether the ``put`` statement stored it (a repeated id is new only once)."""
+    out = []
+    for t in tasks:
+        out.append(t.id in inserted)
+        inserted.discard(t.id)
+    return out
 
 
 def is_postgres_url(location: object) -> bool:
@@ -168,6 +191,18 @@ class PgTarget:
             "purge": pg_sql(SQL_PURGE_ALL.format(**names)),
             "merge": pg_sql(SQL_IMPORT_MERGE.format(**names)),
             "meta": f"SELECT key, value FROM {self.quoted}.safla_meta",
+            # New tasks in one statement, each notifying the queue's workers; a known id (queued
+            # or dead: they share the primary key) is skipped and not returned.
+            "put": f"""WITH new AS (
+                INSERT INTO {names["tasks"]} (id, payload, attempts, due_at, created_at)
+                SELECT n.id, n.payload, 0, n.due_at, %(now)s
+                FROM unnest(%(ids)s::text[], %(payloads)s::text[], %(dues)s::float8[])
+                    WITH ORDINALITY AS n(id, payload, due_at, ord)
+                ORDER BY n.ord
+                ON CONFLICT (id) DO NOTHING
+                RETURNING id
+            )
+            SELECT id, pg_notify(%(channel)s, 'put') FROM new""",
         }
 
     def __repr__(self) -> str:
@@ -322,6 +357,25 @@ class PostgresQueueView:
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest first."""
         return map_rows(self._query("dead", {"limit": limit}), dead_letter, self.target.error)
+
+    def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
+        """
+        Store new tasks, committed (and the workers notified) before it returns; per task, False
+        when its id was already queued or dead. The one write of this view: the blocking save of
+        hosts without an event loop.
+        """
+        if not tasks:
+            return []
+        pg = import_optional("psycopg")
+        params = put_params(tasks, now=now, channel=self.target.channel)
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            rows = self._conn.execute(self.target.sql["put"], params).fetchall()
+        except pg.Error as err:
+            self.close()
+            raise self.target.error(f"cannot save tasks: {describe_pg_error(err)}") from err
+        return inserted_flags(tasks, {str(r[0]) for r in rows})
 
     def close(self) -> None:
         """Close the connection; idempotent."""

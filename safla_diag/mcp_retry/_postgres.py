@@ -59,8 +59,10 @@ from ._pgtarget import (
     PgTarget,
     PostgresQueueView,
     describe_pg_error,
+    inserted_flags,
     is_postgres_url,
     logger,
+    put_params,
 )
 
 if TYPE_CHECKING:
@@ -277,34 +279,12 @@ class PostgresTaskStore:
         if not tasks:
             return []
         self._writable()
-        s = self._s
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[bool]:
             cur = await conn.execute(
-                f"""WITH new AS (
-                    INSERT INTO {s}.mcp_tasks (id, payload, attempts, due_at, created_at)
-                    SELECT n.id, n.payload, 0, n.due_at, %(now)s
-                    FROM unnest(%(ids)s::text[], %(payloads)s::text[], %(dues)s::float8[])
-                        WITH ORDINALITY AS n(id, payload, due_at, ord)
-                    ORDER BY n.ord
-                    ON CONFLICT (id) DO NOTHING
-                    RETURNING id
-                )
-                SELECT id, pg_notify(%(channel)s, 'put') FROM new""",
-                {
-                    "ids": [t.id for t in tasks],
-                    "payloads": [t.payload for t in tasks],
-                    "dues": [t.due_at for t in tasks],
-                    "now": now,
-                    "channel": self.channel,
-                },
+                self.target.sql["put"], put_params(tasks, now=now, channel=self.channel)
             )
-            inserted = {str(r[0]) for r in await cur.fetchall()}
-            out = []
-            for t in tasks:
-                out.append(t.id in inserted)
-                inserted.discard(t.id)  # a repeated id in one batch is new only once
-            return out
+            return inserted_flags(tasks, {str(r[0]) for r in await cur.fetchall()})
 
         return await self._run("saving tasks", work, safe_to_repeat=True)
 

@@ -32,8 +32,9 @@ from ._backoff import Backoff
 from ._coalesce import Coalescer
 from ._encode import encode_task
 from ._guide import GuideImport, import_guide
-from ._model import INF, ClaimedTask, NewTask, QueueStats, QueueStoreError, QueueView, TaskStore
+from ._model import INF, ClaimedTask, NewTask, QueueStats, QueueStoreError, TaskStore
 from ._postgres import PostgresQueueView, PostgresTaskStore
+from ._sqlite import SQLiteQueue
 from ._sqlite_store import SQLiteTaskStore
 from ._threads import ThreadLane
 from ._util import describe_error, logger
@@ -137,6 +138,7 @@ class MCPTaskRecovery:
             self._ack_batch, "safla_diag.mcp_retry.ack", lost=_acks_lost
         )
         self._wake = Wake()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that opened the queue
         self._verdicts: set[asyncio.Future[Any]] = set()
         # Threads of our own: a host's blocking execute (which may hang) and file reads never
         # park threads in the host's default executor, nor block the store's thread.
@@ -166,6 +168,7 @@ class MCPTaskRecovery:
             if self._opened:
                 return  # type: ignore[unreachable]  # another caller opened it meanwhile
             await self.store.open()
+            self._loop = asyncio.get_running_loop()
             self._opened = True
             if self._guide_file is not None:
                 await self._import_beside()
@@ -249,6 +252,40 @@ class MCPTaskRecovery:
         self._wake.set()
         return key
 
+    def save_failed_task_sync(self, task: Mapping[str, Any], *, delay: float | None = None) -> str:
+        """
+        :meth:`save_failed_task` for a host without an event loop (a thread, a plain script):
+        blocking, one commit per call, on the calling thread; durable when it returns.
+
+        It wakes this object's worker (running in another thread's loop) and, through the
+        queue, every other worker on it. On PostgreSQL it opens a short connection of its own
+        and needs the queue to exist (any worker, save or ``safla-diag mcp queue`` creates it).
+        Inside a running loop, await :meth:`save_failed_task` instead: this would block it.
+
+        Args:
+            task: A JSON-serialisable mapping; an ``id`` is generated when it has none.
+            delay: Seconds until the first retry; by default ``retry_delay`` with jitter.
+
+        Returns:
+            The task's id.
+
+        Raises:
+            TypeError: The task is not a mapping or holds something JSON cannot represent.
+            ValueError: NaN or infinity in the task, or a bad id.
+            QueueStoreError: The queue cannot be written (or, on PostgreSQL, does not exist).
+        """
+        key, payload = encode_task(task)
+        now = self._clock()
+        due = now + (self._delay(0) if delay is None else max(0.0, delay))
+        item = NewTask(id=key, payload=payload, due_at=due)
+        with self._view() as view:
+            view.put_many([item], now=now)
+        loop = self._loop
+        if loop is not None:  # this process's worker: the file's own connection sees no change
+            with contextlib.suppress(RuntimeError):  # its loop is closed
+                loop.call_soon_threadsafe(self._wake.set)
+        return key
+
     async def save_failed_tasks(self, tasks: Iterable[Mapping[str, Any]]) -> list[str]:
         """
         Save many failed tasks in one durable transaction (group commit for bursts).
@@ -322,8 +359,11 @@ class MCPTaskRecovery:
         ]
 
     @contextlib.contextmanager
-    def _view(self) -> Iterator[QueueView]:
-        """A blocking view of the queue: the SQLite file's own, or a short PostgreSQL connection."""
+    def _view(self) -> Iterator[SQLiteQueue | PostgresQueueView]:
+        """
+        A blocking view of the queue (reads, and the blocking save): the SQLite file's own
+        connection, or a short PostgreSQL connection.
+        """
         if isinstance(self.store, SQLiteTaskStore):
             yield self.store.sync
         elif isinstance(self.store, PostgresTaskStore):

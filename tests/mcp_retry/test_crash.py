@@ -53,3 +53,46 @@ def test_sigkill_soak(tmp_path: Path) -> None:
     """The same, 300 trials."""
     results = _run_trials(tmp_path, trials=300, seed=2)
     _assert_clean(results)
+
+
+def test_sigkill_after_a_blocking_save_returns_loses_nothing(tmp_path: Path) -> None:
+    """
+    A loop-less child saves with ``save_failed_task_sync`` and reports each id once the call
+    returns; a SIGKILL lands mid-stream, whatever it is doing: every reported id is in the file.
+    """
+    import signal
+    import time
+
+    db = tmp_path / "q.db"
+    code = (
+        "import sys\n"
+        "from safla_diag import MCPTaskRecovery\n"
+        "q = MCPTaskRecovery(sys.argv[1], execute=lambda t: None)\n"
+        "for i in range(100000):\n"
+        "    q.save_failed_task_sync({'id': f't{i}', 'args': {'q': 'x' * 200}})\n"
+        "    sys.stdout.write(f't{i}\\n'); sys.stdout.flush()\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(db)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert proc.stdout is not None
+    reported = []
+    deadline = time.monotonic() + 60
+    while len(reported) < 300 and time.monotonic() < deadline:
+        reported.append(proc.stdout.readline().strip())
+    proc.send_signal(signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=30)
+    reported += [x for x in rest.split() if x]
+    assert proc.returncode == -signal.SIGKILL and len(reported) >= 300
+
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        stored = {r[0] for r in conn.execute("SELECT id FROM tasks")}
+    conn.close()
+    assert set(reported) <= stored
+    assert len(stored) - len(set(reported)) <= 1  # at most the save the kill interrupted

@@ -218,3 +218,120 @@ def test_cli_process_helper_runs() -> None:
         check=True,
     )
     assert out.stdout.strip().startswith(str(ROOT))
+
+
+# -- the blocking save, for hosts without a loop ------------------------------------------------
+
+
+async def test_blocking_save_from_a_thread_wakes_this_object_s_worker(location: str) -> None:
+    """
+    A plain thread of the host (no loop) saves through the object whose worker idles in the
+    loop: committed when it returns, and the worker runs the task at once (on SQLite the file's
+    own connection sees no change of its own, so the save wakes the worker itself).
+    """
+    ran, event, execute = _recorder()
+    q = MCPTaskRecovery(location, execute=execute)
+    worker = await _idle_worker(q)
+    try:
+        got = await asyncio.to_thread(q.save_failed_task_sync, {"id": "from-thread"}, delay=0)
+        assert got == "from-thread"
+        await asyncio.wait_for(event.wait(), 10)
+        assert ran == ["from-thread"]
+    finally:
+        await _stop(worker, q)
+
+
+def test_blocking_save_in_a_process_without_a_loop(location: str) -> None:
+    """
+    A script with no event loop at all saves (twice: the id is the idempotency key) and exits;
+    what it saved is there, once, for an ordinary async reader afterwards.
+    """
+    if location.startswith("postgresql"):
+        # The PostgreSQL queue must exist first (a worker, a save or the CLI creates it).
+        asyncio.run(_touch(location))
+    code = (
+        "import sys\n"
+        "from safla_diag import MCPTaskRecovery\n"
+        "q = MCPTaskRecovery(sys.argv[1], execute=lambda t: None)\n"
+        "print(q.save_failed_task_sync({'id': 'plain', 'tool': 'query', 'args': {'q': 'x y'}}))\n"
+        "print(q.save_failed_task_sync({'id': 'plain'}))\n"
+        "print(q.save_failed_task_sync({'tool': 'no id'}, delay=30))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, location],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    assert out[:2] == ["plain", "plain"] and len(out[2]) == 32
+
+    async def read() -> list[dict[str, Any]]:
+        q = MCPTaskRecovery(location, execute=lambda t: None)
+        try:
+            return await q.afailed_tasks()
+        finally:
+            await q.aclose()
+
+    tasks = asyncio.run(read())
+    assert sorted(t["id"] for t in tasks) == sorted(["plain", out[2]])
+    assert next(t for t in tasks if t["id"] == "plain")["args"] == {"q": "x y"}
+
+
+async def _touch(location: str) -> None:
+    q = MCPTaskRecovery(location, execute=lambda t: None)
+    await q.load_failed_tasks()
+    await q.aclose()
+
+
+def test_blocking_save_refuses_what_the_async_one_refuses(tmp_path: Path) -> None:
+    q = MCPTaskRecovery(tmp_path / "q.db", execute=lambda t: None)
+    with pytest.raises(ValueError, match="lone surrogate"):
+        q.save_failed_task_sync({"id": "x", "a": "\udcff"})
+    with pytest.raises(TypeError):
+        q.save_failed_task_sync({"id": "x", "a": object()})
+    with pytest.raises(ValueError):
+        q.save_failed_task_sync({"id": "x", "a": float("nan")})
+    assert q.failed_tasks == []  # nothing half-saved
+
+
+def test_blocking_save_on_a_missing_postgres_queue_is_a_clear_error(pg_queue_url: str) -> None:
+    from safla_diag import QueueStoreError
+
+    q = MCPTaskRecovery(pg_queue_url, execute=lambda t: None)
+    with pytest.raises(QueueStoreError, match="no MCP task queue"):
+        q.save_failed_task_sync({"id": "x"})
+
+
+async def test_blocking_and_awaited_saves_interleave_while_the_worker_runs(location: str) -> None:
+    """Two threads saving blocking, the loop saving awaited, the worker running: each runs once."""
+    ran: list[str] = []
+    done = asyncio.Event()
+    total = 300
+
+    async def execute(task: dict[str, Any]) -> None:
+        ran.append(task["id"])
+        if len(ran) >= total:
+            done.set()
+
+    q = MCPTaskRecovery(location, execute=execute, concurrency=8)
+    worker = await _idle_worker(q)
+
+    def blocking(prefix: str) -> None:
+        for i in range(100):
+            q.save_failed_task_sync({"id": f"{prefix}{i}"}, delay=0)
+
+    async def awaited() -> None:
+        for i in range(100):
+            await q.save_failed_task({"id": f"a{i}"}, delay=0)
+
+    try:
+        await asyncio.gather(
+            asyncio.to_thread(blocking, "t"), asyncio.to_thread(blocking, "u"), awaited()
+        )
+        await asyncio.wait_for(done.wait(), 30)
+        assert sorted(ran) == sorted(f"{p}{i}" for p in "tua" for i in range(100))
+        assert (await q.stats()).pending == 0
+    finally:
+        await _stop(worker, q)
