@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import compare, save
 
 from safla_diag import MCPConnectionRecovery, MCPTaskRecovery
+from safla_diag.mcp_retry._encode import new_task_id
 from safla_diag.mcp_retry._model import NewTask
 from safla_diag.mcp_retry._sqlite import SQLiteQueue
 
@@ -66,26 +67,35 @@ SAVERS = 64  # concurrent request handlers awaiting save_failed_task
 WORKER_CONCURRENCY = 32
 
 
-def _preload_ours(path: Path, backlog: int) -> None:
+def _preload_ours(path: Path, backlog: int, *, library_ids: bool = False) -> None:
     q = SQLiteQueue(path)
     payload = json.dumps(_task(0), separators=(",", ":"))
+    new_id = new_task_id if library_ids else (lambda: uuid.uuid4().hex)
     for _ in range(0, backlog, 1000):
-        q.put_many(
-            [NewTask(id=uuid.uuid4().hex, payload=payload, due_at=0.0) for _ in range(1000)], now=0
-        )
+        q.put_many([NewTask(id=new_id(), payload=payload, due_at=0.0) for _ in range(1000)], now=0)
     q.close()
 
 
-def api_ours(d: Path, backlog: int, sync: str) -> tuple[float, float, float]:
+def _task_without_id(i: int) -> dict[str, Any]:
+    t = _task(i)
+    del t["id"]
+    return t
+
+
+def api_ours(
+    d: Path, backlog: int, sync: str, *, library_ids: bool = False
+) -> tuple[float, float, float]:
     """
     Through MCPTaskRecovery as a service calls it: SAVERS coroutines await save_failed_task for
     API_TASKS tasks while the running worker claims, executes and acks API_TASKS tasks (FIFO: the
     backlog's head). Returns (wall s, process CPU s, calling-thread CPU µs per awaited save, the
-    last measured apart: saves only).
+    last measured apart: saves only). ``library_ids``: the tasks carry no id, so the library
+    gives each a time-ordered one (the backlog's too); otherwise random uuid4 ids.
     """
     path = d / f"api-{sync}-{backlog}-{uuid.uuid4().hex[:6]}.db"
-    _preload_ours(path, backlog)
-    tasks = [_task(i) for i in range(API_TASKS)]
+    _preload_ours(path, backlog, library_ids=library_ids)
+    make = _task_without_id if library_ids else _task
+    tasks = [make(i) for i in range(API_TASKS)]
 
     async def main() -> tuple[float, float, float]:
         done = asyncio.Event()
@@ -208,6 +218,63 @@ def api_raw_sqlite(d: Path, backlog: int, sync: str) -> tuple[float, float, floa
     return out
 
 
+def api_batch(d: Path, n: int, *, library_ids: bool, batch: int = 100) -> float:
+    """
+    The batch API, public: ``save_failed_tasks`` of ``batch`` tasks at a time until ``n`` wait,
+    then the worker (``concurrency=batch``) drains them all; tasks/s over both.
+    """
+    make = _task_without_id if library_ids else _task
+    tasks = [make(i) for i in range(n)]
+
+    async def main() -> float:
+        done = asyncio.Event()
+        ran = 0
+
+        async def execute(task: dict[str, Any]) -> None:
+            nonlocal ran
+            ran += 1
+            if ran == n:
+                done.set()
+
+        rec = MCPTaskRecovery(d / f"batch-{n}-{uuid.uuid4().hex[:6]}.db", execute=execute,
+                              concurrency=batch, retry_delay=0.0)  # due at once  # fmt: skip
+        await rec.load_failed_tasks()
+        w = time.perf_counter()
+        for i in range(0, n, batch):
+            await rec.save_failed_tasks(tasks[i : i + batch])
+        worker = asyncio.ensure_future(rec.retry_failed_tasks())
+        await done.wait()
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        wall = time.perf_counter() - w
+        assert (await rec.stats()).pending == 0
+        await rec.aclose()
+        return n / wall
+
+    return asyncio.run(main())
+
+
+def batch_table(tmp: Path, rounds: int = 3) -> list[dict[str, Any]]:
+    """Issue 14's group commit against the backlog: the public batch API, both kinds of ids."""
+    import statistics
+
+    rows: list[dict[str, Any]] = []
+    print("batch API (save_failed_tasks of 100, then the worker drains; tasks/s, median of "
+          f"{rounds}; save_failed_tasks commits {100} at once, NORMAL)")  # fmt: skip
+    for n in (1000, 10000, 50000):
+        got: dict[str, list[float]] = {"library ids": [], "uuid4 ids": []}
+        for _ in range(rounds):
+            got["library ids"].append(api_batch(tmp, n, library_ids=True))
+            got["uuid4 ids"].append(api_batch(tmp, n, library_ids=False))
+            for ids in ("library", "uuid4"):  # the store layer alone: private, not a claim
+                wall, _ = ours_group(n, tmp, "NORMAL", library_ids=ids == "library")
+                got.setdefault(f"store layer (private), {ids} ids", []).append(n / wall)
+        med = {k: statistics.median(v) for k, v in got.items()}
+        print(f"  backlog {n:>6}: " + "  ".join(f"{k} {v:8.0f}/s" for k, v in med.items()))
+        rows.append({"label": f"batch API, {n} tasks", **med})
+    return rows
+
+
 BLOCKING_SAVES = 1000
 
 
@@ -278,8 +345,9 @@ def api_table(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     load_before = os.getloadavg()
-    variants = {"ours (public API)": api_ours, "persist-queue": api_persist_queue,
-                "raw sqlite3": api_raw_sqlite}  # fmt: skip
+    variants = {"ours (public API)": api_ours,
+                "ours, library ids": lambda *a: api_ours(*a, library_ids=True),
+                "persist-queue": api_persist_queue, "raw sqlite3": api_raw_sqlite}  # fmt: skip
     print(f"public API: {API_TASKS} tasks saved + processed on a backlog, {rounds} interleaved "
           f"rounds; load average {load_before[0]:.2f} (shared machine)")  # fmt: skip
     for sync in ("NORMAL", "FULL"):
@@ -298,9 +366,13 @@ def api_table(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
             ours_med = row["ours (public API)"]["median"]
             row["ratio_vs_persist_queue"] = ours_med / row["persist-queue"]["median"]
             row["ratio_vs_raw_sqlite3"] = ours_med / row["raw sqlite3"]["median"]
+            row["ratio_library_ids_vs_persist_queue"] = (
+                row["ours, library ids"]["median"] / row["persist-queue"]["median"]
+            )
             print(f"  {sync:<6} backlog {backlog:>6}: " + "  ".join(
                 f"{k} {row[k]['median']:8.0f}/s (min {row[k]['min']:.0f})" for k in variants)
-                + f"  ours/pq {row['ratio_vs_persist_queue']:.2f}x  ours/raw "
+                + f"  ours/pq {row['ratio_vs_persist_queue']:.2f}x (library ids "
+                f"{row['ratio_library_ids_vs_persist_queue']:.2f}x)  ours/raw "
                 f"{row['ratio_vs_raw_sqlite3']:.2f}x  awaited save {save_us:.1f} µs CPU")  # fmt: skip
             rows.append(row)
     load_after = os.getloadavg()
@@ -356,10 +428,16 @@ def ours_per_op(n: int, d: Path, sync: str) -> tuple[float, float]:
     return out
 
 
-def ours_group(n: int, d: Path, sync: str, batch: int = 100) -> tuple[float, float]:
-    store = SQLiteQueue(d / f"group-{sync}-{n}.db", synchronous=sync)  # type: ignore[arg-type]
+def ours_group(
+    n: int, d: Path, sync: str, batch: int = 100, *, library_ids: bool = False
+) -> tuple[float, float]:
+    name = f"group-{sync}-{n}-{uuid.uuid4().hex[:6]}.db"
+    store = SQLiteQueue(d / name, synchronous=sync)  # type: ignore[arg-type]
     store.open()
-    payloads = [(t["id"], json.dumps(t, separators=(",", ":"))) for t in map(_task, range(n))]
+    payloads = [
+        (new_task_id() if library_ids else t["id"], json.dumps(t, separators=(",", ":")))
+        for t in map(_task, range(n))
+    ]
 
     def run() -> None:
         for i in range(0, n, batch):
@@ -583,7 +661,11 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench_mcp_"))
     try:
-        save("bench_mcp_api", api_table(tmp) + blocking_saves(tmp), cpus=os.cpu_count())
+        save(
+            "bench_mcp_api",
+            api_table(tmp) + batch_table(tmp) + blocking_saves(tmp),
+            cpus=os.cpu_count(),
+        )
         if "--api" in sys.argv[1:]:
             return
         print("enqueue + claim + ack of ~300-byte tasks (tasks/s; higher is better)")
