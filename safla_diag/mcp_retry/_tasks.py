@@ -279,7 +279,9 @@ class MCPTaskRecovery:
         due = now + (self._delay(0) if delay is None else max(0.0, delay))
         item = NewTask(id=key, payload=payload, due_at=due)
         with self._view() as view:
-            view.put_many([item], now=now)
+            new = view.put_many([item], now=now)[0]
+        if new and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("saved failed MCP task %s (blocking)", redact(key))
         loop = self._loop
         if loop is not None:  # this process's worker: the file's own connection sees no change
             with contextlib.suppress(RuntimeError):  # its loop is closed
