@@ -15,6 +15,7 @@ word sits.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -322,10 +323,55 @@ def _level(fmt: Format, m: re.Match[bytes], line: bytes) -> tuple[str | None, in
     return level, m.end(), at, length
 
 
+_NAMED = re.compile(rb"\(\?P<\w+>")
+
+
+class _Candidates(tuple):  # type: ignore[type-arg]
+    """
+    The formats a line starting with some byte may have, in order, and the same as segments:
+    runs of regex formats joined into one alternation (one ``match`` call finds the first that
+    fits, where a loop would call ``match`` per format), and the JSON format on its own.
+    """
+
+    segments: tuple[tuple[re.Pattern[bytes] | None, tuple[Format, ...]], ...]
+
+
+def _segments(
+    formats: tuple[Format, ...],
+) -> tuple[tuple[re.Pattern[bytes] | None, tuple[Format, ...]], ...]:
+    out: list[tuple[re.Pattern[bytes] | None, tuple[Format, ...]]] = []
+    run: list[Format] = []
+
+    def close() -> None:
+        if len(run) == 1:
+            out.append((run[0].rx, (run[0],)))
+        elif run:
+            # Each format's pattern, its names taken out, as one capturing group: the group that
+            # matched (``lastindex``) is the format; alternation keeps the formats' order.
+            joined = b"|".join(b"(" + _NAMED.sub(b"(?:", f.rx.pattern) + b")" for f in run)
+            out.append((re.compile(joined), tuple(run)))
+        run.clear()
+
+    for f in formats:
+        if f.levels == "json":
+            close()
+            out.append((None, (f,)))
+        else:
+            run.append(f)
+    close()
+    return tuple(out)
+
+
 def _candidates(order: tuple[Format, ...]) -> list[tuple[Format, ...]]:
     table: list[tuple[Format, ...]] = []
+    made: dict[tuple[Format, ...], _Candidates] = {}
     for b in range(256):
-        table.append(tuple(f for f in order if not f.firsts or b in f.firsts))
+        formats = tuple(f for f in order if not f.firsts or b in f.firsts)
+        cands = made.get(formats)
+        if cands is None:
+            cands = made[formats] = _Candidates(formats)
+            cands.segments = _segments(formats)
+        table.append(cands)
     return table
 
 
@@ -342,16 +388,25 @@ def parse_line(line: bytes, table: list[tuple[Format, ...]] | None = None) -> Pa
     """
     if not line:
         return None
-    for fmt in (table or _DEFAULT_TABLE)[line[0]]:
-        if fmt.levels == "json":
+    cands = (table or _DEFAULT_TABLE)[line[0]]
+    segments = getattr(cands, "segments", None)
+    if segments is None:  # a table made elsewhere: the formats one by one
+        segments = tuple((None if f.levels == "json" else f.rx, (f,)) for f in cands)
+    for rx, formats in segments:
+        if rx is None:
             if line.lstrip()[:1] == b"{":
                 parsed = _parse_json(line)
                 if parsed is not None:
                     return parsed
             continue
-        m = fmt.rx.match(line)
+        m = rx.match(line)
         if m is None:
             continue
+        fmt = formats[0]
+        if len(formats) > 1:
+            fmt = formats[(m.lastindex or 1) - 1]
+            m = fmt.rx.match(line)  # the same pattern, with its own groups
+            assert m is not None
         got = _level(fmt, m, line)
         if got is None:
             return None
@@ -397,6 +452,7 @@ def parse_time(
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def format_table(first: str | None) -> list[tuple[Format, ...]]:
     """The per-first-byte format order with the file's own format ``first`` tried first."""
     if first is None or first not in _BY_NAME:

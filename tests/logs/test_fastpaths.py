@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from safla_diag import redact
 from safla_diag.logs import _mine
-from safla_diag.logs._formats import format_table, parse_line, parse_time
+from safla_diag.logs._formats import FORMATS, format_table, parse_line, parse_time
 from safla_diag.logs._mine import mask
 
 from .test_formats import LINES, NOW
@@ -55,6 +55,7 @@ def test_parse_time_is_parse_line_s_time(name: str, line: bytes, level: str | No
 
 
 _headers = st.sampled_from([x[1] for x in LINES])
+_NAMES = [f.name for f in FORMATS]
 
 
 @given(_headers, st.integers(0, 80), st.binary(max_size=12), st.sampled_from(list(LINES)))
@@ -87,3 +88,28 @@ def test_now_matters_for_syslog() -> None:
         assert got is not None and got.year == (
             2021 if now.month == 12 and now.year == 2021 else 2020
         )
+
+
+def _one_by_one(table: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """The same table as plain tuples: parse_line then tries the formats one by one."""
+    return [tuple(c) for c in table]
+
+
+@given(_headers, st.integers(0, 80), st.binary(max_size=12), st.sampled_from([None, *_NAMES]))
+def test_joined_formats_pick_what_one_by_one_picks(
+    line: bytes, cut: int, junk: bytes, first: str | None
+) -> None:
+    """One alternation per run of formats finds the format the loop over them finds."""
+    table = format_table(first)
+    plain = _one_by_one(table)  # type: ignore[arg-type]
+    for candidate in (line, line[:cut] + junk + line[cut:], junk + line, line[:cut]):
+        assert parse_line(candidate, table) == parse_line(candidate, plain), candidate  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not _LOGHUB.is_dir(), reason="the Loghub development samples are not here")
+def test_joined_formats_on_loghub_lines() -> None:
+    lines = [ln for p in sorted(_LOGHUB.glob("*_2k.log")) for ln in p.read_bytes().splitlines()]
+    for first in (None, "hdfs", "iso", "syslog"):
+        table = format_table(first)
+        plain = _one_by_one(table)  # type: ignore[arg-type]
+        assert [parse_line(ln, table) for ln in lines] == [parse_line(ln, plain) for ln in lines]  # type: ignore[arg-type]
