@@ -297,7 +297,9 @@ def blocking_saves(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
         w = time.perf_counter()
         for t in tasks:
             rec.save_failed_task_sync(t)
-        return (time.perf_counter() - w) / BLOCKING_SAVES * 1e6
+        out = (time.perf_counter() - w) / BLOCKING_SAVES * 1e6
+        rec.close()
+        return out
 
     def pq(sync: str) -> float:
         q = SQLiteAckQueue(str(tmp / f"bpq-{uuid.uuid4().hex[:6]}"), auto_resume=False)

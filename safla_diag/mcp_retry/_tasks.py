@@ -209,6 +209,17 @@ class MCPTaskRecovery:
             self._file_thread.close()
             self._opened = False
 
+    def close(self) -> None:
+        """
+        Close the queue for a host without a loop (after :meth:`save_failed_task_sync` and the
+        blocking accessors); idempotent. With a loop, use :meth:`aclose`, which also finishes the
+        saves and acks in flight.
+        """
+        if isinstance(self.store, SQLiteTaskStore):
+            self.store.sync.close()  # PostgreSQL: the blocking calls keep no connection open
+        self._host_threads.close()
+        self._file_thread.close()
+
     async def __aenter__(self) -> MCPTaskRecovery:
         await self._ensure_open()
         return self

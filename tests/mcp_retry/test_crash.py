@@ -65,34 +65,44 @@ def test_sigkill_after_a_blocking_save_returns_loses_nothing(tmp_path: Path) -> 
 
     db = tmp_path / "q.db"
     code = (
-        "import sys\n"
+        "import os, sys\n"
         "from safla_diag import MCPTaskRecovery\n"
         "q = MCPTaskRecovery(sys.argv[1], execute=lambda t: None)\n"
         "for i in range(100000):\n"
         "    q.save_failed_task_sync({'id': f't{i}', 'args': {'q': 'x' * 200}})\n"
-        "    sys.stdout.write(f't{i}\\n'); sys.stdout.flush()\n"
+        "    os.write(1, f't{i}\\n'.encode())\n"
     )
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(db)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
+    err_path = tmp_path / "stderr.txt"
+    with err_path.open("wb") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(db)],
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
     assert proc.stdout is not None
-    reported = []
+    fd = proc.stdout.fileno()  # read raw: nothing may sit in a reader's buffer at the kill
+    got = b""
     deadline = time.monotonic() + 60
-    while len(reported) < 300 and time.monotonic() < deadline:
-        reported.append(proc.stdout.readline().strip())
+    while got.count(b"\n") < 300 and time.monotonic() < deadline:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break  # the child ended by itself: its stderr says why
+        got += chunk
     proc.send_signal(signal.SIGKILL)
-    rest, _ = proc.communicate(timeout=30)
-    reported += [x for x in rest.split() if x]
-    assert proc.returncode == -signal.SIGKILL and len(reported) >= 300
+    while chunk := os.read(fd, 65536):  # what it wrote before it died
+        got += chunk
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL, err_path.read_text()[-2000:]
+    reported = got.decode().split()
+    assert len(reported) >= 300
 
     import sqlite3
 
     with sqlite3.connect(db) as conn:
         stored = {r[0] for r in conn.execute("SELECT id FROM tasks")}
     conn.close()
-    assert set(reported) <= stored
-    assert len(stored) - len(set(reported)) <= 1  # at most the save the kill interrupted
+    assert sorted(set(reported) - stored) == []  # every save that returned is in the file
+    assert len(stored - set(reported)) <= 1  # and at most the one the kill interrupted

@@ -256,6 +256,7 @@ def test_blocking_save_in_a_process_without_a_loop(location: str) -> None:
         "print(q.save_failed_task_sync({'id': 'plain', 'tool': 'query', 'args': {'q': 'x y'}}))\n"
         "print(q.save_failed_task_sync({'id': 'plain'}))\n"
         "print(q.save_failed_task_sync({'tool': 'no id'}, delay=30))\n"
+        "q.close()\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, location],
@@ -294,6 +295,11 @@ def test_blocking_save_refuses_what_the_async_one_refuses(tmp_path: Path) -> Non
     with pytest.raises(ValueError):
         q.save_failed_task_sync({"id": "x", "a": float("nan")})
     assert q.failed_tasks == []  # nothing half-saved
+    assert q.save_failed_task_sync({"id": "ok"}) == "ok"
+    q.close()
+    q.close()  # idempotent
+    assert [t["id"] for t in q.failed_tasks] == ["ok"]  # reopens to read, as before
+    q.close()
 
 
 def test_blocking_save_on_a_missing_postgres_queue_is_a_clear_error(pg_queue_url: str) -> None:
