@@ -255,13 +255,16 @@ class MCPTaskRecovery:
         key, payload = encode_task(task)
         if not self._opened:
             await self._ensure_open()
-        now = self._clock()
-        due = now + (self._delay(0) if delay is None else max(0.0, delay))
-        new = await self._saves.submit(NewTask(id=key, payload=payload, due_at=due))
-        if new and logger.isEnabledFor(logging.DEBUG):  # redacting costs more than the save
-            logger.debug("saved failed MCP task %s", redact(key))
+        item, _ = self._new_task(key, payload, delay)
+        _saved(key, await self._saves.submit(item))
         self._wake.set()
         return key
+
+    def _new_task(self, key: str, payload: str, delay: float | None) -> tuple[NewTask, float]:
+        """The row of a task saved now, due after ``delay`` (by default the first retry delay)."""
+        now = self._clock()
+        due = now + (self._delay(0) if delay is None else max(0.0, delay))
+        return NewTask(id=key, payload=payload, due_at=due), now
 
     def save_failed_task_sync(self, task: Mapping[str, Any], *, delay: float | None = None) -> str:
         """
@@ -286,13 +289,9 @@ class MCPTaskRecovery:
             QueueStoreError: The queue cannot be written (or, on PostgreSQL, does not exist).
         """
         key, payload = encode_task(task)
-        now = self._clock()
-        due = now + (self._delay(0) if delay is None else max(0.0, delay))
-        item = NewTask(id=key, payload=payload, due_at=due)
+        item, now = self._new_task(key, payload, delay)
         with self._view() as view:
-            new = view.put_many([item], now=now)[0]
-        if new and logger.isEnabledFor(logging.DEBUG):
-            logger.debug("saved failed MCP task %s (blocking)", redact(key))
+            _saved(key, view.put_many([item], now=now)[0])
         loop = self._loop
         if loop is not None:  # this process's worker: the file's own connection sees no change
             with contextlib.suppress(RuntimeError):  # its loop is closed
@@ -654,6 +653,11 @@ class MCPTaskRecovery:
         """
         await self._ensure_open()
         await Worker(self).run()
+
+
+def _saved(key: str, new: bool) -> None:
+    if new and logger.isEnabledFor(logging.DEBUG):  # redacting costs more than the save
+        logger.debug("saved failed MCP task %s", redact(key))
 
 
 def _acks_lost(err: BaseException, n: int) -> None:
