@@ -341,3 +341,42 @@ async def test_blocking_and_awaited_saves_interleave_while_the_worker_runs(locat
         assert (await q.stats()).pending == 0
     finally:
         await _stop(worker, q)
+
+
+# -- paths that are not what they claim ---------------------------------------------------------
+
+
+def _not_files(tmp_path: Path) -> list[Path]:
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.db"
+    zero.symlink_to("/dev/zero")
+    return [fifo, zero]
+
+
+async def test_a_fifo_or_a_device_as_the_queue_file_is_refused_at_once(tmp_path: Path) -> None:
+    """
+    A FIFO (no writer: opening or reading it would block the store's thread for good) or a
+    symlink to /dev/zero in place of the queue file: a clear error, awaited or blocking, not a
+    hang.
+    """
+    from safla_diag import QueueStoreError
+
+    for path in _not_files(tmp_path):
+        q = MCPTaskRecovery(path, execute=lambda t: None)
+        with pytest.raises(QueueStoreError, match="not a regular file"):
+            await asyncio.wait_for(q.save_failed_task({"id": "x"}), 10)
+        with pytest.raises(QueueStoreError, match="not a regular file"):
+            await asyncio.wait_for(asyncio.to_thread(q.save_failed_task_sync, {"id": "x"}), 10)
+        await q.aclose()
+
+
+async def test_a_fifo_or_a_device_as_the_guide_file_is_refused_at_once(tmp_path: Path) -> None:
+    """The guide's mcp_tasks.json as a FIFO or /dev/zero: an OSError naming why, no hang, and
+    the queue keeps working."""
+    q = MCPTaskRecovery(tmp_path / "q.db", execute=lambda t: None)
+    for path in _not_files(tmp_path):
+        with pytest.raises(OSError, match="not a regular file"):
+            await asyncio.wait_for(q.import_guide_file(path), 10)
+    assert await q.save_failed_task({"id": "still"}) == "still"
+    await q.aclose()
