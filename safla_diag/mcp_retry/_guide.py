@@ -10,19 +10,17 @@ lone surrogates, oversized. A failed import never costs a task: what was importe
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
-import os
 import re
-import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
+from .._files import open_regular
 from .._redact import redact
 from .._report import JsonMixin, html_block, html_table
 from ._encode import encode_task
@@ -323,23 +321,10 @@ _BATCH = 500
 _MAX_ATTEMPTS = 1_000_000
 
 
-def _regular_fd(path: Path) -> int:
-    """A descriptor of ``path`` opened to read, refused unless it is a regular file (a FIFO would
-    block the reading thread for good, ``/dev/zero`` never end)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)", str(path))
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def _digest(path: Path) -> tuple[str, str]:
     """The file's resolved path and SHA-256, read in chunks."""
     h = hashlib.sha256()
-    with open(_regular_fd(path), "rb") as f:
+    with open(open_regular(path), "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return str(path.resolve()), h.hexdigest()
@@ -349,7 +334,7 @@ class _Batches:
     """The guide file's tasks as ``(id, payload, attempts)`` batches, with the tally of the read."""
 
     def __init__(self, path: Path) -> None:
-        self._f = open(_regular_fd(path), encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._f = open(open_regular(path), encoding="utf-8", errors="replace")  # noqa: SIM115
         self.reader = GuideReader(self._f)
         self._entries = enumerate(self.reader)
         self.found = 0

@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import stat
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict, TypeVar
 
+from .._files import NotRegularFile, open_regular
 from ._model import (
     INF,
     KIND,
@@ -232,21 +232,14 @@ class SQLiteQueue:
     def _check_header(self) -> bool:
         """Return whether the file exists with content; refuse a non-SQLite file before connecting."""
         try:
-            # Non-blocking, and the kind checked before a byte is read: a FIFO would block this
-            # thread for good, a device (/dev/zero) is no queue either.
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            fd = open_regular(self.path)  # a FIFO would block this thread for good
         except FileNotFoundError:
             return False
-        except IsADirectoryError:
-            raise self._error("is a folder, not an MCP task queue file") from None
+        except NotRegularFile as err:
+            raise self._error(f"is {err.kind}, not an MCP task queue file") from None
         except OSError as err:
             raise self._error(f"cannot be read: {err.strerror or err}") from err
         try:
-            mode = os.fstat(fd).st_mode
-            if stat.S_ISDIR(mode):
-                raise self._error("is a folder, not an MCP task queue file")
-            if not stat.S_ISREG(mode):
-                raise self._error("is not a regular file (a FIFO, socket or device), not a queue")
             head = os.read(fd, len(_SQLITE_MAGIC))
         except OSError as err:
             raise self._error(f"cannot be read: {err.strerror or err}") from err

@@ -17,10 +17,11 @@ import os
 import re
 import secrets
 import shutil
-import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
+
+from .._files import NotRegularFile, open_regular
 
 __all__ = [
     "ALGORITHMS",
@@ -156,43 +157,6 @@ def hash_file(path: str | os.PathLike[str], algorithm: str = DEFAULT_ALGORITHM) 
         return hash_fd(fd, algorithm)
     finally:
         os.close(fd)
-
-
-class NotRegularFile(OSError):
-    """A path that must be a regular file is a FIFO, a device, a socket or a folder."""
-
-
-_KINDS = (
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a folder"),
-)
-
-
-def open_regular(path: str | os.PathLike[str]) -> int:
-    """
-    Open ``path`` for reading, only if it is a regular file (symlinks to one are fine).
-
-    ``O_NONBLOCK`` keeps the open of a FIFO nobody writes from hanging; the kind is checked on the
-    open descriptor, so a swap between a check and the open cannot fool it.
-
-    Raises:
-        NotRegularFile: For a FIFO, a device (``/dev/zero``), a socket or a folder.
-        OSError: When it cannot be opened.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-            raise NotRegularFile(errno.EINVAL, f"{os.fsdecode(path)} is {kind}, not a regular file")
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def read_regular(path: str | os.PathLike[str], *, cap: int) -> bytes:
