@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -378,6 +379,34 @@ def _candidates(order: tuple[Format, ...]) -> list[tuple[Format, ...]]:
 _DEFAULT_TABLE = _candidates(FORMATS)
 
 
+def _fits(
+    line: bytes, table: list[tuple[Format, ...]] | None
+) -> Iterator[tuple[Format, re.Match[bytes] | None]]:
+    """
+    In the table's order for the line's first byte: the JSON format where it comes (with no
+    match: the caller reads the line as JSON), and each regex format that matches the line, with
+    its match (one alternation per run of regex formats finds the first of the run that fits).
+    """
+    cands = (table or _DEFAULT_TABLE)[line[0]]
+    segments = getattr(cands, "segments", None)
+    if segments is None:  # a table made elsewhere: the formats one by one
+        segments = tuple((None if f.levels == "json" else f.rx, (f,)) for f in cands)
+    for rx, formats in segments:
+        if rx is None:
+            yield formats[0], None
+            continue
+        m = rx.match(line)
+        if m is None:
+            continue
+        fmt = formats[0]
+        if len(formats) > 1:
+            fmt = formats[(m.lastindex or 1) - 1]
+            m = fmt.rx.match(line)  # the same pattern, with its own groups
+            assert m is not None
+        yield fmt, m
+        # A run's later formats never matter: the caller stops at the first that fits.
+
+
 def parse_line(line: bytes, table: list[tuple[Format, ...]] | None = None) -> Parsed | None:
     """
     Read one line's header, trying the formats in order; None when it fits none (a continuation).
@@ -388,25 +417,13 @@ def parse_line(line: bytes, table: list[tuple[Format, ...]] | None = None) -> Pa
     """
     if not line:
         return None
-    cands = (table or _DEFAULT_TABLE)[line[0]]
-    segments = getattr(cands, "segments", None)
-    if segments is None:  # a table made elsewhere: the formats one by one
-        segments = tuple((None if f.levels == "json" else f.rx, (f,)) for f in cands)
-    for rx, formats in segments:
-        if rx is None:
+    for fmt, m in _fits(line, table):
+        if m is None:
             if line.lstrip()[:1] == b"{":
                 parsed = _parse_json(line)
                 if parsed is not None:
                     return parsed
             continue
-        m = rx.match(line)
-        if m is None:
-            continue
-        fmt = formats[0]
-        if len(formats) > 1:
-            fmt = formats[(m.lastindex or 1) - 1]
-            m = fmt.rx.match(line)  # the same pattern, with its own groups
-            assert m is not None
         got = _level(fmt, m, line)
         if got is None:
             return None
@@ -436,11 +453,8 @@ def parse_time(
     if line.lstrip()[:1] == b"{":
         p = parse_line(line, table)
         return p.timestamp(now) if p is not None else None
-    for fmt in (table or _DEFAULT_TABLE)[line[0]]:
-        if fmt.levels == "json":
-            continue
-        m = fmt.rx.match(line)
-        if m is None:
+    for fmt, m in _fits(line, table):
+        if m is None:  # JSON: not this line
             continue
         if fmt.levels == "pg" or fmt.name == "level_first":  # the level decides: read it all
             p = parse_line(line, table)
