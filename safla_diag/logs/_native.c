@@ -193,10 +193,13 @@ level_of(const Spec *sp, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *msg_at)
     const unsigned char *b = sp->buf;
     if (sp->noffsets == 0 || s + sp->offsets[sp->noffsets - 1] + 9 > sp->size)
         return -1; /* past the buffer's padding: never the case for a reader's chunk */
-    /* The offsets right after a delimiter, one bit each, without a branch per offset. */
+    /* The offsets right after a delimiter where a level word can begin, one bit each, without
+       a branch per offset. */
     unsigned cand = 0;
-    for (int k = 0; k < sp->noffsets; k++)
-        cand |= (unsigned)sp->left[b[s + sp->offsets[k] - 1]] << k;
+    for (int k = 0; k < sp->noffsets; k++) {
+        const unsigned char *q = b + s + sp->offsets[k];
+        cand |= (unsigned)(sp->left[q[-1]] & sp->initial[q[0]]) << k;
+    }
     while (cand) {
         int k = __builtin_ctz(cand);
         cand &= cand - 1;
