@@ -530,7 +530,7 @@ def sniff(sample: bytes, max_lines: int = 400) -> Sniffed:
     name = max(by_format, key=lambda k: (len(by_format[k]), k))
     records = by_format[name]
     fmt = _BY_NAME[name]
-    offsets = {p.lvl_pos for _, p in records if p.level is not None and p.lvl_pos >= 0}
+    offsets = _widen({p.lvl_pos for _, p in records if p.level is not None and p.lvl_pos >= 0})
     cases = frozenset(
         _case(ln[p.lvl_pos : p.lvl_pos + p.lvl_len]) for ln, p in records if p.lvl_pos >= 0
     )
@@ -548,6 +548,26 @@ def sniff(sample: bytes, max_lines: int = 400) -> Sniffed:
     ):
         sniffed.prefix = ()
     return sniffed
+
+
+def _widen(offsets: set[int]) -> set[int]:
+    """
+    Consecutive offsets come from a field of varying width before the level (HDFS's thread id:
+    ``148``, ``35``, ``10033``): the sample may not hold its widest values, so such a run also
+    takes the offset before it and the two after it. An offset only lets the kernel look there
+    for a level word (after a delimiter); the first offset with one wins, so a line whose field
+    is narrower still finds its level where it was.
+    """
+    firsts = sorted(o - 1 for o in offsets if o - 1 in offsets and o - 2 not in offsets)
+    out = set(offsets)
+    for first in firsts:  # the first offset of each run of two or more
+        end = first
+        while end + 1 in offsets:
+            end += 1
+        for o in (first - 1, end + 1, end + 2):
+            if o > 0 and len(out) < _MAX_OFFSETS:
+                out.add(o)
+    return out
 
 
 def _prefix(lines: list[bytes]) -> tuple[tuple[int, int], ...]:

@@ -351,3 +351,29 @@ def test_the_memo_holds_each_key_once_and_refuses_what_is_not_one() -> None:
     assert mod.memo_items(memo, False) == []  # cleared
     with pytest.raises(ValueError):
         scan(object(), 0)  # not a memo
+
+
+def test_a_field_wider_than_the_sample_s_keeps_lines_on_the_fast_path(tmp_path: Path) -> None:
+    """
+    HDFS's thread id varies in width (``35``, ``148``, ``10033``): the sniff widens a run of level
+    offsets, so the 5-digit ids the first 400 lines never show are read by the kernel too, and a
+    narrower id still finds its level first, not a level word later in the message.
+    """
+    from safla_diag.logs._formats import sniff
+
+    levels = ["INFO", "WARN", "ERROR"]
+    lines, want = [], {"INFO": 0, "WARNING": 0, "ERROR": 0}
+    for i in range(3000):
+        pid = (35, 148, 2210)[i % 3] if i < 1000 else (10033, 5, 148)[i % 3]
+        level = levels[i % 7 % 3]
+        want["WARNING" if level == "WARN" else level] += 1
+        lines.append(f"081109 2036{i % 60:02d} {pid} {level} dfs.DataNode: block {i} ERROR WARN")
+    data = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / "hdfs.log"
+    path.write_bytes(data)
+    offsets = sniff(data[:65536]).offsets
+    assert {17, 18, 19} <= set(offsets) and 20 in offsets  # the 5-digit id's, never sampled
+    native, pure = _both(path, levels=("ERROR",), top=100)
+    assert native.records == pure.records == 3000
+    assert dict(native.counts) == dict(pure.counts) == want
+    assert _figures(native) == _figures(pure)
