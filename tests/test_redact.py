@@ -234,7 +234,8 @@ def _redact_unguarded(text: str) -> str:
 _pieces = st.sampled_from(
     ["token", "TOKEN", "Bearer", "bAsIc", "ba\u017fic", "to\u212aen", "bas\u0130c", "Authorization",
      ":", "=", "://", "@", "?", "&", ";", " ", "\t", "'", '"', "password", "pwd", "x", "0",
-     "redis", "abcdefgh12", "ü", "\u017f"]
+     "redis", "abcdefgh12", "ü", "\u017f", "pass_word", "Api-Key", "A.u.t.h", "session.key",
+     "PASS-wd", "to_ken", "cred", "ential", "_", ".", "-", "\u0130", "\u212a"]
 )  # fmt: skip
 
 
