@@ -508,6 +508,9 @@ def _case(word: bytes) -> str:
     return "upper" if word.isupper() else "lower" if word.islower() else "title"
 
 
+_SNIFF_FIRST = 100  # lines parsed before deciding whether the rest of the sample is needed
+
+
 def sniff(sample: bytes, max_lines: int = 400) -> Sniffed:
     """
     Learn a file's dominant format from its first lines (the rest of the file is read line by
@@ -520,7 +523,12 @@ def sniff(sample: bytes, max_lines: int = 400) -> Sniffed:
     lines = [ln.rstrip(b"\r") for ln in sample.split(b"\n")[: max_lines * 2]]
     lines = [ln for ln in lines if ln.strip() and b"\0" not in ln][:max_lines]
     heads = [ln for ln in lines if ln[:1] not in b" \t"]
-    parsed = [(ln, parse_line(ln)) for ln in heads]
+    # Parsing is most of the cost of a small file: when the first lines all parse, in one
+    # format, the rest of the sample is not read (a line of another shape later is still read,
+    # by the parser; the kernel learns level offsets it did not see here).
+    parsed = [(ln, parse_line(ln)) for ln in heads[:_SNIFF_FIRST]]
+    if len(heads) > _SNIFF_FIRST and len({p.format if p else None for _, p in parsed}) != 1:
+        parsed += [(ln, parse_line(ln)) for ln in heads[_SNIFF_FIRST:]]
     by_format: dict[str, list[tuple[bytes, Parsed]]] = {}
     for ln, p in parsed:
         if p is not None:
