@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -544,7 +545,7 @@ def sniff(sample: bytes, max_lines: int = 400) -> Sniffed:
     )
     sniffed = Sniffed(
         name,
-        prefix=_prefix([ln for ln, _ in records]),
+        prefix=_prefix([ln for ln, _ in records]) or _majority_prefix([ln for ln, _ in records]),
         offsets=tuple(sorted(offsets)) if len(offsets) <= _MAX_OFFSETS else (),
         cases=cases or frozenset({"upper"}),
         has_levels=fmt.levels != "none",
@@ -576,6 +577,19 @@ def _widen(offsets: set[int]) -> set[int]:
             if o > 0 and len(out) < _MAX_OFFSETS:
                 out.add(o)
     return out
+
+
+def _majority_prefix(lines: list[bytes]) -> tuple[tuple[int, int], ...]:
+    """
+    The prefix of the lines that share their first byte, when they are nine in ten or more: BGL's
+    records start with ``-`` but for alerts (``KERNDTLB``, ``APPSEV``), which then go to the
+    parser line by line while the others stay on the kernel's path.
+    """
+    if len(lines) < 20:
+        return ()
+    first = Counter(ln[:1] for ln in lines).most_common(1)[0][0]
+    group = [ln for ln in lines if ln[:1] == first]
+    return _prefix(group) if len(group) * 10 >= len(lines) * 9 else ()
 
 
 def _prefix(lines: list[bytes]) -> tuple[tuple[int, int], ...]:

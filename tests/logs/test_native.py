@@ -377,3 +377,33 @@ def test_a_field_wider_than_the_sample_s_keeps_lines_on_the_fast_path(tmp_path: 
     assert native.records == pure.records == 3000
     assert dict(native.counts) == dict(pure.counts) == want
     assert _figures(native) == _figures(pure)
+
+
+def test_a_minority_of_other_first_bytes_keeps_the_rest_on_the_fast_path(tmp_path: Path) -> None:
+    """
+    BGL's records start with ``-`` but for alerts (``KERNDTLB ...``): the prefix of the nine in
+    ten that share their first byte drives the kernel, the alerts go to the parser, and every
+    record is counted at its level either way.
+    """
+    from safla_diag.logs._formats import sniff
+
+    lines, want = [], {"INFO": 0, "FATAL": 0}
+    for i in range(2000):
+        tag = "KERNDTLB" if i % 17 == 5 else "-"
+        level = "FATAL" if tag != "-" or i % 11 == 0 else "INFO"
+        want[level] += 1
+        lines.append(
+            f"{tag} {1117838570 + i} 2005.06.03 R02-M1-N0-C:J12-U11 "
+            f"2005-06-03-15.42.{i % 60:02d}.675872 R02-M1-N0-C:J12-U11 RAS KERNEL {level} "
+            f"instruction cache parity error corrected {i}"
+        )
+    data = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / "bgl.log"
+    path.write_bytes(data)
+    sn = sniff(data[:65536])
+    assert sn.format == "bgl" and len(sn.prefix) >= 16 and sn.prefix[0] == (0, ord("-"))
+    native, pure = _both(path, levels=("CRITICAL",), top=100)
+    assert native.records == pure.records == 2000
+    expected = {"INFO": want["INFO"], "CRITICAL": want["FATAL"]}
+    assert dict(native.counts) == dict(pure.counts) == expected
+    assert _figures(native) == _figures(pure)
