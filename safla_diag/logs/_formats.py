@@ -42,6 +42,7 @@ __all__ = [
     "format_table",
     "json_extra",
     "json_fields",
+    "learn_shape",
     "parse_line",
     "parse_time",
     "sniff",
@@ -577,6 +578,28 @@ def _widen(offsets: set[int]) -> set[int]:
             if o > 0 and len(out) < _MAX_OFFSETS:
                 out.add(o)
     return out
+
+
+def learn_shape(
+    name: str, records: list[tuple[bytes, Parsed]]
+) -> tuple[bytes, tuple[int, ...], bool] | None:
+    """
+    The kernel's shape for lines of format ``name`` met after the sniff (another format inside the
+    file): ``(prefix, level offsets, has_levels)`` as the sniff would give them, the prefix as the
+    kernel takes it (a digit as 0, at most 16 bytes from the start), or None when these lines have
+    none (no shared prefix, a format whose level the kernel cannot find).
+    """
+    fmt = _BY_NAME[name]
+    if fmt.levels not in ("none", "word", "search"):
+        return None
+    prefix = _prefix([ln for ln, _ in records])[:16]
+    if not prefix or [p for p, _ in prefix] != list(range(len(prefix))):
+        return None
+    has_levels = fmt.levels != "none"
+    offsets = _widen({p.lvl_pos for _, p in records if p.level is not None and p.lvl_pos >= 0})
+    if has_levels and not 0 < len(offsets) <= _MAX_OFFSETS:
+        return None
+    return bytes(v for _, v in prefix), tuple(sorted(offsets)), has_levels
 
 
 def _majority_prefix(lines: list[bytes]) -> tuple[tuple[int, int], ...]:

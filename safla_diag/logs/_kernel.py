@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ._bytes import spellings
-from ._formats import Parsed, parse_line
+from ._formats import Parsed, learn_shape, parse_line
 from ._levels import CANONICAL
 from ._templates import keys_of
 
@@ -34,6 +34,12 @@ HEADER_BYTES = 256  # of each template key's latest record: its time is read at 
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(CANONICAL)}
 _CTRL = bytes([*range(9), 11, 12, *range(14, 27), *range(28, 32), 127])
 _BLANK = (32, 9)
+# Another format inside a file (a concatenation, another service's log): after this many lines
+# in a row that no known shape reads, the kernel stops and the next lines teach it their shape.
+_STOP_RUN = 32
+_LEARN_LINES = 64  # lines parsed to learn from
+_LEARN_MIN = 8  # lines of one format and first-field width that make a shape
+_MAX_SHAPES = 15  # learned, besides the sniffed one
 
 
 def kernel() -> ModuleType | None:
@@ -75,6 +81,10 @@ class NativeScan:
         self.tags = bytes(fs.tag_of.get(lv, b"\0")[0] for lv in CANONICAL)
         self.known = b""
         self.known_n = 0
+        # Shapes learned from the lines of other formats met further on: (prefix, offsets,
+        # has_levels), tried after the sniffed one.
+        self.shapes: list[tuple[bytes, tuple[int, ...], bool]] = []
+        self.stop_run = _STOP_RUN
         # The file's template keys across chunks, in the kernel: Python meets each key once.
         self.memo = mod.memo(HEADER_BYTES)
 
@@ -101,43 +111,72 @@ class NativeScan:
         fs = self.fs
         acc = fs.acc
         stop = cut if final else self._last_record(buf, cut)
-        lines, garbage, records, counts, slow, picks, keys = self.mod.scan(
-            buf,
-            stop,
-            self.prefix,
-            fs.offsets,
-            self.words,
-            self.levels,
-            self.left,
-            self.right,
-            self.initial,
-            self.ctrl,
-            self.tags,
-            fs.fast,
-            fs.sn.has_levels,
-            fs.sn.format is None,
-            self._known(),
-            self.memo,
-            fs.chunk_no << 32,
-        )
-        acc.lines += lines
-        acc.garbage_lines += garbage
-        acc.records += records
-        for k, c in enumerate(counts):
-            if c:
-                acc.counts[CANONICAL[k]] += c
-        extra = self._slow(buf, memoryview(slow).cast("q").tolist()) if slow else []
+        view = memoryview(buf)
+        spans: list[int] = []
+        new: dict[bytes, list[int]] = {}
+        pos = line_base = 0
+        while True:
+            # From pos: the sniffed shape and the learned ones, stopping before a run of lines
+            # none of them reads (then learning theirs, and going on from there).
+            lines, garbage, records, counts, slow, picks, keys, stopped = self.mod.scan(
+                view[pos:],
+                stop - pos,
+                self.prefix if fs.fast else b"",
+                fs.offsets,
+                self.words,
+                self.levels,
+                self.left,
+                self.right,
+                self.initial,
+                self.ctrl,
+                self.tags,
+                fs.fast or bool(self.shapes),
+                fs.sn.has_levels,
+                fs.sn.format is None,
+                self._known(),
+                self.memo,
+                (fs.chunk_no << 32) + line_base,
+                self.shapes,
+                self.stop_run,
+            )
+            acc.lines += lines
+            acc.garbage_lines += garbage
+            acc.records += records
+            for k, c in enumerate(counts):
+                if c:
+                    acc.counts[CANONICAL[k]] += c
+            if slow:
+                got = memoryview(slow).cast("q").tolist()
+                if pos:
+                    for j in range(0, len(got), 3):
+                        got[j] += line_base
+                        got[j + 1] += pos
+                        got[j + 2] += pos
+                spans += got
+            if picks:
+                figures = memoryview(picks).cast("q").tolist()
+                for j, key in enumerate(keys.split(b"\n")):
+                    f = figures[7 * j : 7 * j + 7]
+                    if pos:
+                        f = [f[0], f[1] + line_base, f[2] + pos, f[3] + pos]
+                        f += [figures[7 * j + 4] + line_base]
+                        f += [figures[7 * j + 5] + pos, figures[7 * j + 6] + pos]
+                    new[key] = f
+            if stopped < 0:
+                break
+            line_base += lines
+            pos += stopped
+            if not self._learn(buf, pos, stop):
+                # Nothing to learn there (lines of no format, or of one without a fixed
+                # prefix): those lines go to the parser, and the next run must be longer.
+                self.stop_run *= 2
+        extra = self._slow(buf, spans) if spans else []
         fs.learn_offsets()
         if fs.opts.pattern is not None and stop:
             fs.matches(buf, 0, stop)
-        if picks or extra:
+        if new or extra:
             # The keys new to the memo (which counts them and keeps their latest record), and
             # the parser's records, counted here.
-            figures = memoryview(picks).cast("q").tolist()
-            new = {
-                key: figures[7 * j : 7 * j + 7]
-                for j, key in enumerate(keys.split(b"\n") if picks else ())
-            }
             tally: dict[bytes, list[int]] = {}
             if extra:
                 extra_keys = keys_of(b"\n".join(t for *_, t in extra))
@@ -145,6 +184,36 @@ class NativeScan:
                     add_record(tally, key, i, s, e)
             fs.fold(buf, new, lambda _i, e: self._record_end(buf, e, stop), tally)
         return stop
+
+    def _learn(self, buf: bytearray, pos: int, stop: int) -> bool:
+        """
+        Learn the shapes of the lines from ``pos`` (where the kernel stopped before a run of
+        lines it could not read): per format and width of the first field among the next
+        lines, the prefix and level offsets those lines share. True when one was added.
+        """
+        fs = self.fs
+        heads: list[bytes] = []
+        s = pos
+        while len(heads) < _LEARN_LINES and s < stop:
+            nl = buf.find(b"\n", s, stop)
+            e = stop if nl < 0 else nl
+            if e > s and buf[s] not in _BLANK:
+                heads.append(bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r"))
+            s = e + 1
+        groups: dict[tuple[str, int], list[tuple[bytes, Parsed]]] = {}
+        for ln in heads:
+            p = parse_line(ln, fs.sn.table)
+            if p is not None:
+                groups.setdefault((p.format, ln.find(b" ")), []).append((ln, p))
+        added = False
+        for (name, _), group in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            if len(group) < _LEARN_MIN or len(self.shapes) >= _MAX_SHAPES:
+                continue
+            shape = learn_shape(name, group)
+            if shape is not None and shape not in self.shapes:
+                self.shapes.append(shape)
+                added = True
+        return added
 
     def memo_items(self) -> list[tuple[bytes, int, int, bytes]]:
         """The memo's keys (key, records, order of the latest, its header); the memo empties."""

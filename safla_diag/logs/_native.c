@@ -84,24 +84,36 @@ is_hex(unsigned char c)
     return (unsigned char)(c - '0') < 10 || (unsigned char)((c | 0x20) - 'a') < 6;
 }
 
+/* A record's shape: the prefix its lines start with and the offsets of its level word. The file's
+   sniffed format is shape 0; shapes learned further on (another format inside the same file: a
+   concatenation, a rotated log of another service) follow, tried in order. */
 typedef struct {
-    const unsigned char *buf;
-    Py_ssize_t size; /* the whole buffer: reads past cut stay below it */
-    Py_ssize_t cut;
     const unsigned char *prefix;
     Py_ssize_t plen;
     int offsets[MAX_OFFSETS];
     int noffsets;
+    int has_levels;
+#ifdef __SSE2__
+    __m128i p_val, p_exact; /* the prefix's exact bytes and where they are */
+    unsigned p_digits;      /* where the prefix has digits, one bit per byte */
+#endif
+} Shape;
+
+#define MAX_SHAPES 16
+
+typedef struct {
+    const unsigned char *buf;
+    Py_ssize_t size; /* the whole buffer: reads past cut stay below it */
+    Py_ssize_t cut;
+    Shape shapes[MAX_SHAPES];
+    int nshapes;
+    Py_ssize_t stop_run; /* stop before this many slow lines in a row (0: never) */
     uint64_t words[MAX_WORDS];
     unsigned char word_level[MAX_WORDS];
     int nwords;
     short word_index[WORD_SLOTS]; /* open addressing: the word's index, or -1 */
     const unsigned char *left, *right, *initial, *ctrl, *tags;
-    int fast, has_levels, bare, nlevels;
-#ifdef __SSE2__
-    __m128i p_val, p_exact; /* the prefix's exact bytes and where they are */
-    unsigned p_digits;      /* where the prefix has digits, one bit per byte */
-#endif
+    int fast, bare, nlevels;
 } Spec;
 
 typedef struct {
@@ -134,6 +146,10 @@ typedef struct {
     int64_t nkeys;
     KeySlot *slots; /* the distinct keys' hash table */
     size_t mask;    /* its size less one (a power of two), 0 before the first key */
+    /* The current run of slow lines: its length, first line, start, and slow's length then. */
+    Py_ssize_t run, run_line, run_start;
+    size_t run_slow;
+    Py_ssize_t stopped; /* where the scan stopped before a run (the run's start), or -1 */
 } Result;
 
 /* The slot of a word in the level words' hash table. */
@@ -188,22 +204,22 @@ word_at(const Spec *sp, Py_ssize_t s, Py_ssize_t e, int o, Py_ssize_t *msg_at)
 
 /* The level word at the first of the known offsets that has one: its level, or -1. */
 static inline int
-level_of(const Spec *sp, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *msg_at)
+level_of(const Spec *sp, const Shape *sh, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *msg_at)
 {
     const unsigned char *b = sp->buf;
-    if (sp->noffsets == 0 || s + sp->offsets[sp->noffsets - 1] + 9 > sp->size)
+    if (sh->noffsets == 0 || s + sh->offsets[sh->noffsets - 1] + 9 > sp->size)
         return -1; /* past the buffer's padding: never the case for a reader's chunk */
     /* The offsets right after a delimiter where a level word can begin, one bit each, without
        a branch per offset. */
     unsigned cand = 0;
-    for (int k = 0; k < sp->noffsets; k++) {
-        const unsigned char *q = b + s + sp->offsets[k];
+    for (int k = 0; k < sh->noffsets; k++) {
+        const unsigned char *q = b + s + sh->offsets[k];
         cand |= (unsigned)(sp->left[q[-1]] & sp->initial[q[0]]) << k;
     }
     while (cand) {
         int k = __builtin_ctz(cand);
         cand &= cand - 1;
-        int level = word_at(sp, s, e, sp->offsets[k], msg_at);
+        int level = word_at(sp, s, e, sh->offsets[k], msg_at);
         if (level >= 0)
             return level;
     }
@@ -564,24 +580,24 @@ known_line(const Spec *sp, const Known *kn, Py_ssize_t s, Py_ssize_t e)
 }
 
 static inline int
-prefix_ok(const Spec *sp, Py_ssize_t s, Py_ssize_t len)
+prefix_ok(const Spec *sp, const Shape *sh, Py_ssize_t s, Py_ssize_t len)
 {
     const unsigned char *b = sp->buf;
-    if (len < sp->plen)
+    if (len < sh->plen)
         return 0;
 #ifdef __SSE2__
     if (s + 16 <= sp->size) {
         __m128i x = _mm_loadu_si128((const __m128i *)(b + s));
-        __m128i off = _mm_and_si128(_mm_xor_si128(x, sp->p_val), sp->p_exact);
+        __m128i off = _mm_and_si128(_mm_xor_si128(x, sh->p_val), sh->p_exact);
         if (_mm_movemask_epi8(_mm_cmpeq_epi8(off, _mm_setzero_si128())) != 0xFFFF)
             return 0;
         __m128i d = _mm_sub_epi8(x, _mm_set1_epi8('0'));
         unsigned dig = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d));
-        return (dig & sp->p_digits) == sp->p_digits;
+        return (dig & sh->p_digits) == sh->p_digits;
     }
 #endif
-    for (Py_ssize_t k = 0; k < sp->plen; k++) {
-        unsigned char want = sp->prefix[k], got = b[s + k];
+    for (Py_ssize_t k = 0; k < sh->plen; k++) {
+        unsigned char want = sh->prefix[k], got = b[s + k];
         if (want ? got != want : (unsigned char)(got - '0') >= 10)
             return 0;
     }
@@ -602,28 +618,49 @@ line(const Spec *sp, const Known *kn, Result *r, int64_t bad, int64_t i, Py_ssiz
     const unsigned char *b = sp->buf;
     Py_ssize_t len = e - s;
     if (bad > 0 && bad * 20 >= len) { /* garbage: counted, never a record */
+        r->run = 0;
         r->garbage++;
         return 0;
     }
     if (len == 0 || b[s] == ' ' || b[s] == '\t')
         return 0;
-    if (sp->fast && prefix_ok(sp, s, len)) {
-        if (!sp->has_levels) {
-            r->records++;
-            return 0;
-        }
-        Py_ssize_t body = 0;
-        int level = level_of(sp, s, e, &body);
-        if (level >= 0) {
-            r->records++;
-            r->counts[level]++;
-            return sp->tags[level] ? add_pick(sp, r, i, s, e, body, level) : 0;
+    if (sp->fast) {
+        for (int k = 0; k < sp->nshapes; k++) {
+            const Shape *sh = &sp->shapes[k];
+            if (sh->plen == 0 || !prefix_ok(sp, sh, s, len))
+                continue;
+            if (!sh->has_levels) {
+                r->run = 0;
+                r->records++;
+                return 0;
+            }
+            Py_ssize_t body = 0;
+            int level = level_of(sp, sh, s, e, &body);
+            if (level >= 0) {
+                r->run = 0;
+                r->records++;
+                r->counts[level]++;
+                return sp->tags[level] ? add_pick(sp, r, i, s, e, body, level) : 0;
+            }
         }
     }
     Py_ssize_t head_end = e - s > MESSAGE_BYTES ? s + MESSAGE_BYTES : e;
     if (known_line(sp, kn, s, head_end)) {
+        r->run = 0;
         r->records += sp->bare; /* without a format, every line is a record */
         return 0;
+    }
+    if (r->run++ == 0) {
+        r->run_line = (Py_ssize_t)i;
+        r->run_start = s;
+        r->run_slow = r->slow.len;
+    }
+    if (sp->stop_run > 0 && r->run >= sp->stop_run) {
+        /* Lines no shape reads, one after another: maybe another format begins. The scan ends
+           before them (their spans dropped), for the caller to learn it and scan on. */
+        r->slow.len = r->run_slow;
+        r->stopped = r->run_start;
+        return 1;
     }
     return add_span(&r->slow, i, s, e);
 }
@@ -699,8 +736,13 @@ masks64_avx2(const unsigned char *p, uint64_t *nl, uint64_t *low)
                 bad += __builtin_popcountll(cm & upto & ~done);                                \
             done = upto;                                                                       \
             Py_ssize_t e = base + bit;                                                         \
-            if (line(sp, kn, r, bad, i++, s, e) < 0)                                           \
-                return -1;                                                                     \
+            int rc_ = line(sp, kn, r, bad, i++, s, e);                                        \
+            if (rc_ != 0) {                                                                    \
+                if (rc_ < 0)                                                                   \
+                    return -1;                                                                 \
+                r->lines = r->run_line; /* stopped before a run of unknown lines */           \
+                return 0;                                                                      \
+            }                                                                                  \
             s = e + 1;                                                                         \
             bad = 0;                                                                           \
         }                                                                                      \
@@ -719,8 +761,13 @@ scan_tail(const Spec *sp, const Known *kn, Result *r, Py_ssize_t base, Py_ssize_
             bad += is_ctrl(b[e]);
             continue;
         }
-        if (line(sp, kn, r, bad, i++, s, e) < 0)
-            return -1;
+        int rc = line(sp, kn, r, bad, i++, s, e);
+        if (rc != 0) {
+            if (rc < 0)
+                return -1;
+            r->lines = r->run_line;
+            return 0;
+        }
         s = e + 1;
         bad = 0;
     }
@@ -823,16 +870,74 @@ table(PyObject *obj, const unsigned char **out, Py_ssize_t want, const char *wha
     return 0;
 }
 
+/* A shape from its prefix (bytes: 0 for a digit) and its level offsets; -1 with an exception. */
+static int
+shape_init(Shape *sh, PyObject *prefix, PyObject *offsets, int has_levels, Py_ssize_t size)
+{
+    memset(sh, 0, sizeof *sh);
+    if (!PyBytes_Check(prefix)) {
+        PyErr_SetString(PyExc_TypeError, "a prefix must be bytes");
+        return -1;
+    }
+    sh->prefix = (const unsigned char *)PyBytes_AS_STRING(prefix);
+    sh->plen = PyBytes_GET_SIZE(prefix);
+    sh->has_levels = has_levels;
+    if (sh->plen > 16) {
+        PyErr_SetString(PyExc_ValueError, "prefix longer than 16 bytes");
+        return -1;
+    }
+#ifdef __SSE2__
+    {
+        unsigned char val[16] = {0}, exact[16] = {0};
+        for (Py_ssize_t k = 0; k < sh->plen; k++) {
+            if (sh->prefix[k]) {
+                val[k] = sh->prefix[k];
+                exact[k] = 0xFF;
+            }
+            else {
+                sh->p_digits |= 1u << k;
+            }
+        }
+        sh->p_val = _mm_loadu_si128((const __m128i *)val);
+        sh->p_exact = _mm_loadu_si128((const __m128i *)exact);
+    }
+#endif
+    PyObject *offs = PySequence_Fast(offsets, "offsets must be a sequence");
+    if (offs == NULL)
+        return -1;
+    Py_ssize_t noff = PySequence_Fast_GET_SIZE(offs);
+    for (Py_ssize_t k = 0; k < noff && sh->noffsets < MAX_OFFSETS; k++) {
+        long off = PyLong_AsLong(PySequence_Fast_GET_ITEM(offs, k));
+        if (off == -1 && PyErr_Occurred()) {
+            Py_DECREF(offs);
+            return -1;
+        }
+        if (off > 0 && off < size)
+            sh->offsets[sh->noffsets++] = (int)off;
+    }
+    Py_DECREF(offs);
+    for (int x = 1; x < sh->noffsets; x++) /* sorted: the first level found is the leftmost */
+        for (int y = x; y > 0 && sh->offsets[y - 1] > sh->offsets[y]; y--) {
+            int t = sh->offsets[y];
+            sh->offsets[y] = sh->offsets[y - 1];
+            sh->offsets[y - 1] = t;
+        }
+    return 0;
+}
+
 PyDoc_STRVAR(scan_doc,
 "scan(buf, cut, prefix, offsets, words, levels, left, right, initial, ctrl, tags, fast,\n"
-"     has_levels, bare, known, memo=None, order_base=0)\n"
+"     has_levels, bare, known, memo=None, order_base=0, shapes=(), stop_run=0)\n"
 "--\n\n"
 "Scan buf[:cut] (whole lines). Returns (lines, garbage_lines, records, counts, slow, stats,\n"
 "keys): counts per level index; slow as packed int64 (line, start, end) triples; keys the\n"
 "distinct template keys of the chosen records, '\\n'-joined in order of first record, and\n"
 "stats seven packed int64 per key: count, first (line, start, end), last (line, start, end).\n"
 "With a memo (see memo()), the keys are folded into it (the latest record's order is\n"
-"order_base + its line) and only those new to it are returned.");
+"order_base + its line) and only those new to it are returned.\n"
+"shapes: more (prefix, offsets, has_levels) tried after the first, in order. With stop_run, the\n"
+"scan stops before that many lines in a row that no shape reads; the eighth item returned is\n"
+"where (their first line's start), or -1 when it read to cut.");
 
 static PyObject *
 py_scan(PyObject *self, PyObject *args)
@@ -840,12 +945,13 @@ py_scan(PyObject *self, PyObject *args)
     Py_buffer view;
     Py_ssize_t cut;
     PyObject *prefix, *offsets, *words, *levels, *left, *right, *initial, *ctrl, *tags, *known;
-    PyObject *memo_obj = Py_None;
+    PyObject *memo_obj = Py_None, *shapes_obj = NULL, *shapes_seq = NULL;
     long long order_base = 0;
+    Py_ssize_t stop_run = 0;
     int fast, has_levels, bare;
-    if (!PyArg_ParseTuple(args, "y*nSOSSSSSSSpppS|OL", &view, &cut, &prefix, &offsets, &words,
+    if (!PyArg_ParseTuple(args, "y*nSOSSSSSSSpppS|OLOn", &view, &cut, &prefix, &offsets, &words,
                           &levels, &left, &right, &initial, &ctrl, &tags, &fast, &has_levels,
-                          &bare, &known, &memo_obj, &order_base))
+                          &bare, &known, &memo_obj, &order_base, &shapes_obj, &stop_run))
         return NULL;
     Memo *memo = NULL;
     Out fresh_keys = {0}, fresh_picks = {0};
@@ -860,8 +966,9 @@ py_scan(PyObject *self, PyObject *args)
     sp.size = view.len;
     sp.cut = cut;
     sp.fast = fast;
-    sp.has_levels = has_levels;
     sp.bare = bare;
+    sp.stop_run = stop_run > 0 ? stop_run : 0;
+    r.stopped = -1;
     if (memo_obj != Py_None) {
         memo = PyCapsule_GetPointer(memo_obj, MEMO_NAME);
         if (memo == NULL)
@@ -871,7 +978,7 @@ py_scan(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "cut outside the buffer");
         goto done;
     }
-    if (table(prefix, &sp.prefix, -1, "prefix") < 0 || table(left, &sp.left, 256, "left") < 0 ||
+    if (table(left, &sp.left, 256, "left") < 0 ||
         table(right, &sp.right, 256, "right") < 0 ||
         table(initial, &sp.initial, 256, "initial") < 0 || table(ctrl, &sp.ctrl, 256, "ctrl") < 0 ||
         table(tags, &sp.tags, -1, "tags") < 0)
@@ -884,52 +991,30 @@ py_scan(PyObject *self, PyObject *args)
             goto done;
         }
     }
-    sp.plen = PyBytes_GET_SIZE(prefix);
-    if (sp.plen > 16) {
-        PyErr_SetString(PyExc_ValueError, "prefix longer than 16 bytes");
-        goto done;
-    }
-#ifdef __SSE2__
-    {
-        unsigned char val[16] = {0}, exact[16] = {0};
-        for (Py_ssize_t k = 0; k < sp.plen; k++) {
-            if (sp.prefix[k]) {
-                val[k] = sp.prefix[k];
-                exact[k] = 0xFF;
-            }
-            else {
-                sp.p_digits |= 1u << k;
-            }
-        }
-        sp.p_val = _mm_loadu_si128((const __m128i *)val);
-        sp.p_exact = _mm_loadu_si128((const __m128i *)exact);
-    }
-#endif
     sp.nlevels = (int)PyBytes_GET_SIZE(tags);
     if (sp.nlevels > MAX_LEVELS) {
         PyErr_SetString(PyExc_ValueError, "too many levels");
         goto done;
     }
-    PyObject *seq = PySequence_Fast(offsets, "offsets must be a sequence");
-    if (seq == NULL)
+    if (shape_init(&sp.shapes[0], prefix, offsets, has_levels, view.len) < 0)
         goto done;
-    Py_ssize_t noff = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t k = 0; k < noff && sp.noffsets < MAX_OFFSETS; k++) {
-        long off = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, k));
-        if (off == -1 && PyErr_Occurred()) {
-            Py_DECREF(seq);
+    sp.nshapes = 1;
+    if (shapes_obj != NULL && shapes_obj != Py_None) {
+        shapes_seq = PySequence_Fast(shapes_obj, "shapes must be a sequence");
+        if (shapes_seq == NULL)
             goto done;
+        /* shapes_seq holds the shapes' bytes until this call returns. */
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(shapes_seq);
+        for (Py_ssize_t k = 0; k < n && sp.nshapes < MAX_SHAPES; k++) {
+            PyObject *pre, *offs;
+            int lv;
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(shapes_seq, k), "SOp", &pre, &offs,
+                                  &lv) ||
+                shape_init(&sp.shapes[sp.nshapes], pre, offs, lv, view.len) < 0)
+                goto done;
+            sp.nshapes++;
         }
-        if (off > 0 && off < view.len)
-            sp.offsets[sp.noffsets++] = (int)off;
     }
-    Py_DECREF(seq);
-    for (int x = 1; x < sp.noffsets; x++) /* sorted: the first level found is the leftmost */
-        for (int y = x; y > 0 && sp.offsets[y - 1] > sp.offsets[y]; y--) {
-            int t = sp.offsets[y];
-            sp.offsets[y] = sp.offsets[y - 1];
-            sp.offsets[y - 1] = t;
-        }
     Py_ssize_t nw = PyBytes_GET_SIZE(words) / 8;
     if (PyBytes_GET_SIZE(words) % 8 || nw > MAX_WORDS || PyBytes_GET_SIZE(levels) != nw) {
         PyErr_SetString(PyExc_ValueError, "words and levels do not match");
@@ -976,12 +1061,13 @@ py_scan(PyObject *self, PyObject *args)
         PyTuple_SET_ITEM(counts, k, c);
     }
     const Out *picks = memo ? &fresh_picks : &r.picks, *keys = memo ? &fresh_keys : &r.keys;
-    res = Py_BuildValue("LLLNy#y#y#", (long long)r.lines, (long long)r.garbage,
+    res = Py_BuildValue("LLLNy#y#y#n", (long long)r.lines, (long long)r.garbage,
                         (long long)r.records, counts, r.slow.data ? r.slow.data : "",
                         (Py_ssize_t)r.slow.len, picks->data ? picks->data : "",
                         (Py_ssize_t)picks->len, keys->data ? keys->data : "",
-                        (Py_ssize_t)keys->len);
+                        (Py_ssize_t)keys->len, r.stopped);
 done:
+    Py_XDECREF(shapes_seq);
     free(fresh_keys.data);
     free(fresh_picks.data);
     free(kn.slots);

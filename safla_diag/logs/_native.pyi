@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from typing import NewType
 
 Memo = NewType("Memo", object)
@@ -20,7 +21,9 @@ def scan(
     known: bytes,
     memo: Memo | None = None,
     order_base: int = 0,
+    shapes: Sequence[tuple[bytes, Sequence[int], bool]] = (),
+    stop_run: int = 0,
     /,
-) -> tuple[int, int, int, tuple[int, ...], bytes, bytes, bytes]: ...
+) -> tuple[int, int, int, tuple[int, ...], bytes, bytes, bytes, int]: ...
 def memo(head_bytes: int, /) -> Memo: ...
 def memo_items(memo: Memo, clear: bool, /) -> list[tuple[bytes, int, int, bytes]]: ...

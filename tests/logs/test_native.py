@@ -258,13 +258,14 @@ def test_the_kernel_survives_any_bytes(
     words = sorted(
         {int.from_bytes(w.ljust(8, b"\0"), "little") for w in (b"INFO", b"ERROR", b"WARN")}
     )
-    lines, garbage, records, counts, slow, stats, keys = mod.scan(
+    lines, garbage, records, counts, slow, stats, keys, stopped = mod.scan(
         buf, cut, prefix, offsets,
         b"".join(w.to_bytes(8, "little") for w in words), bytes([1, 4, 3]),
         lt.left.astype("u1").tobytes(), lt.right.astype("u1").tobytes(),
         bytes(1 if chr(c) in "IEWiew" else 0 for c in range(256)), lt.ctrl.astype("u1").tobytes(),
         bytes([0, 0, 0, 1, 2, 0]), fast, has_levels, False, b"Traceback\nx",
     )  # fmt: skip
+    assert stopped == -1  # no stop_run: read to the cut
     assert lines == bytes(buf[:cut]).count(b"\n")
     assert records + garbage + len(slow) // 24 <= lines
     assert sum(counts) <= records
@@ -407,3 +408,44 @@ def test_a_minority_of_other_first_bytes_keeps_the_rest_on_the_fast_path(tmp_pat
     expected = {"INFO": want["INFO"], "CRITICAL": want["FATAL"]}
     assert dict(native.counts) == dict(pure.counts) == expected
     assert _figures(native) == _figures(pure)
+
+
+@needs_native
+def test_the_kernel_stops_before_a_run_of_unknown_lines_and_reads_learned_shapes() -> None:
+    """
+    stop_run: the scan ends before that many lines in a row that no shape reads, and reports
+    where, with nothing of them counted; shapes: further (prefix, offsets, has_levels) read them.
+    """
+    mod = _kernel.kernel()
+    assert mod is not None
+    left = bytes(1 if c in b' \t[<("' else 0 for c in range(256))
+    ctrl = bytes(
+        1 if c in {*range(9), 11, 12, *range(14, 27), *range(28, 32), 127} else 0
+        for c in range(256)
+    )
+    word = int.from_bytes(b"ERROR".ljust(8, b"\0"), "little").to_bytes(8, "little")
+    initial = bytes(1 if c == ord("E") else 0 for c in range(256))
+    right = bytes(1 if c in b" :]" else 0 for c in range(256))
+    first = b"".join(b"2026-11-28 10:00:%02d ERROR a\n" % i for i in range(5))
+    other = b"".join(b"17/06/09 20:10:%02d ERROR b\n" % i for i in range(6))
+    text = first + b"  continued\n" + other + first
+    buf = bytearray(text + bytes(64))
+    sniffed = b"\0\0\0\0-\0\0-\0\0 \0\0:\0\0"  # 2026-11-28 10:00:
+    learned = b"\0\0/\0\0/\0\0 \0\0:\0\0:"  # 17/06/09 20:10:
+
+    def scan(cut: int, **kw: Any) -> Any:
+        return mod.scan(
+            buf, cut, sniffed, [20], word, b"\4", left, right, initial, ctrl,
+            b"\0\0\0\0\0\0", True, True, False, b"", None, 0,
+            kw.get("shapes", ()), kw.get("stop_run", 0),
+        )  # fmt: skip
+
+    lines, _, records, counts, slow, *_, stopped = scan(len(text), stop_run=4)
+    assert stopped == len(first) + len(b"  continued\n")  # before the other format's first line
+    assert (lines, records, counts[4]) == (6, 5, 5)  # five records and the continuation
+    assert slow == b""  # the run's lines are left for the caller, not returned as spans
+    lines, _, records, counts, slow, *_, stopped = scan(len(text), stop_run=7)
+    assert stopped == -1 and (lines, records, len(slow) // 24) == (17, 10, 6)  # run too short
+    shape = (learned, (18,), True)
+    lines, _, records, counts, slow, *_, stopped = scan(len(text), shapes=[shape], stop_run=4)
+    assert stopped == -1 and (lines, records, counts[4], slow) == (17, 16, 16, b"")
