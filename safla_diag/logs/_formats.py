@@ -582,12 +582,15 @@ def _widen(offsets: set[int]) -> set[int]:
 
 def learn_shape(
     name: str, records: list[tuple[bytes, Parsed]]
-) -> tuple[bytes, tuple[int, ...], bool] | None:
+) -> tuple[bytes, tuple[int, ...], bool, int] | None:
     """
     The kernel's shape for lines of format ``name`` met after the sniff (another format inside the
-    file): ``(prefix, level offsets, has_levels)`` as the sniff would give them, the prefix as the
-    kernel takes it (a digit as 0, at most 16 bytes from the start), or None when these lines have
-    none (no shared prefix, a format whose level the kernel cannot find).
+    file): ``(prefix, level offsets, has_levels, gap)`` as the sniff would give them, the prefix as
+    the kernel takes it (a digit as 0, at most 16 bytes from the start) and ``gap`` the bytes from
+    the level word to where the parser starts the message (so that the kernel's template keys are
+    the parser's, -1 when the parser cuts it at no fixed distance: the kernel then counts those
+    records and leaves the chosen ones to the parser); None when these lines have none (no
+    shared prefix, a level the kernel cannot find).
     """
     fmt = _BY_NAME[name]
     if fmt.levels not in ("none", "word", "search"):
@@ -599,7 +602,15 @@ def learn_shape(
     offsets = _widen({p.lvl_pos for _, p in records if p.level is not None and p.lvl_pos >= 0})
     if has_levels and not 0 < len(offsets) <= _MAX_OFFSETS:
         return None
-    return bytes(v for _, v in prefix), tuple(sorted(offsets)), has_levels
+    gaps = {
+        p.msg_start - p.lvl_pos - p.lvl_len
+        for _, p in records
+        if p.level is not None and p.lvl_pos >= 0 and p.message is None
+    }
+    gap = gaps.pop() if len(gaps) == 1 else -1
+    if any(p.message is not None for _, p in records) or not 0 <= gap <= 64:
+        gap = -1
+    return bytes(v for _, v in prefix), tuple(sorted(offsets)), has_levels, gap
 
 
 def _majority_prefix(lines: list[bytes]) -> tuple[tuple[int, int], ...]:

@@ -83,7 +83,7 @@ class NativeScan:
         self.known_n = 0
         # Shapes learned from the lines of other formats met further on: (prefix, offsets,
         # has_levels), tried after the sniffed one.
-        self.shapes: list[tuple[bytes, tuple[int, ...], bool]] = []
+        self.shapes: list[tuple[bytes, tuple[int, ...], bool, int]] = []
         self.stop_run = _STOP_RUN
         # The file's template keys across chunks, in the kernel: Python meets each key once.
         self.memo = mod.memo(HEADER_BYTES)

@@ -93,6 +93,8 @@ typedef struct {
     int offsets[MAX_OFFSETS];
     int noffsets;
     int has_levels;
+    Py_ssize_t gap; /* bytes from the level word's end to the message, as the parser cuts it;
+                       -1: not fixed, the parser makes the chosen records' keys */
 #ifdef __SSE2__
     __m128i p_val, p_exact; /* the prefix's exact bytes and where they are */
     unsigned p_digits;      /* where the prefix has digits, one bit per byte */
@@ -224,6 +226,19 @@ level_of(const Spec *sp, const Shape *sh, Py_ssize_t s, Py_ssize_t e, Py_ssize_t
             return level;
     }
     return -1;
+}
+
+/* Whether a level word follows a delimiter anywhere in the line's first LEVEL_SCAN bytes. */
+#define LEVEL_SCAN 256
+static inline int
+any_level_word(const Spec *sp, Py_ssize_t s, Py_ssize_t e)
+{
+    const unsigned char *b = sp->buf;
+    Py_ssize_t end = e - s > LEVEL_SCAN ? s + LEVEL_SCAN : e, at = 0;
+    for (Py_ssize_t q = s + 1; q < end; q++)
+        if (sp->left[b[q - 1]] && sp->initial[b[q]] && word_at(sp, s, e, (int)(q - s), &at) >= 0)
+            return 1;
+    return 0;
 }
 
 /* FNV-1a: template keys and known non-record lines are looked up by it. */
@@ -630,6 +645,10 @@ line(const Spec *sp, const Known *kn, Result *r, int64_t bad, int64_t i, Py_ssiz
             if (sh->plen == 0 || !prefix_ok(sp, sh, s, len))
                 continue;
             if (!sh->has_levels) {
+                /* A learned shape without levels (Thunderbird's) may share its prefix with a
+                   format that has them (BGL's): a line with a level word is not claimed. */
+                if (k > 0 && any_level_word(sp, s, e))
+                    continue;
                 r->run = 0;
                 r->records++;
                 return 0;
@@ -638,9 +657,11 @@ line(const Spec *sp, const Known *kn, Result *r, int64_t bad, int64_t i, Py_ssiz
             int level = level_of(sp, sh, s, e, &body);
             if (level >= 0) {
                 r->run = 0;
+                if (sp->tags[level] && sh->gap < 0)
+                    return add_span(&r->slow, i, s, e); /* the parser cuts its message */
                 r->records++;
                 r->counts[level]++;
-                return sp->tags[level] ? add_pick(sp, r, i, s, e, body, level) : 0;
+                return sp->tags[level] ? add_pick(sp, r, i, s, e, body + sh->gap, level) : 0;
             }
         }
     }
@@ -935,7 +956,8 @@ PyDoc_STRVAR(scan_doc,
 "stats seven packed int64 per key: count, first (line, start, end), last (line, start, end).\n"
 "With a memo (see memo()), the keys are folded into it (the latest record's order is\n"
 "order_base + its line) and only those new to it are returned.\n"
-"shapes: more (prefix, offsets, has_levels) tried after the first, in order. With stop_run, the\n"
+"shapes: more (prefix, offsets, has_levels[, gap]) tried after the first, in order (gap: bytes\n"
+"from the level word to the message). With stop_run, the\n"
 "scan stops before that many lines in a row that no shape reads; the eighth item returned is\n"
 "where (their first line's start), or -1 when it read to cut.");
 
@@ -1008,11 +1030,16 @@ py_scan(PyObject *self, PyObject *args)
         for (Py_ssize_t k = 0; k < n && sp.nshapes < MAX_SHAPES; k++) {
             PyObject *pre, *offs;
             int lv;
-            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(shapes_seq, k), "SOp", &pre, &offs,
-                                  &lv) ||
+            Py_ssize_t gap = 0;
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(shapes_seq, k), "SOp|n", &pre, &offs,
+                                  &lv, &gap) ||
                 shape_init(&sp.shapes[sp.nshapes], pre, offs, lv, view.len) < 0)
                 goto done;
-            sp.nshapes++;
+            if (gap < -1 || gap > 64) {
+                PyErr_SetString(PyExc_ValueError, "a shape's gap must be -1 to 64");
+                goto done;
+            }
+            sp.shapes[sp.nshapes++].gap = gap;
         }
     }
     Py_ssize_t nw = PyBytes_GET_SIZE(words) / 8;

@@ -21,7 +21,9 @@ def scan(
     known: bytes,
     memo: Memo | None = None,
     order_base: int = 0,
-    shapes: Sequence[tuple[bytes, Sequence[int], bool]] = (),
+    shapes: Sequence[
+        tuple[bytes, Sequence[int], bool] | tuple[bytes, Sequence[int], bool, int]
+    ] = (),
     stop_run: int = 0,
     /,
 ) -> tuple[int, int, int, tuple[int, ...], bytes, bytes, bytes, int]: ...

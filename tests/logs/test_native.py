@@ -449,3 +449,74 @@ def test_the_kernel_stops_before_a_run_of_unknown_lines_and_reads_learned_shapes
     shape = (learned, (18,), True)
     lines, _, records, counts, slow, *_, stopped = scan(len(text), shapes=[shape], stop_run=4)
     assert stopped == -1 and (lines, records, counts[4], slow) == (17, 16, 16, b"")
+
+
+@needs_native
+@pytest.mark.skipif(
+    not DEV.is_dir(), reason="the Loghub development samples are not beside the repo"
+)
+@pytest.mark.parametrize("order", ["sorted", "reversed", "interleaved"])
+def test_concatenated_formats_are_read_alike_on_both_paths(tmp_path: Path, order: str) -> None:
+    """
+    Eight formats in one file (the kernel learns each as it meets it): the same report as the
+    numpy path, which reads every line it cannot place with the parser, at several chunk sizes.
+    """
+    parts = [(DEV / f"{n}_2k.log").read_bytes().rstrip(b"\n").split(b"\n") for n in
+             ["BGL", "HDFS", "HPC", "Hadoop", "Spark", "Thunderbird", "Windows", "Zookeeper"]]  # fmt: skip
+    if order == "reversed":
+        parts.reverse()
+    if order == "interleaved":  # blocks of 250 lines of each in turn
+        lines = [ln for k in range(0, 2000, 250) for p in parts for ln in p[k : k + 250]]
+    else:
+        lines = [ln for p in parts for ln in p]
+    path = tmp_path / "all.log"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    for chunk_size in (1 << 16, 1 << 21):
+        native, pure = _both(path, chunk_size=chunk_size, top=1000, levels=("ERROR", "WARNING"))
+        assert native.records == 16000
+        assert _figures(native) == _figures(pure)
+        assert [t.example for t in native.templates] == [t.example for t in pure.templates]
+
+
+_FORMAT_LINES = [
+    "2026-11-28 10:00:{s:02d},123 - app.{n} - {lvl} - task {i} done",
+    "17/06/09 20:10:{s:02d} {lvl} executor.Executor: block {i} stored",
+    "081109 2036{s:02d} {pid} {lvl} dfs.DataNode: Receiving block blk_{i}",
+    "- 11178385{s:02d} 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.{s:02d}.675872 "
+    "R02-M1-N0-C:J12-U11 RAS KERNEL {lvl} cache parity error {i}",
+    "{pid}{i} node-{s} unix.hw state_change.unavailable 10778047{s:02d} 1 Component {i}",
+    "Traceback (most recent call last):",
+    '  File "x.py", line {i}, in f',
+]
+
+
+@needs_native
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(_FORMAT_LINES) - 1), st.integers(1, 60)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from([1024, 4096, 1 << 16]),
+)
+def test_runs_of_formats_are_read_alike_on_both_paths(
+    runs: list[tuple[int, int]], chunk_size: int
+) -> None:
+    """Runs of lines of several formats (and traceback lines) in any order: both paths agree."""
+    levels = ["INFO", "WARN", "ERROR", "FATAL", "DEBUG"]
+    out: list[str] = []
+    for fmt, n in runs:
+        for k in range(n):
+            i = len(out)
+            out.append(
+                _FORMAT_LINES[fmt].format(
+                    s=i % 60, i=i, n=k % 3, pid=(7, 148, 10033)[i % 3], lvl=levels[i % 5]
+                )
+            )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mixed.log"
+        path.write_text("\n".join(out) + "\n")
+        native, pure = _both(path, chunk_size=chunk_size, top=1000, levels=("ERROR", "WARNING"))
+    assert _figures(native) == _figures(pure)
+    assert [t.example for t in native.templates] == [t.example for t in pure.templates]
