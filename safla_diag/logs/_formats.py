@@ -522,7 +522,7 @@ def sniff(sample: bytes, max_lines: int = 400) -> Sniffed:
         sample: The first bytes of the file (whole lines).
         max_lines: How many non-blank lines to look at.
     """
-    lines = [ln.rstrip(b"\r") for ln in sample.split(b"\n")[: max_lines * 2]]
+    lines = [ln.rstrip(b"\r") for ln in sample.split(b"\n", max_lines * 2)[: max_lines * 2]]
     lines = [ln for ln in lines if ln.strip() and b"\0" not in ln][:max_lines]
     heads = [ln for ln in lines if ln[:1] not in b" \t"]
     # Parsing is most of the cost of a small file: when the first lines all parse, in one

@@ -37,9 +37,10 @@ _BLANK = (32, 9)
 # Another format inside a file (a concatenation, another service's log): after this many lines
 # in a row that no known shape reads, the kernel stops and the next lines teach it their shape.
 _STOP_RUN = 32
-_LEARN_LINES = 64  # lines parsed to learn from
-_LEARN_MIN = 8  # lines of one format and first-field width that make a shape
+_LEARN_LINES = 16  # lines parsed to learn from
+_LEARN_MIN = 8  # lines of one format and first field that make a shape
 _MAX_SHAPES = 15  # learned, besides the sniffed one
+_DIGITS_AS_0 = bytes.maketrans(b"123456789", b"000000000")
 
 
 def kernel() -> ModuleType | None:
@@ -188,7 +189,7 @@ class NativeScan:
     def _learn(self, buf: bytearray, pos: int, stop: int) -> bool:
         """
         Learn the shapes of the lines from ``pos`` (where the kernel stopped before a run of
-        lines it could not read): per format and width of the first field among the next
+        lines it could not read): per format and first field (its digits as 0) among the next
         lines, the prefix and level offsets those lines share. True when one was added.
         """
         fs = self.fs
@@ -200,11 +201,12 @@ class NativeScan:
             if e > s and buf[s] not in _BLANK:
                 heads.append(bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r"))
             s = e + 1
-        groups: dict[tuple[str, int], list[tuple[bytes, Parsed]]] = {}
+        groups: dict[tuple[str, bytes], list[tuple[bytes, Parsed]]] = {}
         for ln in heads:
             p = parse_line(ln, fs.sn.table)
-            if p is not None:
-                groups.setdefault((p.format, ln.find(b" ")), []).append((ln, p))
+            if p is not None:  # by format and first field, its digits as 0 (BGL's alert tags)
+                first = ln.split(b" ", 1)[0].translate(_DIGITS_AS_0)
+                groups.setdefault((p.format, first), []).append((ln, p))
         added = False
         for (name, _), group in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             if len(group) < _LEARN_MIN or len(self.shapes) >= _MAX_SHAPES:
