@@ -39,8 +39,11 @@ _BLANK = (32, 9)
 _STOP_RUN = 32
 _LEARN_LINES = 16  # lines parsed to learn from
 _LEARN_MIN = 8  # lines of one format and first field that make a shape
-_MAX_SHAPES = 15  # learned, besides the sniffed one
+_MAX_SHAPES = 31  # learned, besides the sniffed one (the kernel takes 32 in all)
 _DIGITS_AS_0 = bytes.maketrans(b"123456789", b"000000000")
+# A chunk's lines left to the parser, when this many or more: a sample of them teaches the kernel
+# the shapes of the records among them (HPC's kinds of lines, interleaved), and it reads those.
+_SLOW_SAMPLE = 160
 
 
 def kernel() -> ModuleType | None:
@@ -171,6 +174,9 @@ class NativeScan:
                 # Nothing to learn there (lines of no format, or of one without a fixed
                 # prefix): those lines go to the parser, and the next run must be longer.
                 self.stop_run *= 2
+        self._parsed: dict[int, Parsed | None] = {}
+        if len(spans) >= 3 * _SLOW_SAMPLE:
+            spans = self._claim_slow(buf, spans)
         extra = self._slow(buf, spans) if spans else []
         fs.learn_offsets()
         if fs.opts.pattern is not None and stop:
@@ -217,6 +223,48 @@ class NativeScan:
                 added = True
         return added
 
+    def _claim_slow(self, buf: bytearray, spans: list[int]) -> list[int]:
+        """
+        Many lines left to the parser: learn, from a sample spread over them, the shapes of
+        their records (grouped by format and first twelve bytes, digits as 0: HPC's interleaved
+        kinds of lines), and let the kernel read the lines those shapes claim, as one compact
+        buffer (counted there, but for records of the chosen levels, which stay with the
+        parser); return the spans still left.
+        """
+        fs = self.fs
+        groups: dict[tuple[str, bytes], list[tuple[bytes, Parsed]]] = {}
+        step = len(spans) // (3 * _SLOW_SAMPLE)
+        for j in range(0, 3 * _SLOW_SAMPLE * step, 3 * step):
+            s, e = spans[j + 1], spans[j + 2]
+            p = self._parsed[s] = fs.parse_head(buf, s, e)
+            if p is not None:
+                line = bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r")
+                key = (p.format, line[:12].translate(_DIGITS_AS_0))
+                groups.setdefault(key, []).append((line, p))
+        new: list[tuple[bytes, tuple[int, ...], bool, int]] = []
+        for (name, _), group in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            shape = learn_shape(name, group) if len(group) >= _LEARN_MIN else None
+            room = len(self.shapes) + len(new) < _MAX_SHAPES
+            if shape is not None and room and shape not in self.shapes and shape not in new:
+                new.append(shape)
+        if not new:
+            return spans
+        self.shapes += new
+        # The left lines one after another; only the new shapes (the others read none), and no
+        # template keys here (gap -1: the chosen records stay with the parser).
+        text = b"\n".join(bytes(buf[spans[j + 1] : spans[j + 2]]) for j in range(0, len(spans), 3))
+        _, _, records, counts, slow, *_ = self.mod.scan(
+            text + b"\n" + bytes(64), len(text) + 1, b"", (), self.words, self.levels, self.left,
+            self.right, self.initial, self.ctrl, self.tags, True, False, False, b"", None, 0,
+            [(pre, offs, lv, -1) for pre, offs, lv, _ in new], 0,
+        )  # fmt: skip
+        fs.acc.records += records
+        for k, c in enumerate(counts):
+            if c:
+                fs.acc.counts[CANONICAL[k]] += c
+        left = memoryview(slow).cast("q").tolist()[0::3] if slow else []
+        return [v for k in left for v in spans[3 * k : 3 * k + 3]]
+
     def memo_items(self) -> list[tuple[bytes, int, int, bytes]]:
         """The memo's keys (key, records, order of the latest, its header); the memo empties."""
         return self.mod.memo_items(self.memo, True)  # type: ignore[no-any-return]
@@ -231,10 +279,11 @@ class NativeScan:
         chosen = fs.opts.chosen
         bare = fs.sn.format is None
         learn = fs.fast and fs.sn.format is not None
+        parsed = self._parsed  # what _claim_slow parsed already
         out: list[tuple[int, int, int, bytes]] = []
         for j in range(0, len(spans), 3):
             i, s, e = spans[j], spans[j + 1], spans[j + 2]
-            p = fs.parse_head(buf, s, e)
+            p = parsed.pop(s) if s in parsed else fs.parse_head(buf, s, e)
             if p is None:
                 if bare:
                     acc.records += 1

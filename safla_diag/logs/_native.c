@@ -101,7 +101,7 @@ typedef struct {
 #endif
 } Shape;
 
-#define MAX_SHAPES 16
+#define MAX_SHAPES 32
 
 typedef struct {
     const unsigned char *buf;

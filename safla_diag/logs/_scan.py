@@ -161,8 +161,9 @@ class FileScan:
         self.initial = np.zeros(256, dtype=bool)
         for word, _level in spellings(sniffed.cases):
             self.initial[word[0]] = True
-        # Per offset k in use: the pair table shifted to bit k (256 KiB each, made on demand).
-        self.plausible = self._plausible()
+        # Per offset k in use: the pair table shifted to bit k (256 KiB each, made on demand;
+        # the numpy path's alone).
+        self.plausible: Any = None
         self.pair_bit: list[Any] = []
         # Every spelling as its 8 bytes (zero-padded), sorted, with its level; and the mask
         # that keeps the first n bytes of a word, for n = 0..9.
@@ -428,6 +429,8 @@ class FileScan:
         # letter at it, looked up as one 16-bit pair. (Bits, not a 2-D mask: numpy reduces
         # short rows slowly.)
         bits = np.zeros(len(cand), dtype=np.int32)
+        if self.plausible is None:
+            self.plausible = self._plausible()
         while len(self.pair_bit) < len(self.offsets):
             self.pair_bit.append(self.plausible << np.int32(len(self.pair_bit)))
         for k, off in enumerate(self.offsets):

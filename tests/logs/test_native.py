@@ -6,6 +6,7 @@ every chunk boundary; and it refuses arguments it cannot honour.
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -455,11 +456,12 @@ def test_the_kernel_stops_before_a_run_of_unknown_lines_and_reads_learned_shapes
 @pytest.mark.skipif(
     not DEV.is_dir(), reason="the Loghub development samples are not beside the repo"
 )
-@pytest.mark.parametrize("order", ["sorted", "reversed", "interleaved"])
+@pytest.mark.parametrize("order", ["sorted", "reversed", "interleaved", "shuffled"])
 def test_concatenated_formats_are_read_alike_on_both_paths(tmp_path: Path, order: str) -> None:
     """
-    Eight formats in one file (the kernel learns each as it meets it): the same report as the
-    numpy path, which reads every line it cannot place with the parser, at several chunk sizes.
+    Eight formats in one file (the kernel learns each as it meets it, or from a sample of the
+    lines it left to the parser): the same report as the numpy path, which reads every line it
+    cannot place with the parser, at several chunk sizes.
     """
     parts = [(DEV / f"{n}_2k.log").read_bytes().rstrip(b"\n").split(b"\n") for n in
              ["BGL", "HDFS", "HPC", "Hadoop", "Spark", "Thunderbird", "Windows", "Zookeeper"]]  # fmt: skip
@@ -469,6 +471,8 @@ def test_concatenated_formats_are_read_alike_on_both_paths(tmp_path: Path, order
         lines = [ln for k in range(0, 2000, 250) for p in parts for ln in p[k : k + 250]]
     else:
         lines = [ln for p in parts for ln in p]
+    if order == "shuffled":  # every line next to lines of other formats
+        random.Random(7).shuffle(lines)
     path = tmp_path / "all.log"
     path.write_bytes(b"\n".join(lines) + b"\n")
     for chunk_size in (1 << 16, 1 << 21):
