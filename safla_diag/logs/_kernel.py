@@ -86,9 +86,10 @@ class NativeScan:
         self.known = b""
         self.known_n = 0
         # Shapes learned from the lines of other formats met further on: (prefix, offsets,
-        # has_levels), tried after the sniffed one.
+        # has_levels, gap), tried after the sniffed one.
         self.shapes: list[tuple[bytes, tuple[int, ...], bool, int]] = []
         self.stop_run = _STOP_RUN
+        self._parsed: dict[int, Parsed | None] = {}  # a chunk's left lines parsed while learning
         # The file's template keys across chunks, in the kernel: Python meets each key once.
         self.memo = mod.memo(HEADER_BYTES)
 
@@ -160,12 +161,16 @@ class NativeScan:
             if picks:
                 figures = memoryview(picks).cast("q").tolist()
                 for j, key in enumerate(keys.split(b"\n")):
-                    f = figures[7 * j : 7 * j + 7]
-                    if pos:
-                        f = [f[0], f[1] + line_base, f[2] + pos, f[3] + pos]
-                        f += [figures[7 * j + 4] + line_base]
-                        f += [figures[7 * j + 5] + pos, figures[7 * j + 6] + pos]
-                    new[key] = f
+                    c, l1, s1, e1, l2, s2, e2 = figures[7 * j : 7 * j + 7]
+                    new[key] = [
+                        c,
+                        l1 + line_base,
+                        s1 + pos,
+                        e1 + pos,
+                        l2 + line_base,
+                        s2 + pos,
+                        e2 + pos,
+                    ]
             if stopped < 0:
                 break
             line_base += lines
@@ -174,7 +179,7 @@ class NativeScan:
                 # Nothing to learn there (lines of no format, or of one without a fixed
                 # prefix): those lines go to the parser, and the next run must be longer.
                 self.stop_run *= 2
-        self._parsed: dict[int, Parsed | None] = {}
+        self._parsed = {}
         if len(spans) >= 3 * _SLOW_SAMPLE:
             spans = self._claim_slow(buf, spans)
         extra = self._slow(buf, spans) if spans else []

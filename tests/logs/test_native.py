@@ -316,6 +316,19 @@ def test_the_kernel_s_memo_agrees_when_keys_are_flushed_mid_file(
     assert len(native.templates) > 50
 
 
+def _error_tables() -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """The kernel's left and control tables, and the word ERROR with its initial and right."""
+    left = bytes(1 if c in b' \t[<("' else 0 for c in range(256))
+    ctrl = bytes(
+        1 if c in {*range(9), 11, 12, *range(14, 27), *range(28, 32), 127} else 0
+        for c in range(256)
+    )
+    word = int.from_bytes(b"ERROR".ljust(8, b"\0"), "little").to_bytes(8, "little")
+    initial = bytes(1 if c == ord("E") else 0 for c in range(256))
+    right = bytes(1 if c in b" :]" else 0 for c in range(256))
+    return left, ctrl, word, initial, right
+
+
 @needs_native
 def test_the_memo_holds_each_key_once_and_refuses_what_is_not_one() -> None:
     mod = _kernel.kernel()
@@ -324,14 +337,7 @@ def test_the_memo_holds_each_key_once_and_refuses_what_is_not_one() -> None:
         mod.memo(0)
     memo = mod.memo(8)
     assert mod.memo_items(memo, False) == []
-    ok_left = bytes(1 if c in b' \t[<("' else 0 for c in range(256))
-    ctrl = bytes(
-        1 if c in {*range(9), 11, 12, *range(14, 27), *range(28, 32), 127} else 0
-        for c in range(256)
-    )
-    word = int.from_bytes(b"ERROR".ljust(8, b"\0"), "little").to_bytes(8, "little")
-    initial = bytes(1 if c == ord("E") else 0 for c in range(256))
-    right = bytes(1 if c in b" :]" else 0 for c in range(256))
+    ok_left, ctrl, word, initial, right = _error_tables()
     text = b"11 ERROR a 1\n22 ERROR a 22\n33 ERROR b\n"
     buf = bytearray(text + bytes(64))  # a reader's chunk: padding after the cut
 
@@ -419,14 +425,7 @@ def test_the_kernel_stops_before_a_run_of_unknown_lines_and_reads_learned_shapes
     """
     mod = _kernel.kernel()
     assert mod is not None
-    left = bytes(1 if c in b' \t[<("' else 0 for c in range(256))
-    ctrl = bytes(
-        1 if c in {*range(9), 11, 12, *range(14, 27), *range(28, 32), 127} else 0
-        for c in range(256)
-    )
-    word = int.from_bytes(b"ERROR".ljust(8, b"\0"), "little").to_bytes(8, "little")
-    initial = bytes(1 if c == ord("E") else 0 for c in range(256))
-    right = bytes(1 if c in b" :]" else 0 for c in range(256))
+    left, ctrl, word, initial, right = _error_tables()
     first = b"".join(b"2026-11-28 10:00:%02d ERROR a\n" % i for i in range(5))
     other = b"".join(b"17/06/09 20:10:%02d ERROR b\n" % i for i in range(6))
     text = first + b"  continued\n" + other + first
