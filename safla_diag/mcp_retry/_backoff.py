@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Backoff"]
 
+_TABLE = 64  # delays kept precomputed, for n = 0 .. _TABLE - 1
+
 
 class _Attempt:
     """The one field of tenacity's ``RetryCallState`` its exponential wait reads."""
@@ -37,7 +39,7 @@ class Backoff:
         rng: The random source for the jitter (injectable for tests).
     """
 
-    __slots__ = ("_rng", "_wait", "cap", "first", "jitter")
+    __slots__ = ("_rng", "_table", "_wait", "cap", "first", "jitter")
 
     def __init__(
         self,
@@ -55,13 +57,19 @@ class Backoff:
         self.jitter = jitter
         self._rng = rng or random.Random()
         self._wait = wait_exponential(multiplier=self.first, max=self.cap, exp_base=2)
+        # The first delays, read on every save (a tenacity call costs microseconds).
+        self._table = [self._tenacity(n) for n in range(_TABLE)]
 
     def __repr__(self) -> str:
         return f"<Backoff first={self.first:g} cap={self.cap:g} jitter={self.jitter}>"
 
+    def _tenacity(self, n: int) -> float:
+        return float(self._wait(cast("RetryCallState", _Attempt(n + 1))))
+
     def base(self, n: int) -> float:
         """The delay after ``n`` earlier failures, without jitter."""
-        return float(self._wait(cast("RetryCallState", _Attempt(max(0, n) + 1))))
+        n = max(0, n)
+        return self._table[n] if n < _TABLE else self._tenacity(n)
 
     def delay(self, n: int) -> float:
         """The delay after ``n`` earlier failures, with jitter when asked for."""
