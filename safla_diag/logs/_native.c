@@ -241,14 +241,22 @@ any_level_word(const Spec *sp, Py_ssize_t s, Py_ssize_t e)
     return 0;
 }
 
-/* FNV-1a: template keys and known non-record lines are looked up by it. */
+/* Template keys and known non-record lines are looked up by this hash: eight bytes at a time,
+   a multiply and a fold per word (a byte-at-a-time FNV-1a cost a multiply per byte). */
 static inline uint64_t
 hash_bytes(const unsigned char *p, Py_ssize_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (Py_ssize_t k = 0; k < n; k++)
-        h = (h ^ p[k]) * 1099511628211ULL;
-    return h;
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n, w;
+    Py_ssize_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        memcpy(&w, p + k, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, p + k, (size_t)(n - k));
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
 }
 
 /* The first decimal digit in b[p:end], or end. */

@@ -348,9 +348,7 @@ def _merge(acc: Accumulator, part: Accumulator, opts: ScanOptions) -> None:
                 continue
             acc.templates[key] = stats
             continue
-        mine.count += stats.count
-        mine.seen(stats.first_seen)
-        mine.seen(stats.last_seen)
+        mine.absorb(stats)
     acc.match_count += part.match_count
     room = opts.max_examples - len(acc.match_examples)
     acc.match_examples.extend(part.match_examples[: max(room, 0)])

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._redact import redact
 from ._bytes import PREFIX_BYTES, luts, spellings, swar
-from ._formats import Parsed, Sniffed, json_extra, parse_line, parse_time
+from ._formats import Parsed, Sniffed, json_extra, parse_line
 from ._kernel import HEADER_BYTES as _HEADER_BYTES
 from ._kernel import NativeScan, add_record, kernel
 from ._levels import CANONICAL
@@ -220,9 +220,8 @@ class FileScan:
     def _parse(self, buf: bytearray, s: int, e: int) -> Parsed | None:
         return parse_line(bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r"), self.sn.table)
 
-    def _time(self, buf: bytearray, s: int, e: int) -> datetime | None:
-        line = bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r")
-        return parse_time(line, self.sn.table, self.opts.now)
+    def _head(self, buf: bytearray, s: int, e: int) -> bytes:
+        return bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r")
 
     def _ts(self, buf: bytearray, s: int, e: int) -> float | None:
         p = self._parse(buf, s, e)
@@ -602,7 +601,7 @@ class FileScan:
                     continue
                 table[key] = self._new_stats(buf, s, e, record_end(line, e), key)
             else:
-                stats.seen(self._time(buf, s, e))
+                stats.seen_head(self._head(buf, s, e), self.sn.table, self.opts.now)
             self.key_template[k] = key
         if len(self.key_template) > _MAX_KEYS:
             self._flush()
@@ -610,7 +609,7 @@ class FileScan:
     def _new_stats(
         self, buf: bytearray, s: int, e_line: int, e: int, key: tuple[str, str]
     ) -> TemplateStats:
-        """A new template's row: the record [s, e) is its example, its first line parsed."""
+        """A new template's row: the record [s, e) is its example, its first line its time."""
         text = bytes(buf[s : min(e, s + 4 * _EXAMPLE_CHARS)]).decode("utf-8", "replace")
         line = bytes(buf[s : min(e_line, s + _MESSAGE_BYTES)]).rstrip(b"\r")
         if line.lstrip()[:1] == b"{":  # maybe JSON: its traceback fields join the example
@@ -618,11 +617,8 @@ class FileScan:
             if p is not None and p.format == "json":
                 extra = json_extra(bytes(buf[s:e_line]))
                 text = text + ("\n" + extra if extra else "")
-            when = p.timestamp(self.opts.now) if p is not None else None
-        else:
-            when = parse_time(line, self.sn.table, self.opts.now)
-        stats = TemplateStats(key[1], 0, None, None, text, key[0])
-        stats.seen(when)
+        stats = TemplateStats(key[1], 0, text, key[0])
+        stats.seen_head(line, self.sn.table, self.opts.now)
         return stats
 
     def _flush(self) -> None:
@@ -641,8 +637,7 @@ class FileScan:
             if stats is None:
                 continue
             stats.count += count
-            head = key_last[k][1].rstrip(b"\r")
-            stats.seen(parse_time(head, self.sn.table, self.opts.now))
+            stats.seen_head(key_last[k][1].rstrip(b"\r"), self.sn.table, self.opts.now)
         self.key_counts.clear()
         self.key_last.clear()
         self.key_template.clear()

@@ -115,20 +115,30 @@ def example_text(text: str) -> str:
     return redact(text)
 
 
+#: Headers a template keeps unparsed before it parses them and keeps only their first and last.
+_MAX_HEADS = 32
+
+#: An unparsed record header: the line, the file's format table and the reference time.
+Head = tuple[bytes, Any, "datetime | None"]
+
+
 @dataclass
 class TemplateStats:
     """
     Running figures for one (level, masked template). The example is kept as read and made
-    presentable (bounded, redacted) only when a report shows it: most rows of a large scan are
-    merged away or never shown.
+    presentable (bounded, redacted) only when a report shows it, and the times of its records
+    are kept as their unparsed headers (a few, bounded) and parsed only when a report shows the
+    row: most rows of a large scan are merged away or never shown, and parsing a time costs more
+    than everything else a new template costs.
     """
 
     template: str
     count: int
-    first_seen: datetime | None
-    last_seen: datetime | None
     raw_example: str = field(repr=False)
     level: str
+    _first: datetime | None = field(default=None, repr=False)
+    _last: datetime | None = field(default=None, repr=False)
+    _heads: list[Head] = field(default_factory=list, repr=False)
     _example: str | None = field(default=None, repr=False)
 
     @property
@@ -138,11 +148,46 @@ class TemplateStats:
             self._example = example_text(self.raw_example)
         return self._example
 
+    @property
+    def first_seen(self) -> datetime | None:
+        """The earliest time of its records read so far."""
+        self._resolve()
+        return self._first
+
+    @property
+    def last_seen(self) -> datetime | None:
+        """The latest time of its records read so far."""
+        self._resolve()
+        return self._last
+
     def seen(self, when: datetime | None) -> None:
         """Widen first/last seen to include ``when``."""
         if when is None:
             return
-        if self.first_seen is None or when < self.first_seen:
-            self.first_seen = when
-        if self.last_seen is None or when > self.last_seen:
-            self.last_seen = when
+        if self._first is None or when < self._first:
+            self._first = when
+        if self._last is None or when > self._last:
+            self._last = when
+
+    def seen_head(self, line: bytes, table: Any, now: datetime | None) -> None:
+        """Widen first/last seen to include the time of this record header, parsed later."""
+        self._heads.append((line, table, now))
+        if len(self._heads) >= _MAX_HEADS:
+            self._resolve()
+
+    def absorb(self, other: TemplateStats) -> None:
+        """Add another scan's figures for the same template (the example stays this one's)."""
+        self.count += other.count
+        self.seen(other._first)
+        self.seen(other._last)
+        for head in other._heads:
+            self.seen_head(*head)
+
+    def _resolve(self) -> None:
+        if not self._heads:
+            return
+        from ._formats import parse_time
+
+        heads, self._heads = self._heads, []
+        for line, table, now in heads:
+            self.seen(parse_time(line, table, now))
