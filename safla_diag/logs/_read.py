@@ -395,7 +395,7 @@ def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: A
         return False
     if split is None:
         return False
-    second = Accumulator()
+    second = Accumulator(merged_into=acc.templates)
     result: list[_Part | BaseException] = []
 
     def run() -> None:

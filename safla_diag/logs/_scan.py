@@ -115,6 +115,10 @@ class Accumulator:
     garbage_lines: int = 0
     nul_bytes: int = 0
     templates_truncated: bool = False
+    #: The templates of an accumulator this one is merged into later (a file's first half, read
+    #: meanwhile on another thread): a template found there keeps that one's example, so none is
+    #: made here.
+    merged_into: dict[tuple[str, str], TemplateStats] | None = field(default=None, repr=False)
 
 
 def _line_ends(np: Any, view: Any) -> Any:
@@ -599,7 +603,12 @@ class FileScan:
                     self.acc.templates_truncated = True
                     self.key_template[k] = None
                     continue
-                table[key] = self._new_stats(buf, s, e, record_end(line, e), key)
+                earlier = self.acc.merged_into
+                if earlier is not None and key in earlier:
+                    stats = table[key] = TemplateStats(key[1], 0, "", key[0])
+                    stats.seen_head(self._head(buf, s, e), self.sn.table, self.opts.now)
+                else:
+                    table[key] = self._new_stats(buf, s, e, record_end(line, e), key)
             else:
                 stats.seen_head(self._head(buf, s, e), self.sn.table, self.opts.now)
             self.key_template[k] = key

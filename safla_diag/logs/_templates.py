@@ -180,8 +180,10 @@ class TemplateStats:
         self.count += other.count
         self.seen(other._first)
         self.seen(other._last)
-        for head in other._heads:
-            self.seen_head(*head)
+        if other._heads:
+            self._heads += other._heads
+            if len(self._heads) >= _MAX_HEADS:
+                self._resolve()
 
     def _resolve(self) -> None:
         if not self._heads:

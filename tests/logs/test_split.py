@@ -72,7 +72,10 @@ def _figures(report: LogReport) -> tuple[Any, ...]:
         report.nul_bytes,
         report.garbage_lines,
         report.files,
-        [(t.level, t.template, t.count, t.first_seen, t.last_seen) for t in report.templates],
+        [
+            (t.level, t.template, t.count, t.first_seen, t.last_seen, t.example)
+            for t in report.templates
+        ],
         report.matches.count if report.matches else None,
         [(s.reason, s.partial) for s in report.skipped],
     )
