@@ -16,6 +16,7 @@ word sits.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from collections import Counter
@@ -513,6 +514,22 @@ def _case(word: bytes) -> str:
 _SNIFF_FIRST = 100  # lines parsed before deciding whether the rest of the sample is needed
 
 
+def _sample_lines(sample: bytes, max_split: int) -> Iterator[bytes]:
+    """
+    The lines of ``sample`` (its first ``max_split`` newline-separated pieces, carriage returns
+    stripped) that are neither blank nor hold a NUL byte, split only as far as they are read.
+    """
+    pos = 0
+    for _ in range(max_split):
+        nl = sample.find(b"\n", pos)
+        line = (sample[pos:] if nl < 0 else sample[pos:nl]).rstrip(b"\r")
+        if line.strip() and b"\0" not in line:
+            yield line
+        if nl < 0:
+            return
+        pos = nl + 1
+
+
 def sniff(sample: bytes, max_lines: int = 400) -> Sniffed:
     """
     Learn a file's dominant format from its first lines (the rest of the file is read line by
@@ -522,14 +539,15 @@ def sniff(sample: bytes, max_lines: int = 400) -> Sniffed:
         sample: The first bytes of the file (whole lines).
         max_lines: How many non-blank lines to look at.
     """
-    lines = [ln.rstrip(b"\r") for ln in sample.split(b"\n", max_lines * 2)[: max_lines * 2]]
-    lines = [ln for ln in lines if ln.strip() and b"\0" not in ln][:max_lines]
-    heads = [ln for ln in lines if ln[:1] not in b" \t"]
+    lines = itertools.islice(_sample_lines(sample, max_lines * 2), max_lines)
+    more = (ln for ln in lines if ln[:1] not in b" \t")
+    heads = list(itertools.islice(more, _SNIFF_FIRST + 1))
     # Parsing is most of the cost of a small file: when the first lines all parse, in one
-    # format, the rest of the sample is not read (a line of another shape later is still read,
-    # by the parser; the kernel learns level offsets it did not see here).
+    # format, the rest of the sample is neither split nor read (a line of another shape later is
+    # still read, by the parser; the kernel learns level offsets it did not see here).
     parsed = [(ln, parse_line(ln)) for ln in heads[:_SNIFF_FIRST]]
     if len(heads) > _SNIFF_FIRST and len({p.format if p else None for _, p in parsed}) != 1:
+        heads += more
         parsed += [(ln, parse_line(ln)) for ln in heads[_SNIFF_FIRST:]]
     by_format: dict[str, list[tuple[bytes, Parsed]]] = {}
     for ln, p in parsed:
@@ -630,14 +648,14 @@ def _prefix(lines: list[bytes]) -> tuple[tuple[int, int], ...]:
     """The leading byte classes all the lines share: a digit anywhere digits vary, else the byte."""
     if len(lines) < 2:
         return ()
-    width = min(min(len(ln) for ln in lines), _PREFIX_MAX)
     out: list[tuple[int, int]] = []
-    for i in range(width):
-        column = {ln[i] for ln in lines}
-        if all(48 <= b <= 57 for b in column):
+    # Column by column (zip stops at the shortest line): a set of each, built in C.
+    for i, column in enumerate(itertools.islice(zip(*lines, strict=False), _PREFIX_MAX)):
+        values = set(column)
+        if min(values) >= 48 and max(values) <= 57:
             out.append((i, 0))
-        elif len(column) == 1:
-            out.append((i, next(iter(column))))
+        elif len(values) == 1:
+            out.append((i, column[0]))
         else:
             break
     digits = sum(1 for _, b in out if b == 0 or 48 <= b <= 57)

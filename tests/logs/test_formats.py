@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from safla_diag.logs import _formats
 from safla_diag.logs._formats import parse_line, sniff
 from safla_diag.logs._levels import canonical, level_word
 from safla_diag.logs._time import parse_since, parse_timestamp
@@ -234,3 +235,48 @@ def test_parse_line_never_raises(data: bytes) -> None:
         parsed = parse_line(line)
         if parsed is not None:
             parsed.timestamp(NOW)
+
+
+def _sample_lines_reference(sample: bytes, n: int) -> list[bytes]:
+    lines = [ln.rstrip(b"\r") for ln in sample.split(b"\n", n)[:n]]
+    return [ln for ln in lines if ln.strip() and b"\0" not in ln]
+
+
+_PIECES = st.sampled_from([b"a", b"\n", b"\r", b" ", b"\0", b"\t", b"xy", b"7"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=80).map(b"".join), st.integers(0, 30))
+def test_the_sniffs_lazy_split_is_a_plain_split(sample: bytes, n: int) -> None:
+    assert list(_formats._sample_lines(sample, n)) == _sample_lines_reference(sample, n)
+
+
+def _prefix_reference(lines: list[bytes]) -> tuple[tuple[int, int], ...]:
+    if len(lines) < 2:
+        return ()
+    out: list[tuple[int, int]] = []
+    for i in range(min(min(len(ln) for ln in lines), _formats._PREFIX_MAX)):
+        column = {ln[i] for ln in lines}
+        if all(48 <= b <= 57 for b in column):
+            out.append((i, 0))
+        elif len(column) == 1:
+            out.append((i, next(iter(column))))
+        else:
+            break
+    digits = sum(1 for _, b in out if b == 0 or 48 <= b <= 57)
+    return tuple(out) if len(out) >= 8 and digits >= 6 else ()
+
+
+_HEADS = st.lists(
+    st.lists(st.sampled_from([b"2", b"9", b"0", b"-", b" ", b":", b"a", b"Z"]), max_size=40).map(
+        b"".join
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_HEADS, st.builds(lambda n: [b"2024-05-01 12:00:0%d,1 INFO x" % (n % 10)] * 3,
+                                   st.integers(0, 9))))  # fmt: skip
+def test_the_shared_prefix_is_read_column_by_column_as_before(lines: list[bytes]) -> None:
+    assert _formats._prefix(lines) == _prefix_reference(lines)
