@@ -151,6 +151,8 @@ def _split(members: list[list[str]]) -> list[list[list[str]]]:
     variable takes many values, a constant few): ``initialization``/``finalization`` are two
     events, while ten user names are one variable.
     """
+    if len(members) == 1:  # most clusters of a large scan: nothing to split
+        return [members]
     width = len(members[0])
     keep: list[int] = []
     for i in range(width):
