@@ -213,11 +213,20 @@ class NativeScan:
                 heads.append(bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r"))
             s = e + 1
         groups: dict[tuple[str, bytes], list[tuple[bytes, Parsed]]] = {}
-        for ln in heads:
+        for k, ln in enumerate(heads):
             p = parse_line(ln, fs.sn.table)
             if p is not None:  # by format and first field, its digits as 0 (BGL's alert tags)
                 first = ln.split(b" ", 1)[0].translate(_DIGITS_AS_0)
                 groups.setdefault((p.format, first), []).append((ln, p))
+            if k + 1 == _LEARN_MIN and len(groups) == 1 and len(self.shapes) < _MAX_SHAPES:
+                # The first lines are all of one kind (a change of format): learn from them, and
+                # parse the others only when that gives nothing new.
+                (((name, _), group),) = groups.items()
+                if len(group) == _LEARN_MIN:
+                    shape = learn_shape(name, group)
+                    if shape is not None and shape not in self.shapes:
+                        self.shapes.append(shape)
+                        return True
         added = False
         for (name, _), group in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             if len(group) < _LEARN_MIN or len(self.shapes) >= _MAX_SHAPES:
