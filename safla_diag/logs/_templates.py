@@ -10,6 +10,7 @@ numbers share a key, and a key is masked once, whichever message brought it. The
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,6 +77,7 @@ class TemplateCache:
     def __init__(self, max_keys: int = 100_000) -> None:
         self.max_keys = max_keys
         self._known: dict[bytes, str] = {}
+        self._lock = threading.Lock()
 
     def keyed(self, joined: bytes) -> tuple[list[bytes], dict[bytes, str]]:
         """
@@ -94,14 +96,21 @@ class TemplateCache:
 
     def masks(self, keys: Iterable[bytes]) -> dict[bytes, str]:
         """Make sure every key has its masked template; return the key -> template memory."""
-        known = self._known
-        missing = set(keys).difference(known)
-        if missing:
+        wanted = set(keys)
+        known = self._known  # the table read here is the one returned (another may replace it)
+        missing = wanted.difference(known)
+        if not missing:
+            return known
+        # One masker at a time: the two halves of a file meet the same keys at the same moment,
+        # and each would mask all of them (under the GIL, twice the work for the same answer).
+        with self._lock:
+            known = self._known  # maybe another table by now, holding other keys
+            missing = wanted.difference(known)  # not those masked by the other half meanwhile
             if len(known) + len(missing) > self.max_keys:
                 # A new table, not a cleared one: a scan on another thread (the other half of
                 # a file) may still be reading the old one for its own batch.
                 known = self._known = {}
-                missing = set(keys)
+                missing = wanted
             for k in missing:
                 known[k] = mask(k[1:].decode("utf-8", "replace"))
         return known

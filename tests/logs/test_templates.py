@@ -176,3 +176,48 @@ def test_uuid_is_one_variable(tmp_path: Path) -> None:
     """A uuid is one variable whatever its letters."""
     a, b = mine_templates([f"id {uuid.UUID(int=0)} x", f"id {uuid.UUID(int=2**128 - 1 - 2**64)} x"])
     assert a == b
+
+
+@pytest.mark.parametrize("max_keys", [5, 100_000])
+def test_cache_shared_by_threads_masks_each_key_once_and_answers_every_key(
+    monkeypatch: pytest.MonkeyPatch, max_keys: int
+) -> None:
+    """The two halves of a file ask for the same keys at once: each returned table holds every
+    key asked for, and (when the memory is large enough) no key is masked twice."""
+    import threading
+    import time
+
+    from safla_diag.logs import _templates
+
+    calls: list[str] = []
+    real = _templates.mask
+
+    def counted(text: str) -> str:
+        calls.append(text)
+        time.sleep(0.0002)  # let the other threads run meanwhile, as a long batch would
+        return real(text)
+
+    monkeypatch.setattr(_templates, "mask", counted)
+    cache = TemplateCache(max_keys=max_keys)
+    keys = [b"\x01event %d of user" % i + bytes([97 + i % 26]) for i in range(200)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def run(seed: int) -> None:
+        try:
+            start.wait()
+            for j in range(0, 200, 3):
+                batch = keys[(j + seed) % 200 : (j + seed) % 200 + 4]
+                table = cache.masks(batch)
+                assert all(table[k] == real(k[1:].decode()) for k in batch)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    if max_keys > 200:
+        assert sorted(calls) == sorted(set(calls))  # no key masked twice
