@@ -291,17 +291,22 @@ def _search(line: bytes, start: int) -> tuple[str | None, int, int, int]:
     return None, start, -1, 0
 
 
-def _level(fmt: Format, m: re.Match[bytes], line: bytes) -> tuple[str | None, int, int, int] | None:
-    """(level, message start, level position, level length); None: not a record after all."""
+def _level(
+    fmt: Format, m: re.Match[bytes], line: bytes, names: _Names
+) -> tuple[str | None, int, int, int] | None:
+    """
+    (level, message start, level position, level length); None: not a record after all.
+    ``names``: the format's group names in ``m``.
+    """
     if fmt.levels == "none":
         return None, m.end(), -1, 0
     if fmt.levels == "search":
         return _search(line, m.end())
     if fmt.levels == "pri":
-        pri = int(m["pri"])
+        pri = int(m[names["pri"]])
         return (SYSLOG_SEVERITY[pri & 7] if pri < 192 else None), m.end(), -1, 0
-    word = m["lvl"].decode("latin-1")
-    at, length = m.start("lvl"), len(word)
+    word = m[names["lvl"]].decode("latin-1")
+    at, length = m.start(names["lvl"]), len(word)
     if fmt.levels == "letter":
         return LETTER_LEVELS.get(word), m.end(), at, length
     if fmt.levels == "redis":
@@ -327,39 +332,69 @@ def _level(fmt: Format, m: re.Match[bytes], line: bytes) -> tuple[str | None, in
     return level, m.end(), at, length
 
 
-_NAMED = re.compile(rb"\(\?P<\w+>")
+_NAMED = re.compile(rb"\(\?P<(\w+)>")
+
+
+#: A format's group names (``ts``, ``lvl``, ``pri``) as the pattern it is matched with has them.
+_Names = dict[str, str]
+#: One run of a line's candidate formats: its pattern (None: JSON, read as such), its formats, for
+#: a run of several the number of each format's group in the alternation with its names, and for
+#: a run of one that format's own names.
+_Segment = tuple[
+    re.Pattern[bytes] | None,
+    tuple[Format, ...],
+    dict[int, tuple[Format, _Names]] | None,
+    _Names,
+]
 
 
 class _Candidates(tuple):  # type: ignore[type-arg]
     """
     The formats a line starting with some byte may have, in order, and the same as segments:
     runs of regex formats joined into one alternation (one ``match`` call finds the first that
-    fits, where a loop would call ``match`` per format), and the JSON format on its own.
+    fits, with its groups, where a loop would call ``match`` per format), and the JSON format on
+    its own.
     """
 
-    segments: tuple[tuple[re.Pattern[bytes] | None, tuple[Format, ...]], ...]
+    segments: tuple[_Segment, ...]
 
 
-def _segments(
-    formats: tuple[Format, ...],
-) -> tuple[tuple[re.Pattern[bytes] | None, tuple[Format, ...]], ...]:
-    out: list[tuple[re.Pattern[bytes] | None, tuple[Format, ...]]] = []
+def _own_names(f: Format) -> _Names:
+    return {name: name for name in f.rx.groupindex}
+
+
+def _segments(formats: tuple[Format, ...]) -> tuple[_Segment, ...]:
+    out: list[_Segment] = []
     run: list[Format] = []
 
     def close() -> None:
         if len(run) == 1:
-            out.append((run[0].rx, (run[0],)))
+            out.append((run[0].rx, (run[0],), None, _own_names(run[0])))
         elif run:
-            # Each format's pattern, its names taken out, as one capturing group: the group that
-            # matched (``lastindex``) is the format; alternation keeps the formats' order.
-            joined = b"|".join(b"(" + _NAMED.sub(b"(?:", f.rx.pattern) + b")" for f in run)
-            out.append((re.compile(joined), tuple(run)))
+            # Each format's pattern as one named group, its own groups renamed apart: the group
+            # that matched (``lastindex``: the outer one closes last) is the format, and its
+            # groups are read from the same match. Alternation keeps the formats' order.
+            parts: list[bytes] = []
+            names: list[_Names] = []
+            for k, f in enumerate(run):
+                mine: _Names = {}
+
+                def rename(m: re.Match[bytes], k: int = k, mine: _Names = mine) -> bytes:
+                    name = m[1].decode("ascii")
+                    mine[name] = f"{name}__{k}"
+                    return b"(?P<" + mine[name].encode("ascii") + b">"
+
+                parts.append(b"(?P<f__%d>" % k + _NAMED.sub(rename, f.rx.pattern) + b")")
+                names.append(mine)
+            joined = re.compile(b"|".join(parts))
+            index = {joined.groupindex[f"f__{k}"]: (f, names[k]) for k, f in enumerate(run)}
+            out.append((joined, tuple(run), index, {}))
         run.clear()
 
     for f in formats:
         if f.levels == "json":
             close()
-            out.append((None, (f,)))
+            out.append((None, (f,), None, {}))
         else:
             run.append(f)
     close()
@@ -384,29 +419,31 @@ _DEFAULT_TABLE = _candidates(FORMATS)
 
 def _fits(
     line: bytes, table: list[tuple[Format, ...]] | None
-) -> Iterator[tuple[Format, re.Match[bytes] | None]]:
+) -> Iterator[tuple[Format, re.Match[bytes] | None, _Names]]:
     """
     In the table's order for the line's first byte: the JSON format where it comes (with no
     match: the caller reads the line as JSON), and each regex format that matches the line, with
-    its match (one alternation per run of regex formats finds the first of the run that fits).
+    its match and the names its groups have in that match (one alternation per run of regex
+    formats finds the first of the run that fits).
     """
     cands = (table or _DEFAULT_TABLE)[line[0]]
     segments = getattr(cands, "segments", None)
     if segments is None:  # a table made elsewhere: the formats one by one
-        segments = tuple((None if f.levels == "json" else f.rx, (f,)) for f in cands)
-    for rx, formats in segments:
+        segments = tuple(
+            (None if f.levels == "json" else f.rx, (f,), None, _own_names(f)) for f in cands
+        )
+    for rx, formats, index, own in segments:
         if rx is None:
-            yield formats[0], None
+            yield formats[0], None, {}
             continue
         m = rx.match(line)
         if m is None:
             continue
-        fmt = formats[0]
-        if len(formats) > 1:
-            fmt = formats[(m.lastindex or 1) - 1]
-            m = fmt.rx.match(line)  # the same pattern, with its own groups
-            assert m is not None
-        yield fmt, m
+        if index is None:
+            yield formats[0], m, own
+        else:
+            fmt, names = index[m.lastindex or 0]
+            yield fmt, m, names
         # A run's later formats never matter: the caller stops at the first that fits.
 
 
@@ -420,18 +457,18 @@ def parse_line(line: bytes, table: list[tuple[Format, ...]] | None = None) -> Pa
     """
     if not line:
         return None
-    for fmt, m in _fits(line, table):
+    for fmt, m, names in _fits(line, table):
         if m is None:
             if line.lstrip()[:1] == b"{":
                 parsed = _parse_json(line)
                 if parsed is not None:
                     return parsed
             continue
-        got = _level(fmt, m, line)
+        got = _level(fmt, m, line, names)
         if got is None:
             return None
         level, start, at, length = got
-        ts = m.groupdict().get("ts")
+        ts = m[names["ts"]] if "ts" in names else None
         if fmt.name == "level_first":
             rest = line[start:].lstrip(b" :")
             tm = re.match(rb"\[?(" + _ISO + rb")", rest)
@@ -456,13 +493,13 @@ def parse_time(
     if line.lstrip()[:1] == b"{":
         p = parse_line(line, table)
         return p.timestamp(now) if p is not None else None
-    for fmt, m in _fits(line, table):
+    for fmt, m, names in _fits(line, table):
         if m is None:  # JSON: not this line
             continue
         if fmt.levels == "pg" or fmt.name == "level_first":  # the level decides: read it all
             p = parse_line(line, table)
             return p.timestamp(now) if p is not None else None
-        ts = m.groupdict().get("ts")
+        ts = m[names["ts"]] if "ts" in names else None
         if not ts or fmt.ts_style is None:
             return None
         return parse_ts(fmt.ts_style, ts.decode("ascii", "replace"), now)
