@@ -266,9 +266,12 @@ class NativeScan:
         self.shapes += new
         # The left lines one after another; only the new shapes (the others read none), and no
         # template keys here (gap -1: the chosen records stay with the parser).
-        text = b"\n".join(bytes(buf[spans[j + 1] : spans[j + 2]]) for j in range(0, len(spans), 3))
+        with memoryview(buf) as view:  # slices of a view: one copy of each line, by join
+            lines = [view[s:e] for s, e in zip(spans[1::3], spans[2::3], strict=True)]
+            text = b"\n".join([*lines, bytes(64)])  # the lines, a newline, the kernel's padding
+            del lines
         _, _, records, counts, slow, *_ = self.mod.scan(
-            text + b"\n" + bytes(64), len(text) + 1, b"", (), self.words, self.levels, self.left,
+            text, len(text) - 64, b"", (), self.words, self.levels, self.left,
             self.right, self.initial, self.ctrl, self.tags, True, False, False, b"", None, 0,
             [(pre, offs, lv, -1) for pre, offs, lv, _ in new], 0,
         )  # fmt: skip
