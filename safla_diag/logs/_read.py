@@ -402,7 +402,10 @@ def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: A
         try:
             with io.FileIO(path, "rb") as raw2:
                 raw2.seek(split)
-                result.append(_scan_part(name, raw2, opts, second, sniffed))
+                part = _scan_part(name, raw2, opts, second, sniffed)
+            if part.scan is not None:
+                part.scan.finish()  # its keys into its rows here, while the first half may read on
+            result.append(part)
         except BaseException as err:  # handed to the caller's thread below
             result.append(err)
 
@@ -411,13 +414,13 @@ def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: A
     before = _before(acc)
     try:
         first = _scan_part(name, _Limited(raw, split), opts, acc, sniffed)
+        if first.scan is not None:
+            first.scan.finish()  # likewise, while the second half may read on (done once)
     finally:
         worker.join()
     other = result[0] if result else RuntimeError("the second half's scan did not finish")
     if isinstance(other, BaseException):
         raise other
-    if other.scan is not None:
-        other.scan.finish()
     _merge(acc, second, opts)
     first.long_lines += other.long_lines
     first.text_seen |= other.text_seen
