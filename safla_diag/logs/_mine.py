@@ -50,7 +50,10 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b[A-Za-z]:\\[^\s\"'<>|]*"), "<PATH>"),
     (re.compile(rf"(?<![^{_DELIM}])0[xX][0-9a-fA-F]+(?![^{_DELIM}])"), "<HEX>"),
     (re.compile(rf"(?<![^{_DELIM}])[-+]?0(?:\.0)?(?![^{_DELIM}])"), "<NUM>"),
-    (re.compile(rf"[^{_DELIM}]*0[^{_DELIM}]*"), "<*>"),
+    # A run of non-delimiters holding a 0, found from the run's start only (the lookbehind) and
+    # without backtracking (possessive): the same matches as ``[^D]*0[^D]*``, which tries every
+    # position of a run with no 0 and backtracks through it.
+    (re.compile(rf"(?<![^{_DELIM}])[^{_DELIM}0]*+0[^{_DELIM}]*+"), "<*>"),
 )
 # What each rule's match must contain, tested before the rule runs (same results, less work).
 _NEEDS: tuple[Callable[[str], bool], ...] = (

@@ -5,11 +5,12 @@ guards, the time read without the level, the top rows built alone.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safla_diag import redact
@@ -113,3 +114,13 @@ def test_joined_formats_on_loghub_lines() -> None:
         table = format_table(first)
         plain = _one_by_one(table)  # type: ignore[arg-type]
         assert [parse_line(ln, table) for ln in lines] == [parse_line(ln, plain) for ln in lines]  # type: ignore[arg-type]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from(list("ab0 =:,;()[]{}\"'<>|\t\nx-._/é\u2028\x00")), max_size=40))
+def test_the_wildcard_rule_matches_its_plain_form(text: str) -> None:
+    """The ``<*>`` rule (anchored at a run's start, possessive) masks what the plain pattern does."""
+    plain = re.compile(rf"[^{_mine._DELIM}]*0[^{_mine._DELIM}]*")
+    rule, repl = _mine._RULES[-1]
+    assert repl == "<*>"
+    assert rule.sub(repl, text) == plain.sub(repl, text)
