@@ -42,11 +42,11 @@ _KEY_NORMALISE = re.compile(r"[^a-z0-9]+")
 _SECRET_CORES = tuple(sorted({w.replace("_", "").replace("-", "") for w in _SECRET_WORDS}))
 
 
-def _may_hold_secret_key(s: str) -> bool:
+def _may_hold_secret_key(lowered: str) -> bool:
     # Keys are ASCII tokens of letters, digits and "_.-" (_KV_KEY, _QUERY_SECRET): a secret key's
     # core survives in the text lower-cased without those separators. Substring tests, not one
     # regex alternation (and a plain loop, not any() over a generator): a third of the time.
-    t = s.lower().replace("_", "").replace(".", "").replace("-", "")
+    t = lowered.replace("_", "").replace(".", "").replace("-", "")
     for core in _SECRET_CORES:  # noqa: SIM110
         if core in t:
             return True
@@ -178,13 +178,15 @@ def redact(text: object) -> str:
             s,
         )
     has_eq = "=" in s
+    lowered = s.lower()
     # A key=value or query pair is masked only under a secret key: without a secret key's core
     # in the text, neither pattern can mask anything (log examples and templates: most text).
-    keyed = (has_eq or ":" in s) and _may_hold_secret_key(s)
+    keyed = (has_eq or ":" in s) and _may_hold_secret_key(lowered)
     if has_eq and keyed:
         s = _QUERY_SECRET.sub(_query_sub, s)
+        lowered = s.lower()
     # Bearer first: "Authorization: Bearer abc" must lose abc, not the word Bearer.
-    if not s.isascii() or any(w in s.lower() for w in _AUTH_SCHEMES):  # re.I: ASCII only
+    if not s.isascii() or any(w in lowered for w in _AUTH_SCHEMES):  # re.I: ASCII only
         s = _BEARER.sub(lambda m: (m.group("pre") or m.group("tpre")) + MASK, s)
     if keyed:
         s = _redact_pairs(s)
