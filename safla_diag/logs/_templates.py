@@ -124,8 +124,12 @@ def example_text(text: str) -> str:
     return redact(text)
 
 
-#: Headers a template keeps unparsed before it parses them and keeps only their first and last.
+#: Headers a template keeps unparsed (and their bytes) before it parses them and keeps only a
+#: first and a last time: a few kilobytes a template at most, like its example.
 _MAX_HEADS = 32
+_MAX_HEAD_BYTES = 8192
+#: Bytes of a header kept (a JSON record is kept whole: its time may be anywhere in it).
+_HEAD_CHARS = 1024
 
 #: An unparsed record header: the line, the file's format table and the reference time.
 Head = tuple[bytes, Any, "datetime | None"]
@@ -148,6 +152,7 @@ class TemplateStats:
     _first: datetime | None = field(default=None, repr=False)
     _last: datetime | None = field(default=None, repr=False)
     _heads: list[Head] = field(default_factory=list, repr=False)
+    _head_bytes: int = field(default=0, repr=False)
     _example: str | None = field(default=None, repr=False)
 
     @property
@@ -180,8 +185,11 @@ class TemplateStats:
 
     def seen_head(self, line: bytes, table: Any, now: datetime | None) -> None:
         """Widen first/last seen to include the time of this record header, parsed later."""
+        if len(line) > _HEAD_CHARS and line.lstrip()[:1] != b"{":
+            line = line[:_HEAD_CHARS]
         self._heads.append((line, table, now))
-        if len(self._heads) >= _MAX_HEADS:
+        self._head_bytes += len(line)
+        if len(self._heads) >= _MAX_HEADS or self._head_bytes >= _MAX_HEAD_BYTES:
             self._resolve()
 
     def absorb(self, other: TemplateStats) -> None:
@@ -191,7 +199,8 @@ class TemplateStats:
         self.seen(other._last)
         if other._heads:
             self._heads += other._heads
-            if len(self._heads) >= _MAX_HEADS:
+            self._head_bytes += other._head_bytes
+            if len(self._heads) >= _MAX_HEADS or self._head_bytes >= _MAX_HEAD_BYTES:
                 self._resolve()
 
     def _resolve(self) -> None:
@@ -199,6 +208,6 @@ class TemplateStats:
             return
         from ._formats import parse_time
 
-        heads, self._heads = self._heads, []
+        heads, self._heads, self._head_bytes = self._heads, [], 0
         for line, table, now in heads:
             self.seen(parse_time(line, table, now))

@@ -49,3 +49,19 @@ def test_headers_without_a_time_leave_the_times_unknown() -> None:
     st = TemplateStats("x", 1, "x", "ERROR")
     st.seen_head(b"Traceback (most recent call last):", None, None)
     assert st.first_seen is None and st.last_seen is None
+
+
+def test_unparsed_headers_stay_a_few_kilobytes_a_template() -> None:
+    """Long lines (a header is read from its start) and JSON records (kept whole) alike."""
+    from safla_diag.logs._templates import _MAX_HEAD_BYTES
+
+    st = TemplateStats("boom", 0, "example", "ERROR")
+    long_line = _line(5) + b" x" * 3000
+    json_line = b'{"msg": "' + b"y" * 3000 + b'", "time": "2024-05-01T12:00:09", "level": "error"}'
+    for k in range(200):
+        st.seen_head(long_line if k % 2 else json_line, None, None)
+        assert st._head_bytes < _MAX_HEAD_BYTES
+        assert sum(len(h[0]) for h in st._heads) == st._head_bytes
+    assert st.first_seen is not None and st.last_seen is not None
+    assert st.first_seen.replace(tzinfo=None) == _utc(5).replace(tzinfo=None)
+    assert st.last_seen - st.first_seen == _utc(9) - _utc(5)
