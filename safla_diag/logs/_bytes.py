@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ._levels import LEVEL_WORDS
@@ -31,14 +32,17 @@ def swar(prefix: tuple[tuple[int, int], ...]) -> list[tuple[Any, ...]]:
     return out
 
 
-def spellings(cases: frozenset[str]) -> list[tuple[bytes, str]]:
+@functools.lru_cache(maxsize=8)
+def spellings(cases: frozenset[str]) -> tuple[tuple[bytes, str], ...]:
+    """Every level word's spellings the scanner tests (its case forms), with its level; made
+    once per set of cases (every file's scan asks for them, some more than once)."""
     out: list[tuple[bytes, str]] = []
     for word, level in LEVEL_WORDS.items():
         if len(word) > 8:
             continue
         forms = {word, word.title()} | ({word.lower()} if "lower" in cases else set())
         out.extend((f.encode(), level) for f in sorted(forms))
-    return out
+    return tuple(out)
 
 
 class _Luts:
