@@ -244,7 +244,7 @@ def api_batch(
                               concurrency=batch, retry_delay=0.0)  # due at once  # fmt: skip
         await rec.load_failed_tasks()
         w = time.perf_counter()
-        tail = n - n // 10
+        tail = (n - n // 10) // batch * batch  # a batch boundary
         for i in range(0, n, batch):
             if i == tail:
                 w_tail = time.perf_counter()
