@@ -453,6 +453,8 @@ def _finish(name: str, part: _Part, acc: Accumulator, before: tuple[int, int, in
         _skip(acc, name, part.skipped)
         return
     if part.error is not None:
+        if part.scan is not None:
+            part.scan.finish()  # the records read before the error keep their templates' counts
         _skip(acc, name, part.error, partial=part.scan is not None)
         return
     garbage = acc.garbage_lines - before[1]

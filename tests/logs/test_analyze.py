@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
@@ -9,6 +10,7 @@ import os
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -546,3 +548,35 @@ def test_arbitrary_input_never_raises(lines: list[bytes], chunk_size: int, gz: b
     assert report.files or report.skipped
     report.to_json()
     report.to_text()
+
+
+class _FailingDisk(io.RawIOBase):
+    """A stream that reads like a file until the disk fails (EIO), as a log read after an
+    incident may."""
+
+    def __init__(self, data: bytes, fail_at: int) -> None:
+        self.data, self.pos, self.fail_at = data, 0, fail_at
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self.pos >= self.fail_at:
+            raise OSError(errno.EIO, "Input/output error")
+        n = min(len(b), self.fail_at - self.pos, 4096)
+        b[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+def test_a_read_error_keeps_what_was_read_templates_included() -> None:
+    """The records read before the error are counted, and so are their templates."""
+    data = b"".join(
+        b"2026-11-28 10:00:%02d,000 - app - ERROR - job %d failed on host-%d\n" % (i % 60, i, i % 3)
+        for i in range(2000)
+    )
+    report = analyze_logs(_FailingDisk(data, len(data) // 2), chunk_size=8192)
+    assert report.skipped[0].reason == "read error: Input/output error"
+    assert report.skipped[0].partial
+    assert 900 < report.counts["ERROR"] < 1100
+    assert sum(t.count for t in report.templates) == report.counts["ERROR"]
