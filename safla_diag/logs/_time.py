@@ -71,9 +71,11 @@ def _hour_zone(dt: datetime) -> tzinfo | None:
             a, b = start.astimezone(), (start + _HOUR_END).astimezone()
         except (OverflowError, ValueError, OSError):
             return None
-        # The same offset at both ends, and wall clocks kept (not in a gap): all of the hour.
+        # The same offset and name at both ends, and wall clocks kept (not in a gap): all of
+        # the hour has them.
         if (
             a.utcoffset() != b.utcoffset()
+            or a.tzname() != b.tzname()
             or a.replace(tzinfo=None) != start
             or b.replace(tzinfo=None) != start + _HOUR_END
             or a.tzinfo is None

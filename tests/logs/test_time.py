@@ -72,7 +72,12 @@ def _slow(text: str) -> datetime | None:
 def _same(a: datetime | None, b: datetime | None) -> bool:
     if a is None or b is None:
         return a is b
-    return (a, a.utcoffset(), a.isoformat()) == (b, b.utcoffset(), b.isoformat())
+    return (a, a.utcoffset(), a.tzname(), a.isoformat()) == (
+        b,
+        b.utcoffset(),
+        b.tzname(),
+        b.isoformat(),
+    )
 
 
 @pytest.mark.parametrize("name", ZONES)
