@@ -20,6 +20,7 @@ sees the same shared machine; the load average is printed and saved with the res
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import random
 import resource
@@ -28,15 +29,17 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import compare, save
 
-from safla_diag import analyze_logs
+from safla_diag import analyze_logs, mine_templates
 
 LOGGERS = [
     "safla.core",
@@ -263,12 +266,92 @@ def _pure(fn: Callable[[], object]) -> object:
         del os.environ["SAFLA_DIAG_PURE"]
 
 
+def _loghub_messages(folder: Path) -> list[str]:
+    """The messages (Content column) of the Loghub samples' structured files, in file order."""
+    out: list[str] = []
+    for f in sorted(folder.glob("*_2k.log_structured*.csv")):
+        with f.open(newline="", encoding="utf-8", errors="replace") as fh:
+            out += [row["Content"] for row in csv.DictReader(fh)]
+    return out
+
+
+def bench_mine(folder: Path, repeat: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """
+    mine_templates beside drain3 (the peer, default settings, every message added) and beside
+    mine_templates as it was (a regex shape and a mask per message), on the Loghub messages
+    once and ten times over (a service's log repeats itself).
+    """
+    from safla_diag.logs._mine import merge, template_of
+
+    def one_by_one(msgs: list[str]) -> list[str]:
+        masked = [template_of(m) for m in msgs]
+        final = merge(Counter(masked))
+        return [final[t] for t in masked]
+
+    try:
+        from drain3 import TemplateMiner
+        from drain3.template_miner_config import TemplateMinerConfig
+    except ImportError:
+        TemplateMiner = None
+        print("  (drain3 not installed: pip install drain3 to compare with it)")
+
+    def drain(msgs: list[str]) -> list[str]:
+        assert TemplateMiner is not None
+        miner = TemplateMiner(config=TemplateMinerConfig())  # its defaults, no config file
+        ids = [miner.add_log_message(m)["cluster_id"] for m in msgs]
+        return [str(i) for i in ids]
+
+    base = _loghub_messages(folder)
+    rows: list[dict[str, Any]] = []
+    seconds: dict[str, float] = {}
+    for times in (1, 10):
+        msgs = base * times
+        contenders: dict[str, Callable[[], object]] = {
+            "ours": lambda msgs=msgs: mine_templates(msgs),  # type: ignore[misc]
+            "one_by_one": lambda msgs=msgs: one_by_one(msgs),  # type: ignore[misc]
+        }
+        if TemplateMiner is not None:
+            contenders["drain3"] = lambda msgs=msgs: drain(msgs)  # type: ignore[misc]
+        secs, res = _round_robin(
+            contenders, repeat if times == 1 else max(1, repeat // 3), f"mine{times}_"
+        )
+        assert res["ours"] == res["one_by_one"]
+        n = len(msgs)
+        line = (
+            f"mine_templates, {n:,} Loghub messages: ours {secs['ours'] / n * 1e6:.2f} µs/message"
+        )
+        line += f", one regex and mask each {secs['one_by_one'] / n * 1e6:.2f}"
+        if "drain3" in secs:
+            line += f", drain3 {secs['drain3'] / n * 1e6:.2f}"
+        print(line)
+        label = f"mine_templates x{times} vs drain3"
+        if "drain3" in secs:
+            rows.append(compare(label, secs["ours"], secs["drain3"], "s", "drain3"))
+        rows.append(
+            compare(
+                f"mine_templates x{times} vs one by one",
+                secs["ours"],
+                secs["one_by_one"],
+                "s",
+                "one_by_one",
+            )
+        )
+        seconds.update({f"mine{times}_{k}": v for k, v in secs.items()})
+    return rows, seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size-mb", type=int, default=int(os.environ.get("SAFLA_BENCH_LOG_MB", 512)))
     ap.add_argument("--groups-mb", type=int, default=128, help="size of the 5/500-template logs")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--loghub", metavar="DIR", help="a folder of Loghub *_2k.log samples")
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub2k-dev"
+    ap.add_argument(
+        "--loghub",
+        metavar="DIR",
+        default=str(beside) if beside.is_dir() else None,
+        help="a folder of Loghub *_2k.log samples (by default the one beside the repository)",
+    )
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "safla_diag_bench"))
     args = ap.parse_args()
     cache = Path(args.cache_dir)
@@ -417,6 +500,9 @@ def main() -> None:
             )
         )
         loghub = {f"loghub_{k}": v for k, v in lsecs.items()}
+        mine_rows, mine_secs = bench_mine(Path(args.loghub), r)
+        rows += mine_rows
+        loghub.update(mine_secs)
     load_after = os.getloadavg()
     print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     save(

@@ -26,7 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
-from .._redact import redact
+from .._redact import _AUTH_SCHEMES, _SECRET_CORES, redact
 
 __all__ = ["merge", "mine_templates", "shape", "template_of"]
 
@@ -95,6 +95,34 @@ def mask(shaped: str) -> str:
         if needs(text):  # a rule runs only where it could match: a third of the cost
             text = pattern.sub(repl, text)
     return _SPACES.sub(" ", text).strip()
+
+
+# What the kernel's mask_simple needs to know of redact(): the words that call for its bearer
+# pattern, and the cores of secret key names ("\0"-separated).
+_AUTH_WORDS = b"\0".join(w.encode() for w in _AUTH_SCHEMES)
+_CORES = b"\0".join(c.encode() for c in _SECRET_CORES)
+
+
+def key_masker() -> Callable[[bytes, int], str]:
+    """
+    A masker of byte keys for one batch: ``masked(key, start)`` is
+    ``mask(key[start:].decode("utf-8", "replace"))``, answered by the native kernel for the keys
+    it can answer alone (ASCII text redact() leaves as it is and only the last two rules touch:
+    most keys), by :func:`mask` for the others.
+    """
+    from ._kernel import kernel
+
+    mod = kernel()
+    simple = mod.mask_simple if mod is not None else None
+
+    def masked(key: bytes, start: int = 0) -> str:
+        if simple is not None:
+            text: str | None = simple(key, start, _AUTH_WORDS, _CORES)
+            if text is not None:
+                return text
+        return mask(key[start:].decode("utf-8", "replace"))
+
+    return masked
 
 
 def template_of(message: str) -> str:
@@ -202,19 +230,63 @@ def merge(counts: Mapping[str, int], *, threshold: float = _THRESHOLD) -> dict[s
     return out
 
 
+#: Messages from which mine_templates computes shapes a batch at a time, natively.
+_BATCH_MIN = 16
+#: Distinct shapes remembered by one mine_templates call (the memory restarts when full).
+_MAX_SHAPES = 100_000
+
+
+def _shapes(messages: list[str]) -> list[bytes] | list[str]:
+    """
+    The shape of each message: by the native kernel for the whole batch at once (the same
+    collapse, on UTF-8 bytes) when it is built and the batch joins cleanly, else one regex each.
+    """
+    if len(messages) >= _BATCH_MIN:
+        from ._kernel import kernel
+
+        mod = kernel()
+        if mod is not None:
+            try:
+                joined = "\n".join(messages)
+                if joined.count("\n") == len(messages) - 1:  # no message holds a newline
+                    keys: list[bytes] = mod.collapse(joined.encode("utf-8")).split(b"\n")
+                    return keys
+            except (TypeError, UnicodeEncodeError):
+                pass  # a lone surrogate: each message on its own
+    return [shape(m) for m in messages]
+
+
 def mine_templates(messages: Iterable[str]) -> list[str]:
     """
     The template of each message, in order: the grouping :func:`analyze_logs` reports.
 
     Two messages share a template exactly when analyze_logs would count them in one row (for
     one level). The result depends only on the multiset of messages, not on their order.
+    Messages that differ only in their digits are masked once.
 
     Args:
         messages: Log messages (the part after the header), one per record.
 
     Returns:
         One template per message.
+
+    Raises:
+        TypeError: A message is not a string.
     """
-    masked = [template_of(m) for m in messages]
+    msgs = messages if type(messages) is list else list(messages)
+    for i, m in enumerate(msgs):
+        if not isinstance(m, str):
+            raise TypeError(f"message {i} is {type(m).__name__}, not str")
+    memo: dict[object, str] = {}
+    masked: list[str] = []
+    append = masked.append
+    masker = key_masker()
+    for k in _shapes(msgs):
+        t = memo.get(k)
+        if t is None:
+            if len(memo) >= _MAX_SHAPES:
+                memo.clear()
+            t = memo[k] = masker(k, 0) if isinstance(k, bytes) else mask(k)
+        append(t)
     final = merge(Counter(masked))
     return [final[t] for t in masked]

@@ -1114,10 +1114,234 @@ done:
     return res;
 }
 
+PyDoc_STRVAR(collapse_doc,
+"collapse(data)\n--\n\n"
+"data with every run of hex digits that holds a decimal digit collapsed to one '0' (the\n"
+"template key of _mine.shape, for bytes), computed without the GIL.");
+
+static PyObject *
+py_collapse(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *b = view.buf;
+    Py_ssize_t n = view.len, w = 0;
+    unsigned char *o = malloc(n > 0 ? (size_t)n : 1);
+    if (o == NULL) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t p = 0;
+    while (p < n) {
+        Py_ssize_t d = p;
+        while (d < n && (unsigned char)(b[d] - '0') >= 10)
+            d++;
+        if (d == n) {
+            memcpy(o + w, b + p, (size_t)(n - p));
+            w += n - p;
+            break;
+        }
+        /* Runs are maximal: the one around this digit starts after what was copied. */
+        Py_ssize_t run = d;
+        while (run > p && is_hex(b[run - 1]))
+            run--;
+        memcpy(o + w, b + p, (size_t)(run - p));
+        w += run - p;
+        o[w++] = '0';
+        p = d + 1;
+        while (p < n && is_hex(b[p]))
+            p++;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    PyObject *res = PyBytes_FromStringAndSize((const char *)o, w);
+    free(o);
+    return res;
+}
+
+/* -- masking the common template keys (_mine.mask, for text that needs only two of its rules) -- */
+
+/* Python's str.isspace() in ASCII, which is also what \s matches in a str pattern. */
+static inline int
+is_space(unsigned char c)
+{
+    return c == ' ' || (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x1f);
+}
+
+/* _mine._DELIM: \s = : , ; ( ) [ ] { } " ' < > | */
+static inline int
+is_delim(unsigned char c)
+{
+    return is_space(c) || (c != 0 && strchr("=:,;()[]{}\"'<>|", c) != NULL);
+}
+
+/* Where needle[0:m] first occurs in t[0:n], or NULL (memmem is not everywhere). */
+static const unsigned char *
+find_sub(const unsigned char *t, Py_ssize_t n, const char *needle, Py_ssize_t m)
+{
+    if (m == 0)
+        return t;
+    for (Py_ssize_t k = 0; k + m <= n; k++) {
+        const unsigned char *p = memchr(t + k, (unsigned char)needle[0], (size_t)(n - m - k + 1));
+        if (p == NULL)
+            return NULL;
+        k = p - t;
+        if (memcmp(p, needle, (size_t)m) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+/* Whether a \0-separated list of lower-case words has one inside t[0:n]. */
+static int
+holds_any(const unsigned char *t, Py_ssize_t n, const char *words, Py_ssize_t wlen)
+{
+    Py_ssize_t a = 0;
+    while (a < wlen) {
+        const char *w = words + a;
+        size_t len = strnlen(w, (size_t)(wlen - a));
+        if (len && find_sub(t, n, w, (Py_ssize_t)len) != NULL)
+            return 1;
+        a += (Py_ssize_t)len + 1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(mask_simple_doc,
+"mask_simple(key, start, auth, cores)\n--\n\n"
+"_mine.mask(key[start:].decode()) for the keys it can answer alone, else None: ASCII text that\n"
+"redact() leaves as it is (none of the \\0-separated auth words in it lower-cased, and, when it\n"
+"holds '=' or ':', none of the secret cores in it lower-cased without '_', '.' and '-') and that\n"
+"none of the masking rules before the last two could match (no '/', ':\\\\', '0.0.0.0', '::',\n"
+"five ':' or '0x'). Those two rules mask each run of non-delimiters that is a signed 0 or 0.0\n"
+"as <NUM> and any other holding a 0 as <*>; then blanks collapse and the ends are stripped.");
+
+static PyObject *
+py_mask_simple(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer view;
+    Py_ssize_t start;
+    const char *auth, *cores;
+    Py_ssize_t auth_len, cores_len;
+    if (!PyArg_ParseTuple(args, "y*ny#y#", &view, &start, &auth, &auth_len, &cores, &cores_len))
+        return NULL;
+    PyObject *res = NULL;
+    unsigned char *low = NULL, *out = NULL;
+    const unsigned char *b = (const unsigned char *)view.buf;
+    Py_ssize_t n = view.len;
+    if (start < 0 || start > n) {
+        PyErr_SetString(PyExc_ValueError, "start outside the key");
+        goto done;
+    }
+    b += start;
+    n -= start;
+    /* str.lstrip(_LEAD): " \t-:|]>)" */
+    while (n > 0 && b[0] != 0 && strchr(" \t-:|]>)", b[0]) != NULL) {
+        b++;
+        n--;
+    }
+    Py_ssize_t colons = 0;
+    int eq_or_colon = 0, zero = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        unsigned char c = b[k];
+        if (c >= 128 || c == '/')
+            goto answer_none;
+        if (c == ':') {
+            colons++;
+            eq_or_colon = 1;
+            if (k + 1 < n && (b[k + 1] == ':' || b[k + 1] == '\\'))
+                goto answer_none;
+        }
+        else if (c == '=')
+            eq_or_colon = 1;
+        else if (c == '0') {
+            zero = 1;
+            if (k + 1 < n && (b[k + 1] == 'x' || b[k + 1] == 'X'))
+                goto answer_none;
+        }
+    }
+    if (colons >= 5 || find_sub(b, n, "0.0.0.0", 7) != NULL)
+        goto answer_none;
+    low = malloc(n > 0 ? (size_t)n : 1);
+    out = malloc(n > 0 ? (size_t)(5 * n) : 1); /* "0" -> "<NUM>" at most */
+    if (low == NULL || out == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < n; k++)
+        low[k] = (unsigned char)((b[k] >= 'A' && b[k] <= 'Z') ? b[k] + 32 : b[k]);
+    if (holds_any(low, n, auth, auth_len))
+        goto answer_none;
+    if (eq_or_colon) {
+        Py_ssize_t m = 0;
+        for (Py_ssize_t k = 0; k < n; k++)
+            if (low[k] != '_' && low[k] != '.' && low[k] != '-')
+                low[m++] = low[k];
+        if (holds_any(low, m, cores, cores_len))
+            goto answer_none;
+    }
+    /* The two rules, one token at a time, and blanks ([ \t\r\n]+) collapsed to one space. */
+    Py_ssize_t w = 0, k = 0;
+    while (k < n) {
+        unsigned char c = b[k];
+        if (is_delim(c)) {
+            if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+                while (k < n && (b[k] == ' ' || b[k] == '\t' || b[k] == '\r' || b[k] == '\n'))
+                    k++;
+                out[w++] = ' ';
+                continue;
+            }
+            out[w++] = c;
+            k++;
+            continue;
+        }
+        Py_ssize_t e = k;
+        while (e < n && !is_delim(b[e]))
+            e++;
+        const unsigned char *t = b + k;
+        Py_ssize_t len = e - k;
+        if (zero && memchr(t, '0', (size_t)len) != NULL) {
+            Py_ssize_t q = (t[0] == '-' || t[0] == '+') ? 1 : 0;
+            int num = (len == q + 1 && t[q] == '0') ||
+                      (len == q + 3 && t[q] == '0' && t[q + 1] == '.' && t[q + 2] == '0');
+            const char *ph = num ? "<NUM>" : "<*>";
+            size_t pl = num ? 5 : 3;
+            memcpy(out + w, ph, pl);
+            w += (Py_ssize_t)pl;
+        }
+        else {
+            memcpy(out + w, t, (size_t)len);
+            w += len;
+        }
+        k = e;
+    }
+    /* str.strip() */
+    Py_ssize_t lo = 0, hi = w;
+    while (lo < hi && is_space(out[lo]))
+        lo++;
+    while (hi > lo && is_space(out[hi - 1]))
+        hi--;
+    res = PyUnicode_DecodeASCII((const char *)out + lo, hi - lo, NULL);
+    goto done;
+answer_none:
+    res = Py_NewRef(Py_None);
+done:
+    free(low);
+    free(out);
+    PyBuffer_Release(&view);
+    return res;
+}
+
 static PyMethodDef methods[] = {
     {"scan", py_scan, METH_VARARGS, scan_doc},
     {"memo", py_memo, METH_VARARGS, memo_doc},
     {"memo_items", py_memo_items, METH_VARARGS, memo_items_doc},
+    {"collapse", py_collapse, METH_O, collapse_doc},
+    {"mask_simple", py_mask_simple, METH_VARARGS, mask_simple_doc},
     {NULL, NULL, 0, NULL},
 };
 

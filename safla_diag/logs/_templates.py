@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from .._redact import redact
-from ._mine import mask
+from ._mine import key_masker
 
 __all__ = ["TemplateCache", "TemplateStats", "example_text", "keys_of"]
 
@@ -111,8 +111,9 @@ class TemplateCache:
                 # a file) may still be reading the old one for its own batch.
                 known = self._known = {}
                 missing = wanted
+            masked = key_masker()
             for k in missing:
-                known[k] = mask(k[1:].decode("utf-8", "replace"))
+                known[k] = masked(k, 1)  # after the tag byte
         return known
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -188,16 +189,22 @@ def test_cache_shared_by_threads_masks_each_key_once_and_answers_every_key(
     import time
 
     from safla_diag.logs import _templates
+    from safla_diag.logs._mine import key_masker, mask
 
-    calls: list[str] = []
-    real = _templates.mask
+    calls: list[bytes] = []
+    real = mask
 
-    def counted(text: str) -> str:
-        calls.append(text)
-        time.sleep(0.0002)  # let the other threads run meanwhile, as a long batch would
-        return real(text)
+    def counting_masker() -> Callable[[bytes, int], str]:
+        masked = key_masker()
 
-    monkeypatch.setattr(_templates, "mask", counted)
+        def counted(key: bytes, start: int) -> str:
+            calls.append(key)
+            time.sleep(0.0002)  # let the other threads run meanwhile, as a long batch would
+            return masked(key, start)
+
+        return counted
+
+    monkeypatch.setattr(_templates, "key_masker", counting_masker)
     cache = TemplateCache(max_keys=max_keys)
     keys = [b"\x01event %d of user" % i + bytes([97 + i % 26]) for i in range(200)]
     errors: list[BaseException] = []
@@ -221,3 +228,169 @@ def test_cache_shared_by_threads_masks_each_key_once_and_answers_every_key(
     assert errors == []
     if max_keys > 200:
         assert sorted(calls) == sorted(set(calls))  # no key masked twice
+
+
+# -- mine_templates on many messages: shapes made natively in one batch, each masked once --------
+
+hexish = st.text(
+    alphabet=st.sampled_from(list("0123456789abcdefABCDEFxyz -_:./=é€😀\t")), max_size=60
+)
+
+
+@given(hexish)
+def test_native_collapse_is_the_regex_shape(text: str) -> None:
+    """The kernel's collapse gives shape()'s answer, byte for byte (UTF-8 never hides a digit)."""
+    from safla_diag.logs import _kernel
+    from safla_diag.logs._mine import shape
+
+    mod = _kernel.kernel()
+    if mod is None:
+        pytest.skip("the native kernel was not built here")
+    assert mod.collapse(text.encode()) == shape(text).encode()
+    assert mod.collapse(bytearray(text.encode())) == shape(text).encode()
+
+
+def _one_by_one(msgs: list[str]) -> list[str]:
+    """mine_templates as it was: one regex shape and one mask per message."""
+    from collections import Counter
+
+    from safla_diag.logs._mine import merge
+
+    masked = [template_of(m) for m in msgs]
+    final = merge(Counter(masked))
+    return [final[t] for t in masked]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(messages, hexish), min_size=16, max_size=120))
+def test_batched_shapes_give_the_one_by_one_templates(msgs: list[str]) -> None:
+    """A batch (shapes made natively, masks memoised) gives each message the template that
+    shaping and masking it alone gives."""
+    assert mine_templates(msgs) == _one_by_one(msgs)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    ["a multi-line message 12\n  with a traceback 0x1f", "a lone surrogate \udc80 in 42", ""],
+)
+def test_a_batch_that_does_not_join_cleanly_is_shaped_one_by_one(odd: str) -> None:
+    """A newline inside a message, or text that is not UTF-8, takes the per-message path: the
+    same templates, one per message, none lost or shifted."""
+    msgs = [f"task {i} failed on node-{i % 3}" for i in range(40)]
+    msgs.insert(17, odd)
+    got = mine_templates(msgs)
+    assert len(got) == len(msgs)
+    assert got == _one_by_one(msgs)
+
+
+def test_mine_templates_takes_any_iterable_and_names_what_is_not_text() -> None:
+    """A generator is read once; a message that is not a str gets a TypeError naming its place."""
+    gen = (f"job {i} done" for i in range(50))
+    assert mine_templates(gen) == ["job <NUM> done"] * 50
+    with pytest.raises(TypeError, match="message 20 is bytes"):
+        mine_templates([*(f"job {i} done" for i in range(20)), b"job 1 done"])  # type: ignore[list-item]
+
+
+def test_the_shape_memory_of_one_call_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its bound the memory restarts, and the templates stay the same."""
+    from safla_diag.logs import _mine
+
+    msgs = [
+        f"user u{chr(97 + i % 26)}{chr(97 + i // 26 % 26)} logged in from 10.0.0.{i % 9}"
+        for i in range(300)
+    ]
+    want = mine_templates(msgs)
+    monkeypatch.setattr(_mine, "_MAX_SHAPES", 7)
+    assert mine_templates(msgs) == want
+
+
+def test_without_the_kernel_the_templates_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SAFLA_DIAG_PURE (or no compiler at install time): the regex path, the same answer."""
+    msgs = [f"PacketResponder {i} for block blk_{-(i**7)} terminating" for i in range(64)]
+    msgs += [f"session opened for user {n} by (uid=0)" for n in ("root", "alice", "bob")]
+    want = mine_templates(msgs)
+    monkeypatch.setenv("SAFLA_DIAG_PURE", "1")
+    assert mine_templates(msgs) == want
+
+
+# -- the kernel's mask for the common keys ------------------------------------------------------
+
+mask_text = st.lists(
+    st.sampled_from(
+        [
+            *"0000000123-+.=:,;()[]{}\"'<>|_/\\ \t\r\n\x0b\x0c\x1c\x1f\x00xXabAB@é€",
+            "0.0",
+            "-0",
+            "+0.0",
+            "0x",
+            "::",
+            "token",
+            "Bearer",
+            "basic",
+            "pass",
+            "word",
+            "secret",
+            "auth",
+            "api_key",
+            "api-key",
+            "id",
+            "user",
+            "://",
+            "0.0.0.0",
+            " - ",
+            "Token",
+            "PASS_WORD",
+        ]
+    ),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(mask_text, st.sampled_from([b"", b"\x01", b"\x05"]))
+def test_the_kernel_s_mask_is_python_s(text: str, tag: bytes) -> None:
+    """Where the kernel answers a key alone, its template is mask()'s, character for character;
+    where redact() or another rule could change the text, it leaves the key to mask()."""
+    from safla_diag.logs import _kernel
+    from safla_diag.logs._mine import _AUTH_WORDS, _CORES, key_masker, mask
+
+    mod = _kernel.kernel()
+    if mod is None:
+        pytest.skip("the native kernel was not built here")
+    key = tag + text.encode("utf-8", "surrogatepass")
+    got = mod.mask_simple(key, len(tag), _AUTH_WORDS, _CORES)
+    want = mask(text)
+    if got is not None:
+        assert got == want
+    assert key_masker()(key, len(tag)) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "answered"),
+    [
+        ("  - kappa lambda id=0 took 0.0 ms", True),
+        ("a=-0 b=+0.0 c=0.0.0 x-0 -- 0 (0) [0,0]", True),
+        ("\x0b spaces \t\r\n collapse \x1c", True),
+        ("login password=hunter0 ok", False),  # redact() masks it
+        ("Authorization: Bearer abc", False),
+        ("token 0 expired", False),
+        ("open /var/lib/x_0.faiss", False),  # a path
+        ("peer 0:0::0 gone", False),  # an address
+        ("at 0x0f", False),
+        ("héllo 0", False),  # not ASCII
+    ],
+)
+def test_the_kernel_answers_the_common_keys_and_leaves_the_rest(text: str, answered: bool) -> None:
+    """Plain words, numbers and ids: the kernel; secrets, paths, addresses, hex, non-ASCII: mask()."""
+    from safla_diag.logs import _kernel
+    from safla_diag.logs._mine import _AUTH_WORDS, _CORES, mask
+
+    mod = _kernel.kernel()
+    if mod is None:
+        pytest.skip("the native kernel was not built here")
+    got = mod.mask_simple(text.encode(), 0, _AUTH_WORDS, _CORES)
+    assert (got is not None) == answered
+    if got is not None:
+        assert got == mask(text)
+    with pytest.raises(ValueError, match="start outside"):
+        mod.mask_simple(b"abc", 4, _AUTH_WORDS, _CORES)
