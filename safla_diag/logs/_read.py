@@ -354,15 +354,40 @@ def _merge(acc: Accumulator, part: Accumulator, opts: ScanOptions) -> None:
     acc.match_examples.extend(part.match_examples[: max(room, 0)])
 
 
+def _cores() -> int:
+    """The cores this process may run on (its affinity, where the system tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _spare_core() -> bool:
     """
-    Whether a second core is idle (by the 1-minute load average): the library lives in the
+    Whether a core is idle now besides the one this scan runs on: the library lives in the
     host's process, so on a busy machine a second thread only adds GIL hand-offs.
+
+    Read from the threads ready to run at this moment (``/proc/loadavg``'s fourth field, which
+    counts the reading thread too), else from the 1-minute load average. The average alone lags
+    a minute behind: the scans of the last minute, this process's own among them, would keep
+    the next one from splitting, and a report run every few seconds would never split.
     """
+    cores = _cores()
     try:
-        return (os.cpu_count() or 1) - os.getloadavg()[0] >= 1.0
-    except (AttributeError, OSError):
-        return False
+        with open("/proc/loadavg", "rb") as f:
+            return _idle_besides_us(f.read(), cores)
+    except (OSError, ValueError, IndexError):
+        try:
+            return cores - os.getloadavg()[0] >= 1.0
+        except (AttributeError, OSError):
+            return False
+
+
+def _idle_besides_us(loadavg: bytes, cores: int) -> bool:
+    """From ``/proc/loadavg`` ("0.52 0.58 0.59 2/345 4711"): whether the threads ready to run,
+    this one aside, leave a core idle beside ours."""
+    ready = int(loadavg.split()[3].split(b"/")[0])
+    return cores - (ready - 1) >= 2
 
 
 def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: Accumulator) -> bool:

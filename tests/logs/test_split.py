@@ -151,3 +151,40 @@ def test_a_large_file_is_read_as_two_halves(
     assert [t.example for t in both.templates] == [t.example for t in seq.templates]
     assert both.records == 3000 + len(LOGGERS)
     assert both.files == (str(path),)
+
+
+@pytest.mark.parametrize(
+    ("loadavg", "cores", "spare"),
+    [
+        (b"0.50 0.40 0.30 1/300 123\n", 2, True),  # only us: the other core is idle
+        (b"1.90 1.40 0.30 1/300 123\n", 2, True),  # a busy minute ago, idle now
+        (b"0.10 0.40 0.30 2/300 123\n", 2, False),  # one other thread ready: no core to spare
+        (b"3.00 3.00 3.00 3/300 123\n", 4, True),
+        (b"3.00 3.00 3.00 4/300 123\n", 4, False),
+        (b"0.00 0.00 0.00 1/1 1\n", 1, False),  # one core: never
+    ],
+)
+def test_a_spare_core_is_one_idle_now(loadavg: bytes, cores: int, spare: bool) -> None:
+    """The split is decided by the threads ready to run now, not by the last minute's average
+    (which holds this process's own earlier scans)."""
+    assert _read._idle_besides_us(loadavg, cores) is spare
+
+
+@pytest.mark.skipif(not Path("/proc/loadavg").exists(), reason="no /proc/loadavg here")
+def test_no_split_while_every_core_is_busy() -> None:
+    """With a busy process per core (real ones, killed after), no core is spared."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(_read._cores())
+    ]
+    try:
+        time.sleep(0.5)  # all of them started and spinning
+        assert not _read._spare_core()
+    finally:
+        for h in hogs:
+            h.send_signal(signal.SIGKILL)
+            h.wait()
