@@ -95,6 +95,7 @@ typedef struct {
     int has_levels;
     Py_ssize_t gap; /* bytes from the level word's end to the message, as the parser cuts it;
                        -1: not fixed, the parser makes the chosen records' keys */
+    unsigned omask; /* the offsets as bits from the first, when they span 16 bytes; else 0 */
 #ifdef __SSE2__
     __m128i p_val, p_exact; /* the prefix's exact bytes and where they are */
     unsigned p_digits;      /* where the prefix has digits, one bit per byte */
@@ -211,6 +212,35 @@ level_of(const Spec *sp, const Shape *sh, Py_ssize_t s, Py_ssize_t e, Py_ssize_t
     const unsigned char *b = sp->buf;
     if (sh->noffsets == 0 || s + sh->offsets[sh->noffsets - 1] + 9 > sp->size)
         return -1; /* past the buffer's padding: never the case for a reader's chunk */
+#ifdef __SSE2__
+    if (sh->omask && s + sh->offsets[0] + 16 <= sp->size) {
+        /* Offsets within 16 bytes: every position after a delimiter (the left table, checked
+           at the call) and at a letter, 16 at once, kept where an offset is. A letter that no
+           level word starts with is refused by word_at's first test. */
+        const unsigned char *q = b + s + sh->offsets[0];
+        __m128i prev = _mm_loadu_si128((const __m128i *)(q - 1));
+        __m128i cur = _mm_loadu_si128((const __m128i *)q);
+        __m128i left = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(prev, _mm_set1_epi8(' ')),
+                         _mm_cmpeq_epi8(prev, _mm_set1_epi8('\t'))),
+            _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(prev, _mm_set1_epi8('[')),
+                             _mm_cmpeq_epi8(prev, _mm_set1_epi8('<'))),
+                _mm_or_si128(_mm_cmpeq_epi8(prev, _mm_set1_epi8('(')),
+                             _mm_cmpeq_epi8(prev, _mm_set1_epi8('"')))));
+        __m128i x = _mm_sub_epi8(_mm_or_si128(cur, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
+        __m128i letter = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(25)), x);
+        unsigned cand = (unsigned)_mm_movemask_epi8(_mm_and_si128(left, letter)) & sh->omask;
+        while (cand) {
+            int k = __builtin_ctz(cand);
+            cand &= cand - 1;
+            int level = word_at(sp, s, e, sh->offsets[0] + k, msg_at);
+            if (level >= 0)
+                return level;
+        }
+        return -1;
+    }
+#endif
     /* The offsets right after a delimiter where a level word can begin, one bit each, without
        a branch per offset. */
     unsigned cand = 0;
@@ -951,6 +981,12 @@ shape_init(Shape *sh, PyObject *prefix, PyObject *offsets, int has_levels, Py_ss
             sh->offsets[y] = sh->offsets[y - 1];
             sh->offsets[y - 1] = t;
         }
+    sh->omask = 0;
+    if (sh->noffsets > 0 && sh->offsets[sh->noffsets - 1] - sh->offsets[0] < 16)
+        for (int k = 0; k < sh->noffsets; k++)
+            sh->omask |= 1u << (sh->offsets[k] - sh->offsets[0]);
+    if (getenv("SAFLA_DIAG_NO_SIMD_LEVELS")) /* the tests compare both ways */
+        sh->omask = 0;
     return 0;
 }
 
