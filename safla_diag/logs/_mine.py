@@ -251,7 +251,7 @@ def _shapes(messages: list[str]) -> list[bytes] | list[str]:
                 if joined.count("\n") == len(messages) - 1:  # no message holds a newline
                     keys: list[bytes] = mod.collapse(joined.encode("utf-8")).split(b"\n")
                     return keys
-            except (TypeError, UnicodeEncodeError):
+            except UnicodeEncodeError:
                 pass  # a lone surrogate: each message on its own
     return [shape(m) for m in messages]
 
