@@ -291,9 +291,9 @@ def bench_mine(folder: Path, repeat: int) -> tuple[list[dict[str, Any]], dict[st
     try:
         from drain3 import TemplateMiner
         from drain3.template_miner_config import TemplateMinerConfig
-    except ImportError:
+    except ImportError as err:
         TemplateMiner = None
-        print("  (drain3 not installed: pip install drain3 to compare with it)")
+        print(f"  (drain3 not importable, {err}: pip install drain3 to compare with it)")
 
     def drain(msgs: list[str]) -> list[str]:
         assert TemplateMiner is not None
