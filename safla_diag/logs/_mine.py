@@ -230,26 +230,33 @@ def merge(counts: Mapping[str, int], *, threshold: float = _THRESHOLD) -> dict[s
     return out
 
 
-#: Messages from which mine_templates computes shapes a batch at a time, natively.
+#: Messages from which mine_templates computes shapes a batch at a time, natively, and the batch.
 _BATCH_MIN = 16
+_BATCH = 1 << 16
 #: Distinct shapes remembered by one mine_templates call (the memory restarts when full).
 _MAX_SHAPES = 100_000
 
 
 def _shapes(messages: list[str]) -> list[bytes] | list[str]:
     """
-    The shape of each message: by the native kernel for the whole batch at once (the same
-    collapse, on UTF-8 bytes) when it is built and the batch joins cleanly, else one regex each.
+    The shape of each message: by the native kernel, a batch of messages at a time (the same
+    collapse, on UTF-8 bytes), when it is built and every batch joins cleanly; else one regex
+    each. Batches keep the joined copies small whatever the number of messages.
     """
     if len(messages) >= _BATCH_MIN:
         from ._kernel import kernel
 
         mod = kernel()
         if mod is not None:
+            keys: list[bytes] = []
             try:
-                joined = "\n".join(messages)
-                if joined.count("\n") == len(messages) - 1:  # no message holds a newline
-                    keys: list[bytes] = mod.collapse(joined.encode("utf-8")).split(b"\n")
+                for at in range(0, len(messages), _BATCH):
+                    batch = messages[at : at + _BATCH]
+                    joined = "\n".join(batch)
+                    if joined.count("\n") != len(batch) - 1:  # a message holds a newline
+                        break
+                    keys += mod.collapse(joined.encode("utf-8")).split(b"\n")
+                else:
                     return keys
             except UnicodeEncodeError:
                 pass  # a lone surrogate: each message on its own

@@ -250,6 +250,18 @@ def test_native_collapse_is_the_regex_shape(text: str) -> None:
     assert mod.collapse(bytearray(text.encode())) == shape(text).encode()
 
 
+@given(st.binary(max_size=200))
+def test_native_collapse_of_any_bytes_is_the_bytes_regex(data: bytes) -> None:
+    """Bytes that are not text (a log's garbage): the kernel's collapse is shape_bytes'."""
+    from safla_diag.logs import _kernel
+    from safla_diag.logs._mine import shape_bytes
+
+    mod = _kernel.kernel()
+    if mod is None:
+        pytest.skip("the native kernel was not built here")
+    assert mod.collapse(data) == shape_bytes(data)
+
+
 def _one_by_one(msgs: list[str]) -> list[str]:
     """mine_templates as it was: one regex shape and one mask per message."""
     from collections import Counter
@@ -262,20 +274,30 @@ def _one_by_one(msgs: list[str]) -> list[str]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.one_of(messages, hexish), min_size=16, max_size=120))
-def test_batched_shapes_give_the_one_by_one_templates(msgs: list[str]) -> None:
-    """A batch (shapes made natively, masks memoised) gives each message the template that
+@given(st.lists(st.one_of(messages, hexish), min_size=16, max_size=120), st.sampled_from([5, 64]))
+def test_batched_shapes_give_the_one_by_one_templates(msgs: list[str], batch: int) -> None:
+    """Batches (shapes made natively, masks memoised) give each message the template that
     shaping and masking it alone gives."""
-    assert mine_templates(msgs) == _one_by_one(msgs)
+    from safla_diag.logs import _mine
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_mine, "_BATCH", batch)
+        assert mine_templates(msgs) == _one_by_one(msgs)
 
 
 @pytest.mark.parametrize(
     "odd",
     ["a multi-line message 12\n  with a traceback 0x1f", "a lone surrogate \udc80 in 42", ""],
 )
-def test_a_batch_that_does_not_join_cleanly_is_shaped_one_by_one(odd: str) -> None:
-    """A newline inside a message, or text that is not UTF-8, takes the per-message path: the
-    same templates, one per message, none lost or shifted."""
+@pytest.mark.parametrize("batch", [7, 1 << 16])
+def test_a_batch_that_does_not_join_cleanly_is_shaped_one_by_one(
+    monkeypatch: pytest.MonkeyPatch, odd: str, batch: int
+) -> None:
+    """A newline inside a message, or text that is not UTF-8, takes the per-message path (in
+    the first batch or a later one): the same templates, one per message, none lost or shifted."""
+    from safla_diag.logs import _mine
+
+    monkeypatch.setattr(_mine, "_BATCH", batch)
     msgs = [f"task {i} failed on node-{i % 3}" for i in range(40)]
     msgs.insert(17, odd)
     got = mine_templates(msgs)
@@ -344,6 +366,16 @@ mask_text = st.lists(
     ),
     max_size=30,
 ).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=60), st.sampled_from([0, 1]))
+def test_the_kernel_s_mask_of_any_bytes_is_python_s(key: bytes, start: int) -> None:
+    """A key that is not UTF-8 (a log's garbage) is masked as mask() masks it decoded with
+    replacement characters, by the kernel or not."""
+    from safla_diag.logs._mine import key_masker, mask
+
+    assert key_masker()(key, start) == mask(key[start:].decode("utf-8", "replace"))
 
 
 @settings(max_examples=600, deadline=None)
