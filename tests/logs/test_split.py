@@ -178,9 +178,10 @@ def test_no_split_while_every_core_is_busy() -> None:
     import sys
     import time
 
-    hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(_read._cores())
-    ]
+    cores = _read._cores()
+    if cores > 16:
+        pytest.skip(f"{cores} cores: too many busy processes to start for a unit test")
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
     try:
         time.sleep(0.5)  # all of them started and spinning
         assert not _read._spare_core()
