@@ -10,8 +10,10 @@ little CRITICAL, and multi-line tracebacks after some errors. Also measured:
 
 * template cost against the number of templates: two logs of the same size whose errors take 5
   and 500 distinct templates (counts + templates, the ratio should stay near 1);
-* with ``--loghub DIR``, the raw Loghub 2k samples found there, concatenated (several formats in
-  one file: the kernel learns each as it meets it), counts and counts + templates.
+* with ``--loghub DIR`` (by default the samples beside the repository, when they are there), the
+  raw Loghub 2k samples found there, concatenated (several formats in one file: the kernel learns
+  each as it meets it), counts and counts + templates; and ``mine_templates`` on their messages
+  (once and ten times over) beside drain3 and beside a regex shape and a mask per message.
 
 Every figure is the best of ``--repeat`` warm-cache runs, taken round-robin so that every contender
 sees the same shared machine; the load average is printed and saved with the results.
