@@ -233,6 +233,7 @@ def merge(counts: Mapping[str, int], *, threshold: float = _THRESHOLD) -> dict[s
 #: Messages from which mine_templates computes shapes a batch at a time, natively, and the batch.
 _BATCH_MIN = 16
 _BATCH = 1 << 16
+_BATCH_CHARS = 8 << 20
 #: Distinct shapes remembered by one mine_templates call (the memory restarts when full).
 _MAX_SHAPES = 100_000
 
@@ -241,7 +242,8 @@ def _shapes(messages: list[str]) -> list[bytes] | list[str]:
     """
     The shape of each message: by the native kernel, a batch of messages at a time (the same
     collapse, on UTF-8 bytes), when it is built and every batch joins cleanly; else one regex
-    each. Batches keep the joined copies small whatever the number of messages.
+    each. Batches (65 536 messages, or some 8 M characters) keep the joined copies small
+    whatever the number and size of the messages.
     """
     if len(messages) >= _BATCH_MIN:
         from ._kernel import kernel
@@ -249,13 +251,19 @@ def _shapes(messages: list[str]) -> list[bytes] | list[str]:
         mod = kernel()
         if mod is not None:
             keys: list[bytes] = []
+            at, n = 0, len(messages)
             try:
-                for at in range(0, len(messages), _BATCH):
-                    batch = messages[at : at + _BATCH]
+                while at < n:
+                    end, size = at, 0
+                    while end < n and end - at < _BATCH and size < _BATCH_CHARS:
+                        size += len(messages[end])
+                        end += 1
+                    batch = messages[at:end]
                     joined = "\n".join(batch)
                     if joined.count("\n") != len(batch) - 1:  # a message holds a newline
                         break
                     keys += mod.collapse(joined.encode("utf-8")).split(b"\n")
+                    at = end
                 else:
                     return keys
             except UnicodeEncodeError:

@@ -1253,7 +1253,10 @@ PyDoc_STRVAR(mask_simple_doc,
 "holds '=' or ':', none of the secret cores in it lower-cased without '_', '.' and '-') and that\n"
 "none of the masking rules before the last two could match (no '/', ':\\\\', '0.0.0.0', '::',\n"
 "five ':' or '0x'). Those two rules mask each run of non-delimiters that is a signed 0 or 0.0\n"
-"as <NUM> and any other holding a 0 as <*>; then blanks collapse and the ends are stripped.");
+"as <NUM> and any other holding a 0 as <*>; then blanks collapse and the ends are stripped.\n"
+"Keys over 64 KiB are left to mask() too.");
+
+#define MASK_SIMPLE_MAX (1 << 16)
 
 static PyObject *
 py_mask_simple(PyObject *self, PyObject *args)
@@ -1280,6 +1283,8 @@ py_mask_simple(PyObject *self, PyObject *args)
         b++;
         n--;
     }
+    if (n > MASK_SIMPLE_MAX) /* its output may be five times as long: mask() takes a long key */
+        goto answer_none;
     Py_ssize_t colons = 0;
     int eq_or_colon = 0, zero = 0;
     for (Py_ssize_t k = 0; k < n; k++) {

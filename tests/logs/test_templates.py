@@ -298,6 +298,7 @@ def test_a_batch_that_does_not_join_cleanly_is_shaped_one_by_one(
     from safla_diag.logs import _mine
 
     monkeypatch.setattr(_mine, "_BATCH", batch)
+    monkeypatch.setattr(_mine, "_BATCH_CHARS", 200)  # and batches cut by size
     msgs = [f"task {i} failed on node-{i % 3}" for i in range(40)]
     msgs.insert(17, odd)
     got = mine_templates(msgs)
@@ -426,3 +427,18 @@ def test_the_kernel_answers_the_common_keys_and_leaves_the_rest(text: str, answe
         assert got == mask(text)
     with pytest.raises(ValueError, match="start outside"):
         mod.mask_simple(b"abc", 4, _AUTH_WORDS, _CORES)
+
+
+def test_a_long_key_is_left_to_mask() -> None:
+    """A key over 64 KiB (a message of megabytes) is masked by mask(), with the same result,
+    rather than by a kernel buffer five times its size."""
+    from safla_diag.logs import _kernel
+    from safla_diag.logs._mine import _AUTH_WORDS, _CORES, key_masker, mask
+
+    mod = _kernel.kernel()
+    if mod is None:
+        pytest.skip("the native kernel was not built here")
+    key = b"\x01" + b"id 0 " * 20_000
+    assert mod.mask_simple(key, 1, _AUTH_WORDS, _CORES) is None
+    assert mod.mask_simple(key[:60_000], 1, _AUTH_WORDS, _CORES) == mask(key[1:60_000].decode())
+    assert key_masker()(key, 1) == mask(key[1:].decode())
