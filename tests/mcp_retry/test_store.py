@@ -37,17 +37,19 @@ def test_satisfies_the_protocols(store: SQLiteQueue, tmp_path: Path) -> None:
 
 def test_cache_and_checkpoint_sized_for_the_queue(tmp_path: Path) -> None:
     """
-    A writable store keeps a 10 000-task backlog in its page cache and checkpoints the WAL every
-    4 000 pages (fewer fsyncs per task); durability is unchanged (synchronous stays as asked).
+    A writable store keeps a 10 000-task backlog in its page cache; at NORMAL it checkpoints the
+    WAL every 4 000 pages (fewer fsyncs per task), at FULL every 1 000 (SQLite's default: each
+    commit syncs anyway); durability is unchanged (synchronous stays as asked).
     """
-    s = SQLiteQueue(tmp_path / "q.db")
-    s.open()
-    conn = s._conn
-    assert conn is not None
-    assert conn.execute("PRAGMA cache_size").fetchone()[0] == -16384
-    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 4000
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
-    s.close()
+    for mode, code, pages in (("NORMAL", 1, 4000), ("FULL", 2, 1000)):
+        s = SQLiteQueue(tmp_path / f"{mode}.db", synchronous=mode)  # type: ignore[arg-type]
+        s.open()
+        conn = s._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA cache_size").fetchone()[0] == -16384
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == pages
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == code
+        s.close()
 
 
 def test_wal_and_synchronous_modes(tmp_path: Path) -> None:
