@@ -599,6 +599,12 @@ def sniff(sample: bytes, max_lines: int = 400) -> Sniffed:
     cases = frozenset(
         _case(ln[p.lvl_pos : p.lvl_pos + p.lvl_len]) for ln, p in records if p.lvl_pos >= 0
     )
+    if fmt.levels == "search":
+        # The parser takes a lowercase level word only as a line's first token (``[error]``),
+        # elsewhere it is prose, while the fast path would take it at any known offset: the
+        # fast path reads upper and title case only, and lowercase levels go to the parser
+        # (whatever the sample held, so that the answer never depends on the chunk size).
+        cases -= {"lower"}
     sniffed = Sniffed(
         name,
         prefix=_prefix([ln for ln, _ in records]) or _majority_prefix([ln for ln, _ in records]),
@@ -636,7 +642,7 @@ def _widen(offsets: set[int]) -> set[int]:
 
 
 def learn_shape(
-    name: str, records: list[tuple[bytes, Parsed]]
+    name: str, records: list[tuple[bytes, Parsed]], cases: frozenset[str] = frozenset()
 ) -> tuple[bytes, tuple[int, ...], bool, int] | None:
     """
     The kernel's shape for lines of format ``name`` met after the sniff (another format inside the
@@ -645,10 +651,16 @@ def learn_shape(
     the level word to where the parser starts the message (so that the kernel's template keys are
     the parser's, -1 when the parser cuts it at no fixed distance: the kernel then counts those
     records and leaves the chosen ones to the parser); None when these lines have none (no
-    shared prefix, a level the kernel cannot find).
+    shared prefix, a level the kernel cannot find). ``cases`` are the file's level spellings
+    (the kernel tests all of them at a shape's offsets).
     """
     fmt = _BY_NAME[name]
     if fmt.levels not in ("none", "word", "search"):
+        return None
+    if fmt.levels == "search" and "lower" in cases:
+        # The parser takes a lowercase level word only as a line's first token (``[error]``),
+        # elsewhere it is prose; at a shape's offsets the kernel would take it anywhere. Such a
+        # file's lines of this format stay with the parser.
         return None
     prefix = _prefix([ln for ln, _ in records])[:16]
     if not prefix or [p for p, _ in prefix] != list(range(len(prefix))):

@@ -223,7 +223,7 @@ class NativeScan:
                 # parse the others only when that gives nothing new.
                 (((name, _), group),) = groups.items()
                 if len(group) == _LEARN_MIN:
-                    shape = learn_shape(name, group)
+                    shape = learn_shape(name, group, fs.sn.cases)
                     if shape is not None and shape not in self.shapes:
                         self.shapes.append(shape)
                         return True
@@ -231,7 +231,7 @@ class NativeScan:
         for (name, _), group in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             if len(group) < _LEARN_MIN or len(self.shapes) >= _MAX_SHAPES:
                 continue
-            shape = learn_shape(name, group)
+            shape = learn_shape(name, group, fs.sn.cases)
             if shape is not None and shape not in self.shapes:
                 self.shapes.append(shape)
                 added = True
@@ -257,7 +257,7 @@ class NativeScan:
                 groups.setdefault(key, []).append((line, p))
         new: list[tuple[bytes, tuple[int, ...], bool, int]] = []
         for (name, _), group in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            shape = learn_shape(name, group) if len(group) >= _LEARN_MIN else None
+            shape = learn_shape(name, group, fs.sn.cases) if len(group) >= _LEARN_MIN else None
             room = len(self.shapes) + len(new) < _MAX_SHAPES
             if shape is not None and room and shape not in self.shapes and shape not in new:
                 new.append(shape)

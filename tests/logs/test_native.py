@@ -119,6 +119,25 @@ def test_native_and_numpy_paths_agree(
 
 
 @needs_native
+@pytest.mark.parametrize("chunk_size", [1024, 4096, 1 << 16])
+def test_a_learned_shape_never_reads_a_lowercase_word_as_a_level(chunk_size: int) -> None:
+    """
+    Found by the property test: an Apache-style ``[error]`` line makes lowercase a level
+    spelling of the file, and a shape learned from ``- a - DEBUG -`` lines then read the
+    ``error`` of ``- a - error -`` as a level, which the parser reads as prose (lowercase counts
+    only as a line's first token). Such lines stay with the parser: both paths give 1 ERROR.
+    """
+    rows = [(0, 0, 0, 0, False)] * 17 + [(0, 0, 0, 7, False), (0, 0, 0, 0, False)]
+    rows.append((0, 8, 0, 0, False))
+    _agree(rows, 0, chunk_size, ("ERROR", "CRITICAL"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "svc.log"
+        path.write_bytes(_build(rows, 0))
+        native, _ = _both(path, chunk_size=chunk_size)
+    assert native.counts == {"DEBUG": 19, "ERROR": 1}
+
+
+@needs_native
 @pytest.mark.slow
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_ROWS, st.integers(0, 1), _CHUNKS, _LEVEL_SETS)
