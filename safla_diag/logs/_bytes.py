@@ -7,9 +7,21 @@ from typing import Any
 
 from ._levels import LEVEL_WORDS
 
-__all__ = ["PREFIX_BYTES", "luts", "spellings", "swar"]
+__all__ = ["CTRL", "LEFT", "PREFIX_BYTES", "RIGHT", "byte_table", "luts", "spellings", "swar"]
 
 PREFIX_BYTES = 16  # the fast path tests at most this much of a record's prefix
+#: Bytes before a level word, after one, and the control bytes that make a line garbage.
+LEFT = b' \t[<("'
+RIGHT = b' \t]>):,|"\r\n'
+CTRL = bytes([*range(9), 11, 12, *range(14, 27), *range(28, 32), 127])
+
+
+def byte_table(members: bytes) -> bytes:
+    """A 256-byte table: 1 at each byte of ``members``, else 0 (the kernel's form, no numpy)."""
+    out = bytearray(256)
+    for b in members:
+        out[b] = 1
+    return bytes(out)
 
 
 def swar(prefix: tuple[tuple[int, int], ...]) -> list[tuple[Any, ...]]:
@@ -52,9 +64,9 @@ class _Luts:
         import numpy as np
 
         self.left = np.zeros(256, dtype=bool)
-        self.left[list(b' \t[<("')] = True
+        self.left[list(LEFT)] = True
         self.right = np.zeros(256, dtype=bool)
-        self.right[list(b' \t]>):,|"\r\n')] = True
+        self.right[list(RIGHT)] = True
         self.digit = np.zeros(256, dtype=bool)
         self.digit[48:58] = True
         self.bit_index = np.zeros(1 << 16, dtype=np.int64)
@@ -66,7 +78,7 @@ class _Luts:
         for word in LEVEL_WORDS:
             self.initial[[ord(word[0]), ord(word[0].lower())]] = True
         self.ctrl = np.zeros(256, dtype=bool)
-        self.ctrl[[*range(9), 11, 12, *range(14, 27), *range(28, 32), 127]] = True
+        self.ctrl[list(CTRL)] = True
 
 
 _LUTS: list[_Luts] = []

@@ -18,7 +18,7 @@ import re
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from ._bytes import spellings
+from ._bytes import CTRL, LEFT, RIGHT, byte_table, spellings
 from ._formats import Parsed, learn_shape, parse_line
 from ._levels import CANONICAL
 from ._templates import keys_of
@@ -32,7 +32,6 @@ _MESSAGE_BYTES = 4096
 _MAX_CONTINUATION = 500
 HEADER_BYTES = 256  # of each template key's latest record: its time is read at the file's end
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(CANONICAL)}
-_CTRL = bytes([*range(9), 11, 12, *range(14, 27), *range(28, 32), 127])
 _BLANK = (32, 9)
 # Another format inside a file (a concatenation, another service's log): after this many lines
 # in a row that no known shape reads, the kernel stops and the next lines teach it their shape.
@@ -63,8 +62,7 @@ class NativeScan:
     def __init__(self, mod: ModuleType, fs: FileScan) -> None:
         self.mod = mod
         self.fs = fs
-        np = fs.np
-        prefix = fs.sn.prefix[: len(fs.prefix_pos)]
+        prefix = fs.prefix
         self.prefix = bytes(v for _, v in prefix)
         # The same test for the lines Python looks at (around records): one regex match.
         self.prefix_rx = re.compile(
@@ -78,10 +76,10 @@ class NativeScan:
             pairs.setdefault(word, level)  # the lowest level first, as numpy's searchsorted
         self.words = b"".join(w.to_bytes(8, "little") for w in pairs)
         self.levels = bytes(pairs.values())
-        self.left = fs.luts.left.astype(np.uint8).tobytes()
-        self.right = fs.luts.right.astype(np.uint8).tobytes()
-        self.initial = fs.initial.astype(np.uint8).tobytes()
-        self.ctrl = fs.luts.ctrl.astype(np.uint8).tobytes()
+        self.left = byte_table(LEFT)
+        self.right = byte_table(RIGHT)
+        self.initial = fs.initial_bytes
+        self.ctrl = byte_table(CTRL)
         self.tags = bytes(fs.tag_of.get(lv, b"\0")[0] for lv in CANONICAL)
         self.known = b""
         self.known_n = 0
@@ -107,7 +105,7 @@ class NativeScan:
         tests, and messages are slices of lines (not JSON fields)."""
         if fs.sn.format == "json":
             return False
-        return [p for p, _ in fs.sn.prefix[: len(fs.prefix_pos)]] == list(range(len(fs.prefix_pos)))
+        return [p for p, _ in fs.prefix] == list(range(len(fs.prefix)))
 
     # -- one chunk ------------------------------------------------------------------------------
 
@@ -400,5 +398,5 @@ def add_record(by_key: dict[bytes, list[int]], key: bytes, i: int, s: int, e: in
 
 def _garbage(line: bytes) -> bool:
     """A line with control bytes making up 1/20 of it or more (binary data)."""
-    bad = len(line) - len(line.translate(None, _CTRL))
+    bad = len(line) - len(line.translate(None, CTRL))
     return bad > 0 and bad * 20 >= len(line)

@@ -146,48 +146,23 @@ class FileScan:
     """The state of one file's scan: its format, the fast path's tables, the window flag."""
 
     def __init__(self, name: str, sniffed: Sniffed, opts: ScanOptions, acc: Accumulator) -> None:
-        import numpy as np
-
-        self.np = np
-        self.luts = luts()
         self.name = name
         self.sn = sniffed
         self.opts = opts
         self.acc = acc
         self.in_window = opts.since is None
         self.since_ts = opts.since.timestamp() if opts.since is not None else None
-        prefix = sniffed.prefix[:PREFIX_BYTES]
-        self.prefix_pos = np.array([p for p, _ in prefix], dtype=np.int64)
-        self.prefix_val = np.array([v for _, v in prefix], dtype=np.uint8)
-        self.swar = swar(prefix)
+        self.prefix = sniffed.prefix[:PREFIX_BYTES]
         self.offsets = [o for o in sniffed.offsets if 0 < o < _MAX_OFFSET]
-        self.fast = len(self.prefix_pos) > 0 and bool(self.offsets or not sniffed.has_levels)
-        self.initial = np.zeros(256, dtype=bool)
+        self.fast = len(self.prefix) > 0 and bool(self.offsets or not sniffed.has_levels)
+        initial = bytearray(256)  # the first bytes of the level words' spellings
         for word, _level in spellings(sniffed.cases):
-            self.initial[word[0]] = True
-        # Per offset k in use: the pair table shifted to bit k (256 KiB each, made on demand;
-        # the numpy path's alone).
-        self.plausible: Any = None
-        self.pair_bit: list[Any] = []
-        # Every spelling as its 8 bytes (zero-padded), sorted, with its level; and the mask
-        # that keeps the first n bytes of a word, for n = 0..9.
-        pairs = sorted(
-            (int.from_bytes(word.ljust(8, b"\0"), "little"), _LEVEL_INDEX[level])
-            for word, level in spellings(sniffed.cases)
-        )
-        self.vals = np.array([v for v, _ in pairs], dtype=np.uint64)
-        self.lvls = np.array([lv for _, lv in pairs], dtype=np.int64)
-        self.len_mask = np.array(
-            [
-                int.from_bytes(b"\xff" * min(n, 8) + b"\0" * (8 - min(n, 8)), "little")
-                for n in range(10)
-            ],
-            dtype=np.uint64,
-        )
-        self.chosen_idx = np.zeros(len(CANONICAL) + 1, dtype=bool)
-        for lv in opts.chosen:
-            if lv in _LEVEL_INDEX:
-                self.chosen_idx[_LEVEL_INDEX[lv]] = True
+            initial[word[0]] = 1
+        self.initial_bytes = bytes(initial)
+        # The numpy path's tables, made on its first chunk (_numpy_tables): a file the kernel
+        # reads never imports numpy (a tenth of a second, and BLAS threads that spin meanwhile,
+        # for a command-line scan).
+        self.np: Any = None
         self.tag_of = {
             lv: bytes([1 + k + (k >= 9)]) for k, lv in enumerate(sorted(opts.chosen)[:200])
         }
@@ -203,6 +178,39 @@ class FileScan:
         self.not_records: set[bytes] = set()
         mod = kernel()
         self.native = NativeScan(mod, self) if mod is not None and NativeScan.usable(self) else None
+
+    def _numpy_tables(self) -> None:
+        import numpy as np
+
+        self.luts = luts()
+        prefix = self.prefix
+        self.prefix_pos = np.array([p for p, _ in prefix], dtype=np.int64)
+        self.prefix_val = np.array([v for _, v in prefix], dtype=np.uint8)
+        self.swar = swar(prefix)
+        self.initial = np.frombuffer(self.initial_bytes, dtype=np.uint8).astype(bool)
+        # Per offset k in use: the pair table shifted to bit k (256 KiB each, made on demand).
+        self.plausible: Any = None
+        self.pair_bit: list[Any] = []
+        # Every spelling as its 8 bytes (zero-padded), sorted, with its level; and the mask
+        # that keeps the first n bytes of a word, for n = 0..9.
+        pairs = sorted(
+            (int.from_bytes(word.ljust(8, b"\0"), "little"), _LEVEL_INDEX[level])
+            for word, level in spellings(self.sn.cases)
+        )
+        self.vals = np.array([v for v, _ in pairs], dtype=np.uint64)
+        self.lvls = np.array([lv for _, lv in pairs], dtype=np.int64)
+        self.len_mask = np.array(
+            [
+                int.from_bytes(b"\xff" * min(n, 8) + b"\0" * (8 - min(n, 8)), "little")
+                for n in range(10)
+            ],
+            dtype=np.uint64,
+        )
+        self.chosen_idx = np.zeros(len(CANONICAL) + 1, dtype=bool)
+        for lv in self.opts.chosen:
+            if lv in _LEVEL_INDEX:
+                self.chosen_idx[_LEVEL_INDEX[lv]] = True
+        self.np = np
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -266,6 +274,8 @@ class FileScan:
         self.chunk_no += 1
         if self.native is not None and self.in_window:
             return self.native.process(buf, cut, final)
+        if self.np is None:
+            self._numpy_tables()
         np = self.np
         a = np.frombuffer(buf, dtype=np.uint8)
         view = a[:cut]

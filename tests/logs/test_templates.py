@@ -160,9 +160,38 @@ def test_mine_templates_is_the_grouping_analyze_logs_reports(msgs: list[str]) ->
     assert {t.template: t.count for t in report.templates} == want
 
 
-def test_keys_collapse_digit_runs() -> None:
-    """The scanner's numpy key: every run of hex digits holding a digit is one 0."""
-    assert keys_of(b"\x01x 123 b45c 6 face\n\x01x") == [b"\x01x 0 0 0 face", b"\x01x"]
+def test_keys_collapse_digit_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scanner's key: every run of hex digits holding a digit is one 0 (natively, and on
+    the numpy path)."""
+    for pure in ("0", "1"):
+        monkeypatch.setenv("SAFLA_DIAG_PURE", pure)
+        assert keys_of(b"\x01x 123 b45c 6 face\n\x01x") == [b"\x01x 0 0 0 face", b"\x01x"]
+
+
+@given(
+    st.lists(
+        st.binary(max_size=40)
+        | st.text(alphabet=st.sampled_from(list("0123456789abcdefABCDEFxg -\n")), max_size=40).map(
+            str.encode
+        ),
+        min_size=1,
+        max_size=6,
+    ).map(b"".join)
+)
+def test_keys_native_and_numpy_agree(joined: bytes) -> None:
+    """The kernel's collapse and the numpy path key any bytes alike, record by record."""
+    import os
+
+    from safla_diag.logs import _kernel
+
+    if _kernel.kernel() is None:
+        pytest.skip("the native kernel was not built here")
+    native = keys_of(joined)
+    os.environ["SAFLA_DIAG_PURE"] = "1"
+    try:
+        assert keys_of(joined) == native
+    finally:
+        del os.environ["SAFLA_DIAG_PURE"]
 
 
 def test_cache_is_bounded() -> None:
