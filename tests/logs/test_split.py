@@ -158,15 +158,16 @@ def test_a_large_file_is_read_as_two_halves(
     [
         (b"0.50 0.40 0.30 1/300 123\n", 2, True),  # only us: the other core is idle
         (b"1.90 1.40 0.30 1/300 123\n", 2, True),  # a busy minute ago, idle now
-        (b"0.10 0.40 0.30 2/300 123\n", 2, False),  # one other thread ready: no core to spare
-        (b"3.00 3.00 3.00 3/300 123\n", 4, True),
-        (b"3.00 3.00 3.00 4/300 123\n", 4, False),
+        (b"0.10 0.40 0.30 2/300 123\n", 2, True),  # one other thread: a share of its core
+        (b"0.10 0.40 0.30 3/300 123\n", 2, False),  # two others: every core is busy
+        (b"3.00 3.00 3.00 4/300 123\n", 4, True),
+        (b"3.00 3.00 3.00 5/300 123\n", 4, False),
         (b"0.00 0.00 0.00 1/1 1\n", 1, False),  # one core: never
     ],
 )
 def test_a_spare_core_is_one_idle_now(loadavg: bytes, cores: int, spare: bool) -> None:
     """The split is decided by the threads ready to run now, not by the last minute's average
-    (which holds this process's own earlier scans)."""
+    (which holds this process's own earlier scans), and only every core busy stops it."""
     assert _read._idle_besides_us(loadavg, cores) is spare
 
 
