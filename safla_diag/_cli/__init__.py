@@ -54,8 +54,12 @@ def _version() -> str:
     return f"safla-diag {__version__}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the full parser with every command group registered."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """
+    Build the parser with every command group registered, or with only the group ``only``: a
+    command then loads its own layer, not every layer's (``logs scan`` needs neither the
+    configuration's schema nor the checks).
+    """
     parser = _Parser(
         prog="safla-diag",
         description="Diagnose, monitor and repair SAFLA services.",
@@ -82,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for group in _GROUPS:
+    for group in _GROUPS if only is None else (only,):
         module = importlib.import_module(f".{group}", __name__)
         module.register(sub)
     _describe(parser)
@@ -133,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code: 0 healthy, 1 findings, 2 usage or configuration error.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(_group_of(argv))
     try:
         args = parser.parse_args(argv)
     except _ArgumentError as err:
@@ -150,6 +154,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, json_out)
     finally:
         package.setLevel(before)
+
+
+def _group_of(argv: Sequence[str]) -> str | None:
+    """The command group named on the command line, or None (none, or not one of ours: the full
+    parser then lists them all in its help or its error)."""
+    values = False  # the next word is the value of --color
+    for word in argv:
+        if values:
+            values = False
+        elif word in ("--color", "--colour"):
+            values = True
+        elif word == "--" or not word.startswith("-"):
+            return word if word in _GROUPS else None
+        elif word in ("-h", "--help", "--version"):
+            return None
+    return None
 
 
 def _run(args: argparse.Namespace, json_out: bool) -> int:

@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from .._redact import redact
-from ..config import SaflaConfig, load_configuration, validate_configuration
 from . import EXIT_FINDINGS, EXIT_OK
 
 __all__ = ["register", "run_show", "run_validate"]
@@ -37,12 +36,16 @@ def register(sub: Any) -> None:
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any]:
+    from ..config import load_configuration  # on use: the other commands never load it
+
     # A file's own content unless --env: the shell of whoever runs this is not the service's.
     return load_configuration(args.file, environ=None if args.env else {})
 
 
 def run_validate(args: argparse.Namespace) -> int:
     """Validate FILE: exit 0 when valid, 1 with the issues listed, 2 when it cannot be read."""
+    from ..config import validate_configuration
+
     issues = validate_configuration(_load(args))
     name = redact(args.file)
     if args.json:
@@ -58,6 +61,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """Print FILE, validated and with defaults, secrets redacted; if invalid, only its issues (exit 1)."""
+    from ..config import SaflaConfig, validate_configuration
+
     raw = _load(args)
     if issues := validate_configuration(raw):
         # Not shown: a malformed URL may hide a password where redact() cannot recognise it.

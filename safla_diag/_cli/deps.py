@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..checks import check_dependencies
 from . import EXIT_FINDINGS, EXIT_OK
 
 __all__ = ["register", "run"]
@@ -37,6 +36,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check and print the report; exit 0 when every package is usable, else 1."""
+    from ..checks import check_dependencies
+
     report = check_dependencies(args.packages or None, verify=args.verify)
     print(report.to_json(indent=2) if args.json else report.to_text())
     return EXIT_OK if report else EXIT_FINDINGS

@@ -7,7 +7,6 @@ import shutil
 import sys
 from typing import Any
 
-from ..logs import analyze_logs
 from . import EXIT_FINDINGS, EXIT_OK, UsageError
 
 __all__ = ["register", "run"]
@@ -55,6 +54,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `logs scan`."""
+    from ..logs import analyze_logs  # here, not at import: `--help` and the other commands
+
     levels = tuple(lv.strip() for lv in args.levels.split(",") if lv.strip())
     if not levels:
         raise UsageError("--levels needs at least one level name")

@@ -14,11 +14,13 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._redact import redact
-from ..mcp_retry import QueueStats, inspect_store, is_postgres_url, store_for
 from . import EXIT_FINDINGS, EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from ..mcp_retry import QueueStats
 
 __all__ = ["register", "run", "run_purge", "run_requeue"]
 
@@ -100,11 +102,15 @@ def _duration(text: str) -> float:
 
 
 def _check_target(target: str) -> None:
+    from ..mcp_retry import is_postgres_url  # on use: the other commands never load the layer
+
     if "://" in target and not is_postgres_url(target):
         raise UsageError(f"{redact(target)}: give a queue file or a postgresql:// URL")
 
 
 def _view(target: str) -> Any:
+    from ..mcp_retry import inspect_store
+
     _check_target(target)
     try:
         return inspect_store(target)
@@ -186,6 +192,8 @@ def _operate(
     op: Callable[[Any, list[str] | None], Awaitable[int]],
     **facts: Any,
 ) -> int:
+    from ..mcp_retry import is_postgres_url, store_for
+
     if bool(args.ids) == bool(args.all):
         raise UsageError(f"give the ids to {action}, or --all (not both)")
     target: str = args.file

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import default
 from . import EXIT_FINDINGS, EXIT_OK, UsageError, _term
 
 __all__ = ["register", "run"]
@@ -45,7 +44,8 @@ def register(sub: Any) -> None:
             "--backup-dir", metavar="PATH", help="the backup folder (default: DIR/backups)"
         )
         q.add_argument(
-            "--index-file", default=default("index_file"), help="the index's file name in DIR"
+            "--index-file",
+            help="the index's file name in DIR (default: the configuration key index_file's)",
         )
         q.add_argument("--dimension", type=_positive_int, help="the dimension the host expects")
         q.add_argument(
@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..config import default
     from ..vector import VectorIndexRecovery
 
     data_dir = Path(args.dir)
@@ -133,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
         recovery = VectorIndexRecovery(
             data_dir,
             backup_dir,
-            index_file=args.index_file,
+            index_file=default("index_file") if args.index_file is None else args.index_file,
             dimension=args.dimension,
             keep_backups=getattr(args, "keep", 5),
             sidecars=args.sidecar,

@@ -96,3 +96,30 @@ def test_scan_counts_late_warn_and_reads_past_nul_runs(cli: Cli, tmp_path: Path)
     assert data["records"] == 600
     assert data["nul_bytes"] == 4096
     assert [t["count"] for t in data["templates"]] == [100]
+
+
+def test_scan_loads_only_what_it_needs(tmp_path: Path) -> None:
+    """
+    `logs scan` loads the log layer alone: not the configuration's schema, the checks or the
+    MCP layer (the other commands'), and, where the kernel reads the file, not numpy (a tenth of
+    a second of a command's start, and BLAS threads spinning beside the scan).
+    """
+    import subprocess
+    import sys
+
+    from safla_diag.logs import _kernel
+
+    path = tmp_path / "app.log"
+    make_log(path, "logging", 300)
+    code = (
+        "import sys; from safla_diag._cli import main; rc = main(['logs', 'scan', sys.argv[1]]); "
+        "print(sorted(m for m in ('numpy', 'safla_diag.config', 'safla_diag.checks', "
+        "'safla_diag.mcp_retry') if m in sys.modules), rc, file=sys.stderr)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+    )
+    loaded, rc = out.stderr.strip().splitlines()[-1].rsplit(" ", 1)
+    assert rc in ("0", "1"), out.stderr
+    want = [] if _kernel.kernel() is not None else ["numpy"]
+    assert loaded == str(want), out.stderr
