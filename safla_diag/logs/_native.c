@@ -311,6 +311,63 @@ next_digit(const Spec *sp, Py_ssize_t p, Py_ssize_t end)
     return p < end ? p : end;
 }
 
+#ifdef __SSE2__
+/* Of 16 bytes: the hex digits (is_hex), one bit each. */
+static inline unsigned
+hex16(const unsigned char *p)
+{
+    __m128i x = _mm_loadu_si128((const __m128i *)p);
+    __m128i d = _mm_sub_epi8(x, _mm_set1_epi8('0'));
+    __m128i l = _mm_sub_epi8(_mm_or_si128(x, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
+    __m128i digit = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
+    __m128i letter = _mm_cmpeq_epi8(_mm_min_epu8(l, _mm_set1_epi8(5)), l);
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(digit, letter));
+}
+#endif
+
+/* The first byte in b[p:end] that is not a hex digit, or end: 16 bytes at a time (a byte loop
+   here was most of a template key's cost, a mispredicted exit per run of digits). */
+static inline Py_ssize_t
+hex_end(const Spec *sp, Py_ssize_t p, Py_ssize_t end)
+{
+    const unsigned char *b = sp->buf;
+#ifdef __SSE2__
+    while (p < end && p + 16 <= sp->size) {
+        unsigned m = ~hex16(b + p) & 0xFFFFu;
+        if (m) {
+            Py_ssize_t at = p + __builtin_ctz(m);
+            return at < end ? at : end;
+        }
+        p += 16;
+    }
+#endif
+    while (p < end && is_hex(b[p]))
+        p++;
+    return p < end ? p : end;
+}
+
+/* Where the run of hex digits that ends before d starts, not before floor (floor <= d). */
+static inline Py_ssize_t
+hex_start(const Spec *sp, Py_ssize_t floor, Py_ssize_t d)
+{
+    const unsigned char *b = sp->buf;
+#ifdef __SSE2__
+    while (d > floor && d >= 16) {
+        unsigned m = ~hex16(b + d - 16) & 0xFFFFu;
+        if (m) {
+            Py_ssize_t at = d - 16 + (31 - __builtin_clz(m)) + 1; /* after the last non-hex */
+            return at > floor ? at : floor;
+        }
+        d -= 16;
+    }
+    if (d <= floor)
+        return floor;
+#endif
+    while (d > floor && is_hex(b[d - 1]))
+        d--;
+    return d;
+}
+
 /* Double the distinct keys' hash table (or make its first). */
 static int
 keys_grow(Result *r)
@@ -364,15 +421,11 @@ add_pick(const Spec *sp, Result *r, int64_t i, Py_ssize_t s, Py_ssize_t e, Py_ss
             o += end - p;
             break;
         }
-        Py_ssize_t run = d;
-        while (run > p && is_hex(b[run - 1]))
-            run--;
+        Py_ssize_t run = hex_start(sp, p, d);
         memcpy(o, b + p, (size_t)(run - p));
         o += run - p;
         *o++ = '0';
-        p = d + 1;
-        while (p < end && is_hex(b[p]))
-            p++;
+        p = hex_end(sp, d + 1, end);
     }
     size_t len = (size_t)(o - key);
     uint64_t h = hash_bytes((const unsigned char *)key, (Py_ssize_t)len);

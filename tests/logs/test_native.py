@@ -586,3 +586,27 @@ def test_levels_looked_for_sixteen_offsets_at_once_are_the_levels_one_at_a_time(
         mp.setenv("SAFLA_DIAG_NO_SIMD_LEVELS", "1")
         one_by_one = analyze_logs(path, **kw)
     assert _figures(simd) == _figures(one_by_one) == _figures(pure)
+
+
+_HEXY = st.text(alphabet=st.sampled_from(list("0123456789abcdefABCDEFxyzg -_:./")), max_size=90)
+
+
+@needs_native
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_HEXY, st.integers(0, 3)), min_size=1, max_size=40))
+def test_template_keys_of_hex_runs_match_the_numpy_path(rows: list[tuple[str, int]]) -> None:
+    """
+    The kernel finds a key's runs of hex digits 16 bytes at a time: runs of any length, at a
+    message's start and end, across 16-byte boundaries, and long ones (a 40-digit id, a message
+    cut at 4 096 bytes) key as the numpy path keys them, record for record.
+    """
+    lines = []
+    for k, (text, kind) in enumerate(rows):
+        msg = [text, "deadbeef" * 5 + text, text + "0123abcd" * 3, ("ab12" * 1100)[:4090] + text]
+        lines.append(f"2026-11-28 10:00:{k % 60:02d},000 - app - ERROR - {msg[kind]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "hex.log"
+        path.write_text("\n".join(lines) + "\n")
+        native, pure = _both(path, top=1000)
+    assert native.counts == pure.counts == {"ERROR": len(rows)}
+    assert _figures(native) == _figures(pure)
