@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
         )
         q.add_argument(
             "--index-file",
-            help="the index's file name in DIR (default: the configuration key index_file's)",
+            help="the index's file name in DIR (by default, the configuration's index_file)",
         )
         q.add_argument("--dimension", type=_positive_int, help="the dimension the host expects")
         q.add_argument(
