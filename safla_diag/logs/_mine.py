@@ -217,7 +217,11 @@ def merge(counts: Mapping[str, int], *, threshold: float = _THRESHOLD) -> dict[s
         buckets.setdefault((len(tokens), lead), []).append(text)
     out: dict[str, str] = {}
     for key in sorted(buckets):
-        for cluster in _cluster(buckets[key], threshold):
+        texts = buckets[key]
+        if len(texts) == 1:  # alone in its bucket: its own template (most of a large scan's)
+            out[texts[0]] = texts[0]
+            continue
+        for cluster in _cluster(texts, threshold):
             for part in _split(cluster):
                 tmpl = list(part[0])
                 for m in part[1:]:

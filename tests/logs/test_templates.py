@@ -471,3 +471,43 @@ def test_a_long_key_is_left_to_mask() -> None:
     assert mod.mask_simple(key, 1, _AUTH_WORDS, _CORES) is None
     assert mod.mask_simple(key[:60_000], 1, _AUTH_WORDS, _CORES) == mask(key[1:60_000].decode())
     assert key_masker()(key, 1) == mask(key[1:].decode())
+
+
+def _merge_every_bucket(counts: dict[str, int]) -> dict[str, str]:
+    """merge() as it was: every bucket clustered, a lone template too."""
+    from safla_diag.logs._mine import WILD, _cluster, _is_var, _split
+
+    order = sorted(counts, key=lambda t: (-counts[t], t))
+    buckets: dict[tuple[int, str], list[str]] = {}
+    for text in order:
+        tokens = text.split(" ")
+        buckets.setdefault((len(tokens), tokens[0] if not _is_var(tokens[0]) else WILD), []).append(
+            text
+        )
+    out: dict[str, str] = {}
+    for key in sorted(buckets):
+        for cluster in _cluster(buckets[key], 0.5):
+            for part in _split(cluster):
+                tmpl = list(part[0])
+                for m in part[1:]:
+                    tmpl = [a if a == b else WILD for a, b in zip(tmpl, m, strict=True)]
+                for m in part:
+                    out[" ".join(m)] = " ".join(tmpl)
+    return out
+
+
+_WORDS = st.sampled_from(["a", "b", "task", "failed", "<NUM>", "<*>", "<IP>", "id=<NUM>", "x y"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.lists(_WORDS, min_size=1, max_size=6).map(" ".join), st.integers(1, 50), max_size=30
+    )
+)
+def test_a_template_alone_in_its_bucket_is_its_own(counts: dict[str, int]) -> None:
+    """merge() skips the clustering of a bucket of one template: the same answer as clustering
+    every bucket."""
+    from safla_diag.logs._mine import merge
+
+    assert merge(counts) == _merge_every_bucket(counts)
