@@ -117,6 +117,7 @@ class NativeScan:
         view = memoryview(buf)
         spans: list[int] = []
         new: dict[bytes, list[int]] = {}
+        ends: dict[int, int] = {}  # a new key's first line's end -> its record's end
         pos = line_base = 0
         while True:
             # From pos: the sniffed shape and the learned ones, stopping before a run of lines
@@ -159,7 +160,7 @@ class NativeScan:
             if picks:
                 figures = memoryview(picks).cast("q").tolist()
                 for j, key in enumerate(keys.split(b"\n")):
-                    c, l1, s1, e1, l2, s2, e2 = figures[7 * j : 7 * j + 7]
+                    c, l1, s1, e1, l2, s2, e2, end = figures[8 * j : 8 * j + 8]
                     new[key] = [
                         c,
                         l1 + line_base,
@@ -169,6 +170,8 @@ class NativeScan:
                         s2 + pos,
                         e2 + pos,
                     ]
+                    if end >= 0:  # the kernel saw where it ends: no walk over its lines here
+                        ends[e1 + pos] = end + pos
             if stopped < 0:
                 break
             line_base += lines
@@ -192,7 +195,12 @@ class NativeScan:
                 extra_keys = keys_of(b"\n".join(t for *_, t in extra))
                 for (i, s, e, _), key in zip(extra, extra_keys, strict=True):
                     add_record(tally, key, i, s, e)
-            fs.fold(buf, new, lambda _i, e: self._record_end(buf, e, stop), tally)
+
+            def record_end(_i: int, e: int) -> int:
+                end = ends.get(e)
+                return self._record_end(buf, e, stop) if end is None else end
+
+            fs.fold(buf, new, record_end, tally)
         return stop
 
     def _learn(self, buf: bytearray, pos: int, stop: int) -> bool:

@@ -138,7 +138,11 @@ typedef struct {
     int64_t index; /* its number, in order of first record; -1: an empty slot */
 } KeySlot;
 
-#define KEY_STATS 7 /* count, first (line, start, end), last (line, start, end) */
+/* count, first (line, start, end), last (line, start, end), and where the first record ends
+   (its continuation lines included, as the parser's record_end finds it), or -1 when a line
+   after it is one only the parser can judge */
+#define KEY_STATS 8
+#define MAX_CONTINUATION 500 /* lines after a record taken as its continuation, at most */
 
 typedef struct {
     int64_t lines, garbage, records;
@@ -153,7 +157,31 @@ typedef struct {
     Py_ssize_t run, run_line, run_start;
     size_t run_slow;
     Py_ssize_t stopped; /* where the scan stopped before a run (the run's start), or -1 */
+    /* The key whose first record is the latest one seen, while its end is still being found
+       (-1: none), and how many lines after it were taken as its continuation. */
+    int64_t open;
+    Py_ssize_t open_lines;
 } Result;
+
+/* The line [s, e) after an open first record is a continuation (extend), the start of a
+   record (close), or one only the parser can judge (unknown: the end goes to Python). */
+enum { EXTEND, CLOSE, UNKNOWN };
+
+static inline void
+follow(Result *r, int what, Py_ssize_t e)
+{
+    if (r->open < 0)
+        return;
+    int64_t *end = (int64_t *)r->picks.data + r->open * KEY_STATS + 7;
+    if (what == EXTEND && r->open_lines < MAX_CONTINUATION) {
+        *end = e;
+        if (++r->open_lines < MAX_CONTINUATION)
+            return; /* after that many, the parser's record_end stops too */
+    } else if (what == UNKNOWN) {
+        *end = -1;
+    }
+    r->open = -1;
+}
 
 /* The slot of a word in the level words' hash table. */
 static inline unsigned
@@ -444,11 +472,13 @@ add_pick(const Spec *sp, Result *r, int64_t i, Py_ssize_t s, Py_ssize_t e, Py_ss
             return 0;
         }
     }
-    int64_t st[KEY_STATS] = {1, i, s, e, i, s, e};
+    int64_t st[KEY_STATS] = {1, i, s, e, i, s, e, e};
     if (out_reserve(&r->picks, sizeof st) < 0)
         return -1;
     memcpy(r->picks.data + r->picks.len, st, sizeof st);
     r->picks.len += sizeof st;
+    r->open = r->nkeys; /* the lines after it tell where it ends */
+    r->open_lines = 0;
     r->slots[slot] = (KeySlot){(size_t)(key - r->keys.data), len, h, r->nkeys};
     r->keys.len = (size_t)(o - r->keys.data);
     r->nkeys++;
@@ -716,6 +746,22 @@ add_span(Out *o, int64_t i, Py_ssize_t s, Py_ssize_t e)
     return out_i64(o, i) < 0 || out_i64(o, s) < 0 || out_i64(o, e) < 0 ? -1 : 0;
 }
 
+/* What the parser's record_end makes of a line after a record (neither blank-led nor garbage):
+   without a format every such line starts a record; with one, a line of the sniffed shape's
+   prefix does, a line it knows is not a record continues the record, and it judges the rest. */
+static int
+verdict(const Spec *sp, const Known *kn, Py_ssize_t s, Py_ssize_t e)
+{
+    if (sp->bare)
+        return CLOSE;
+    const Shape *sh = &sp->shapes[0]; /* the sniffed shape (no prefix: not used) */
+    if (sp->fast && sp->nshapes > 0 && sh->plen > 0 && prefix_ok(sp, sh, s, e - s))
+        return CLOSE;
+    if (known_line(sp, kn, s, e - s > MESSAGE_BYTES ? s + MESSAGE_BYTES : e))
+        return EXTEND;
+    return UNKNOWN;
+}
+
 /* One line [s, e), number i, holding bad control bytes. */
 static inline int
 line(const Spec *sp, const Known *kn, Result *r, int64_t bad, int64_t i, Py_ssize_t s,
@@ -726,10 +772,15 @@ line(const Spec *sp, const Known *kn, Result *r, int64_t bad, int64_t i, Py_ssiz
     if (bad > 0 && bad * 20 >= len) { /* garbage: counted, never a record */
         r->run = 0;
         r->garbage++;
+        follow(r, EXTEND, e);
         return 0;
     }
-    if (len == 0 || b[s] == ' ' || b[s] == '\t')
+    if (len == 0 || b[s] == ' ' || b[s] == '\t') {
+        follow(r, EXTEND, e);
         return 0;
+    }
+    if (r->open >= 0)
+        follow(r, verdict(sp, kn, s, e), e);
     if (sp->fast) {
         for (int k = 0; k < sp->nshapes; k++) {
             const Shape *sh = &sp->shapes[k];
@@ -1050,7 +1101,8 @@ PyDoc_STRVAR(scan_doc,
 "Scan buf[:cut] (whole lines). Returns (lines, garbage_lines, records, counts, slow, stats,\n"
 "keys): counts per level index; slow as packed int64 (line, start, end) triples; keys the\n"
 "distinct template keys of the chosen records, '\\n'-joined in order of first record, and\n"
-"stats seven packed int64 per key: count, first (line, start, end), last (line, start, end).\n"
+"stats eight packed int64 per key: count, first (line, start, end), last (line, start, end),\n"
+"and where the first record ends with its continuation lines (-1: left to the parser).\n"
 "With a memo (see memo()), the keys are folded into it (the latest record's order is\n"
 "order_base + its line) and only those new to it are returned.\n"
 "shapes: more (prefix, offsets, has_levels[, gap]) tried after the first, in order (gap: bytes\n"
@@ -1088,6 +1140,7 @@ py_scan(PyObject *self, PyObject *args)
     sp.bare = bare;
     sp.stop_run = stop_run > 0 ? stop_run : 0;
     r.stopped = -1;
+    r.open = -1;
     if (memo_obj != Py_None) {
         memo = PyCapsule_GetPointer(memo_obj, MEMO_NAME);
         if (memo == NULL)

@@ -297,8 +297,12 @@ def test_the_kernel_survives_any_bytes(
     spans = memoryview(slow).cast("q").tolist()
     assert all(0 <= spans[k + 1] <= spans[k + 2] < cut for k in range(0, len(spans), 3))
     figures = memoryview(stats).cast("q").tolist()
-    assert sum(figures[0::7]) == counts[3] + counts[4]
-    assert len(figures) // 7 == (keys.count(b"\n") + 1 if keys else 0)
+    assert len(figures) % 8 == 0
+    assert sum(figures[0::8]) == counts[3] + counts[4]
+    assert len(figures) // 8 == (keys.count(b"\n") + 1 if keys else 0)
+    for k in range(0, len(figures), 8):  # the first record's end: its line's, or later, or -1
+        end = figures[k + 7]
+        assert end == -1 or figures[k + 3] <= end <= cut
 
 
 _WORDS = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta", "iota", "kappa"]
@@ -610,3 +614,50 @@ def test_template_keys_of_hex_runs_match_the_numpy_path(rows: list[tuple[str, in
         native, pure = _both(path, top=1000)
     assert native.counts == pure.counts == {"ERROR": len(rows)}
     assert _figures(native) == _figures(pure)
+
+
+def _continuations(n: int) -> bytes:
+    """ERROR records followed by what may continue them: tracebacks (blank-led lines and a last
+    line the parser reads as no record), garbage, blank lines, a 600-line message, another
+    format's line, and records of other levels."""
+    out: list[str] = []
+    for k in range(n):
+        ts = f"2026-11-28 10:{k // 60 % 60:02d}:{k % 60:02d},{k % 1000:03d}"
+        step = chr(97 + k % 40 % 26) + chr(97 + k % 40 // 26)  # 40 templates, met in turn
+        out.append(f"{ts} - app.x - ERROR - {step}worker: job {k} failed")
+        kind = k % 8
+        if kind == 0:
+            out += ["Traceback (most recent call last):", '  File "a.py", line 3, in f']
+            out.append(f"ValueError: bad value {k % 3}")
+        elif kind == 1:
+            out.append("\x01\x02\x03\x04 binary \x05\x06")
+        elif kind == 2:
+            out += ["", "   indented tail"]
+        elif kind == 3 and k < 8:
+            out += [f"  part {j}" for j in range(600)]
+        elif kind == 4:
+            out.append(f"Nov 28 10:00:{k % 60:02d} host app[1]: syslog between records")
+        elif kind == 5:
+            out.append(f"{ts} - app - INFO - fine {k}")
+    return ("\n".join(out) + "\n").encode()
+
+
+@needs_native
+@pytest.mark.parametrize("chunk_size", [1024, 4096, 1 << 16])
+def test_the_kernel_s_record_ends_give_the_parser_s_examples(chunk_size: int) -> None:
+    """
+    The kernel tells where a new template's first record ends (its continuation lines
+    included) when the lines after it are blank-led, garbage, known tracebacks or the next
+    record; for any other line the parser walks them. Either way the example is the numpy
+    path's, at every chunk size.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cont.log"
+        path.write_bytes(_continuations(400))
+        native, pure = _both(path, chunk_size=chunk_size, top=1000)
+    assert _figures(native) == _figures(pure)
+    assert [t.example for t in native.templates] == [t.example for t in pure.templates]
+    assert len(native.templates) == 40
+    assert any("ValueError" in t.example for t in native.templates)
+    if chunk_size > 4096:  # the 600-line record fits the read: its example is cut at 4 000 chars
+        assert any("part 10" in t.example and t.example.endswith("…") for t in native.templates)
