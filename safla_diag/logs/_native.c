@@ -319,12 +319,11 @@ hash_bytes(const unsigned char *p, Py_ssize_t n)
 
 /* The first decimal digit in b[p:end], or end. */
 static inline Py_ssize_t
-next_digit(const Spec *sp, Py_ssize_t p, Py_ssize_t end)
+next_digit(const unsigned char *b, Py_ssize_t size, Py_ssize_t p, Py_ssize_t end)
 {
-    const unsigned char *b = sp->buf;
 #ifdef __SSE2__
     const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
-    while (p + 16 <= sp->size && p < end) {
+    while (p + 16 <= size && p < end) {
         __m128i d = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)(b + p)), zero);
         unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(d, nine), d));
         if (m) {
@@ -356,11 +355,10 @@ hex16(const unsigned char *p)
 /* The first byte in b[p:end] that is not a hex digit, or end: 16 bytes at a time (a byte loop
    here was most of a template key's cost, a mispredicted exit per run of digits). */
 static inline Py_ssize_t
-hex_end(const Spec *sp, Py_ssize_t p, Py_ssize_t end)
+hex_end(const unsigned char *b, Py_ssize_t size, Py_ssize_t p, Py_ssize_t end)
 {
-    const unsigned char *b = sp->buf;
 #ifdef __SSE2__
-    while (p < end && p + 16 <= sp->size) {
+    while (p < end && p + 16 <= size) {
         unsigned m = ~hex16(b + p) & 0xFFFFu;
         if (m) {
             Py_ssize_t at = p + __builtin_ctz(m);
@@ -376,9 +374,8 @@ hex_end(const Spec *sp, Py_ssize_t p, Py_ssize_t end)
 
 /* Where the run of hex digits that ends before d starts, not before floor (floor <= d). */
 static inline Py_ssize_t
-hex_start(const Spec *sp, Py_ssize_t floor, Py_ssize_t d)
+hex_start(const unsigned char *b, Py_ssize_t floor, Py_ssize_t d)
 {
-    const unsigned char *b = sp->buf;
 #ifdef __SSE2__
     while (d > floor && d >= 16) {
         unsigned m = ~hex16(b + d - 16) & 0xFFFFu;
@@ -394,6 +391,28 @@ hex_start(const Spec *sp, Py_ssize_t floor, Py_ssize_t d)
     while (d > floor && is_hex(b[d - 1]))
         d--;
     return d;
+}
+
+/* b[p:end] with every run of hex digits that holds a decimal digit written as one '0', into o
+   (room for end - p bytes); returns the end of what was written. b is readable up to size.
+   Copy up to each decimal digit, then replace the run around it (runs are maximal, so the one
+   around a digit starts after what was copied). */
+static char *
+collapse_into(const unsigned char *b, Py_ssize_t size, Py_ssize_t p, Py_ssize_t end, char *o)
+{
+    while (p < end) {
+        Py_ssize_t d = next_digit(b, size, p, end);
+        if (d == end) {
+            memcpy(o, b + p, (size_t)(end - p));
+            return o + (end - p);
+        }
+        Py_ssize_t run = hex_start(b, p, d);
+        memcpy(o, b + p, (size_t)(run - p));
+        o += run - p;
+        *o++ = '0';
+        p = hex_end(b, size, d + 1, end);
+    }
+    return o;
 }
 
 /* Double the distinct keys' hash table (or make its first). */
@@ -439,22 +458,7 @@ add_pick(const Spec *sp, Result *r, int64_t i, Py_ssize_t s, Py_ssize_t e, Py_ss
         *o++ = '\n';
     char *key = o;
     *o++ = (char)sp->tags[level];
-    /* Copy up to each decimal digit, then replace the run of hex digits around it with '0'
-       (runs are maximal, so the one around a digit starts after what was copied). */
-    Py_ssize_t p = body;
-    while (p < end) {
-        Py_ssize_t d = next_digit(sp, p, end);
-        if (d == end) {
-            memcpy(o, b + p, (size_t)(end - p));
-            o += end - p;
-            break;
-        }
-        Py_ssize_t run = hex_start(sp, p, d);
-        memcpy(o, b + p, (size_t)(run - p));
-        o += run - p;
-        *o++ = '0';
-        p = hex_end(sp, d + 1, end);
-    }
+    o = collapse_into(b, sp->size, body, end, o);
     size_t len = (size_t)(o - key);
     uint64_t h = hash_bytes((const unsigned char *)key, (Py_ssize_t)len);
     if (r->mask == 0 && keys_grow(r) < 0)
@@ -1276,27 +1280,7 @@ py_collapse(PyObject *self, PyObject *arg)
         return PyErr_NoMemory();
     }
     Py_BEGIN_ALLOW_THREADS
-    Py_ssize_t p = 0;
-    while (p < n) {
-        Py_ssize_t d = p;
-        while (d < n && (unsigned char)(b[d] - '0') >= 10)
-            d++;
-        if (d == n) {
-            memcpy(o + w, b + p, (size_t)(n - p));
-            w += n - p;
-            break;
-        }
-        /* Runs are maximal: the one around this digit starts after what was copied. */
-        Py_ssize_t run = d;
-        while (run > p && is_hex(b[run - 1]))
-            run--;
-        memcpy(o + w, b + p, (size_t)(run - p));
-        w += run - p;
-        o[w++] = '0';
-        p = d + 1;
-        while (p < n && is_hex(b[p]))
-            p++;
-    }
+    w = (char *)collapse_into(b, n, 0, n, (char *)o) - (char *)o;
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     PyObject *res = PyBytes_FromStringAndSize((const char *)o, w);
