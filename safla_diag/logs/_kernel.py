@@ -33,6 +33,8 @@ _MAX_CONTINUATION = 500
 HEADER_BYTES = 256  # of each template key's latest record: its time is read at the file's end
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(CANONICAL)}
 _BLANK = (32, 9)
+# The kernel's byte tables, made once (not per file).
+_LEFT, _RIGHT, _CTRL_TABLE = byte_table(LEFT), byte_table(RIGHT), byte_table(CTRL)
 # Another format inside a file (a concatenation, another service's log): after this many lines
 # in a row that no known shape reads, the kernel stops and the next lines teach it their shape.
 _STOP_RUN = 32
@@ -76,10 +78,10 @@ class NativeScan:
             pairs.setdefault(word, level)  # the lowest level first, as numpy's searchsorted
         self.words = b"".join(w.to_bytes(8, "little") for w in pairs)
         self.levels = bytes(pairs.values())
-        self.left = byte_table(LEFT)
-        self.right = byte_table(RIGHT)
+        self.left = _LEFT
+        self.right = _RIGHT
         self.initial = fs.initial_bytes
-        self.ctrl = byte_table(CTRL)
+        self.ctrl = _CTRL_TABLE
         self.tags = bytes(fs.tag_of.get(lv, b"\0")[0] for lv in CANONICAL)
         self.known = b""
         self.known_n = 0
