@@ -209,18 +209,21 @@ def merge(counts: Mapping[str, int], *, threshold: float = _THRESHOLD) -> dict[s
     Returns:
         masked template -> final template (``<*>`` where the cluster's members differ).
     """
-    order = sorted(counts, key=lambda t: (-counts[t], t))
+    # Templates of one length and first token may merge; each bucket is clustered on its own,
+    # most frequent first (so the answer depends on the counts, never on their order here).
     buckets: dict[tuple[int, str], list[str]] = {}
-    for text in order:
-        tokens = text.split(" ")
-        lead = tokens[0] if not _is_var(tokens[0]) else WILD
-        buckets.setdefault((len(tokens), lead), []).append(text)
+    for text in counts:
+        cut = text.find(" ")
+        lead = text if cut < 0 else text[:cut]
+        if _is_var(lead):
+            lead = WILD
+        buckets.setdefault((text.count(" ") + 1, lead), []).append(text)
     out: dict[str, str] = {}
-    for key in sorted(buckets):
-        texts = buckets[key]
+    for texts in buckets.values():
         if len(texts) == 1:  # alone in its bucket: its own template (most of a large scan's)
             out[texts[0]] = texts[0]
             continue
+        texts.sort(key=lambda t: (-counts[t], t))
         for cluster in _cluster(texts, threshold):
             for part in _split(cluster):
                 tmpl = list(part[0])

@@ -174,6 +174,9 @@ class FileScan:
         self.key_last: dict[bytes, tuple[int, bytes]] = {}  # (chunk << 32 | line, header)
         self.chunk_no = 0
         self.key_template: dict[bytes, tuple[str, str] | None] = {}
+        # Keys met since the last flush, by first record: (its order, its bytes, the length of
+        # its header line in them, a JSON record's traceback fields); resolved at the flush.
+        self.firsts: dict[bytes, tuple[int, bytes, int, str]] = {}
         self.new_offsets: Counter[int] = Counter()
         self.not_records: set[bytes] = set()
         mod = kernel()
@@ -599,49 +602,67 @@ class FileScan:
         for k, f in tally.items():
             key_counts[k] += f[0]
             key_last[k] = (base + f[4], bytes(buf[f[5] : min(f[6], f[5] + _HEADER_BYTES)]))
-        fresh = candidates.keys() - self.key_template.keys()
+        # A key new to this file (since the last flush): its first record is kept as bytes, and
+        # its masked template found when the file ends (_resolve), with every other key's at once.
+        firsts = self.firsts
+        fresh = [k for k in candidates if k not in firsts]
         if not fresh:
             return
-        known = self.opts.cache.masks(fresh)
-        table = self.acc.templates
-        for k in sorted(fresh, key=lambda k: candidates[k][1]):  # the first record shows the row
-            key = (self.level_of[k[:1]], known[k])
-            stats = table.get(key)
+        if len(fresh) > 1:
+            fresh.sort(key=lambda k: candidates[k][1])  # the first record shows the row
+        for k in fresh:
             _, line, s, e = candidates[k][:4]
-            if stats is None:
-                if len(table) >= self.opts.max_templates:
-                    self.acc.templates_truncated = True
-                    self.key_template[k] = None
-                    continue
-                earlier = self.acc.merged_into
-                if earlier is not None and key in earlier:
-                    stats = table[key] = TemplateStats(key[1], 0, "", key[0])
-                    stats.seen_head(self._head(buf, s, e), self.sn.table, self.opts.now)
-                else:
-                    table[key] = self._new_stats(buf, s, e, record_end(line, e), key)
-            else:
-                stats.seen_head(self._head(buf, s, e), self.sn.table, self.opts.now)
-            self.key_template[k] = key
-        if len(self.key_template) > _MAX_KEYS:
+            firsts[k] = (base + line, *self._first_record(buf, s, e, record_end(line, e)))
+        if len(firsts) > _MAX_KEYS:
             self._flush()
 
-    def _new_stats(
-        self, buf: bytearray, s: int, e_line: int, e: int, key: tuple[str, str]
-    ) -> TemplateStats:
-        """A new template's row: the record [s, e) is its example, its first line its time."""
-        text = bytes(buf[s : min(e, s + 4 * _EXAMPLE_CHARS)]).decode("utf-8", "replace")
-        line = bytes(buf[s : min(e_line, s + _MESSAGE_BYTES)]).rstrip(b"\r")
-        if line.lstrip()[:1] == b"{":  # maybe JSON: its traceback fields join the example
-            p = parse_line(line, self.sn.table)
+    def _first_record(self, buf: bytearray, s: int, e_line: int, e: int) -> tuple[bytes, int, str]:
+        """A key's first record [s, e), whose first line ends at ``e_line``: its bytes (bounded),
+        the length of its header line within them, and a JSON record's traceback fields."""
+        record = bytes(buf[s : min(e, s + 4 * _EXAMPLE_CHARS)])
+        n = min(e_line - s, _MESSAGE_BYTES)
+        extra = ""
+        if record[:n].lstrip()[:1] == b"{":  # maybe JSON: its traceback fields join the example
+            p = parse_line(record[:n].rstrip(b"\r"), self.sn.table)
             if p is not None and p.format == "json":
                 extra = json_extra(bytes(buf[s:e_line]))
-                text = text + ("\n" + extra if extra else "")
-        stats = TemplateStats(key[1], 0, text, key[0])
-        stats.seen_head(line, self.sn.table, self.opts.now)
-        return stats
+        return record, n, extra
+
+    def _resolve(self) -> None:
+        """The keys met since the last flush: their masked templates (masked together), and a
+        row for each template new to the table, its example the first record of its first key."""
+        firsts = self.firsts
+        if not firsts:
+            return
+        known = self.opts.cache.masks(firsts)
+        table = self.acc.templates
+        earlier = self.acc.merged_into
+        key_template = self.key_template
+        level_of = self.level_of
+        max_templates = self.opts.max_templates
+        sn_table, now = self.sn.table, self.opts.now
+        for k, (_order, record, n, extra) in firsts.items():
+            key = (level_of[k[:1]], known[k])
+            stats = table.get(key)
+            if stats is None:
+                if len(table) >= max_templates:
+                    self.acc.templates_truncated = True
+                    key_template[k] = None
+                    continue
+                if earlier is not None and key in earlier:  # that row keeps its own example
+                    stats = table[key] = TemplateStats(key[1], 0, "", key[0])
+                else:
+                    text = record.decode("utf-8", "replace")
+                    stats = table[key] = TemplateStats(
+                        key[1], 0, text + "\n" + extra if extra else text, key[0]
+                    )
+            stats.seen_head(record[:n].rstrip(b"\r"), sn_table, now)
+            key_template[k] = key
+        firsts.clear()
 
     def _flush(self) -> None:
         """Add the keys' counts to their templates and parse each key's latest time."""
+        self._resolve()
         table = self.acc.templates
         key_counts, key_last = self.key_counts, self.key_last
         if self.native is not None:
