@@ -643,6 +643,28 @@ done:
     return rc;
 }
 
+/* Size a chunk's key table and buffers for the keys its file has met so far (the memo's), so
+   that a chunk of a file with many templates does not grow them from nothing each time. */
+static int
+keys_presize(Result *r, const Memo *m)
+{
+    size_t cap = 256;
+    while (cap < 4 * m->nitems)
+        cap *= 2;
+    KeySlot *slots = malloc(cap * sizeof(KeySlot));
+    if (slots == NULL)
+        return -1;
+    for (size_t k = 0; k < cap; k++)
+        slots[k].index = -1;
+    free(r->slots);
+    r->slots = slots;
+    r->mask = cap - 1;
+    if (out_reserve(&r->picks, m->nitems * KEY_STATS * 8) < 0 ||
+        out_reserve(&r->keys, m->keys.len + 2 * m->nitems) < 0)
+        return -1;
+    return 0;
+}
+
 PyDoc_STRVAR(memo_doc,
 "memo(head_bytes)\n--\n\n"
 "A new, empty memo of template keys for scan(): per key, its records, the order of its latest\n"
@@ -1220,9 +1242,12 @@ py_scan(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    int rc;
+    int rc = 0;
     Py_BEGIN_ALLOW_THREADS
-    rc = scan(&sp, &kn, &r);
+    if (memo != NULL && memo->nitems)
+        rc = keys_presize(&r, memo); /* a chunk holds about the keys the last ones did */
+    if (rc == 0)
+        rc = scan(&sp, &kn, &r);
     if (rc == 0 && memo != NULL) /* the memo is its file's alone: no other thread touches it */
         rc = memo_fold(memo, &sp, &r, order_base, &fresh_keys, &fresh_picks);
     Py_END_ALLOW_THREADS
@@ -1297,11 +1322,21 @@ is_space(unsigned char c)
     return c == ' ' || (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x1f);
 }
 
-/* _mine._DELIM: \s = : , ; ( ) [ ] { } " ' < > | */
+/* _mine._DELIM: \s = : , ; ( ) [ ] { } " ' < > | (a table: this is asked of every byte) */
+static unsigned char delim_table[256];
+
+static void
+delim_init(void)
+{
+    for (int c = 0; c < 256; c++)
+        delim_table[c] = (unsigned char)(is_space((unsigned char)c) ||
+                                         (c != 0 && strchr("=:,;()[]{}\"'<>|", c) != NULL));
+}
+
 static inline int
 is_delim(unsigned char c)
 {
-    return is_space(c) || (c != 0 && strchr("=:,;()[]{}\"'<>|", c) != NULL);
+    return delim_table[c];
 }
 
 /* Where needle[0:m] first occurs in t[0:n], or NULL (memmem is not everywhere). */
@@ -1321,18 +1356,42 @@ find_sub(const unsigned char *t, Py_ssize_t n, const char *needle, Py_ssize_t m)
     return NULL;
 }
 
-/* Whether a \0-separated list of lower-case words has one inside t[0:n]. */
+#define HOLDS_MAX_WORDS 64
+
+/* Whether a \0-separated list of lower-case words has one inside t[0:n]: one pass over t, trying
+   at each byte only the words that begin with it (a search per word costs a pass per word). */
 static int
 holds_any(const unsigned char *t, Py_ssize_t n, const char *words, Py_ssize_t wlen)
 {
-    Py_ssize_t a = 0;
-    while (a < wlen) {
+    int first[256], next[HOLDS_MAX_WORDS];
+    Py_ssize_t at[HOLDS_MAX_WORDS];
+    size_t len[HOLDS_MAX_WORDS];
+    int nw = 0;
+    for (int c = 0; c < 256; c++)
+        first[c] = -1;
+    for (Py_ssize_t a = 0; a < wlen;) {
         const char *w = words + a;
-        size_t len = strnlen(w, (size_t)(wlen - a));
-        if (len && find_sub(t, n, w, (Py_ssize_t)len) != NULL)
-            return 1;
-        a += (Py_ssize_t)len + 1;
+        size_t l = strnlen(w, (size_t)(wlen - a));
+        if (l) {
+            if (nw == HOLDS_MAX_WORDS) { /* a longer list: a search per word */
+                if (find_sub(t, n, w, (Py_ssize_t)l) != NULL)
+                    return 1;
+            } else {
+                unsigned char c0 = (unsigned char)w[0];
+                at[nw] = a;
+                len[nw] = l;
+                next[nw] = first[c0];
+                first[c0] = nw++;
+            }
+        }
+        a += (Py_ssize_t)l + 1;
     }
+    for (Py_ssize_t k = 0; k < n; k++)
+        for (int j = first[t[k]]; j >= 0; j = next[j])
+            if (len[j] <= (size_t)(n - k) &&
+                (len[j] == 1 || t[k + 1] == (unsigned char)words[at[j] + 1]) &&
+                memcmp(t + k, words + at[j], len[j]) == 0)
+                return 1;
     return 0;
 }
 
@@ -1493,6 +1552,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
+    delim_init();
 #ifdef HAVE_AVX2_CLONE
     __builtin_cpu_init();
     const char *no = getenv("SAFLA_DIAG_NO_AVX2"); /* the tests compare both scans */

@@ -141,7 +141,7 @@ _HEAD_CHARS = 1024
 Head = tuple[bytes, Any, "datetime | None"]
 
 
-@dataclass
+@dataclass(slots=True)
 class TemplateStats:
     """
     Running figures for one (level, masked template). The example is kept as read and made

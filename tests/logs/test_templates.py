@@ -392,6 +392,17 @@ mask_text = st.lists(
             " - ",
             "Token",
             "PASS_WORD",
+            # fragments that join into the secret words, or stop one byte short of them
+            "pw",
+            "pwd",
+            "se",
+            "cret",
+            "ap",
+            "ikey",
+            "to",
+            "ken",
+            "bea",
+            "rer",
         ]
     ),
     max_size=30,
