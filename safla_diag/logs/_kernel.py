@@ -190,8 +190,8 @@ class NativeScan:
         if fs.opts.pattern is not None and stop:
             fs.matches(buf, 0, stop)
         if new or extra:
-            # The keys new to the memo (which counts them and keeps their latest record), and
-            # the parser's records, counted here.
+            # The keys new to the memo whose first record's end it could not tell (it counts
+            # them and keeps their latest record), and the parser's records, counted here.
             tally: dict[bytes, list[int]] = {}
             if extra:
                 extra_keys = keys_of(b"\n".join(t for *_, t in extra))
@@ -203,6 +203,7 @@ class NativeScan:
                 return self._record_end(buf, e, stop) if end is None else end
 
             fs.fold(buf, new, record_end, tally)
+        fs.check_keys(self.memo_keys())
         return stop
 
     def _learn(self, buf: bytearray, pos: int, stop: int) -> bool:
@@ -290,9 +291,14 @@ class NativeScan:
         left = memoryview(slow).cast("q").tolist()[0::3] if slow else []
         return [v for k in left for v in spans[3 * k : 3 * k + 3]]
 
-    def memo_items(self) -> list[tuple[bytes, int, int, bytes]]:
-        """The memo's keys (key, records, order of the latest, its header); the memo empties."""
+    def memo_items(self) -> list[tuple[bytes, int, int, bytes, int, bytes | None, int]]:
+        """The memo's keys (key, records, order of the latest, its header, order of the first,
+        its bytes or None where Python keeps them, its first line's length); the memo empties."""
         return self.mod.memo_items(self.memo, True)  # type: ignore[no-any-return]
+
+    def memo_keys(self) -> int:
+        """How many keys the memo holds."""
+        return self.mod.memo_size(self.memo)[0]  # type: ignore[no-any-return]
 
     def _slow(self, buf: bytearray, spans: list[int]) -> list[tuple[int, int, int, bytes]]:
         """

@@ -495,14 +495,22 @@ add_pick(const Spec *sp, Result *r, int64_t i, Py_ssize_t s, Py_ssize_t e, Py_ss
 /* -- the memo: a file's template keys across chunks ------------------------------------------ */
 
 /* Per distinct key of a file (since the memo was last cleared): its records, the order of the
-   latest (chunk << 32 | line) and that record's first head_bytes. Python sees a key once, when it
-   is new; the rest stays here until the file ends, so a chunk costs the same for 5 keys or 500. */
+   latest (chunk << 32 | line) and that record's first head_bytes, and its first record: its order,
+   its bytes (up to EXAMPLE_BYTES, continuation lines included) and the length of its first line in
+   them (up to MESSAGE_BYTES). Python sees a key only when the kernel could not tell where its first
+   record ends (or the record may be JSON); the rest stays here until the file ends, so a chunk
+   costs the same for 5 keys or 500. */
 typedef struct {
     size_t at, len; /* the key's bytes in Memo.keys */
     uint64_t hash;
-    int64_t count, last_order;
+    int64_t count, last_order, first_order;
     Py_ssize_t head_len;
+    size_t first_at;        /* the first record's bytes in Memo.firsts */
+    Py_ssize_t first_len;
+    Py_ssize_t first_line;  /* the first line's length in them; -1: the record is Python's */
 } MemoItem;
+
+#define EXAMPLE_BYTES 16000 /* of a key's first record: its example (4 000 characters) */
 
 typedef struct {
     Out keys;            /* every key's bytes, back to back */
@@ -512,6 +520,7 @@ typedef struct {
     size_t mask;         /* slots less one (a power of two); 0 before the first key */
     char *heads;         /* head_bytes per item */
     Py_ssize_t head_bytes;
+    Out firsts;          /* the items' first records, back to back */
 } Memo;
 
 #define MEMO_NAME "safla_diag.logs._native.memo"
@@ -523,6 +532,7 @@ memo_free(Memo *m)
     free(m->items);
     free(m->slots);
     free(m->heads);
+    free(m->firsts.data);
 }
 
 static void
@@ -615,18 +625,35 @@ memo_fold(Memo *m, const Spec *sp, const Result *r, int64_t order_base, Out *fre
                 goto done;
             memcpy(m->keys.data + m->keys.len, key, ks->len);
             it = &m->items[m->nitems];
-            *it = (MemoItem){m->keys.len, ks->len, ks->hash, 0, 0, 0};
+            *it = (MemoItem){m->keys.len, ks->len, ks->hash, 0, 0, order_base + st[1], 0, 0, 0, -1};
             m->keys.len += ks->len;
             m->slots[slot] = (int64_t)m->nitems++;
-            if (out_reserve(fresh_keys, ks->len + 1) < 0 ||
-                out_reserve(fresh_picks, KEY_STATS * 8) < 0)
-                goto done;
-            if (fresh_keys->len)
-                fresh_keys->data[fresh_keys->len++] = '\n';
-            memcpy(fresh_keys->data + fresh_keys->len, key, ks->len);
-            fresh_keys->len += ks->len;
-            memcpy(fresh_picks->data + fresh_picks->len, st, KEY_STATS * 8);
-            fresh_picks->len += KEY_STATS * 8;
+            Py_ssize_t s1 = (Py_ssize_t)st[2], e1 = (Py_ssize_t)st[3], end = (Py_ssize_t)st[7];
+            Py_ssize_t line = e1 - s1 < MESSAGE_BYTES ? e1 - s1 : MESSAGE_BYTES, lead = s1;
+            while (lead < s1 + line && (b[lead] == ' ' || (b[lead] >= 9 && b[lead] <= 13)))
+                lead++;
+            if (end >= 0 && (lead == s1 + line || b[lead] != '{')) {
+                /* Its first record, kept here: Python needs nothing of this key until the end. */
+                Py_ssize_t n = end - s1 < EXAMPLE_BYTES ? end - s1 : EXAMPLE_BYTES;
+                if (out_reserve(&m->firsts, (size_t)n) < 0)
+                    goto done;
+                memcpy(m->firsts.data + m->firsts.len, b + s1, (size_t)n);
+                it->first_at = m->firsts.len;
+                it->first_len = n;
+                it->first_line = line;
+                m->firsts.len += (size_t)n;
+            } else {
+                /* Python finds where it ends (or reads its JSON): the key goes back to it. */
+                if (out_reserve(fresh_keys, ks->len + 1) < 0 ||
+                    out_reserve(fresh_picks, KEY_STATS * 8) < 0)
+                    goto done;
+                if (fresh_keys->len)
+                    fresh_keys->data[fresh_keys->len++] = '\n';
+                memcpy(fresh_keys->data + fresh_keys->len, key, ks->len);
+                fresh_keys->len += ks->len;
+                memcpy(fresh_picks->data + fresh_picks->len, st, KEY_STATS * 8);
+                fresh_picks->len += KEY_STATS * 8;
+            }
             if (2 * m->nitems > m->mask && memo_grow(m) < 0)
                 goto done;
         }
@@ -693,7 +720,8 @@ py_memo(PyObject *self, PyObject *args)
 PyDoc_STRVAR(memo_items_doc,
 "memo_items(memo, clear)\n--\n\n"
 "The memo's keys, in order of first record: a list of (key, records, order of the latest,\n"
-"its head); with clear, the memo is emptied.");
+"its head, order of the first, its bytes or None, the length of its first line in them); None\n"
+"for a key scan() handed back to Python. With clear, the memo is emptied.");
 
 static PyObject *
 py_memo_items(PyObject *self, PyObject *args)
@@ -710,9 +738,18 @@ py_memo_items(PyObject *self, PyObject *args)
         return NULL;
     for (size_t k = 0; k < m->nitems; k++) {
         const MemoItem *it = &m->items[k];
-        PyObject *row = Py_BuildValue("y#LLy#", m->keys.data + it->at, (Py_ssize_t)it->len,
+        PyObject *first = it->first_line < 0
+                              ? Py_NewRef(Py_None)
+                              : PyBytes_FromStringAndSize(m->firsts.data + it->first_at,
+                                                          it->first_len);
+        if (first == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *row = Py_BuildValue("y#LLy#LNn", m->keys.data + it->at, (Py_ssize_t)it->len,
                                       (long long)it->count, (long long)it->last_order,
-                                      m->heads + k * (size_t)m->head_bytes, it->head_len);
+                                      m->heads + k * (size_t)m->head_bytes, it->head_len,
+                                      (long long)it->first_order, first, it->first_line);
         if (row == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -1526,10 +1563,25 @@ done:
     return res;
 }
 
+PyDoc_STRVAR(memo_size_doc,
+"memo_size(memo)\n--\n\n"
+"How many keys the memo holds, and the bytes of their first records.");
+
+static PyObject *
+py_memo_size(PyObject *self, PyObject *capsule)
+{
+    (void)self;
+    Memo *m = PyCapsule_GetPointer(capsule, MEMO_NAME);
+    if (m == NULL)
+        return NULL;
+    return Py_BuildValue("nn", (Py_ssize_t)m->nitems, (Py_ssize_t)m->firsts.len);
+}
+
 static PyMethodDef methods[] = {
     {"scan", py_scan, METH_VARARGS, scan_doc},
     {"memo", py_memo, METH_VARARGS, memo_doc},
     {"memo_items", py_memo_items, METH_VARARGS, memo_items_doc},
+    {"memo_size", py_memo_size, METH_O, memo_size_doc},
     {"collapse", py_collapse, METH_O, collapse_doc},
     {"mask_simple", py_mask_simple, METH_VARARGS, mask_simple_doc},
     {NULL, NULL, 0, NULL},

@@ -613,7 +613,13 @@ class FileScan:
         for k in fresh:
             _, line, s, e = candidates[k][:4]
             firsts[k] = (base + line, *self._first_record(buf, s, e, record_end(line, e)))
-        if len(firsts) > _MAX_KEYS:
+        if self.native is None:
+            self.check_keys(0)
+
+    def check_keys(self, elsewhere: int) -> None:
+        """Fold the keys met so far into the template table when they (with ``elsewhere``
+        more, the kernel's) are more than a file keeps."""
+        if len(self.firsts) + elsewhere > _MAX_KEYS:
             self._flush()
 
     def _first_record(self, buf: bytearray, s: int, e_line: int, e: int) -> tuple[bytes, int, str]:
@@ -635,6 +641,8 @@ class FileScan:
         if not firsts:
             return
         known = self.opts.cache.masks(firsts)
+        if self.native is not None:  # the kernel's and Python's, in the file's order
+            firsts = dict(sorted(firsts.items(), key=lambda kv: kv[1][0]))
         table = self.acc.templates
         earlier = self.acc.merged_into
         key_template = self.key_template
@@ -658,19 +666,24 @@ class FileScan:
                     )
             stats.seen_head(record[:n].rstrip(b"\r"), sn_table, now)
             key_template[k] = key
-        firsts.clear()
+        self.firsts.clear()
 
     def _flush(self) -> None:
         """Add the keys' counts to their templates and parse each key's latest time."""
-        self._resolve()
         table = self.acc.templates
         key_counts, key_last = self.key_counts, self.key_last
         if self.native is not None:
-            for k, count, order, head in self.native.memo_items():
+            firsts = self.firsts
+            for k, count, order, head, first, record, line in self.native.memo_items():
                 key_counts[k] += count
                 last = key_last.get(k)
                 if last is None or last[0] < order:
                     key_last[k] = (order, head)
+                if record is not None:
+                    had = firsts.get(k)
+                    if had is None or first < had[0]:
+                        firsts[k] = (first, record, line, "")
+        self._resolve()
         for k, count in key_counts.items():
             key = self.key_template.get(k)
             stats = table.get(key) if key is not None else None

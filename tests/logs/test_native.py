@@ -366,7 +366,9 @@ def test_the_memo_holds_each_key_once_and_refuses_what_is_not_one() -> None:
     memo = mod.memo(8)
     assert mod.memo_items(memo, False) == []
     ok_left, ctrl, word, initial, right = _error_tables()
-    text = b"11 ERROR a 1\n22 ERROR a 22\n33 ERROR b\n"
+    # "xx what" is for the parser to judge: where a's first record ends is Python's to find; b's
+    # first record ends after its continuation line, and the memo keeps it.
+    text = b"11 ERROR a 1\nxx what\n22 ERROR a 22\n33 ERROR b\n  more\n"
     buf = bytearray(text + bytes(64))  # a reader's chunk: padding after the cut
 
     def scan(memo_arg: object, order: int) -> Any:
@@ -376,17 +378,24 @@ def test_the_memo_holds_each_key_once_and_refuses_what_is_not_one() -> None:
         )  # fmt: skip
 
     first = scan(memo, 1 << 32)
-    assert first[6].split(b"\n") == [b"\1 a 0", b"\1 b"]  # two keys, new
+    assert first[6] == b"\1 a 0"  # two keys new, one handed back: its record's end is unknown
+    assert memoryview(first[5]).cast("q").tolist()[7] == -1
+    assert mod.memo_size(memo) == (2, len(b"33 ERROR b\n  more"))
     second = scan(memo, 2 << 32)
     assert second[6] == b"" and second[5] == b""  # nothing new the second time
     items = mod.memo_items(memo, True)
     assert items == [
-        (b"\1 a 0", 4, (2 << 32) + 1, b"22 ERROR"),  # counted in both chunks; the latest's head
-        (b"\1 b", 2, (2 << 32) + 2, b"33 ERROR"),
+        # counted in both chunks; the latest's head; the first record's order, and its bytes
+        # (with the length of its first line) or None where Python keeps them
+        (b"\1 a 0", 4, (2 << 32) + 2, b"22 ERROR", 1 << 32, None, -1),
+        (b"\1 b", 2, (2 << 32) + 3, b"33 ERROR", (1 << 32) + 3, b"33 ERROR b\n  more", 10),
     ]
     assert mod.memo_items(memo, False) == []  # cleared
+    assert mod.memo_size(memo) == (0, 0)
     with pytest.raises(ValueError):
         scan(object(), 0)  # not a memo
+    with pytest.raises(ValueError):
+        mod.memo_size(object())
 
 
 def test_a_field_wider_than_the_sample_s_keeps_lines_on_the_fast_path(tmp_path: Path) -> None:
