@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
+import operator
 import os
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,21 +44,28 @@ def _compile(pattern: str | re.Pattern[str] | re.Pattern[bytes] | None) -> re.Pa
         raise ValueError(f"invalid pattern {pattern!r}: {err}") from err
 
 
+_rank = operator.itemgetter(0, 1, 2)
+
+
 def _rows(table: dict[tuple[str, str], TemplateStats], top: int) -> tuple[LogTemplate, ...]:
     """Merge the masked templates (as mine_templates does) and rank the rows."""
-    counts: Counter[str] = Counter()
+    counts: dict[str, int] = {}
     for (_level, masked), st in table.items():
-        counts[masked] += st.count
+        counts[masked] = counts.get(masked, 0) + st.count
     final = merge(counts)
     rows: dict[tuple[str, str], list[TemplateStats]] = {}
     for (level, masked), st in table.items():
         rows.setdefault((level, final[masked]), []).append(st)
-    ranked = []
-    for (level, template), members in rows.items():
-        ranked.append((-sum(m.count for m in members), level, template, members))
-    ranked.sort(key=lambda r: r[:3])
+    ranked = [
+        (-sum(m.count for m in members), level, template, members)
+        for (level, template), members in rows.items()
+    ]
+    # (count, level, template) tells every row apart: the members are never compared
+    best = (
+        heapq.nsmallest(top, ranked, key=_rank) if top < len(ranked) else sorted(ranked, key=_rank)
+    )
     out = []
-    for neg_count, level, template, members in ranked[:top]:
+    for neg_count, level, template, members in best:
         # Only the rows shown: an example is redacted, and the first and last times compared,
         # for top rows, not for each of (maybe thousands of) templates.
         firsts = [m.first_seen for m in members if m.first_seen is not None]

@@ -434,7 +434,10 @@ def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: A
                 raw2.seek(split)
                 part = _scan_part(name, raw2, opts, second, sniffed)
             if part.scan is not None:
-                part.scan.finish()  # its keys into its rows here, while the first half may read on
+                # Its keys out of the kernel here, while the first half may read on; they go
+                # into the first half's rows once both are done (below), not into rows of its
+                # own that would then be added to those one by one.
+                part.scan.collect()
             result.append(part)
         except BaseException as err:  # handed to the caller's thread below
             result.append(err)
@@ -452,6 +455,9 @@ def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: A
     if isinstance(other, BaseException):
         raise other
     _merge(acc, second, opts)
+    if other.scan is not None:
+        other.scan.acc = acc  # its last keys straight into the file's rows (after any earlier)
+        other.scan.finish()
     first.long_lines += other.long_lines
     first.text_seen |= other.text_seen
     first.error = first.error or other.error

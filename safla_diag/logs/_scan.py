@@ -670,19 +670,9 @@ class FileScan:
 
     def _flush(self) -> None:
         """Add the keys' counts to their templates and parse each key's latest time."""
+        self.collect()
         table = self.acc.templates
         key_counts, key_last = self.key_counts, self.key_last
-        if self.native is not None:
-            firsts = self.firsts
-            for k, count, order, head, first, record, line in self.native.memo_items():
-                key_counts[k] += count
-                last = key_last.get(k)
-                if last is None or last[0] < order:
-                    key_last[k] = (order, head)
-                if record is not None:
-                    had = firsts.get(k)
-                    if had is None or first < had[0]:
-                        firsts[k] = (first, record, line, "")
         self._resolve()
         for k, count in key_counts.items():
             key = self.key_template.get(k)
@@ -694,6 +684,22 @@ class FileScan:
         self.key_counts.clear()
         self.key_last.clear()
         self.key_template.clear()
+
+    def collect(self) -> None:
+        """Take the kernel's keys into this scan's own (the kernel's memo empties): what the
+        template table needs of them, not yet folded in."""
+        if self.native is not None:
+            key_counts, key_last = self.key_counts, self.key_last
+            firsts = self.firsts
+            for k, count, order, head, first, record, line in self.native.memo_items():
+                key_counts[k] += count
+                last = key_last.get(k)
+                if last is None or last[0] < order:
+                    key_last[k] = (order, head)
+                if record is not None:
+                    had = firsts.get(k)
+                    if had is None or first < had[0]:
+                        firsts[k] = (first, record, line, "")
 
     def finish(self) -> None:
         """Fold this file's keys into the template table (once per file, not per chunk)."""
