@@ -203,7 +203,7 @@ class NativeScan:
                 return self._record_end(buf, e, stop) if end is None else end
 
             fs.fold(buf, new, record_end, tally)
-        fs.check_keys(self.memo_keys())
+        fs.check_keys(*self.memo_size())
         return stop
 
     def _learn(self, buf: bytearray, pos: int, stop: int) -> bool:
@@ -296,9 +296,9 @@ class NativeScan:
         its bytes or None where Python keeps them, its first line's length); the memo empties."""
         return self.mod.memo_items(self.memo, True)  # type: ignore[no-any-return]
 
-    def memo_keys(self) -> int:
-        """How many keys the memo holds."""
-        return self.mod.memo_size(self.memo)[0]  # type: ignore[no-any-return]
+    def memo_size(self) -> tuple[int, int]:
+        """How many keys the memo holds, and the bytes of their first records."""
+        return self.mod.memo_size(self.memo)  # type: ignore[no-any-return]
 
     def _slow(self, buf: bytearray, spans: list[int]) -> list[tuple[int, int, int, bytes]]:
         """

@@ -66,6 +66,9 @@ _MAX_REMEMBERED = 4096
 _MAX_KEYS = (
     20_000  # a file's distinct template keys held (with a header each) before they are folded in
 )
+# ... and the bytes of their first records held meanwhile (each up to 16 000: a message and its
+# traceback), so that many keys of a few templates do not hold a record each for long.
+_MAX_FIRST_BYTES = 16 << 20
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(CANONICAL)}
 
 
@@ -177,6 +180,7 @@ class FileScan:
         # Keys met since the last flush, by first record: (its order, its bytes, the length of
         # its header line in them, a JSON record's traceback fields); resolved at the flush.
         self.firsts: dict[bytes, tuple[int, bytes, int, str]] = {}
+        self.firsts_bytes = 0
         self.new_offsets: Counter[int] = Counter()
         self.not_records: set[bytes] = set()
         mod = kernel()
@@ -612,14 +616,18 @@ class FileScan:
             fresh.sort(key=lambda k: candidates[k][1])  # the first record shows the row
         for k in fresh:
             _, line, s, e = candidates[k][:4]
-            firsts[k] = (base + line, *self._first_record(buf, s, e, record_end(line, e)))
+            first = firsts[k] = (base + line, *self._first_record(buf, s, e, record_end(line, e)))
+            self.firsts_bytes += len(first[1])
         if self.native is None:
-            self.check_keys(0)
+            self.check_keys(0, 0)
 
-    def check_keys(self, elsewhere: int) -> None:
-        """Fold the keys met so far into the template table when they (with ``elsewhere``
-        more, the kernel's) are more than a file keeps."""
-        if len(self.firsts) + elsewhere > _MAX_KEYS:
+    def check_keys(self, keys: int, first_bytes: int) -> None:
+        """Fold the keys met so far into the template table when they (with ``keys`` more and
+        ``first_bytes`` of their first records: the kernel's) are more than a file keeps."""
+        if (
+            len(self.firsts) + keys > _MAX_KEYS
+            or self.firsts_bytes + first_bytes > _MAX_FIRST_BYTES
+        ):
             self._flush()
 
     def _first_record(self, buf: bytearray, s: int, e_line: int, e: int) -> tuple[bytes, int, str]:
@@ -667,6 +675,7 @@ class FileScan:
             stats.seen_head(record[:n].rstrip(b"\r"), sn_table, now)
             key_template[k] = key
         self.firsts.clear()
+        self.firsts_bytes = 0
 
     def _flush(self) -> None:
         """Add the keys' counts to their templates and parse each key's latest time."""
@@ -700,6 +709,7 @@ class FileScan:
                     had = firsts.get(k)
                     if had is None or first < had[0]:
                         firsts[k] = (first, record, line, "")
+                        self.firsts_bytes += len(record)
 
     def finish(self) -> None:
         """Fold this file's keys into the template table (once per file, not per chunk)."""

@@ -344,6 +344,47 @@ def test_the_kernel_s_memo_agrees_when_keys_are_flushed_mid_file(
     assert len(native.templates) > 50
 
 
+@needs_native
+def test_many_keys_of_few_templates_do_not_each_hold_a_record_for_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Thousands of distinct keys (a user name in each error, never masked alike) that merge into a
+    few templates, each record with a long traceback: the keys' first records, kept until the
+    file ends, are folded into the table whenever they hold more than the bound (here 4 KiB),
+    and the report is the one without the bound, on both paths.
+    """
+    from safla_diag.logs import _scan
+
+    names = [a + b for a in _WORDS for b in _WORDS]  # "alphabeta": no hex run with a digit
+    trace = "".join(f'\n  File "/srv/app/m{k}.py", line {k}, in run\n    step()' for k in range(8))
+    lines = []
+    for i in range(1500):
+        lines.append(
+            f"2026-11-28 10:{i // 60 % 60:02d}:{i % 60:02d},{i % 1000:03d} - app - ERROR - "
+            f"login failed for {names[i % len(names)]} from {names[(i * 7) % len(names)]}" + trace
+        )
+    path = tmp_path / "users.log"
+    path.write_text("\n".join(lines) + "\n")
+    kw: dict[str, Any] = {"chunk_size": 1 << 16, "top": 10_000}
+    unbounded = analyze_logs(path, **kw)
+    flushes = 0
+    flush = _scan.FileScan._flush
+
+    def counted(self: Any) -> None:
+        nonlocal flushes
+        flushes += 1
+        flush(self)
+
+    monkeypatch.setattr(_scan, "_MAX_FIRST_BYTES", 4096)
+    monkeypatch.setattr(_scan.FileScan, "_flush", counted)
+    native, pure = _both(path, **kw)
+    assert flushes > 20  # a few keys at a time, on both paths
+    assert _figures(native) == _figures(pure) == _figures(unbounded)
+    assert [t.example for t in native.templates] == [t.example for t in unbounded.templates]
+    assert len(native.templates) < 10 and native.counts["ERROR"] == 1500
+
+
 def _error_tables() -> tuple[bytes, bytes, bytes, bytes, bytes]:
     """The kernel's left and control tables, and the word ERROR with its initial and right."""
     left = bytes(1 if c in b' \t[<("' else 0 for c in range(256))
