@@ -671,12 +671,16 @@ done:
 }
 
 /* Size a chunk's key table and buffers for the keys its file has met so far (the memo's), so
-   that a chunk of a file with many templates does not grow them from nothing each time. */
+   that a chunk of a file with many templates does not grow them from nothing each time; up to
+   PRESIZE_KEYS keys (a file of many more rarely has them all in one chunk: the table grows). */
+#define PRESIZE_KEYS 2048
+
 static int
 keys_presize(Result *r, const Memo *m)
 {
+    size_t keys = m->nitems < PRESIZE_KEYS ? m->nitems : PRESIZE_KEYS;
     size_t cap = 256;
-    while (cap < 4 * m->nitems)
+    while (cap < 4 * keys)
         cap *= 2;
     KeySlot *slots = malloc(cap * sizeof(KeySlot));
     if (slots == NULL)
@@ -686,8 +690,8 @@ keys_presize(Result *r, const Memo *m)
     free(r->slots);
     r->slots = slots;
     r->mask = cap - 1;
-    if (out_reserve(&r->picks, m->nitems * KEY_STATS * 8) < 0 ||
-        out_reserve(&r->keys, m->keys.len + 2 * m->nitems) < 0)
+    if (out_reserve(&r->picks, keys * KEY_STATS * 8) < 0 ||
+        out_reserve(&r->keys, m->keys.len / m->nitems * keys + 2 * keys) < 0)
         return -1;
     return 0;
 }
