@@ -575,8 +575,62 @@ memo_grow(Memo *m)
     return 0;
 }
 
-/* Fold a chunk's distinct keys (Result.keys/picks/slots) into the memo; the keys new to it go to
-   fresh_keys/fresh_picks, in the chunk's order of first record. */
+/* The memo's item for a key (its hash given), added when new (*added: counts and orders zero,
+   no first record); NULL when memory runs out. */
+static MemoItem *
+memo_item(Memo *m, const char *key, size_t len, uint64_t hash, int *added)
+{
+    *added = 0;
+    if (m->mask == 0 && memo_grow(m) < 0)
+        return NULL;
+    size_t slot = hash & m->mask;
+    for (; m->slots[slot] >= 0; slot = (slot + 1) & m->mask) {
+        MemoItem *c = &m->items[m->slots[slot]];
+        if (c->hash == hash && c->len == len && memcmp(m->keys.data + c->at, key, len) == 0)
+            return c;
+    }
+    if (m->nitems == m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 256;
+        MemoItem *items = realloc(m->items, cap * sizeof(MemoItem));
+        if (items == NULL)
+            return NULL;
+        m->items = items;
+        char *heads = realloc(m->heads, cap * (size_t)m->head_bytes + 1);
+        if (heads == NULL)
+            return NULL;
+        m->heads = heads;
+        m->cap = cap;
+    }
+    if (out_reserve(&m->keys, len) < 0)
+        return NULL;
+    memcpy(m->keys.data + m->keys.len, key, len);
+    MemoItem *it = &m->items[m->nitems];
+    *it = (MemoItem){m->keys.len, len, hash, 0, 0, 0, 0, 0, 0, -1};
+    m->keys.len += len;
+    m->slots[slot] = (int64_t)m->nitems++;
+    if (2 * m->nitems > m->mask && memo_grow(m) < 0) /* the items stay where they are */
+        return NULL;
+    *added = 1;
+    return it;
+}
+
+/* Keep b[s:s+n] as the item's first record, its first line `line` bytes long. */
+static int
+memo_keep_first(Memo *m, MemoItem *it, const char *b, Py_ssize_t n, Py_ssize_t line)
+{
+    if (out_reserve(&m->firsts, (size_t)n) < 0)
+        return -1;
+    memcpy(m->firsts.data + m->firsts.len, b, (size_t)n);
+    it->first_at = m->firsts.len;
+    it->first_len = n;
+    it->first_line = line;
+    m->firsts.len += (size_t)n;
+    return 0;
+}
+
+/* Fold a chunk's distinct keys (Result.keys/picks/slots) into the memo; the keys new to it whose
+   first record's end is unknown (or that may be JSON) go to fresh_keys/fresh_picks, in the chunk's
+   order of first record. */
 static int
 memo_fold(Memo *m, const Spec *sp, const Result *r, int64_t order_base, Out *fresh_keys,
           Out *fresh_picks)
@@ -596,38 +650,12 @@ memo_fold(Memo *m, const Spec *sp, const Result *r, int64_t order_base, Out *fre
         const KeySlot *ks = by_index[j];
         const char *key = r->keys.data + ks->at;
         const int64_t *st = (const int64_t *)r->picks.data + j * KEY_STATS;
-        if (m->mask == 0 && memo_grow(m) < 0)
+        int added;
+        MemoItem *it = memo_item(m, key, ks->len, ks->hash, &added);
+        if (it == NULL)
             goto done;
-        size_t slot = ks->hash & m->mask;
-        MemoItem *it = NULL;
-        for (; m->slots[slot] >= 0; slot = (slot + 1) & m->mask) {
-            MemoItem *c = &m->items[m->slots[slot]];
-            if (c->hash == ks->hash && c->len == ks->len &&
-                memcmp(m->keys.data + c->at, key, ks->len) == 0) {
-                it = c;
-                break;
-            }
-        }
-        if (it == NULL) {
-            if (m->nitems == m->cap) {
-                size_t cap = m->cap ? 2 * m->cap : 256;
-                MemoItem *items = realloc(m->items, cap * sizeof(MemoItem));
-                if (items == NULL)
-                    goto done;
-                m->items = items;
-                char *heads = realloc(m->heads, cap * (size_t)m->head_bytes + 1);
-                if (heads == NULL)
-                    goto done;
-                m->heads = heads;
-                m->cap = cap;
-            }
-            if (out_reserve(&m->keys, ks->len) < 0)
-                goto done;
-            memcpy(m->keys.data + m->keys.len, key, ks->len);
-            it = &m->items[m->nitems];
-            *it = (MemoItem){m->keys.len, ks->len, ks->hash, 0, 0, order_base + st[1], 0, 0, 0, -1};
-            m->keys.len += ks->len;
-            m->slots[slot] = (int64_t)m->nitems++;
+        if (added) {
+            it->first_order = order_base + st[1];
             Py_ssize_t s1 = (Py_ssize_t)st[2], e1 = (Py_ssize_t)st[3], end = (Py_ssize_t)st[7];
             Py_ssize_t line = e1 - s1 < MESSAGE_BYTES ? e1 - s1 : MESSAGE_BYTES, lead = s1;
             while (lead < s1 + line && (b[lead] == ' ' || (b[lead] >= 9 && b[lead] <= 13)))
@@ -635,13 +663,8 @@ memo_fold(Memo *m, const Spec *sp, const Result *r, int64_t order_base, Out *fre
             if (end >= 0 && (lead == s1 + line || b[lead] != '{')) {
                 /* Its first record, kept here: Python needs nothing of this key until the end. */
                 Py_ssize_t n = end - s1 < EXAMPLE_BYTES ? end - s1 : EXAMPLE_BYTES;
-                if (out_reserve(&m->firsts, (size_t)n) < 0)
+                if (memo_keep_first(m, it, (const char *)b + s1, n, line) < 0)
                     goto done;
-                memcpy(m->firsts.data + m->firsts.len, b + s1, (size_t)n);
-                it->first_at = m->firsts.len;
-                it->first_len = n;
-                it->first_line = line;
-                m->firsts.len += (size_t)n;
             } else {
                 /* Python finds where it ends (or reads its JSON): the key goes back to it. */
                 if (out_reserve(fresh_keys, ks->len + 1) < 0 ||
@@ -654,8 +677,6 @@ memo_fold(Memo *m, const Spec *sp, const Result *r, int64_t order_base, Out *fre
                 memcpy(fresh_picks->data + fresh_picks->len, st, KEY_STATS * 8);
                 fresh_picks->len += KEY_STATS * 8;
             }
-            if (2 * m->nitems > m->mask && memo_grow(m) < 0)
-                goto done;
         }
         it->count += st[0];
         it->last_order = order_base + st[4];
@@ -1567,6 +1588,55 @@ done:
     return res;
 }
 
+PyDoc_STRVAR(memo_merge_doc,
+"memo_merge(into, other)\n--\n\n"
+"Add the keys of other (the memo of a later part of the same file) to into: records summed, the\n"
+"latest record's order and head and the first record kept from whichever memo has them; other\n"
+"is emptied. The two must keep heads of the same size.");
+
+static PyObject *
+py_memo_merge(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *into_obj, *other_obj;
+    if (!PyArg_ParseTuple(args, "OO", &into_obj, &other_obj))
+        return NULL;
+    Memo *d = PyCapsule_GetPointer(into_obj, MEMO_NAME);
+    if (d == NULL)
+        return NULL;
+    Memo *o = PyCapsule_GetPointer(other_obj, MEMO_NAME);
+    if (o == NULL)
+        return NULL;
+    if (d == o || d->head_bytes != o->head_bytes) {
+        PyErr_SetString(PyExc_ValueError, "two memos keeping heads of the same size are needed");
+        return NULL;
+    }
+    for (size_t k = 0; k < o->nitems; k++) {
+        const MemoItem *s = &o->items[k];
+        int added;
+        MemoItem *it = memo_item(d, o->keys.data + s->at, s->len, s->hash, &added);
+        if (it == NULL)
+            return PyErr_NoMemory();
+        it->count += s->count;
+        if (added || s->last_order > it->last_order) {
+            memcpy(d->heads + (size_t)(it - d->items) * (size_t)d->head_bytes,
+                   o->heads + k * (size_t)o->head_bytes, (size_t)s->head_len);
+            it->head_len = s->head_len;
+            it->last_order = s->last_order;
+        }
+        if (added || s->first_order < it->first_order) {
+            it->first_order = s->first_order;
+            it->first_line = -1; /* Python's, unless the other memo kept the record */
+            if (s->first_line >= 0 &&
+                memo_keep_first(d, it, o->firsts.data + s->first_at, s->first_len,
+                                s->first_line) < 0)
+                return PyErr_NoMemory();
+        }
+    }
+    memo_clear(o);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(memo_size_doc,
 "memo_size(memo)\n--\n\n"
 "How many keys the memo holds, and the bytes of their first records.");
@@ -1586,6 +1656,7 @@ static PyMethodDef methods[] = {
     {"memo", py_memo, METH_VARARGS, memo_doc},
     {"memo_items", py_memo_items, METH_VARARGS, memo_items_doc},
     {"memo_size", py_memo_size, METH_O, memo_size_doc},
+    {"memo_merge", py_memo_merge, METH_VARARGS, memo_merge_doc},
     {"collapse", py_collapse, METH_O, collapse_doc},
     {"mask_simple", py_mask_simple, METH_VARARGS, mask_simple_doc},
     {NULL, NULL, 0, NULL},

@@ -395,6 +395,11 @@ def _idle_besides_us(loadavg: bytes, cores: int) -> bool:
     return cores >= 2 and ready - 1 < cores
 
 
+# The second half's chunks are numbered from here: a record's order (chunk << 32 | line) then
+# comes after every record of the first half.
+_SECOND_HALF = 1 << 24
+
+
 def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: Accumulator) -> bool:
     """
     Scan a large regular file as two halves at once, the second on a thread of its own
@@ -432,12 +437,7 @@ def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: A
         try:
             with io.FileIO(path, "rb") as raw2:
                 raw2.seek(split)
-                part = _scan_part(name, raw2, opts, second, sniffed)
-            if part.scan is not None:
-                # Its keys out of the kernel here, while the first half may read on; they go
-                # into the first half's rows once both are done (below), not into rows of its
-                # own that would then be added to those one by one.
-                part.scan.collect()
+                part = _scan_part(name, raw2, opts, second, sniffed, _SECOND_HALF)
             result.append(part)
         except BaseException as err:  # handed to the caller's thread below
             result.append(err)
@@ -447,17 +447,26 @@ def _scan_halves(name: str, path: str, raw: io.FileIO, opts: ScanOptions, acc: A
     before = _before(acc)
     try:
         first = _scan_part(name, _Limited(raw, split), opts, acc, sniffed)
-        if first.scan is not None:
-            first.scan.finish()  # likewise, while the second half may read on (done once)
     finally:
         worker.join()
     other = result[0] if result else RuntimeError("the second half's scan did not finish")
     if isinstance(other, BaseException):
         raise other
-    _merge(acc, second, opts)
-    if other.scan is not None:
-        other.scan.acc = acc  # its last keys straight into the file's rows (after any earlier)
-        other.scan.finish()
+    if first.scan is not None and other.scan is not None and not other.scan.flushes:
+        # The second half's keys join the first's (in the kernel: its memo into the first's),
+        # and one fold of them all gives the file's rows as a single pass does; no key is
+        # folded twice.
+        first.scan.absorb(other.scan)
+        _merge(acc, second, opts)
+    else:
+        # The second half folded keys of its own already (more than a file keeps at once):
+        # the first half's rows first, then those, then its last keys into the file's rows.
+        if first.scan is not None:
+            first.scan.finish()
+        _merge(acc, second, opts)
+        if other.scan is not None:
+            other.scan.acc = acc
+            other.scan.finish()
     first.long_lines += other.long_lines
     first.text_seen |= other.text_seen
     first.error = first.error or other.error
@@ -519,11 +528,17 @@ def _finish(name: str, part: _Part, acc: Accumulator, before: tuple[int, int, in
 
 
 def _scan_part(
-    name: str, stream: Stream, opts: ScanOptions, acc: Accumulator, sniffed: Sniffed | None = None
+    name: str,
+    stream: Stream,
+    opts: ScanOptions,
+    acc: Accumulator,
+    sniffed: Sniffed | None = None,
+    first_chunk: int = 0,
 ) -> _Part:
     """
     The read loop over one stream into ``acc``. With ``sniffed`` the stream is the second half
-    of a file whose start was sniffed already (no binary checks, the same format).
+    of a file whose start was sniffed already (no binary checks, the same format), its chunks
+    numbered from ``first_chunk`` (so that its records come after the first half's).
     """
     chunk = max(opts.chunk_size, 1024)
     buf = bytearray(chunk + PAD)
@@ -589,6 +604,7 @@ def _scan_part(
                         part.skipped = "no timestamps found, so 'since' cannot apply"
                         return part
                 scan = part.scan = FileScan(name, sniffed, opts, acc)
+                scan.chunk_no = first_chunk
             if eof:
                 if buf[end - 1] != 10:
                     buf[end] = 10

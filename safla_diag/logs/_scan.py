@@ -181,6 +181,7 @@ class FileScan:
         # its header line in them, a JSON record's traceback fields); resolved at the flush.
         self.firsts: dict[bytes, tuple[int, bytes, int, str]] = {}
         self.firsts_bytes = 0
+        self.flushes = 0  # folds into the template table so far
         self.new_offsets: Counter[int] = Counter()
         self.not_records: set[bytes] = set()
         mod = kernel()
@@ -679,6 +680,7 @@ class FileScan:
 
     def _flush(self) -> None:
         """Add the keys' counts to their templates and parse each key's latest time."""
+        self.flushes += 1
         self.collect()
         table = self.acc.templates
         key_counts, key_last = self.key_counts, self.key_last
@@ -714,6 +716,34 @@ class FileScan:
     def finish(self) -> None:
         """Fold this file's keys into the template table (once per file, not per chunk)."""
         self._flush()
+
+    def absorb(self, later: FileScan) -> None:
+        """
+        Take over the keys not yet folded in of the scan of a later part of the same file (the
+        second half, whose orders come after this one's): records summed, each key's latest
+        record and first record kept from whichever part has them. One fold of the lot then
+        gives the rows a single pass gives.
+        """
+        if self.native is not None and later.native is not None:
+            self.native.mod.memo_merge(self.native.memo, later.native.memo)
+        else:
+            later.collect()  # the kernel's keys, if only the later part had the kernel
+        key_counts, key_last, firsts = self.key_counts, self.key_last, self.firsts
+        for k, count in later.key_counts.items():
+            key_counts[k] += count
+        for k, last in later.key_last.items():
+            mine = key_last.get(k)
+            if mine is None or mine[0] < last[0]:
+                key_last[k] = last
+        for k, first in later.firsts.items():
+            had = firsts.get(k)
+            if had is None or first[0] < had[0]:
+                firsts[k] = first
+                self.firsts_bytes += len(first[1])
+        later.key_counts.clear()
+        later.key_last.clear()
+        later.firsts.clear()
+        later.firsts_bytes = 0
 
     def matches(self, buf: bytearray, lo: int, hi: int) -> None:
         """Count the lines matching the pattern (like ``grep -c``) and keep a few of them."""

@@ -439,6 +439,40 @@ def test_the_memo_holds_each_key_once_and_refuses_what_is_not_one() -> None:
         mod.memo_size(object())
 
 
+@needs_native
+def test_two_memos_merge_as_one_pass_would_fill_one() -> None:
+    """A later part's memo merged into an earlier part's: records summed, the latest record
+    from the later part, the first record from the earlier one (or the later one's where the
+    earlier never met the key); the merged memo is emptied; a memo cannot merge into itself."""
+    mod = _kernel.kernel()
+    assert mod is not None
+    ok_left, ctrl, word, initial, right = _error_tables()
+
+    def scan(text: bytes, memo: object, order: int) -> Any:
+        buf = bytearray(text + bytes(64))
+        return mod.scan(
+            buf, len(text), b"\0\0 ", [3], word, b"\4", ok_left, right, initial, ctrl,
+            b"\0\0\0\0\1\0", True, True, False, b"", memo, order,
+        )  # fmt: skip
+
+    early, late = mod.memo(8), mod.memo(8)
+    scan(b"11 ERROR a 1\n12 ERROR b\n", early, 1 << 32)
+    scan(b"21 ERROR a 2\n22 ERROR c\n23 ERROR a 3\n", late, 9 << 32)
+    assert mod.memo_merge(early, late) is None
+    assert mod.memo_items(late, False) == [] and mod.memo_size(late) == (0, 0)
+    assert mod.memo_items(early, True) == [
+        (b"\1 a 0", 3, (9 << 32) + 2, b"23 ERROR", 1 << 32, b"11 ERROR a 1", 12),
+        (b"\1 b", 1, (1 << 32) + 1, b"12 ERROR", (1 << 32) + 1, b"12 ERROR b", 10),
+        (b"\1 c", 1, (9 << 32) + 1, b"22 ERROR", (9 << 32) + 1, b"22 ERROR c", 10),
+    ]
+    with pytest.raises(ValueError, match="same size"):
+        mod.memo_merge(early, early)
+    with pytest.raises(ValueError, match="same size"):
+        mod.memo_merge(early, mod.memo(16))
+    with pytest.raises(ValueError):
+        mod.memo_merge(early, object())
+
+
 def test_a_field_wider_than_the_sample_s_keeps_lines_on_the_fast_path(tmp_path: Path) -> None:
     """
     HDFS's thread id varies in width (``35``, ``148``, ``10033``): the sniff widens a run of level

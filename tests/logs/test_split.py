@@ -153,6 +153,65 @@ def test_a_large_file_is_read_as_two_halves(
     assert both.files == (str(path),)
 
 
+_WORDS = ["alpha", "beta", "gamma", "delta", "kappa", "sigma", "omega", "north", "south", "upper"]
+
+
+@pytest.mark.parametrize("pure", [False, True])
+@pytest.mark.parametrize("max_keys", [None, 7])
+def test_two_halves_give_the_rows_of_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: bool, max_keys: int | None
+) -> None:
+    """
+    Hundreds of templates, read as two halves: counts, first and last seen, and examples are
+    those of one pass. With times out of order (processes sharing a file) too: the second
+    half's keys join the first's and are folded in once, as one pass folds them, so no record
+    in the middle of the file is timed that one pass would not time. With a few keys held at a
+    time (``max_keys``; times in order), the second half folds keys of its own before the end.
+    """
+    import random
+
+    rng = random.Random(5)
+    lines = [f"2026-11-28 09:59:59,000 - {name} - INFO - hello" for name in LOGGERS]
+    for i in range(6000):
+        if max_keys is None:  # out of order
+            ts = f"10:{rng.randrange(60):02d}:{rng.randrange(60):02d},{rng.randrange(1000):03d}"
+        else:
+            ts = f"{10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d},{i % 1000:03d}"
+        level = rng.choice(["ERROR", "WARNING", "INFO"])
+        words = " ".join(rng.sample(_WORDS, rng.randint(1, 3)))
+        lines.append(f"2026-11-28 {ts} - {LOGGERS[i % len(LOGGERS)]} - {level} - {words} n={i}")
+        if rng.random() < 0.03:
+            lines.append('Traceback (most recent call last):\n  File "a.py", line 1\nValueError: x')
+    path = tmp_path / "shared.log"
+    path.write_text("\n".join(lines) + "\n")
+    if pure:
+        monkeypatch.setenv("SAFLA_DIAG_PURE", "1")
+    if max_keys is not None:
+        monkeypatch.setattr(_scan, "_MAX_KEYS", max_keys)
+
+    def run() -> LogReport:
+        return analyze_logs(path, chunk_size=8192, top=10_000, levels=("ERROR", "WARNING"))
+
+    one = run()
+    folds: list[int] = []
+    part = _read._scan_part
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        got = part(*args, **kwargs)
+        folds.append(got.scan.flushes if got.scan is not None else -1)
+        return got
+
+    monkeypatch.setattr(_read, "_scan_part", counted)
+    monkeypatch.setattr(_read, "SPLIT_BYTES", 1 << 16)
+    monkeypatch.setattr(_read, "_spare_core", lambda: True)
+    halves = run()
+    assert len(folds) == 2  # two halves, the second having folded keys of its own or not
+    assert (folds[1] > 0) == (max_keys is not None)
+    assert _figures(halves) == _figures(one)
+    assert [t.example for t in halves.templates] == [t.example for t in one.templates]
+    assert len(one.templates) > 30
+
+
 @pytest.mark.parametrize(
     ("loadavg", "cores", "spare"),
     [
