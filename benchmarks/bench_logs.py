@@ -430,11 +430,14 @@ def main() -> None:
     n_many = len(gres["many"].templates)  # type: ignore[attr-defined]
     ratio = gsecs["many"] / gsecs["few"]
     cpu_ratio = CPU["groups_many"] / CPU["groups_few"]
+    # The measure is the call a user makes (the default 20 rows); with every row shown
+    # the report itself is 50 times longer, and each row shown is timed and redacted.
     print(
-        f"templates: {n_few} groups {gsecs['few']:.3f} s, {n_many} groups {gsecs['many']:.3f} s: "
-        f"{ratio:.2f}x wall, {cpu_ratio:.2f}x cpu (target <= 1.2x), every row shown (top=1000); "
-        f"the default 20 rows: {gsecs['few_top20']:.3f} s and {gsecs['many_top20']:.3f} s, "
-        f"{gsecs['many_top20'] / gsecs['few_top20']:.2f}x wall"
+        f"templates: 5 against 500 as a user calls it (the default 20 rows): "
+        f"{gsecs['few_top20']:.3f} s and {gsecs['many_top20']:.3f} s, "
+        f"{gsecs['many_top20'] / gsecs['few_top20']:.2f}x wall (target <= 1.2x); every row shown "
+        f"(top=1000: {n_few} and {n_many} rows): {gsecs['few']:.3f} s and {gsecs['many']:.3f} s, "
+        f"{ratio:.2f}x wall, {cpu_ratio:.2f}x cpu"
     )
     rows.append(
         compare("500 templates vs 5 (counts+templates)", gsecs["many"], gsecs["few"], "s", "five")
