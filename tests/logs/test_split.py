@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from safla_diag import LogReport, analyze_logs
@@ -34,13 +34,16 @@ def test_line_ends_match_a_plain_search(data: bytes, lead: int) -> None:
     assert _scan._line_ends(np, raw).tolist() == np.flatnonzero(raw == 10).tolist()
 
 
-def _log(rows: list[tuple[int, int, int, int]], nul_at: int | None) -> bytes:
+def _log(
+    rows: list[tuple[int, int, int, int]], nul_at: int | None, times_back: bool = False
+) -> bytes:
     # Every logger speaks first (so its level offset is sniffed): the vectorised path only
     # tries the offsets it knows, so a logger first heard late, whose message holds a level
     # word where another logger's level sits, is the case it cannot tell apart.
     out = [f"2026-11-28 09:59:59,000 - {name} - INFO - hello" for name in LOGGERS]
     for i, (name, level, msg, tail) in enumerate(rows):
-        ts = f"2026-11-28 10:{i // 60 % 60:02d}:{i % 60:02d},{i % 1000:03d}"
+        j = (i * 7919) % len(rows) if times_back else i  # times back and forth, or in order
+        ts = f"2026-11-28 10:{j // 60 % 60:02d}:{j % 60:02d},{j % 1000:03d}"
         line = f"{ts} - {LOGGERS[name]} - {LEVELS[level]} - {MESSAGES[msg].format(i=i)}"
         out.append(line.rstrip())
         if tail:
@@ -92,15 +95,20 @@ def _figures(report: LogReport) -> tuple[Any, ...]:
     ),
     st.sampled_from([1024, 4096]),
     st.one_of(st.none(), st.integers(0, 10**6)),
+    st.booleans(),
 )
+# Templates of many records in both halves, times back and forth: two halves once timed records
+# that one pass never times (the first half's last, the second half's first).
+@example([(i % 6, 4 if i % 3 else 5, i % 3, 0) for i in range(150)], 1024, None, True)
 def test_two_halves_and_the_slow_path_agree(
-    rows: list[tuple[int, int, int, int]], chunk_size: int, nul_at: int | None
+    rows: list[tuple[int, int, int, int]], chunk_size: int, nul_at: int | None, times_back: bool
 ) -> None:
     """
     One log read three ways gives the same report: the vectorised path in one pass, the
-    vectorised path as two halves at once (split threshold lowered), and every line parsed.
+    vectorised path as two halves at once (split threshold lowered), and every line parsed;
+    first and last seen included when the times go back and forth.
     """
-    data = _log(rows, nul_at)
+    data = _log(rows, nul_at, times_back)
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
         path = Path(tmp) / "svc.log"
         path.write_bytes(data)
