@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -67,18 +67,18 @@ LEASE_EXPIRED = (
 Outcome = Literal["retry", "dead", "lost"]
 
 
-@attrs.frozen(kw_only=True)
-class NewTask:
-    """A task to enqueue: its id, its payload as JSON text, and when it is first due."""
+class NewTask(NamedTuple):
+    """A task to enqueue: its id, its payload as JSON text, and when it is first due.
+    (A named tuple: one is made per save, and a tuple is made in half the time.)"""
 
     id: str
     payload: str
     due_at: float
 
 
-@attrs.frozen(kw_only=True)
-class ClaimedTask:
-    """A task claimed by a worker: ``attempts`` already counts this attempt."""
+class ClaimedTask(NamedTuple):
+    """A task claimed by a worker: ``attempts`` already counts this attempt. (A named tuple:
+    one is made per task run.)"""
 
     id: str
     payload: str

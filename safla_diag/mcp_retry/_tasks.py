@@ -30,7 +30,7 @@ from .._redact import redact
 from ._backends import postgres_store_for
 from ._backoff import Backoff
 from ._coalesce import Coalescer
-from ._encode import encode_task
+from ._encode import decode_task, encode_task
 from ._guide import GuideImport, import_guide
 from ._model import INF, ClaimedTask, NewTask, QueueStats, QueueStoreError, TaskStore
 from ._postgres import PostgresQueueView, PostgresTaskStore
@@ -512,7 +512,7 @@ class MCPTaskRecovery:
         committed (:meth:`_release` and :meth:`aclose` wait for it) and a failed one is logged
         (the task runs again once its lease expires: at least once).
         """
-        task: dict[str, Any] = json.loads(c.payload)
+        task: dict[str, Any] = decode_task(c.payload)
         try:
             if self.task_timeout is None:
                 await self._call_execute(task)

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -429,7 +428,7 @@ class QueueMachine(RuleBasedStateMachine):
     def renew(self, w: int) -> None:
         live = [c for c in self.held[w] if c.lease_until > self.t]
         self._do(self.store.extend([(c.id, c.lease) for c in live], until=self.t + LEASE))
-        self.held[w] = [attrs.evolve(c, lease_until=self.t + LEASE) for c in live]
+        self.held[w] = [c._replace(lease_until=self.t + LEASE) for c in live]
 
     @rule(dt=st.sampled_from([0.5, 5.0, 11.0, 40.0]))
     def advance(self, dt: float) -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safla_diag.mcp_retry._encode import encode_task
+from safla_diag.mcp_retry._encode import decode_task, encode_task
 
 JSON_LEAVES = (
     st.none()
@@ -29,12 +29,30 @@ JSON = st.recursive(
 BAD_LEAVES = st.sampled_from([{1, 2}, b"bytes", object(), math.nan, math.inf, -math.inf, 1j])
 
 
+@given(JSON, st.sampled_from(["", " ", "\n\t "]), st.sampled_from(["", " ", "\r\n"]))
+def test_a_payload_decodes_as_json_loads_decodes_it(value: Any, before: str, after: str) -> None:
+    """The worker's decoder reads what json.loads reads, compact or not, the same."""
+    for text in (json.dumps(value, separators=(",", ":")), json.dumps(value, indent=1)):
+        padded = before + text + after
+        assert decode_task(padded) == json.loads(padded)
+
+
+@pytest.mark.parametrize("text", ["", "{} x", '{"a": 1', "nul", "[1,]", '{"a":1}}', "NaNx"])
+def test_a_bad_payload_fails_as_json_loads_fails(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as ours:
+        decode_task(text)
+    with pytest.raises(json.JSONDecodeError) as theirs:
+        json.loads(text)
+    assert (ours.value.msg, ours.value.pos) == (theirs.value.msg, theirs.value.pos)
+
+
 @given(st.dictionaries(st.text(max_size=8), JSON, max_size=6))
 def test_json_mappings_round_trip(task: dict[str, Any]) -> None:
     """Any JSON mapping is accepted; the stored payload decodes to it (with its id)."""
     task.pop("id", None)
     key, payload = encode_task(task)
     back = json.loads(payload)
+    assert decode_task(payload) == back
     assert back.pop("id") == key
     assert back == json.loads(json.dumps(task))
 
