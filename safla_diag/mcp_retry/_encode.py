@@ -162,7 +162,7 @@ def encode_task(task: Mapping[str, Any]) -> tuple[str, str]:
             text that is not valid UTF-8 (a lone surrogate, as ``os.fsdecode`` makes of a bad byte):
             the message names the field.
     """
-    if not isinstance(task, Mapping):
+    if type(task) is not dict and not isinstance(task, Mapping):
         raise TypeError(f"a task must be a mapping, got {type(task).__name__}")
     t = dict(task)
     task_id = t.get("id")

@@ -553,7 +553,7 @@ class SQLiteQueue:
         if exhausted:
             self._run(lambda c: c.executemany(_BURY, exhausted), write=True)
         return [
-            ClaimedTask(id=i, payload=p, attempts=a, lease=token, lease_until=until)
+            ClaimedTask(i, p, a, token, until)  # (id, payload, attempts, lease, lease_until)
             for i, p, a in rows
             if a <= max_attempts
         ]

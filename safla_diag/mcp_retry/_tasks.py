@@ -264,7 +264,7 @@ class MCPTaskRecovery:
         """The row of a task saved now, due after ``delay`` (by default the first retry delay)."""
         now = self._clock()
         due = now + (self._delay(0) if delay is None else max(0.0, delay))
-        return NewTask(id=key, payload=payload, due_at=due), now
+        return NewTask(key, payload, due), now
 
     def save_failed_task_sync(self, task: Mapping[str, Any], *, delay: float | None = None) -> str:
         """
@@ -515,7 +515,11 @@ class MCPTaskRecovery:
         task: dict[str, Any] = decode_task(c.payload)
         try:
             if self.task_timeout is None:
-                await self._call_execute(task)
+                fn = self.execute
+                if self._execute_kind[0] is fn and self._execute_kind[1]:
+                    await fn(task)  # a coroutine function, known as one: no frame between
+                else:
+                    await self._call_execute(task)
             else:
                 async with asyncio.timeout(self.task_timeout):
                     await self._call_execute(task)
