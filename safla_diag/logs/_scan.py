@@ -119,7 +119,8 @@ class Accumulator:
     nul_bytes: int = 0
     templates_truncated: bool = False
     #: The templates of an accumulator this one is merged into later (a file's first half, read
-    #: meanwhile on another thread): a template found there keeps that one's example, so none is
+    #: meanwhile on another thread), for the keys a second half folds in before its end (more
+    #: than a file keeps at once): a template found there keeps that one's example, so none is
     #: made here.
     merged_into: dict[tuple[str, str], TemplateStats] | None = field(default=None, repr=False)
 
@@ -239,9 +240,6 @@ class FileScan:
 
     def _parse(self, buf: bytearray, s: int, e: int) -> Parsed | None:
         return parse_line(bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r"), self.sn.table)
-
-    def _head(self, buf: bytearray, s: int, e: int) -> bytes:
-        return bytes(buf[s : min(e, s + _MESSAGE_BYTES)]).rstrip(b"\r")
 
     def _ts(self, buf: bytearray, s: int, e: int) -> float | None:
         p = self._parse(buf, s, e)
