@@ -137,6 +137,20 @@ def api_ours(
     return asyncio.run(main())
 
 
+def api_ours_python_commits(d: Path, backlog: int, sync: str) -> tuple[float, float, float]:
+    """:func:`api_ours` with ``SAFLA_DIAG_PURE=1``: the store commits on its Python thread, as
+    where the compiled committer is not built (the comparison the committer is measured by)."""
+    old = os.environ.get("SAFLA_DIAG_PURE")
+    os.environ["SAFLA_DIAG_PURE"] = "1"
+    try:
+        return api_ours(d, backlog, sync)
+    finally:
+        if old is None:
+            del os.environ["SAFLA_DIAG_PURE"]
+        else:
+            os.environ["SAFLA_DIAG_PURE"] = old
+
+
 async def _save_cpu(d: Path, sync: str) -> float:
     """CPU µs on the calling thread per awaited save, SAVERS at once, no worker running."""
     rec = MCPTaskRecovery(d / f"saves-{uuid.uuid4().hex[:6]}.db", execute=lambda t: None,
@@ -361,6 +375,7 @@ def api_table(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
     load_before = os.getloadavg()
     variants = {"ours (public API)": api_ours,
                 "ours, library ids": lambda *a: api_ours(*a, library_ids=True),
+                "ours, Python commits": api_ours_python_commits,
                 "persist-queue": api_persist_queue, "raw sqlite3": api_raw_sqlite}  # fmt: skip
     print(f"public API: {API_TASKS} tasks saved + processed on a backlog, {rounds} interleaved "
           f"rounds; load average {load_before[0]:.2f} (shared machine)")  # fmt: skip
@@ -388,11 +403,13 @@ def api_table(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
             row["ratio_library_ids_vs_persist_queue"] = (
                 row["ours, library ids"]["median"] / row["persist-queue"]["median"]
             )
+            row["ratio_vs_python_commits"] = ours_med / row["ours, Python commits"]["median"]
             print(f"  {sync:<6} backlog {backlog:>6}: " + "  ".join(
                 f"{k} {row[k]['median']:8.0f}/s (min {row[k]['min']:.0f})" for k in variants)
                 + f"  ours/pq {row['ratio_vs_persist_queue']:.2f}x (library ids "
                 f"{row['ratio_library_ids_vs_persist_queue']:.2f}x)  ours/raw "
-                f"{row['ratio_vs_raw_sqlite3']:.2f}x  awaited save {save_us:.1f} µs CPU")  # fmt: skip
+                f"{row['ratio_vs_raw_sqlite3']:.2f}x  committer/Python commits "
+                f"{row['ratio_vs_python_commits']:.2f}x  awaited save {save_us:.1f} µs CPU")  # fmt: skip
             rows.append(row)
         one, ten = rows[-2], rows[-1]
         extra = {k: one[k]["median"] / ten[k]["median"] - 1 for k in variants}

@@ -134,6 +134,8 @@ _CLAIM = (
     "RETURNING id, payload, attempts"
 )
 
+_ACK = "DELETE FROM tasks WHERE id = ? AND dead_at IS NULL"
+
 _BURY = (
     "UPDATE tasks SET lease = NULL, due_at = 9e999, dead_at = ?, attempts = ?, "
     "last_error = coalesce(?, last_error) WHERE id = ?"
@@ -282,13 +284,8 @@ class SQLiteQueue:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise self._error(f"cannot switch to WAL mode (journal_mode={mode})")
-                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-                # A 10 000-task backlog (rows and both indexes) stays in the page cache; at NORMAL
-                # the WAL is checkpointed (fsync of WAL and file) every 4 000 pages rather than
-                # 1 000. What a commit guarantees is unchanged.
-                conn.execute(f"PRAGMA cache_size = {_CACHE_KIB}")
-                pages = _CHECKPOINT_PAGES[self.synchronous]
-                conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+                for pragma in self.writer_pragmas():
+                    conn.execute(pragma)
                 if version < SCHEMA_VERSION:
                     self._migrate(conn)
         except sqlite3.DatabaseError as err:
@@ -298,6 +295,18 @@ class SQLiteQueue:
             conn.close()
             raise
         return conn
+
+    def writer_pragmas(self) -> list[str]:
+        """The settings of a connection that writes the queue (this one's, the committer's)."""
+        # A 10 000-task backlog (rows and both indexes) stays in the page cache; at NORMAL the WAL
+        # is checkpointed (fsync of WAL and file) every 4 000 pages rather than 1 000. What a
+        # commit guarantees is unchanged.
+        return [
+            f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}",
+            f"PRAGMA synchronous = {self.synchronous}",
+            f"PRAGMA cache_size = {_CACHE_KIB}",
+            f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES[self.synchronous]}",
+        ]
 
     def _read_version(self, conn: sqlite3.Connection) -> int:
         """The file's schema version (0: an empty database); refuse a foreign or newer one."""
@@ -549,14 +558,19 @@ class SQLiteQueue:
         )
         # A task past its last attempt started that attempt and never reported back (the lease
         # expired): that attempt counts, and the task is not run again.
-        exhausted = [(now, max_attempts, LEASE_EXPIRED, r[0]) for r in rows if r[2] > max_attempts]
+        exhausted = [r[0] for r in rows if r[2] > max_attempts]
         if exhausted:
-            self._run(lambda c: c.executemany(_BURY, exhausted), write=True)
+            self.bury_expired(exhausted, now=now, max_attempts=max_attempts)
         return [
             ClaimedTask(i, p, a, token, until)  # (id, payload, attempts, lease, lease_until)
             for i, p, a in rows
             if a <= max_attempts
         ]
+
+    def bury_expired(self, ids: Sequence[str], *, now: float, max_attempts: int) -> None:
+        """Dead-letter claimed tasks past their last attempt (whose last lease expired)."""
+        rows = [(now, max_attempts, LEASE_EXPIRED, i) for i in ids]
+        self._run(lambda c: c.executemany(_BURY, rows), write=True)
 
     def extend(self, leases: Sequence[tuple[str, str]], *, until: float) -> None:
         """Push the end of the given leases to ``until`` (leases lost meanwhile are left alone)."""

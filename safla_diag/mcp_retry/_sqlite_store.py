@@ -15,9 +15,20 @@ from typing import Any, TypeVar
 
 from typing_extensions import Unpack
 
-from ._model import INF, ClaimedTask, DeadLetter, NewTask, Outcome, QueueStats, StoredTask
-from ._sqlite import SQLiteOptions, SQLiteQueue
+from ._model import (
+    INF,
+    ClaimedTask,
+    DeadLetter,
+    NewTask,
+    Outcome,
+    QueueStats,
+    QueueStoreError,
+    StoredTask,
+)
+from ._sqlite import _ACK, _CLAIM, _INSERT, SQLiteOptions, SQLiteQueue
+from ._sqlite_native import NativeLane, claimed, native
 from ._threads import ThreadLane
+from ._util import describe_error, logger
 
 __all__ = ["SQLiteTaskStore"]
 
@@ -56,6 +67,9 @@ class SQLiteTaskStore:
         # Writes waiting for the store's thread: it commits all of them in one transaction.
         self._group: list[_Write] = []
         self._group_lock = threading.Lock()
+        # Saves, claims and acks of the loop that opened the store, committed off the interpreter
+        # lock where the committer was built (None: all on the Python thread above).
+        self._native: NativeLane | None = None
 
     def __repr__(self) -> str:
         return f"<SQLiteTaskStore {self.sync!r}>"
@@ -75,10 +89,34 @@ class SQLiteTaskStore:
         await self._lane.run(self.sync.open)
         if self._seen is None:
             self._seen = await self._lane.run(self.sync.data_version)
+        if self._native is None and not self.sync.readonly:
+            self._native = await self._start_native()
+
+    async def _start_native(self) -> NativeLane | None:
+        mod = native()
+        if mod is None:
+            return None
+        sync = self.sync
+        try:
+            return await NativeLane.start(
+                mod,
+                os.fspath(sync.path),
+                setup="; ".join(sync.writer_pragmas()),
+                insert=_INSERT,
+                claim=_CLAIM,
+                ack=_ACK,
+                run=self._lane.run,
+            )
+        except (OSError, RuntimeError) as err:
+            logger.info("the queue %s commits in Python: %s", self.location, describe_error(err))
+            return None
 
     async def close(self) -> None:
-        """See :meth:`SQLiteQueue.close`; the store's thread ends."""
+        """See :meth:`SQLiteQueue.close`; the store's threads end."""
         try:
+            lane, self._native = self._native, None
+            if lane is not None:
+                await lane.aclose(self._lane.run)
             await self._lane.run(self.sync.close)
         finally:
             self._lane.close()
@@ -127,8 +165,19 @@ class SQLiteTaskStore:
             except RuntimeError:
                 pass  # the loop is closed: nobody is waiting any more
 
+    def coalesces(self) -> bool:
+        """Whether saves, claims and acks handed over now are grouped by the committer itself
+        (every write waiting goes into its next transaction): the calling loop's own lane."""
+        lane = self._native
+        return lane is not None and lane.usable()
+
     async def put_many(self, tasks: Sequence[NewTask], *, now: float) -> list[bool]:
         """See :meth:`SQLiteQueue.put_many`."""
+        lane = self._native
+        if lane is not None and tasks and lane.usable():
+            out = await lane.put(tasks, now)
+            if type(out) is list:
+                return out
         return await self._write(self.sync.put_many, tasks, now=now)
 
     async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
@@ -139,9 +188,28 @@ class SQLiteTaskStore:
         self, *, now: float, limit: int, lease_s: float, max_attempts: int
     ) -> list[ClaimedTask]:
         """See :meth:`SQLiteQueue.claim`."""
+        lane = self._native
+        if lane is not None and limit > 0 and lane.usable():
+            until = now + lease_s
+            lease = os.urandom(12).hex()
+            rows = await lane.claim(lease, until, now, limit)
+            if type(rows) is list:
+                tasks, exhausted = claimed(rows, lease, until, max_attempts)
+                if exhausted:
+                    await self._bury(exhausted, now=now, max_attempts=max_attempts)
+                return tasks
         return await self._write(
             self.sync.claim, now=now, limit=limit, lease_s=lease_s, max_attempts=max_attempts
         )
+
+    async def _bury(self, ids: list[str], *, now: float, max_attempts: int) -> None:
+        """Dead-letter claimed tasks past their last attempt; on failure a later claim does."""
+        try:
+            await self._write(self.sync.bury_expired, ids, now=now, max_attempts=max_attempts)
+        except QueueStoreError as err:
+            # Their leases expire and the next claim takes them again, and buries them then.
+            logger.warning("%d MCP tasks past their last attempt not dead-lettered yet: %s",
+                           len(ids), describe_error(err))  # fmt: skip
 
     async def extend(self, leases: Sequence[tuple[str, str]], *, until: float) -> None:
         """See :meth:`SQLiteQueue.extend`."""
@@ -149,10 +217,20 @@ class SQLiteTaskStore:
 
     async def ack(self, task_id: str, lease: str) -> bool:
         """See :meth:`SQLiteQueue.ack`."""
+        lane = self._native
+        if lane is not None and lane.usable():
+            n = await lane.ack([task_id])
+            if type(n) is int:
+                return n == 1
         return await self._write(self.sync.ack, task_id, lease)
 
     async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
         """See :meth:`SQLiteQueue.ack_many`."""
+        lane = self._native
+        if lane is not None and leases and lane.usable():
+            n = await lane.ack([i for i, _ in leases])
+            if type(n) is int:
+                return n
         return await self._write(self.sync.ack_many, leases)
 
     async def fail(

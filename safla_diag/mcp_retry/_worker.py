@@ -74,6 +74,12 @@ class Worker:
         self.last_renew = time.monotonic()
         self.store_errors = 0
         self.pause = Backoff(0.2, 30.0)
+        # A claim in flight while the tasks of the last one run (short tasks, a store that groups
+        # writes by itself): its tasks start as slots free.
+        self.ahead: asyncio.Future[list[ClaimedTask]] | None = None
+        self.reaped = False  # some task has finished
+        coalesces = getattr(rec.store, "coalesces", None)
+        self.store_coalesces = coalesces if callable(coalesces) else (lambda: False)
 
     async def run(self) -> None:
         """Reap, fill the free slots, sleep until something happens, renew; until cancelled."""
@@ -99,8 +105,12 @@ class Worker:
         tasks per commit. Those wait at most one round of short tasks (their leases are renewed
         with the others'; a stopping worker gives them back, the claim's attempt counted, as for a
         claim cancelled mid-way). Slow tasks are never claimed ahead: another worker may run them.
+        With a store that groups writes by itself (SQLite's compiled committer), the claim after a
+        full one of short tasks is handed over at once: it commits while they run, with their acks.
         """
         rec = self.rec
+        # Every task started before has finished (and some have): short tasks.
+        short = not self.running and self.reaped
         free = rec.concurrency - len(self.running)
         ready = self.ready
         while free > 0 and ready:
@@ -109,12 +119,24 @@ class Worker:
         try:
             next_due = None
             if free > 0:
-                limit = free if self.running else free + AHEAD * rec.concurrency
-                claimed = await rec._claim(now=rec._clock(), limit=limit)
+                ahead = self.ahead
+                if ahead is not None:
+                    self.ahead = None
+                    limit = rec.concurrency
+                    claimed = await ahead
+                else:
+                    limit = free if self.running else free + AHEAD * rec.concurrency
+                    claimed = await rec._claim(now=rec._clock(), limit=limit)
                 for c in claimed[:free]:
                     self._start(c)
                 ready.extend(claimed[free:])
                 if len(claimed) == limit:
+                    if short and self.store_coalesces():
+                        # The next claim commits while these run (the committer groups it with
+                        # their acks and the saves waiting): no round trip between batches.
+                        self.ahead = asyncio.ensure_future(
+                            rec._claim(now=rec._clock(), limit=rec.concurrency)
+                        )
                     return True, None
                 if not claimed:
                     next_due = await rec.store.next_due()
@@ -178,6 +200,8 @@ class Worker:
                 )
             self.change = None
         finished, self.finished = self.finished, []
+        if finished:
+            self.reaped = True
         for fut in finished:
             del self.running[fut]
             if not fut.cancelled() and fut.exception() is not None:
@@ -187,6 +211,11 @@ class Worker:
         """Renew the leases of running tasks every third of a lease."""
         if self.running and time.monotonic() - self.last_renew >= self.renew_every:
             self.last_renew = time.monotonic()
+            ahead = self.ahead
+            if ahead is not None and ahead.done() and not ahead.cancelled():
+                self.ahead = None  # its tasks wait with the others, and are renewed with them
+                if ahead.exception() is None:
+                    self.ready.extend(ahead.result())
             leases = [(c.id, c.lease) for c in (*self.running.values(), *self.ready)]
             with contextlib.suppress(QueueStoreError):
                 await self.rec.store.extend(leases, until=self.rec._clock() + self.rec.lease_s)
@@ -195,6 +224,12 @@ class Worker:
         """Stop listening, cancel the running tasks and give back the leases of those stopped."""
         if self.change is not None:
             self.change.cancel()
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None:
+            ahead.cancel()  # a claim cancelled mid-way gives back what it took (_claim)
+            await asyncio.gather(ahead, return_exceptions=True)
+            if not ahead.cancelled() and ahead.exception() is None:
+                self.ready.extend(ahead.result())  # it had finished: given back below
         for fut in self.running:
             fut.remove_done_callback(self._task_done)
             fut.cancel()

@@ -138,6 +138,7 @@ async def test_sync_execute_runs_off_the_loop(tmp_path: Path) -> None:
     await rec.aclose()
 
 
+@pytest.mark.usefixtures("python_commits")
 async def test_concurrent_saves_are_group_committed(tmp_path: Path) -> None:
     """Many concurrent saves share commits: fewer transactions than saves, every task stored."""
     rec = MCPTaskRecovery(tmp_path / "q.db", execute=Recorder())
@@ -161,6 +162,7 @@ async def test_concurrent_saves_are_group_committed(tmp_path: Path) -> None:
     await rec.aclose()
 
 
+@pytest.mark.usefixtures("python_commits")
 async def test_concurrent_acks_are_group_committed(tmp_path: Path) -> None:
     """Tasks finishing together are acknowledged in shared transactions."""
     rec = MCPTaskRecovery(tmp_path / "q.db", execute=Recorder(), retry_delay=0, concurrency=8)
@@ -222,6 +224,7 @@ async def test_worker_retries_until_success_and_wakes_on_save(tmp_path: Path) ->
     await rec.aclose()
 
 
+@pytest.mark.usefixtures("python_commits")
 async def test_worker_schedules_instead_of_polling(tmp_path: Path) -> None:
     """With one task due later, the worker claims a handful of times, not in a busy loop."""
     ex = Recorder()
@@ -250,6 +253,7 @@ async def test_worker_schedules_instead_of_polling(tmp_path: Path) -> None:
     await rec.aclose()
 
 
+@pytest.mark.usefixtures("python_commits")
 @pytest.mark.parametrize("entry", ["worker", "retry_once"])
 async def test_cancel_during_a_claim_gives_its_leases_back(tmp_path: Path, entry: str) -> None:
     """Cancelled while a claim runs off the loop: the claim commits anyway, and its leases are
@@ -422,6 +426,7 @@ async def test_repr_is_short() -> None:
     assert repr(rec).startswith("<MCPTaskRecovery 'x.db' max_retries=3")
 
 
+@pytest.mark.usefixtures("python_commits")
 async def test_saves_claims_and_acks_share_commits(tmp_path: Path) -> None:
     """Writes of different kinds waiting together (saves, a claim, acks) commit as one group."""
     all_ran = asyncio.Event()
@@ -457,6 +462,7 @@ async def test_saves_claims_and_acks_share_commits(tmp_path: Path) -> None:
     await rec.aclose()
 
 
+@pytest.mark.usefixtures("python_commits")
 async def test_short_tasks_are_claimed_a_batch_ahead_and_run_once(tmp_path: Path) -> None:
     """With short tasks the worker claims up to twice its concurrency; each task runs once and
     never more than ``concurrency`` at a time."""

@@ -1,0 +1,203 @@
+"""The SQLite queue's compiled committer: the same results as the Python path, off the lock."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safla_diag import MCPTaskRecovery
+from safla_diag.mcp_retry._model import NewTask, QueueStoreError
+from safla_diag.mcp_retry._sqlite_native import NativeLane, bound, native
+from safla_diag.mcp_retry._sqlite_store import SQLiteTaskStore
+
+pytestmark = pytest.mark.anyio
+
+needs_native = pytest.mark.skipif(native() is None, reason="the committer was not built here")
+both_paths = pytest.mark.parametrize("path", ["native", "python"], indirect=True)
+
+
+@pytest.fixture
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which commit path the stores of the test use (``native`` skips where it was not built)."""
+    which: str = request.param
+    if which == "python":
+        monkeypatch.setenv("SAFLA_DIAG_PURE", "1")
+    elif native() is None:
+        pytest.skip("the committer was not built here")
+    return which
+
+
+def _sqlite3_path() -> str:
+    import _sqlite3
+
+    return str(_sqlite3.__file__)
+
+
+def _lane(store: SQLiteTaskStore) -> NativeLane | None:
+    return store._native
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="built and bound on Linux")
+def test_committer_is_built_and_bound_on_linux() -> None:
+    """Where Python's sqlite3 loads a shared SQLite (CI's machines), the committer is built and
+    bound to it (whatever ``SAFLA_DIAG_PURE`` says)."""
+    mod = bound()
+    assert mod is not None
+    assert mod.load(_sqlite3_path()) == sqlite3.sqlite_version
+
+
+@needs_native
+async def test_saves_claims_and_acks_go_through_the_committer(tmp_path: Path) -> None:
+    """A store opened in a loop hands its saves, claims and acks to the committer, in groups."""
+    ran: list[str] = []
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=lambda t: ran.append(t["id"]), retry_delay=0)
+    ids = await asyncio.gather(*(rec.save_failed_task({"id": f"t{i}"}) for i in range(200)))
+    assert len(ids) == 200
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore)
+    lane = _lane(store)
+    assert lane is not None
+    groups, writes = lane._committer.counts()
+    assert 1 <= groups <= writes < 200  # the saves were batched before they were handed over
+    assert await rec.retry_once() == 200
+    assert sorted(ran) == sorted(ids)
+    assert (await rec.stats()).pending == 0
+    after = lane._committer.counts()
+    assert after[1] > writes  # the claims and acks went the same way
+    await rec.aclose()
+    assert _lane(store) is None
+
+
+@both_paths
+async def test_a_failed_group_is_run_again_write_by_write(tmp_path: Path, path: str) -> None:
+    """A write that fails fails alone: the others of its group are committed all the same."""
+    db = tmp_path / "q.db"
+    rec = MCPTaskRecovery(db, execute=lambda t: None)
+    await rec.load_failed_tasks()
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON tasks WHEN NEW.id = 'bad' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+    )
+    conn.commit()
+    conn.close()
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore)
+    # A claim and a batch of saves in flight together: the batch fails, the claim does not.
+    claim = asyncio.ensure_future(store.claim(now=1e18, limit=5, lease_s=60, max_attempts=3))
+    saves = asyncio.ensure_future(
+        store.put_many([NewTask("ok", "{}", 0.0), NewTask("bad", "{}", 0.0)], now=0.0)
+    )
+    with pytest.raises(QueueStoreError, match="refused by a trigger"):
+        await saves
+    assert await claim == []
+    assert await store.put_many([NewTask("ok", "{}", 0.0)], now=0.0) == [True]
+    assert [t.id for t in await store.pending()] == ["ok"]
+    await rec.aclose()
+
+
+@both_paths
+async def test_a_locked_file_gives_the_same_error(tmp_path: Path, path: str) -> None:
+    """Another process's write transaction past the busy timeout: the locked-file error."""
+    db = tmp_path / "q.db"
+    store = SQLiteTaskStore(db, busy_timeout_s=0.2)
+    await store.open()
+    assert (_lane(store) is not None) == (path == "native")
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(QueueStoreError, match="locked"):
+            await store.put_many([NewTask("a", "{}", 0.0), NewTask("b", "{}", 0.0)], now=0.0)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await store.put_many([NewTask("a", "{}", 0.0), NewTask("b", "{}", 0.0)], now=0.0) == [
+        True,
+        True,
+    ]
+    await store.close()
+
+
+@needs_native
+async def test_close_commits_what_was_handed_over(tmp_path: Path) -> None:
+    """Writes handed over and not yet committed when the store closes are committed first."""
+    db = tmp_path / "q.db"
+    store = SQLiteTaskStore(db)
+    await store.open()
+    lane = _lane(store)
+    assert lane is not None
+    futs = [lane.put([NewTask(f"t{i}", "{}", 0.0)], 0.0) for i in range(50)]
+    await store.close()
+    assert [f.result() for f in futs] == [[True]] * 50
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 50
+    conn.close()
+
+
+@needs_native
+def test_a_store_reused_in_another_loop_commits_in_python(tmp_path: Path) -> None:
+    """The committer belongs to the loop that opened the store: another loop uses the Python
+    path, and closing from there stops the committer too."""
+    store = SQLiteTaskStore(tmp_path / "q.db")
+
+    async def first() -> None:
+        await store.open()
+        assert _lane(store) is not None
+        await store.put_many([NewTask("a", "{}", 0.0)], now=0.0)
+
+    async def second() -> list[bool]:
+        lane = _lane(store)
+        assert lane is not None and not lane.usable()
+        out = await store.put_many([NewTask("a", "{}", 0.0), NewTask("b", "{}", 0.0)], now=0.0)
+        await store.close()
+        assert _lane(store) is None and not lane._thread.is_alive()
+        return out
+
+    asyncio.run(first())
+    assert asyncio.run(second()) == [False, True]
+
+
+async def _workload(db: Path) -> list[tuple[Any, ...]]:
+    """Saves (ids repeated), claims, successes, failures, dead letters; the rows left."""
+    now = [1_000.0]
+
+    async def execute(task: dict[str, Any]) -> None:
+        if task["id"] in ("t3", "t7", "t11"):
+            raise ConnectionError("down")
+
+    rec = MCPTaskRecovery(
+        db, execute=execute, retry_delay=0, max_retries=2, clock=lambda: now[0], concurrency=3
+    )
+    saved = await asyncio.gather(*(rec.save_failed_task({"id": f"t{i % 14}"}) for i in range(20)))
+    assert len(set(saved)) == 14
+    await rec.save_failed_tasks([{"id": "t1"}, {"id": "late"}])
+    for _ in range(3):
+        await rec.retry_once()
+        now[0] += 1
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore)
+    rows = store.sync._rows(
+        "SELECT id, payload, attempts, due_at, created_at, dead_at, last_error, lease IS NULL "
+        "FROM tasks ORDER BY id",
+        (),
+    )
+    await rec.aclose()
+    return [tuple(r) for r in rows]
+
+
+@needs_native
+async def test_both_paths_leave_the_same_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same calls with a fixed clock leave the same rows, whichever path commits them."""
+    ours = await _workload(tmp_path / "native.db")
+    monkeypatch.setenv("SAFLA_DIAG_PURE", "1")
+    theirs = await _workload(tmp_path / "python.db")
+    assert ours == theirs
+    assert [r[0] for r in ours] == ["t11", "t3", "t7"]
+    assert all(r[2] == 2 and r[5] is not None and r[6] for r in ours)  # dead after two attempts
