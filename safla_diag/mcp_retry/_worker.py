@@ -121,22 +121,29 @@ class Worker:
             if free > 0:
                 ahead = self.ahead
                 if ahead is not None:
-                    self.ahead = None
                     limit = rec.concurrency
-                    claimed = await ahead
+                    # Shielded: stopped meanwhile, _stop waits for it and gives its tasks back.
+                    claimed = ahead.result() if ahead.done() else await asyncio.shield(ahead)
+                    self.ahead = None
                 else:
                     limit = free if self.running else free + AHEAD * rec.concurrency
                     claimed = await rec._claim(now=rec._clock(), limit=limit)
+                full = len(claimed) == limit
+                if full and short and self.store_coalesces():
+                    # The next claim commits while these run: no round trip between batches.
+                    # Made first, so it is handed over before these tasks take their turns.
+                    self.ahead = asyncio.ensure_future(
+                        rec.store.claim(
+                            now=rec._clock(),
+                            limit=rec.concurrency,
+                            lease_s=rec.lease_s,
+                            max_attempts=rec.max_retries,
+                        )
+                    )
                 for c in claimed[:free]:
                     self._start(c)
                 ready.extend(claimed[free:])
-                if len(claimed) == limit:
-                    if short and self.store_coalesces():
-                        # The next claim commits while these run (the committer groups it with
-                        # their acks and the saves waiting): no round trip between batches.
-                        self.ahead = asyncio.ensure_future(
-                            rec._claim(now=rec._clock(), limit=rec.concurrency)
-                        )
+                if full:
                     return True, None
                 if not claimed:
                     next_due = await rec.store.next_due()
@@ -226,10 +233,10 @@ class Worker:
             self.change.cancel()
         ahead, self.ahead = self.ahead, None
         if ahead is not None:
-            ahead.cancel()  # a claim cancelled mid-way gives back what it took (_claim)
+            # A claim handed over commits anyway: its tasks are given back with the others.
             await asyncio.gather(ahead, return_exceptions=True)
             if not ahead.cancelled() and ahead.exception() is None:
-                self.ready.extend(ahead.result())  # it had finished: given back below
+                self.ready.extend(ahead.result())
         for fut in self.running:
             fut.remove_done_callback(self._task_done)
             fut.cancel()
