@@ -33,7 +33,8 @@ from safla_diag.mcp_retry._postgres import PostgresTaskStore
 
 from ._pg import pg_queue_url_fixture, pg_schema_fixture, sql  # noqa: F401
 
-BACKENDS = ["sqlite", "postgresql"]
+# "sqlite": the compiled committer where it was built; "sqlite-python": the store's Python thread.
+BACKENDS = ["sqlite", "sqlite-python", "postgresql"]
 
 
 def _new(i: str, due: float = 0.0) -> NewTask:
@@ -43,7 +44,9 @@ def _new(i: str, due: float = 0.0) -> NewTask:
 @pytest.fixture(params=BACKENDS)
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Where a fresh queue lives: a SQLite file, or a PostgreSQL URL with a schema of its own."""
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
+        if request.param == "sqlite-python":
+            request.getfixturevalue("python_commits")
         return str(tmp_path / "q.db")
     return str(request.getfixturevalue("pg_queue_url"))
 
@@ -485,7 +488,9 @@ def test_exact_attempts_across_interleavings(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """A task that always fails runs exactly max_attempts times and is dead-lettered once, on both."""
-    if backend == "sqlite":
+    if backend.startswith("sqlite"):
+        if backend == "sqlite-python":
+            request.getfixturevalue("python_commits")
         counter = [0]
 
         def reset() -> None:

@@ -201,3 +201,20 @@ async def test_both_paths_leave_the_same_queue(
     assert ours == theirs
     assert [r[0] for r in ours] == ["t11", "t3", "t7"]
     assert all(r[2] == 2 and r[5] is not None and r[6] for r in ours)  # dead after two attempts
+
+
+@both_paths
+async def test_any_text_round_trips(tmp_path: Path, path: str) -> None:
+    """Ids and payloads with NULs, accents, emoji and long text come back as saved, and ack."""
+    store = SQLiteTaskStore(tmp_path / "q.db")
+    await store.open()
+    ids = ["a\x00b", "ünïcödé", "😀" * 3, "x" * 5000, "tab\tand\nnewline"]
+    tasks = [NewTask(i, '{"q": "' + i.encode("unicode_escape").decode() + '"}', 0.0) for i in ids]
+    assert await store.put_many(tasks, now=0.0) == [True] * len(ids)
+    claimed = await store.claim(now=1.0, limit=10, lease_s=60, max_attempts=3)
+    assert sorted((c.id, c.payload, c.attempts) for c in claimed) == sorted(
+        (t.id, t.payload, 1) for t in tasks
+    )
+    assert await store.ack_many([(c.id, c.lease) for c in claimed]) == len(ids)
+    assert await store.pending() == []
+    await store.close()
