@@ -13,9 +13,11 @@ MCP retry queues: ours beside the guide's JSON rewrite and persist-queue, in one
 
 0. Through the public API (MCPTaskRecovery: concurrent awaited saves and the running worker) beside
    persist-queue's SQLiteAckQueue and raw sqlite3 at the same synchronous setting, on a 1 000 and a
-   10 000 backlog, min and median of 5 interleaved rounds (``--api``: this table only).
+   10 000 backlog, min and median of 5 interleaved rounds (``--api``: this table only;
+   ``--rounds N``: N rounds), with the same calls committed on the store's Python thread
+   (``SAFLA_DIAG_PURE=1``) beside the compiled committer.
 
-Run: python benchmarks/bench_mcp.py [--api]
+Run: python benchmarks/bench_mcp.py [--api] [--rounds N]
 """
 
 from __future__ import annotations
@@ -702,9 +704,12 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench_mcp_"))
     try:
+        rounds = 5
+        if "--rounds" in sys.argv[1:]:
+            rounds = int(sys.argv[sys.argv.index("--rounds") + 1])
         save(
             "bench_mcp_api",
-            api_table(tmp) + batch_table(tmp) + blocking_saves(tmp),
+            api_table(tmp, rounds) + batch_table(tmp) + blocking_saves(tmp),
             cpus=os.cpu_count(),
         )
         if "--api" in sys.argv[1:]:
