@@ -88,8 +88,8 @@ class NativeLane:
         self._thread = threading.Thread(
             target=self._serve, name="safla_diag.mcp_retry.commit", daemon=True
         )
+        loop.add_reader(rfd, self._on_results)  # first: a loop without readers stops us here
         self._thread.start()
-        loop.add_reader(rfd, self._on_results)
 
     @classmethod
     async def start(

@@ -122,9 +122,12 @@ class Worker:
                 ahead = self.ahead
                 if ahead is not None:
                     limit = rec.concurrency
-                    # Shielded: stopped meanwhile, _stop waits for it and gives its tasks back.
-                    claimed = ahead.result() if ahead.done() else await asyncio.shield(ahead)
+                    if not ahead.done():
+                        # Not cancelled with us: a stopping worker's _stop waits for it and gives
+                        # its tasks back.
+                        await asyncio.wait((ahead,))
                     self.ahead = None
+                    claimed = ahead.result()  # a failed claim is handled below, once
                 else:
                     limit = free if self.running else free + AHEAD * rec.concurrency
                     claimed = await rec._claim(now=rec._clock(), limit=limit)

@@ -218,3 +218,43 @@ async def test_any_text_round_trips(tmp_path: Path, path: str) -> None:
     assert await store.ack_many([(c.id, c.lease) for c in claimed]) == len(ids)
     assert await store.pending() == []
     await store.close()
+
+
+@needs_native
+async def test_a_failed_claim_ahead_does_not_stop_the_worker(tmp_path: Path) -> None:
+    """A claim handed over ahead that fails is reported once; the worker claims again and every
+    task runs once."""
+    ran: list[str] = []
+    all_ran = asyncio.Event()
+
+    def execute(task: dict[str, Any]) -> None:
+        ran.append(task["id"])
+        if len(ran) == 200:
+            all_ran.set()
+
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=execute, retry_delay=0, concurrency=4)
+    await rec.save_failed_tasks([{"id": f"t{i:03}"} for i in range(200)])
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore)
+    real = store.claim
+    calls = 0
+
+    async def flaky(**kw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise QueueStoreError("the disk hiccuped", location=store.location)
+        return await real(**kw)
+
+    store.claim = flaky  # type: ignore[method-assign]
+    worker = asyncio.ensure_future(rec.retry_failed_tasks())
+    try:
+        async with asyncio.timeout(20):
+            await all_ran.wait()
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert sorted(ran) == [f"t{i:03}" for i in range(200)]
+    assert calls > 3
+    assert await rec.load_failed_tasks() == 0
+    await rec.aclose()
