@@ -744,6 +744,13 @@ static PyObject *Committer_take(Committer *c, PyObject *unused) {
         Op *next = op->next;
         if (out != NULL) {
             PyObject *r = result_of(op);
+            if (r == NULL && !PyErr_ExceptionMatches(PyExc_MemoryError)) {
+                /* A row another program wrote that is not UTF-8: this write fails (its caller
+                 * runs it again on the Python path) rather than every result being lost. */
+                PyErr_Clear();
+                r = Py_BuildValue("(LO(is))", op->token, Py_False, 0,
+                                  "a row read back is not valid UTF-8 text");
+            }
             if (r == NULL || PyList_Append(out, r) != 0) {
                 Py_CLEAR(out);
             }

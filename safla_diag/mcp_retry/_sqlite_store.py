@@ -26,7 +26,7 @@ from ._model import (
     StoredTask,
 )
 from ._sqlite import _ACK, _CLAIM, _INSERT, SQLiteOptions, SQLiteQueue
-from ._sqlite_native import NativeLane, claimed, native
+from ._sqlite_native import NativeLane, Redo, claimed, native
 from ._threads import ThreadLane
 from ._util import describe_error, logger
 
@@ -35,6 +35,15 @@ __all__ = ["SQLiteTaskStore"]
 T = TypeVar("T")
 
 _Write = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+
+
+def _redone(kind: str, redo: object) -> None:
+    """Note a write the committer's group failed, which runs again on the Python path (where a
+    SQLite error reaches its caller as it would have there: only the others are worth a log)."""
+    if isinstance(redo, Redo) and redo.code == 0:
+        logger.warning("MCP task queue %s run again on the Python path: %s", kind, redo.message)
+    else:
+        logger.debug("MCP task queue %s run again on the Python path: %r", kind, redo)
 
 
 def _settle_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -178,6 +187,7 @@ class SQLiteTaskStore:
             out = await lane.put(tasks, now)
             if type(out) is list:
                 return out
+            _redone("save", out)
         return await self._write(self.sync.put_many, tasks, now=now)
 
     async def put_dead(self, task: NewTask, *, error: str, now: float) -> bool:
@@ -198,6 +208,7 @@ class SQLiteTaskStore:
                 if exhausted:
                     await self._bury(exhausted, now=now, max_attempts=max_attempts)
                 return tasks
+            _redone("claim", rows)
         return await self._write(
             self.sync.claim, now=now, limit=limit, lease_s=lease_s, max_attempts=max_attempts
         )
@@ -222,6 +233,7 @@ class SQLiteTaskStore:
             n = await lane.ack([task_id])
             if type(n) is int:
                 return n == 1
+            _redone("ack", n)
         return await self._write(self.sync.ack, task_id, lease)
 
     async def ack_many(self, leases: Sequence[tuple[str, str]]) -> int:
@@ -231,6 +243,7 @@ class SQLiteTaskStore:
             n = await lane.ack([i for i, _ in leases])
             if type(n) is int:
                 return n
+            _redone("ack", n)
         return await self._write(self.sync.ack_many, leases)
 
     async def fail(

@@ -258,3 +258,29 @@ async def test_a_failed_claim_ahead_does_not_stop_the_worker(tmp_path: Path) -> 
     assert calls > 3
     assert await rec.load_failed_tasks() == 0
     await rec.aclose()
+
+
+@needs_native
+async def test_a_row_that_is_not_utf8_fails_one_claim_not_the_queue(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A payload another program wrote in bytes that are not UTF-8: the claim holding it is run
+    again on the Python path and says why in the log; nothing waits forever."""
+    db = tmp_path / "q.db"
+    store = SQLiteTaskStore(db)
+    await store.open()
+    await store.put_many([NewTask("good", "{}", 0.0)], now=0.0)
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "INSERT INTO tasks (id, payload, attempts, due_at, created_at) "
+        "VALUES ('bad', CAST(x'7bff7d' AS TEXT), 0, 0, 0)"
+    )
+    conn.commit()
+    conn.close()
+    async with asyncio.timeout(10):
+        got = await store.claim(now=1.0, limit=10, lease_s=60, max_attempts=3)
+    assert got == []  # both leased by the claim that could not be read; due again in 60 s
+    assert "not valid UTF-8" in caplog.text
+    later = await store.claim(now=62.0, limit=1, lease_s=60, max_attempts=3)
+    assert [t.id for t in later] == ["good"]  # rows are claimed in order of due time, then rowid
+    await store.close()
