@@ -343,7 +343,7 @@ static int grow_rows(Op *op) {
 
 static char *copy_text(sqlite3_stmt *st, int col, int *len) {
     const unsigned char *t = S.column_text(st, col);
-    int n = S.column_bytes(st, col);
+    int n = t == NULL ? 0 : S.column_bytes(st, col); /* NULL: an SQL NULL (or no memory) */
     char *out = PyMem_RawMalloc((size_t)n + 1);
     if (out == NULL)
         return NULL;
