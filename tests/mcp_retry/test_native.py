@@ -254,7 +254,10 @@ async def test_a_failed_claim_ahead_does_not_stop_the_worker(tmp_path: Path) -> 
     finally:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
-    assert sorted(ran) == [f"t{i:03}" for i in range(200)]
+    # Tasks stopped before their acks were given back (at least once): they run again here.
+    again = await rec.retry_once()
+    assert again <= 4
+    assert sorted(set(ran)) == [f"t{i:03}" for i in range(200)] and len(ran) == 200 + again
     assert calls > 3
     assert await rec.load_failed_tasks() == 0
     await rec.aclose()
