@@ -1,6 +1,8 @@
 """
 :class:`SQLiteTaskStore`: the :class:`~._model.TaskStore` of a SQLite file, the blocking
 :class:`~._sqlite.SQLiteQueue` run on the store's own thread (never the host's default executor).
+Saves, claims and acks of the loop that opened it go to the compiled committer where it was built
+(:mod:`._sqlite_native`): the same statements, committed off the interpreter lock.
 """
 
 from __future__ import annotations
