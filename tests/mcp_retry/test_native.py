@@ -287,3 +287,34 @@ async def test_a_row_that_is_not_utf8_fails_one_claim_not_the_queue(
     later = await store.claim(now=62.0, limit=1, lease_s=60, max_attempts=3)
     assert [t.id for t in later] == ["good"]  # rows are claimed in order of due time, then rowid
     await store.close()
+
+
+@needs_native
+async def test_the_worker_schedules_instead_of_polling(tmp_path: Path) -> None:
+    """With one task due later, the worker claims a handful of times, not in a busy loop: the
+    committer's own commits, which the file's other connection sees as a change, wake it once."""
+    ran = asyncio.Event()
+    rec = MCPTaskRecovery(tmp_path / "q.db", execute=lambda t: ran.set())
+    await rec.save_failed_task({"id": "later"}, delay=0.5)
+    store = rec.store
+    assert isinstance(store, SQLiteTaskStore) and _lane(store) is not None
+    real = store.claim
+    claims = 0
+
+    async def spy(**kw: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await real(**kw)
+
+    store.claim = spy  # type: ignore[method-assign]
+    worker = asyncio.ensure_future(rec.retry_failed_tasks())
+    try:
+        async with asyncio.timeout(10):
+            await ran.wait()
+        await asyncio.sleep(0.6)  # idle again afterwards: no claims while nothing is due
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert 2 <= claims <= 8, claims  # 5 here; a busy loop would make hundreds
+    assert await rec.load_failed_tasks() == 0
+    await rec.aclose()
