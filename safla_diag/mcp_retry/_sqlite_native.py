@@ -187,7 +187,7 @@ class NativeLane:
                 continue  # its caller was cancelled meanwhile (the write is done all the same)
             fut.set_result(value if ok else Redo(*value))
 
-    async def aclose(self, wait: Any) -> None:
+    async def aclose(self, wait: Callable[..., Awaitable[Any]]) -> None:
         """
         Commit what was handed over, then close the connection. ``wait`` runs a blocking call off
         the loop (the store's own thread). Writes handed over and never committed (the committer

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from typing_extensions import Unpack
 
+from .._redact import redact
 from ._model import (
     INF,
     ClaimedTask,
@@ -119,7 +120,9 @@ class SQLiteTaskStore:
                 run=self._lane.run,
             )
         except (OSError, RuntimeError) as err:
-            logger.info("the queue %s commits in Python: %s", self.location, describe_error(err))
+            logger.info(
+                "the queue %s commits in Python: %s", redact(self.location), describe_error(err)
+            )
             return None
 
     async def close(self) -> None:
