@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,6 +69,25 @@ SAVERS = 64  # concurrent request handlers awaiting save_failed_task
 WORKER_CONCURRENCY = 32
 
 
+class Measured(NamedTuple):
+    """One measurement of the public-API table."""
+
+    wall: float  # s
+    cpu: float  # process CPU s (every thread)
+    save_us: float  # calling-thread CPU µs per awaited save (ours only, else nan)
+    written: float  # bytes the process wrote per task (write syscalls; Linux only, else nan)
+
+
+def _bytes_written() -> float:
+    """Bytes this process has handed to write syscalls so far (``/proc/self/io``'s ``wchar``):
+    the amount of work the disk is given, which unlike time does not move with the machine."""
+    try:
+        with open("/proc/self/io") as f:
+            return float(next(int(v) for k, v in (ln.split(":") for ln in f) if k == "wchar"))
+    except (OSError, StopIteration, ValueError):
+        return float("nan")
+
+
 def _preload_ours(path: Path, backlog: int, *, library_ids: bool = False) -> None:
     q = SQLiteQueue(path)
     payload = json.dumps(_task(0), separators=(",", ":"))
@@ -84,14 +103,11 @@ def _task_without_id(i: int) -> dict[str, Any]:
     return t
 
 
-def api_ours(
-    d: Path, backlog: int, sync: str, *, library_ids: bool = False
-) -> tuple[float, float, float]:
+def api_ours(d: Path, backlog: int, sync: str, *, library_ids: bool = False) -> Measured:
     """
     Through MCPTaskRecovery as a service calls it: SAVERS coroutines await save_failed_task for
     API_TASKS tasks while the running worker claims, executes and acks API_TASKS tasks (FIFO: the
-    backlog's head). Returns (wall s, process CPU s, calling-thread CPU µs per awaited save, the
-    last measured apart: saves only). ``library_ids``: the tasks carry no id, so the library
+    backlog's head). The calling-thread CPU per awaited save is measured apart (saves only). ``library_ids``: the tasks carry no id, so the library
     gives each a time-ordered one (the backlog's too); otherwise random uuid4 ids.
     """
     path = d / f"api-{sync}-{backlog}-{uuid.uuid4().hex[:6]}.db"
@@ -99,7 +115,7 @@ def api_ours(
     make = _task_without_id if library_ids else _task
     tasks = [make(i) for i in range(API_TASKS)]
 
-    async def main() -> tuple[float, float, float]:
+    async def main() -> Measured:
         done = asyncio.Event()
         ran = 0
 
@@ -121,7 +137,7 @@ def api_ours(
             for t in tasks[k::SAVERS]:
                 await rec.save_failed_task(t, delay=0)
 
-        w, c = time.perf_counter(), time.process_time()
+        b, w, c = _bytes_written(), time.perf_counter(), time.process_time()
         worker = asyncio.ensure_future(rec.retry_failed_tasks())
         await asyncio.gather(*(saver(k) for k in range(SAVERS)))
         await done.wait()
@@ -131,15 +147,16 @@ def api_ours(
         # the WAL into it, which no commit waits for) is left out, as for the other two variants.
         await asyncio.gather(worker, return_exceptions=True)
         wall, cpu = time.perf_counter() - w, time.process_time() - c
+        written = (_bytes_written() - b) / API_TASKS
         left = await rec.stats()  # every task run is acked; none is leased any more
         assert (left.pending, left.in_flight, left.dead) == (backlog + API_TASKS - ran, 0, 0), left
         await rec.aclose()
-        return wall, cpu, await _save_cpu(d, sync)
+        return Measured(wall, cpu, await _save_cpu(d, sync), written)
 
     return asyncio.run(main())
 
 
-def api_ours_python_commits(d: Path, backlog: int, sync: str) -> tuple[float, float, float]:
+def api_ours_python_commits(d: Path, backlog: int, sync: str) -> Measured:
     """:func:`api_ours` with ``SAFLA_DIAG_PURE=1``: the store commits on its Python thread, as
     where the compiled committer is not built (the comparison the committer is measured by)."""
     old = os.environ.get("SAFLA_DIAG_PURE")
@@ -171,7 +188,7 @@ async def _save_cpu(d: Path, sync: str) -> float:
     return used / API_TASKS * 1e6
 
 
-def api_persist_queue(d: Path, backlog: int, sync: str) -> tuple[float, float, float]:
+def api_persist_queue(d: Path, backlog: int, sync: str) -> Measured:
     """persist-queue's SQLiteAckQueue: API_TASKS puts, then API_TASKS get + ack, on a backlog."""
     from persistqueue import SQLiteAckQueue
 
@@ -181,17 +198,22 @@ def api_persist_queue(d: Path, backlog: int, sync: str) -> tuple[float, float, f
         q.put(_task(i))
     q._conn.execute(f"PRAGMA synchronous={sync}")
     tasks = [_task(i) for i in range(API_TASKS)]
-    w, c = time.perf_counter(), time.process_time()
+    b, w, c = _bytes_written(), time.perf_counter(), time.process_time()
     for t in tasks:
         q.put(t)
     for _ in range(API_TASKS):
         q.ack(q.get(block=False))
-    out = time.perf_counter() - w, time.process_time() - c, float("nan")
+    out = Measured(
+        time.perf_counter() - w,
+        time.process_time() - c,
+        float("nan"),
+        (_bytes_written() - b) / API_TASKS,
+    )
     q.close()
     return out
 
 
-def api_raw_sqlite(d: Path, backlog: int, sync: str) -> tuple[float, float, float]:
+def api_raw_sqlite(d: Path, backlog: int, sync: str) -> Measured:
     """Raw sqlite3, the same statements one at a time (autocommit), WAL, on a backlog."""
     import sqlite3
 
@@ -214,7 +236,7 @@ def api_raw_sqlite(d: Path, backlog: int, sync: str) -> tuple[float, float, floa
     conn.execute("COMMIT")
     conn.execute(f"PRAGMA synchronous={sync}")
     tasks = [_task(i) for i in range(API_TASKS)]
-    w, c = time.perf_counter(), time.process_time()
+    b, w, c = _bytes_written(), time.perf_counter(), time.process_time()
     now = time.time()
     for t in tasks:
         conn.execute(
@@ -229,7 +251,12 @@ def api_raw_sqlite(d: Path, backlog: int, sync: str) -> tuple[float, float, floa
         ).fetchone()
         json.loads(payload)
         conn.execute("DELETE FROM tasks WHERE id = ?", (tid,))
-    out = time.perf_counter() - w, time.process_time() - c, float("nan")
+    out = Measured(
+        time.perf_counter() - w,
+        time.process_time() - c,
+        float("nan"),
+        (_bytes_written() - b) / API_TASKS,
+    )
     conn.close()
     return out
 
@@ -246,7 +273,7 @@ def api_batch(
     make = _task_without_id if library_ids else _task
     tasks = [make(i) for i in range(n)]
 
-    async def main() -> tuple[float, float, float]:
+    async def main() -> Measured:
         done = asyncio.Event()
         ran = 0
 
@@ -384,7 +411,7 @@ def api_table(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
     for sync in ("NORMAL", "FULL"):
         # Both backlogs in every round: the machine's speed drifts over minutes, and the cost per
         # task at 10 000 is compared with 1 000 measured in the same minutes.
-        cells: dict[int, dict[str, list[tuple[float, float, float]]]] = {
+        cells: dict[int, dict[str, list[Measured]]] = {
             backlog: {k: [] for k in variants} for backlog in (1000, 10000)
         }
         for _ in range(rounds):
@@ -392,12 +419,13 @@ def api_table(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
                 for name, fn in variants.items():
                     got[name].append(fn(tmp, backlog, sync))
         for backlog, got in cells.items():
-            rate = {k: [API_TASKS / w for w, _, _ in v] for k, v in got.items()}
+            rate = {k: [API_TASKS / m.wall for m in v] for k, v in got.items()}
             row: dict[str, Any] = {"synchronous": sync, "backlog": backlog}
             for k, r in rate.items():
                 row[k] = {"min": min(r), "median": statistics.median(r),
-                          "cpu_us_per_task": statistics.median(c for _, c, _ in got[k]) / API_TASKS * 1e6}  # fmt: skip
-            save_us = statistics.median(s for _, _, s in got["ours (public API)"])
+                          "cpu_us_per_task": statistics.median(m.cpu for m in got[k]) / API_TASKS * 1e6,
+                          "bytes_written_per_task": statistics.median(m.written for m in got[k])}  # fmt: skip
+            save_us = statistics.median(m.save_us for m in got["ours (public API)"])
             row["awaited_save_cpu_us"] = save_us
             ours_med = row["ours (public API)"]["median"]
             row["ratio_vs_persist_queue"] = ours_med / row["persist-queue"]["median"]
@@ -421,7 +449,7 @@ def api_table(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
         # The same, as the median of each round's own ratio: both backlogs run minutes apart at
         # most, so the machine's drift between rounds cancels out.
         paired = {
-            k: statistics.median(t / o for (o, _, _), (t, _, _) in
+            k: statistics.median(t.wall / o.wall for o, t in
                                  zip(cells[1000][k], cells[10000][k], strict=True)) - 1
             for k in variants
         }  # fmt: skip
@@ -429,6 +457,15 @@ def api_table(tmp: Path, rounds: int = 5) -> list[dict[str, Any]]:
                      "median of per-round ratios", **paired})  # fmt: skip
         print(f"  {sync:<6} the same, median of per-round ratios: " + "  ".join(
             f"{k} {v:+.1%}" for k, v in paired.items()))  # fmt: skip
+        # The work behind the time, which the machine's noise does not move: CPU (every thread)
+        # and bytes handed to the disk per task, 10 000 over 1 000.
+        for label, key, unit in (("CPU", "cpu_us_per_task", "µs"),
+                                 ("bytes written", "bytes_written_per_task", "B")):  # fmt: skip
+            work = {k: (one[k][key], ten[k][key]) for k in variants}
+            rows.append({"synchronous": sync, "label": f"{label} per task, 1 000 and 10 000",
+                         **{k: list(v) for k, v in work.items()}})  # fmt: skip
+            print(f"  {sync:<6} {label} per task at 1 000 -> 10 000: " + "  ".join(
+                f"{k} {a:.0f} -> {b:.0f} {unit} ({b / a - 1:+.1%})" for k, (a, b) in work.items()))  # fmt: skip
     load_after = os.getloadavg()
     rows.append({"label": "load average before/after", "before": load_before, "after": load_after})
     print(f"  load average after: {load_after[0]:.2f}")
