@@ -325,7 +325,7 @@ def api_batch(
     make = _task_without_id if library_ids else _task
     tasks = [make(i) for i in range(n)]
 
-    async def main() -> Measured:
+    async def main() -> tuple[float, float, float]:
         done = asyncio.Event()
         ran = 0
 
