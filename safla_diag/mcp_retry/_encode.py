@@ -7,7 +7,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
@@ -52,12 +52,13 @@ def _dumps(task: dict[str, Any]) -> str:
     return "".join(_C_ENCODE(task, 0))
 
 
-def _plain(value: object, depth: int) -> bool:
+def _plain(value: object, depth: int = 0) -> bool:
     """
     Whether a value is plain JSON (dicts with str keys, lists, tuples, str, int, bool, None,
     finite floats) nested at most :data:`_MAX_DEPTH` deep: the fast check of every save, without
     the field names; anything else (a problem, or a Mapping or str subclass) goes to
-    :func:`_check_json`, which decides and names the field.
+    :func:`_check_json`, which decides and names the field. :data:`_PLAIN` is this check, in C
+    where the package's extension is built.
     """
     t = type(value)
     if t is dict:
@@ -80,6 +81,20 @@ def _plain(value: object, depth: int) -> bool:
         if not _plain(v, depth + 1):
             return False
     return True
+
+
+def _native_plain() -> Callable[[object], bool]:
+    """The compiled :func:`_plain` (the same answers; a tenth of the time), else :func:`_plain`."""
+    if os.environ.get("SAFLA_DIAG_PURE", "") not in ("", "0"):
+        return _plain
+    try:
+        from ._native import plain
+    except ImportError:  # not built, or Windows (where the module is empty)
+        return _plain
+    return plain
+
+
+_PLAIN = _native_plain()
 
 
 def _check_json(value: object, where: str, depth: int = 0) -> None:
@@ -173,7 +188,7 @@ def encode_task(task: Mapping[str, Any]) -> tuple[str, str]:
     key = str(task_id)
     if not key or len(key) > 1024:
         raise ValueError("task id must be a non-empty string of at most 1024 characters")
-    if not _plain(t, 0):
+    if not _PLAIN(t):
         _check_json(t, "task")
     try:
         payload = _dumps(t)

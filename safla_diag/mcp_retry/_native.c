@@ -17,6 +17,7 @@
 #ifndef _WIN32
 #include <dlfcn.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
@@ -800,9 +801,52 @@ static PyTypeObject CommitterType = {
     .tp_doc = "One connection to the queue file and the group commit of its thread.",
 };
 
+/* -- the check of every save (_encode._plain, in C) ------------------------------------------- */
+
+#define PLAIN_MAX_DEPTH 64 /* _encode._MAX_DEPTH */
+
+/* Whether a value is plain JSON: exact dicts with exact str keys, lists, tuples, str, int, bool,
+ * None and finite floats, containers nested at most PLAIN_MAX_DEPTH deep. Exact types only, as in
+ * Python: anything else (a subclass, a Mapping) is for _encode._check_json to decide. No Python
+ * code runs here, so nothing can change the containers while they are read; the depth bounds the
+ * recursion. */
+static int plain_of(PyObject *v, int depth) {
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyUnicode_Type || t == &PyLong_Type || t == &PyBool_Type || v == Py_None)
+        return 1;
+    if (t == &PyFloat_Type)
+        return isfinite(PyFloat_AS_DOUBLE(v)) != 0;
+    if (t != &PyDict_Type && t != &PyList_Type && t != &PyTuple_Type)
+        return 0;
+    if (depth >= PLAIN_MAX_DEPTH)
+        return 0;
+    if (t == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(v, &pos, &key, &value)) {
+            if (Py_TYPE(key) != &PyUnicode_Type || !plain_of(value, depth + 1))
+                return 0;
+        }
+        return 1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
+    PyObject **items = PySequence_Fast_ITEMS(v);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!plain_of(items[i], depth + 1))
+            return 0;
+    }
+    return 1;
+}
+
+static PyObject *native_plain(PyObject *self, PyObject *value) {
+    return PyBool_FromLong(plain_of(value, 0));
+}
+
 static PyMethodDef module_methods[] = {
     {"load", native_load, METH_VARARGS,
      "load(path of the _sqlite3 module) -> SQLite's version: use the SQLite it loaded."},
+    {"plain", native_plain, METH_O,
+     "plain(value) -> whether it is plain JSON a save may encode without the full check."},
     {NULL, NULL, 0, NULL},
 };
 

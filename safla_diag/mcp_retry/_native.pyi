@@ -3,6 +3,7 @@
 from typing import Any
 
 def load(sqlite3_module_path: str, /) -> str: ...
+def plain(value: object, /) -> bool: ...
 
 class Committer:
     def __init__(

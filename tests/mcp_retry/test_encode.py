@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from safla_diag.mcp_retry import _encode
 from safla_diag.mcp_retry._encode import decode_task, encode_task
 
 JSON_LEAVES = (
@@ -80,3 +81,81 @@ def test_too_deep_refused() -> None:
         value = [value]
     with pytest.raises(ValueError, match="deeper"):
         encode_task({"v": value})
+
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+class _Dict(dict):  # type: ignore[type-arg]
+    pass
+
+
+ANY_LEAVES = (
+    JSON_LEAVES
+    | BAD_LEAVES
+    | st.floats()  # NaN and infinities too
+    | st.builds(_Str, st.text(max_size=4))
+    | st.builds(_Int, st.integers())
+)
+ANY = st.recursive(
+    ANY_LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(st.text(max_size=4) | st.integers() | st.builds(_Str), inner, max_size=4)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=3).map(_Dict)
+    ),
+    max_leaves=24,
+)
+
+
+try:
+    from safla_diag.mcp_retry._native import plain as compiled_plain
+except ImportError:  # not built, or Windows
+    compiled_plain = None
+
+needs_compiled = pytest.mark.skipif(compiled_plain is None, reason="the extension was not built")
+
+
+def _nested(depth: int, leaf: Any, kind: str) -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = {"k": value} if kind == "dict" else [value] if kind == "list" else (value,)
+    return value
+
+
+@needs_compiled
+@given(ANY)
+def test_the_compiled_check_answers_as_the_python_one(value: Any) -> None:
+    """Differential: the C check of every save says plain exactly when the Python one does (an
+    answer that differed either way would let a value past the full check, or slow every save)."""
+    assert compiled_plain is not None
+    assert compiled_plain(value) is _encode._plain(value)
+
+
+@needs_compiled
+@pytest.mark.parametrize("kind", ["dict", "list", "tuple"])
+@pytest.mark.parametrize("depth", [0, 1, 63, 64, 65, 500])
+@pytest.mark.parametrize("leaf", [1, "x", None, 1.5, math.nan, [], {}])
+def test_the_compiled_check_stops_at_the_same_depth(kind: str, depth: int, leaf: Any) -> None:
+    """Containers nest at most 64 deep in both; deeper (500: past C's comfort) is not plain."""
+    value = _nested(depth, leaf, kind)
+    containers = depth + (1 if isinstance(leaf, (list, dict)) else 0)
+    expected = containers <= 64 and not (isinstance(leaf, float) and math.isnan(leaf))
+    assert compiled_plain is not None
+    assert _encode._plain(value) is expected
+    assert compiled_plain(value) is expected
+
+
+def test_saves_check_in_c_where_built_and_in_python_when_pure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SAFLA_DIAG_PURE", raising=False)
+    assert _encode._native_plain() is (compiled_plain or _encode._plain)
+    monkeypatch.setenv("SAFLA_DIAG_PURE", "1")
+    assert _encode._native_plain() is _encode._plain
