@@ -170,8 +170,9 @@ def api_ours(d: Path, backlog: int, sync: str, *, library_ids: bool = False) -> 
     """
     Through MCPTaskRecovery as a service calls it: SAVERS coroutines await save_failed_task for
     API_TASKS tasks while the running worker claims, executes and acks API_TASKS tasks (FIFO: the
-    backlog's head). The calling-thread CPU per awaited save is measured apart (saves only). ``library_ids``: the tasks carry no id, so the library
-    gives each a time-ordered one (the backlog's too); otherwise random uuid4 ids.
+    backlog's head). The calling-thread CPU per awaited save is measured apart (saves only).
+    ``library_ids``: the tasks carry no id, so the library gives each a time-ordered one (the
+    backlog's too); otherwise random uuid4 ids.
     """
     path = d / f"api-{sync}-{backlog}-{uuid.uuid4().hex[:6]}.db"
     _preload("ours", path, backlog, library_ids=library_ids)
