@@ -112,7 +112,7 @@ def _preload(kind: str, path: Path, backlog: int, *, library_ids: bool = False) 
     Write a variant's backlog from a child process, as an earlier run of the service left it.
     Written in the measuring process, a 10 000 backlog left that process ten times the churn of
     a 1 000 one, and its timed window then waited for a CPU more often (runqueue time 2 to 6 ms
-    against 0.1 to 2.5, per /proc's schedstat): 10-17% more time at 10 000 for the same work.
+    against 0.1 to 2.5, per /proc's schedstat): up to 17% more time at 10 000 for the same work.
     """
     flag = "lib" if library_ids else "uuid"
     cmd = [sys.executable, __file__, "--preload", kind, str(path), str(backlog), flag]
